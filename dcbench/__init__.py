@@ -1,0 +1,11 @@
+"""dcbench: a pluggy-based benchmark host for dataset condensation methods."""
+from __future__ import annotations
+
+import pluggy
+
+__version__ = "0.1.0"
+
+#: Marker to be imported and used in plugins: ``@dcbench.hookimpl def dcbench_register_methods(register): ...``
+hookimpl = pluggy.HookimplMarker("dcbench")
+
+__all__ = ["__version__", "hookimpl"]

@@ -1,0 +1,249 @@
+"""The evaluation protocol: train K fresh networks on a synthetic set, test each on the full test set.
+
+As the reference ``evaluate_synset``: SGD (lr 0.01, momentum 0.9, weight decay 5e-4), batch 256,
+cross-entropy on hard labels, ``epochs + 1`` epochs with the lr multiplied by 0.1 (and the
+optimiser re-created) at epoch ``epochs // 2 + 1``, and the accuracy of the final model on every
+test image (no epoch is ever chosen on test accuracy).
+
+The K models can train together: their parameters are stacked (``torch.func.stack_module_state``)
+and one ``vmap``-ed ``functional_call`` runs all of them per step. Since the summed loss separates
+by model and SGD is element-wise, one optimiser over the stacked tensors is exactly K independent
+optimisers. Each model k has its own streams (init, data order, augmentation) derived from
+``(seed, k)``, so the stacked run and a model-by-model run give the same networks (up to float
+rounding). Stacking pays where per-step overhead dominates: always on a GPU, and on a CPU for small
+minibatches (IPC-1-sized sets). A CPU is compute-bound on larger minibatches and on the test pass,
+where model by model is faster (measured: see the README), so ``stacked=None`` picks per device.
+BatchNorm networks (running statistics are in-place buffers) always train model by model.
+"""
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call, stack_module_state, vmap
+from torch.nn import functional as F
+
+from dcbench.augment import augment, dc_augment, dsa_strategy_for, parse_strategy
+from dcbench.datasets import RealDataset
+from dcbench.errors import DcbenchError
+from dcbench.networks import BUILTIN_ARCHITECTURES, Architecture, build_network
+from dcbench.seeding import derive_seed, make_generator
+from dcbench.synthetic import SyntheticSet
+
+AUGMENTATIONS = ("none", "dsa", "dc")
+PROTOCOL_VERSION = "1"
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """How a synthetic set is judged. Named and versioned; written into every result row."""
+
+    arch: str = "ConvNet"
+    arch_options: dict[str, Any] = field(default_factory=dict)
+    epochs: int = 300
+    models: int = 20
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    batch_size: int = 256
+    augmentation: str = "none"
+    dsa_strategy: str = ""  # "" = the reference string for the dataset
+    test_batch_size: int = 1000
+    version: str = PROTOCOL_VERSION
+
+    def __post_init__(self) -> None:
+        if self.augmentation not in AUGMENTATIONS:
+            raise DcbenchError(f"unknown evaluation augmentation {self.augmentation!r}; "
+                               f"choose one of {', '.join(AUGMENTATIONS)}")
+        for name in ("epochs", "models", "batch_size", "test_batch_size"):
+            if getattr(self, name) < (0 if name == "epochs" else 1):
+                raise DcbenchError(f"protocol {name} must be positive, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise DcbenchError(f"protocol lr must be > 0, got {self.lr}")
+        parse_strategy(self.dsa_strategy)
+
+    @property
+    def name(self) -> str:
+        width = self.arch_options.get("width")
+        arch = f"{self.arch}-W{width}" if width else self.arch
+        return f"{arch}/{self.epochs}ep/{self.augmentation}/v{self.version}"
+
+    @classmethod
+    def for_preset(cls, preset: str, dataset: str = "", augmentation: str = "none", arch: str = "ConvNet",
+                   **overrides: Any) -> Protocol:
+        """The protocol of a preset. ``paper``: 20 models, 300 epochs without augmentation and 1000
+        with (DC/DSA/DM scripts), full-width networks. ``quick``: the CPU budget of ``dcbench run``.
+        ``smoke``: a few epochs of two tiny networks, for tests."""
+        if preset == "paper":
+            values: dict[str, Any] = {"models": 20, "epochs": 300 if augmentation == "none" else 1000}
+        elif preset == "quick":
+            values = {"models": 2, "epochs": 150, "arch_options": {"width": 32}}
+        elif preset == "smoke":
+            values = {"models": 2, "epochs": 2, "arch_options": {"width": 16}}
+        else:
+            raise DcbenchError(f"unknown preset {preset!r}; choose one of smoke, quick, paper")
+        if not arch.startswith("ConvNet"):
+            values.pop("arch_options", None)  # widths are a ConvNet option
+        values.update(overrides)
+        strategy = values.pop("dsa_strategy", "") or (dsa_strategy_for(dataset) if augmentation == "dsa" else "")
+        return cls(arch=arch, augmentation=augmentation, dsa_strategy=strategy, **values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "name": self.name}
+
+
+@dataclass
+class EvaluationResult:
+    test_accs: list[float]  # fraction correct on the whole test set, one per model
+    train_accs: list[float]  # fraction correct on the synthetic set in the final epoch
+    eval_seeds: list[int]
+    seconds: float
+    protocol: dict[str, Any]
+
+    @property
+    def mean(self) -> float:
+        return sum(self.test_accs) / len(self.test_accs)
+
+
+def _augmenter(protocol: Protocol, generator: torch.Generator) -> Callable[[Tensor], Tensor]:
+    if protocol.augmentation == "dsa":
+        return lambda x: augment(x, protocol.dsa_strategy, generator)
+    if protocol.augmentation == "dc":
+        return lambda x: dc_augment(x, generator)
+    return lambda x: x
+
+
+class _StackedModels:
+    """K networks of one architecture evaluated as one vmapped functional model."""
+
+    def __init__(self, nets: list[nn.Module]) -> None:
+        self.params, self.buffers = stack_module_state(nets)
+        template = copy.deepcopy(nets[0]).to("meta")
+
+        def run(params: dict[str, Tensor], buffers: dict[str, Tensor], x: Tensor) -> Tensor:
+            return functional_call(template, (params, buffers), (x,))
+
+        self.forward_each = vmap(run)  # x: (K, n, ...) one batch per model
+        self.forward_shared = vmap(run, in_dims=(0, 0, None))  # x: (n, ...) the same batch for all
+
+    def parameters(self) -> list[Tensor]:
+        return list(self.params.values())
+
+    @torch.no_grad()
+    def unstack_into(self, nets: list[nn.Module]) -> None:
+        """Copy the trained stacked parameters back into the K separate networks."""
+        for i, net in enumerate(nets):
+            for name, tensor in [*net.named_parameters(), *net.named_buffers()]:
+                tensor.copy_((self.params.get(name) if name in self.params else self.buffers[name])[i])
+
+    def logits(self, x: Tensor) -> Tensor:
+        return self.forward_each(self.params, self.buffers, x)
+
+    def logits_shared(self, x: Tensor) -> Tensor:
+        return self.forward_shared(self.params, self.buffers, x)
+
+
+class _SingleModel:
+    """One network with the same interface (BatchNorm nets, and the model-by-model reference run)."""
+
+    def __init__(self, net: nn.Module) -> None:
+        self.net = net
+
+    def parameters(self) -> list[Tensor]:
+        return list(self.net.parameters())
+
+    def logits(self, x: Tensor) -> Tensor:
+        self.net.train()
+        return self.net(x[0]).unsqueeze(0)
+
+    def logits_shared(self, x: Tensor) -> Tensor:
+        self.net.eval()
+        return self.net(x).unsqueeze(0)
+
+
+def _train_group(models: _StackedModels | _SingleModel, indices: list[int], images: Tensor, labels: Tensor,
+                 protocol: Protocol, seed: int) -> list[float]:
+    """Train a group of models (their global indices in ``indices``) and return final train accuracies."""
+    k, n = len(indices), images.shape[0]
+    order_gens = [make_generator(seed, "eval-order", i) for i in indices]
+    aug_fns = [_augmenter(protocol, make_generator(seed, "eval-aug", i)) for i in indices]
+    lr = protocol.lr
+
+    def new_optimizer(lr: float) -> torch.optim.Optimizer:
+        return torch.optim.SGD(models.parameters(), lr=lr, momentum=protocol.momentum,
+                               weight_decay=protocol.weight_decay)
+
+    optimizer = new_optimizer(lr)
+    correct = torch.zeros(k, device=images.device)
+    for epoch in range(protocol.epochs + 1):
+        if epoch == protocol.epochs // 2 + 1:
+            lr *= 0.1
+            optimizer = new_optimizer(lr)  # re-created, as the reference: momentum is reset
+        perms = torch.stack([torch.randperm(n, generator=g) for g in order_gens]).to(images.device)
+        correct.zero_()
+        for start in range(0, n, protocol.batch_size):
+            idx = perms[:, start:start + protocol.batch_size]
+            xb = torch.stack([aug(images[i]) for aug, i in zip(aug_fns, idx)])
+            yb = labels[idx]
+            logits = models.logits(xb)
+            loss = F.cross_entropy(logits.flatten(0, 1), yb.flatten(), reduction="none").view(k, -1).mean(1).sum()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            correct += (logits.detach().argmax(-1) == yb).sum(1)
+    return (correct / n).tolist()
+
+
+@torch.no_grad()
+def _test_group(models: _StackedModels | _SingleModel, real: RealDataset, batch_size: int) -> list[float]:
+    correct = None
+    for start in range(0, real.test_images.shape[0], batch_size):
+        x = real.test_images[start:start + batch_size]
+        y = real.test_labels[start:start + batch_size]
+        hits = (models.logits_shared(x).argmax(-1) == y).sum(1)
+        correct = hits if correct is None else correct + hits
+    return (correct.float() / real.test_images.shape[0]).tolist()
+
+
+#: On a CPU, stack the K models only while a minibatch holds at most this many images.
+CPU_STACKING_MAX_BATCH = 32
+
+
+def evaluate_synthetic(synthetic: SyntheticSet, real: RealDataset, protocol: Protocol, seed: int,
+                       device: torch.device | str | None = None, architecture: Architecture | None = None,
+                       stacked: bool | None = None) -> EvaluationResult:
+    """Train ``protocol.models`` fresh networks on ``synthetic`` and test each on all of ``real``'s
+    test images. ``stacked`` trains the K models as one vmapped model (True), one after another
+    (False) or whichever is faster on the device (None); the results are the same."""
+    device = torch.device(device) if device is not None else real.device
+    arch = architecture or {a.name: a for a in BUILTIN_ARCHITECTURES}.get(protocol.arch)
+    if arch is None:
+        raise DcbenchError(f"unknown evaluation architecture {protocol.arch!r}; `dcbench list` shows them")
+    synthetic.validate(real.channels, real.image_size, real.num_classes)
+    real = real.to(device) if real.device != device else real
+    images, labels = synthetic.images.to(device), synthetic.labels.to(device)
+    start = time.perf_counter()
+    nets = [build_network(arch, real.channels, real.num_classes, real.image_size,
+                          make_generator(seed, "eval-net", i), device, **protocol.arch_options)
+            for i in range(protocol.models)]
+    if stacked is None:
+        stacked = device.type != "cpu" or min(len(images), protocol.batch_size) <= CPU_STACKING_MAX_BATCH
+    stack = bool(stacked) and not arch.has_batchnorm and protocol.models > 1
+    if stack:
+        models = _StackedModels(nets)
+        train_accs = _train_group(models, list(range(protocol.models)), images, labels, protocol, seed)
+        models.unstack_into(nets)
+    else:
+        train_accs = [acc for i, net in enumerate(nets)
+                      for acc in _train_group(_SingleModel(net), [i], images, labels, protocol, seed)]
+    if stack and device.type != "cpu":
+        test_accs = _test_group(models, real, protocol.test_batch_size)
+    else:  # a CPU is compute-bound here: model by model is faster than vmap
+        test_accs = [acc for net in nets for acc in _test_group(_SingleModel(net), real, protocol.test_batch_size)]
+    return EvaluationResult(test_accs, train_accs, [derive_seed(seed, "eval-net", i) for i in range(protocol.models)],
+                            time.perf_counter() - start, protocol.to_dict())

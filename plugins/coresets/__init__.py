@@ -1,0 +1,17 @@
+"""Coreset baselines of the condensation literature: ``random``, ``herding`` and the ``whole``
+training set as a reference line."""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from dcbench import hookimpl
+from dcbench.methods import Method
+
+from .method import HerdingMethod, RandomMethod, WholeDatasetMethod
+
+
+@hookimpl
+def dcbench_register_methods(register: Callable[[Method], None]) -> None:
+    register(RandomMethod())
+    register(HerdingMethod())
+    register(WholeDatasetMethod())

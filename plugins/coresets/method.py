@@ -1,0 +1,124 @@
+"""Random and herding coresets (selections of real images), and the whole training set.
+
+Herding follows the DC authors' description (DatasetCondensation issue #15): per class, greedily
+add the image whose embedding brings the running mean of the selection closest to the class mean.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+from torch import Tensor
+
+from dcbench.datasets import RealDataset
+from dcbench.errors import DcbenchError
+from dcbench.methods import CondenseContext, Method, class_major_labels, init_synthetic_images
+from dcbench.seeding import make_generator
+from dcbench.synthetic import SyntheticSet
+
+
+@dataclass
+class RandomConfig:
+    """A class-balanced random subset has no knobs; the seed picks the images."""
+
+    PRESETS: ClassVar[dict[str, dict]] = {}
+
+
+class RandomMethod(Method):
+    name = "random"
+    version = "1.0.0"
+    description = "class-balanced random real images (the baseline every method must beat)"
+    config_class = RandomConfig
+
+    def condense(self, real: RealDataset, ipc: int, config: RandomConfig, seed: int,
+                 ctx: CondenseContext) -> SyntheticSet:
+        images = init_synthetic_images(real, ipc, "real", make_generator(seed, "init"))
+        ctx.metrics["iterations"] = 0
+        return SyntheticSet(images, class_major_labels(real.num_classes, ipc))
+
+
+@dataclass
+class HerdingConfig:
+    """Herding on the embedding of a randomly initialised ConvNet (which network the DC paper
+    used is not documented; a random network keeps the baseline cheap and seed-driven)."""
+
+    net_width: int = 128
+    net_depth: int = 3
+    pool_per_class: int = 0  # candidates per class drawn at random; 0 = every training image
+    batch_size: int = 1024
+    PRESETS: ClassVar[dict[str, dict]] = {
+        "smoke": {"net_width": 16, "pool_per_class": 64},
+        "quick": {"net_width": 32, "pool_per_class": 1000},
+    }
+
+    def validate(self) -> None:
+        if self.pool_per_class < 0 or self.net_width < 1 or self.net_depth < 1 or self.batch_size < 1:
+            raise DcbenchError("herding: net_width, net_depth and batch_size must be >= 1 and pool_per_class >= 0")
+
+
+def herding_select(features: Tensor, k: int) -> Tensor:
+    """Indices of ``k`` rows of ``features`` chosen greedily so the selection's running mean
+    tracks the mean of all rows (no row is chosen twice)."""
+    mean = features.mean(0)
+    chosen: list[int] = []
+    total = torch.zeros_like(mean)
+    available = torch.ones(len(features), dtype=torch.bool, device=features.device)
+    for i in range(min(k, len(features))):
+        target = mean * (i + 1) - total
+        dist = (features - target).pow(2).sum(1).masked_fill(~available, float("inf"))
+        j = int(dist.argmin())
+        chosen.append(j)
+        available[j] = False
+        total += features[j]
+    return torch.tensor(chosen, dtype=torch.long, device=features.device)
+
+
+class HerdingMethod(Method):
+    name = "herding"
+    version = "1.0.0"
+    description = "herding coreset: greedy mean matching in a random ConvNet's embedding"
+    config_class = HerdingConfig
+
+    @torch.no_grad()
+    def condense(self, real: RealDataset, ipc: int, config: HerdingConfig, seed: int,
+                 ctx: CondenseContext) -> SyntheticSet:
+        net = ctx.build_network("ConvNet", real, make_generator(seed, "net"), width=config.net_width,
+                                depth=config.net_depth).eval()
+        pool_gen = make_generator(seed, "pool")
+        selected = []
+        for c in range(real.num_classes):
+            idx = real.indices_by_class[c]
+            if config.pool_per_class:
+                idx = idx[torch.randperm(len(idx), generator=pool_gen)[:config.pool_per_class].to(idx.device)]
+            if len(idx) < ipc:
+                raise DcbenchError(f"herding needs {ipc} candidates per class, class {c} has {len(idx)}")
+            feats = torch.cat([net.embed(real.train_images[idx[s:s + config.batch_size]])
+                               for s in range(0, len(idx), config.batch_size)])
+            selected.append(real.train_images[idx[herding_select(feats, ipc)]])
+            ctx.progress(c + 1, real.num_classes)
+        ctx.metrics["iterations"] = real.num_classes
+        return SyntheticSet(torch.cat(selected), class_major_labels(real.num_classes, ipc))
+
+
+@dataclass
+class WholeConfig:
+    PRESETS: ClassVar[dict[str, dict]] = {}
+
+
+class WholeDatasetMethod(Method):
+    """Not a condensation: the full training set, for the "Whole dataset" line of a table.
+
+    It ignores the IPC; the evaluation protocol then trains on every training image, which costs
+    as much as ordinary training (so the default benchmark leaves it out; name it in a spec)."""
+
+    name = "whole"
+    version = "1.0.0"
+    description = "the whole training set (reference line; ignores IPC; expensive)"
+    config_class = WholeConfig
+    reference_only = True
+
+    def condense(self, real: RealDataset, ipc: int, config: WholeConfig, seed: int,
+                 ctx: CondenseContext) -> SyntheticSet:
+        ctx.metrics["iterations"] = 0
+        return SyntheticSet(real.train_images, real.train_labels)
