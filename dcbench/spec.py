@@ -1,0 +1,117 @@
+"""A benchmark spec: which methods, datasets, IPCs, seeds and evaluation architectures to run.
+
+A spec is a TOML file (or the built-in default). Example::
+
+    name = "my-grid"
+    preset = "quick"                  # smoke | quick | paper: chooses every unset knob
+    methods = ["random", "dm", "cafe"] # default: every installed method (not `whole`)
+    datasets = ["fashion-mnist"]
+    ipcs = [1, 10]
+    seeds = [0, 1, 2]                  # shared by all methods
+    eval_archs = ["ConvNet"]
+    eval_models = 2                    # default: the preset's
+    eval_epochs = 150                  # default: the preset's
+    eval_augmentation = "none"         # none | dsa | dc | native (each method's own paper's)
+
+    [overrides.dm]                     # method settings, as `dcbench condense --set`
+    iterations = 200
+"""
+from __future__ import annotations
+
+import tomllib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dcbench.errors import DcbenchError
+from dcbench.methods import PRESETS
+
+EVAL_AUGMENTATIONS = ("none", "dsa", "dc", "native")
+
+
+@dataclass
+class Spec:
+    name: str = "fashion-mnist-quick"
+    preset: str = "quick"
+    methods: list[str] = field(default_factory=list)  # empty = every installed method
+    datasets: list[str] = field(default_factory=lambda: ["fashion-mnist"])
+    ipcs: list[int] = field(default_factory=lambda: [1, 10])
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    eval_archs: list[str] = field(default_factory=lambda: ["ConvNet"])
+    eval_models: int | None = None
+    eval_epochs: int | None = None
+    eval_augmentation: str = "none"
+    overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        if self.preset not in PRESETS:
+            raise DcbenchError(f"spec preset {self.preset!r} is not one of {', '.join(PRESETS)}")
+        if self.eval_augmentation not in EVAL_AUGMENTATIONS:
+            raise DcbenchError(f"spec eval_augmentation {self.eval_augmentation!r} is not one of "
+                               f"{', '.join(EVAL_AUGMENTATIONS)}")
+        for key in ("datasets", "ipcs", "seeds", "eval_archs"):
+            if not getattr(self, key):
+                raise DcbenchError(f"spec {key} is empty; list at least one")
+        for ipc in self.ipcs:
+            if not isinstance(ipc, int) or isinstance(ipc, bool) or ipc <= 0:
+                raise DcbenchError(f"spec ipcs must be positive integers, got {ipc!r}")
+        for seed in self.seeds:
+            if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+                raise DcbenchError(f"spec seeds must be non-negative integers, got {seed!r}")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise DcbenchError("spec seeds contain duplicates; list each seed once")
+        for key in ("eval_models", "eval_epochs"):
+            value = getattr(self, key)
+            if value is not None and (not isinstance(value, int) or value < (1 if key == "eval_models" else 0)):
+                raise DcbenchError(f"spec {key} must be a positive integer, got {value!r}")
+        if not self.name or "/" in self.name or self.name.startswith("."):
+            raise DcbenchError(f"spec name {self.name!r} must be a plain directory name")
+
+    def to_toml(self) -> str:
+        """The resolved spec as TOML (written to the results directory)."""
+        lines = []
+        data = asdict(self)
+        overrides = data.pop("overrides")
+        for key, value in data.items():
+            if value is not None:
+                lines.append(f"{key} = {_toml_value(value)}")
+        for method, values in sorted(overrides.items()):
+            lines.append(f"\n[overrides.{method}]")
+            lines += [f"{k} = {_toml_value(v)}" for k, v in sorted(values.items())]
+        return "\n".join(lines) + "\n"
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return repr(value)
+
+
+def load_spec(path: Path | None, preset: str | None = None) -> Spec:
+    """Read a TOML spec (or take the default one) and apply a ``--preset`` override."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        if not path.is_file():
+            raise DcbenchError(f"spec file {path} not found; pass a TOML file or no spec for the default benchmark")
+        try:
+            values = tomllib.loads(path.read_text())
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise DcbenchError(f"spec file {path} is not valid TOML ({exc}); fix the line it names") from None
+        values.setdefault("name", path.stem)
+    known = set(Spec.__dataclass_fields__)
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise DcbenchError(f"spec has no field {unknown[0]!r}; fields are {', '.join(sorted(known))}")
+    spec = Spec(**values)
+    if preset is not None:
+        if path is None:
+            spec.name = f"fashion-mnist-{preset}"
+        spec.preset = preset
+    if not isinstance(spec.overrides, dict) or not all(isinstance(v, dict) for v in spec.overrides.values()):
+        raise DcbenchError("spec overrides must be tables: [overrides.METHOD] key = value")
+    spec.validate()
+    return spec

@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from dcbench.errors import DcbenchError
+from dcbench.networks import BUILTIN_ARCHITECTURES, ConvNet, build_network
+from dcbench.seeding import make_generator
+
+ARCHS = {a.name: a for a in BUILTIN_ARCHITECTURES}
+
+
+@pytest.mark.parametrize("arch", sorted(ARCHS))
+@pytest.mark.parametrize("channels,size", [(1, 28), (3, 32)])
+def test_every_architecture_classifies_and_embeds(arch: str, channels: int, size: int) -> None:
+    net = build_network(ARCHS[arch], channels, 7, (size, size), make_generator(0, "net"))
+    x = torch.randn(3, channels, size, size, generator=make_generator(0, "x"))
+    assert net(x).shape == (3, 7)
+    assert net.embed(x).shape[0] == 3
+
+
+def test_convnet_features_match_the_reference_shapes_for_28_and_32_pixels() -> None:
+    for channels, size in ((1, 28), (3, 32)):
+        net = build_network(ARCHS["ConvNet"], channels, 10, (size, size), make_generator(0))
+        feats = net.features(torch.zeros(2, channels, size, size))
+        # 28x28 one-channel images are padded to 32x32 in the first conv, as the reference does
+        assert [tuple(f.shape[1:]) for f in feats] == [(128, 32, 32), (128, 16, 16), (128, 8, 8), (128, 4, 4)]
+        assert net.embed(torch.zeros(2, channels, size, size)).shape == (2, 2048)
+
+
+def test_convnet_options_change_structure() -> None:
+    net = build_network(ARCHS["ConvNet"], 3, 10, (32, 32), make_generator(0), width=16, depth=4,
+                        norm="batchnorm", activation="leakyrelu", pooling="maxpooling")
+    assert len(net.features(torch.zeros(2, 3, 32, 32))) == 5
+    assert net.embed(torch.zeros(2, 3, 32, 32)).shape == (2, 16 * 2 * 2)
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())
+    with pytest.raises(DcbenchError, match="norm"):
+        ConvNet(1, 10, (28, 28), norm="weird")
+
+
+def test_building_is_seeded_and_leaves_the_global_rng_alone() -> None:
+    state = torch.get_rng_state()
+    a = build_network(ARCHS["ConvNet"], 1, 10, (28, 28), make_generator(5, "net"))
+    b = build_network(ARCHS["ConvNet"], 1, 10, (28, 28), make_generator(5, "net"))
+    c = build_network(ARCHS["ConvNet"], 1, 10, (28, 28), make_generator(6, "net"))
+    assert torch.equal(torch.get_rng_state(), state)
+    for pa, pb, pc in zip(a.parameters(), b.parameters(), c.parameters()):
+        assert torch.equal(pa, pb)
+    assert not all(torch.equal(pa, pc) for pa, pc in zip(a.parameters(), c.parameters()))
+
+
+def test_default_init_has_pytorch_scale() -> None:
+    net = build_network(ARCHS["ConvNet"], 3, 10, (32, 32), make_generator(0))
+    conv = net.blocks[1][0]
+    bound = 1 / (conv.weight[0].numel() ** 0.5)  # kaiming_uniform(a=sqrt(5)) bound equals 1/sqrt(fan_in)
+    assert conv.weight.abs().max() <= bound + 1e-6
+    assert conv.weight.abs().max() > 0.9 * bound
