@@ -79,8 +79,9 @@ def _env_list(name: str) -> list[str] | None:
 
 
 def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
+    """An exception as one line: pluggy's validation messages span several lines."""
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text[:300]}".rstrip(": ")
 
 
 def _trace(manager: pluggy.PluginManager) -> None:
@@ -160,7 +161,7 @@ def _collect(registry: Registry, fail: Callable[[str, str], None]) -> None:
                             ("method", "dcbench_register_methods")):
         table, expected_type = tables[kind]
         hook = getattr(registry.manager.hook, hook_name)
-        for impl in reversed(hook.get_hookimpls()):  # registration order
+        for impl in hook.get_hookimpls():  # in registration order (pluggy calls them LIFO)
             plugin_name = impl.plugin_name
             staged: dict[str, Any] = {}
 
