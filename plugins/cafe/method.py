@@ -1,0 +1,48 @@
+"""CAFE (Wang, Zhao et al., CVPR 2022) as dcbench methods: ``cafe`` and ``cafe_dsa``.
+
+Both run :func:`.bilevel.condense_cafe`; ``cafe_dsa`` adds Siamese DSA per class to the image
+steps and non-Siamese DSA to the inner-loop network training, as the official ``--method DSA``.
+"""
+from __future__ import annotations
+
+from dcbench.augment import dsa_strategy_for
+from dcbench.datasets import RealDataset
+from dcbench.errors import DcbenchError
+from dcbench.methods import CondenseContext, Method
+from dcbench.synthetic import SyntheticSet
+
+from .bilevel import condense_cafe
+from .config import CafeConfig, CafeDsaConfig
+
+
+def _check_ipc(ipc: int) -> None:
+    if ipc < 1:
+        raise DcbenchError(f"ipc must be at least 1, got {ipc}")
+
+
+class CafeMethod(Method):
+    name = "cafe"
+    version = "0.1.0"
+    description = ("CAFE: layer-wise feature alignment + discrimination loss, dynamic bi-level "
+                   "optimisation (Wang, Zhao et al., CVPR 2022)")
+    config_class = CafeConfig
+    # CAFE's script evaluates non-DSA sets for 600 epochs without augmentation
+    native_eval_augmentation = "none"
+
+    def condense(self, real: RealDataset, ipc: int, config: CafeConfig, seed: int,
+                 ctx: CondenseContext) -> SyntheticSet:
+        _check_ipc(ipc)
+        return condense_cafe(real, ipc, config, seed, ctx)
+
+
+class CafeDsaMethod(Method):
+    name = "cafe_dsa"
+    version = "0.1.0"
+    description = "CAFE with Siamese differentiable augmentation (the official --method DSA)"
+    config_class = CafeDsaConfig
+    native_eval_augmentation = "dsa"
+
+    def condense(self, real: RealDataset, ipc: int, config: CafeDsaConfig, seed: int,
+                 ctx: CondenseContext) -> SyntheticSet:
+        _check_ipc(ipc)
+        return condense_cafe(real, ipc, config, seed, ctx, config.dsa_strategy or dsa_strategy_for(real.name))
