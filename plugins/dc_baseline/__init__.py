@@ -1,0 +1,12 @@
+"""DC (gradient matching) and DSA (DC with Differentiable Siamese Augmentation) baselines."""
+from __future__ import annotations
+
+from dcbench import hookimpl
+
+from .method import DCMethod, DSAMethod
+
+
+@hookimpl
+def dcbench_register_methods(register) -> None:
+    register(DCMethod())
+    register(DSAMethod())

@@ -1,0 +1,14 @@
+"""DM baseline plugin: registers the ``dm`` method (distribution matching)."""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from dcbench import hookimpl
+from dcbench.methods import Method
+
+from .method import DMMethod
+
+
+@hookimpl
+def dcbench_register_methods(register: Callable[[Method], None]) -> None:
+    register(DMMethod())
