@@ -170,9 +170,9 @@ def cmd_run(args: argparse.Namespace) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> None:
-    from dcbench.report import write_report
+    from dcbench.report import KNOWN_FORMATS, write_report
 
-    formats = tuple(f.strip() for f in args.format.split(",")) if args.format else ("csv", "tex", "md", "png")
+    formats = tuple(f.strip() for f in args.format.split(",")) if args.format else KNOWN_FORMATS
     path = write_report(Path(args.results_dir), Path(args.out) if args.out else None, reference=args.reference,
                         alpha=args.alpha, formats=formats, paired=args.paired)
     print(f"report written: {path}")
@@ -244,7 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output directory (default: RESULTS_DIR/report)")
     p.add_argument("--reference", default="random", help="method every other is compared with")
     p.add_argument("--alpha", type=float, default=0.05)
-    p.add_argument("--format", help="comma-separated subset of csv,tex,md,png")
+    p.add_argument("--format", help="comma-separated subset of csv,tex,md,png,pdf (default: all)")
     p.add_argument("--paired", action="store_true", help="paired t-tests where the seed lists match")
     p.set_defaults(func=cmd_report)
 

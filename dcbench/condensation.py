@@ -60,6 +60,7 @@ def condense(method: Method, real: RealDataset, ipc: int, seed: int, preset: str
         "dataset": real.name,
         "ipc": synthetic.ipc,
         "num_classes": real.num_classes,
+        "class_names": list(real.class_names),
         "image_shape": [real.channels, *real.image_size],
         "seed": seed,
         "labels": "hard",

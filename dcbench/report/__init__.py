@@ -1,0 +1,103 @@
+"""The report of an experiment: statistics tables, paper tables, figures and report.md.
+
+Reads ``runs.csv`` (one row per trained evaluation model) and, when present, ``failures.csv``,
+``spec.toml`` and the cells' synthetic sets from a results directory. The package holds one concept
+per module: :mod:`.inputs` (validation), :mod:`.analysis` (the protocol's decisions),
+:mod:`.tables` (paper tables), :mod:`.figures` and :mod:`.image_grids` (plots),
+:mod:`.markdown` (report.md sections); the numbers come from :mod:`dcbench.stats`.
+
+Extending the report: write a function of :class:`ReportContext` and add it to
+:data:`FIGURE_WRITERS` (writes figures with :func:`save_figure`, returns their paths; report.md
+lists them under "Figures") or to :data:`SECTIONS` (returns report.md lines, in list order).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from dcbench.errors import DcbenchError
+from dcbench.report import markdown
+from dcbench.report.analysis import Analysis, analyse
+from dcbench.report.context import FIGURE_FORMATS, ReportContext, method_order
+from dcbench.report.figures import (accuracy_vs_ipc_figures, cd_diagram_figures, save_figure)
+from dcbench.report.image_grids import synthetic_grid_figures
+from dcbench.report.inputs import (ACCURACY, WHOLE_DATASET, WHOLE_DATASET_LABEL, load_runs,
+                                   read_optional_csv, read_optional_text)
+from dcbench.report.tables import (LATEX, MARKDOWN, markdown_paper_table, paper_table,
+                                   render_latex_table, table_caption, wide_table)
+
+KNOWN_FORMATS = ("csv", "tex", "md", *FIGURE_FORMATS)
+
+FigureWriter = Callable[[ReportContext], list[Path]]
+Section = Callable[[ReportContext], list[str]]
+
+# Figures, written in this order before report.md.
+FIGURE_WRITERS: list[FigureWriter] = [
+    accuracy_vs_ipc_figures,
+    cd_diagram_figures,
+    synthetic_grid_figures,
+]
+
+# report.md, top to bottom.
+SECTIONS: list[Section] = [
+    markdown.title_section,
+    markdown.protocol_section,
+    markdown.results_section,
+    markdown.comparisons_section,
+    markdown.across_tasks_section,
+    markdown.figures_section,
+    markdown.cost_section,
+    markdown.failures_section,
+    markdown.trail_section,
+    markdown.spec_section,
+]
+
+__all__ = [
+    "ACCURACY", "Analysis", "FIGURE_WRITERS", "KNOWN_FORMATS", "LATEX", "MARKDOWN",
+    "ReportContext", "SECTIONS", "WHOLE_DATASET", "WHOLE_DATASET_LABEL", "analyse", "load_runs",
+    "method_order", "paper_table", "render_latex_table", "save_figure", "table_caption",
+    "wide_table", "write_report",
+]
+
+
+def write_report(results_dir: Path, out_dir: Path | None = None, reference: str = "random",
+                 alpha: float = 0.05, formats: tuple[str, ...] = KNOWN_FORMATS,
+                 paired: bool = False) -> Path:
+    """Compute the statistics of an experiment and write tables, figures and report.md.
+
+    ``formats`` selects the outputs: csv (cells, comparisons, ranks, omnibus, across-task and
+    wide tables), tex (table.tex), md (table.md), png and pdf (figures); report.md is always
+    written. Returns the path of report.md (in ``out_dir``, default ``results_dir/report``).
+    """
+    results_dir = Path(results_dir)
+    unknown = sorted(set(formats) - set(KNOWN_FORMATS))
+    if unknown:
+        raise DcbenchError(f"unknown report format(s) {', '.join(unknown)}: "
+                           f"choose from {', '.join(KNOWN_FORMATS)}")
+    if not 0.0 < alpha < 1.0:
+        raise DcbenchError(f"alpha = {alpha} is not a probability: pass a value such as 0.05")
+    runs = load_runs(results_dir)
+    analysis = analyse(runs, reference, alpha, paired)
+    out_dir = Path(out_dir) if out_dir is not None else results_dir / "report"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    context = ReportContext(results_dir, out_dir, runs, analysis, alpha, tuple(formats),
+                            read_optional_csv(results_dir / "failures.csv"),
+                            read_optional_text(results_dir / "spec.toml"))
+
+    if "csv" in formats:
+        for name, table in analysis.csv_tables().items():
+            table.to_csv(out_dir / name, index=False)
+        wide_table(analysis).to_csv(out_dir / "table_wide.csv")
+    if "tex" in formats:
+        (out_dir / "table.tex").write_text(render_latex_table(
+            paper_table(analysis, LATEX), table_caption(analysis, alpha, latex=True)))
+    if "md" in formats:
+        (out_dir / "table.md").write_text(
+            markdown_paper_table(paper_table(analysis, MARKDOWN)) + "\n\n"
+            + table_caption(analysis, alpha, latex=False) + "\n")
+    if context.figure_formats:
+        for write_figures in FIGURE_WRITERS:
+            context.figures += write_figures(context)
+    report = out_dir / "report.md"
+    report.write_text("\n".join(line for section in SECTIONS for line in section(context)))
+    return report

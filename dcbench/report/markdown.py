@@ -1,0 +1,254 @@
+"""The sections of report.md. Each is a function of the :class:`ReportContext` that returns its
+lines; :data:`dcbench.report.SECTIONS` lists them in order.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from dcbench import stats
+from dcbench.report.analysis import FAMILY_LABELS
+from dcbench.report.context import ReportContext
+from dcbench.report.formatting import (number, p_clause, p_value, render_markdown_table, span,
+                                       yes_no)
+from dcbench.report.inputs import COST_COLUMNS, WHOLE_DATASET
+from dcbench.report.tables import MARKDOWN, markdown_paper_table, paper_table, table_caption
+
+EFFECT_SIZE_LABELS = {stats.HEDGES_G: "Hedges' g", stats.G_AV: "g_av"}
+
+
+def title_section(context: ReportContext) -> list[str]:
+    return [f"# dcbench report: {context.results_dir.resolve().name}", ""]
+
+
+def _values(runs: pd.DataFrame, column: str) -> str:
+    """The distinct values of a descriptive column, or a note that it was not recorded."""
+    if column not in runs.columns or runs[column].isna().all():
+        return "not recorded"
+    return ", ".join(str(value) for value in sorted(runs[column].dropna().unique(), key=str))
+
+
+def protocol_section(context: ReportContext) -> list[str]:
+    runs, analysis, alpha = context.runs, context.analysis, context.alpha
+    cells = analysis.cells
+    n_tasks = len(cells.loc[cells["method"] != WHOLE_DATASET, list(stats.TASK_KEYS)]
+                  .drop_duplicates())
+    seeds = ", ".join(map(str, sorted(runs["synth_seed"].unique())))
+    evals_per_seed = runs.groupby([*stats.CELL_KEYS, "synth_seed"]).size()
+    targets = f" and vs the reference `{analysis.reference}`" if analysis.reference else ""
+    versions = ""
+    if "method_version" in runs.columns:
+        versions = " (" + ", ".join(
+            f"{method} {version}" for method, version
+            in runs.groupby("method")["method_version"].first().items()) + ")"
+    return [
+        "## Protocol", "",
+        f"- Grid: {runs['method'].nunique()} methods{versions} on {n_tasks} task(s) "
+        f"(dataset × IPC × evaluation architecture), {len(cells)} cells, {len(runs)} trained "
+        "evaluation models.",
+        f"- Synthesis seeds: {seeds}; {span(cells['n_seeds'])} per cell. "
+        "The synthesis seed is the unit of replication.",
+        f"- Evaluation models per seed: {_values(runs, 'eval_models')} (found "
+        f"{span(evals_per_seed)}), trained for {_values(runs, 'eval_epochs')} epochs with "
+        f"augmentation {_values(runs, 'eval_augmentation')}; "
+        f"protocol {_values(runs, 'protocol')}, preset {_values(runs, 'preset')}, "
+        f"dcbench {_values(runs, 'dcbench_version')}.",
+        "- Per cell: evaluation models are averaged within each seed; mean ± SD (ddof = 1) and "
+        "a 95% t-interval over the per-seed means. `cells.csv` also holds the pooled paper-style "
+        "mean and SD (ddof = 0) over all evaluation models, for comparison with published tables.",
+        f"- Within each task: every method vs the best mean{targets}, two-sided Welch "
+        "t-test with the 95% CI of the difference and Hedges' g (paired t with g_av on request); "
+        f"Holm over all {analysis.family_size} comparisons of the report, α = {alpha:g}. No rank "
+        "tests within cells: with a handful of seeds they cannot reach significance.",
+        "- Across tasks: mean ranks (1 = best) and the Friedman test with an exact or "
+        "permutation p (χ² and Iman–Davenport only where N > 10 and k > 5). Pairwise Wilcoxon "
+        "signed-rank tests over tasks with Holm, over all pairs or else each method vs the "
+        "reference, only when that family's smallest possible adjusted p is below α; otherwise "
+        "win/tie/loss counts (tie = not significant after Holm). From "
+        f"{stats.NEMENYI_MIN_TASKS} tasks, the Nemenyi post-hoc and its CD diagram.",
+        "- Units: accuracy and differences in percent (runs.csv stores fractions).",
+        "",
+    ]
+
+
+def results_section(context: ReportContext) -> list[str]:
+    table = markdown_paper_table(paper_table(context.analysis, MARKDOWN))
+    return ["## Results", "", table_caption(context.analysis, context.alpha, latex=False), "",
+            table, "",
+            "Per-cell statistics: `cells.csv`; numeric table: `table_wide.csv`; "
+            "LaTeX: `table.tex`.", ""]
+
+
+def comparisons_section(context: ReportContext) -> list[str]:
+    comparisons = context.analysis.comparisons
+    lines = ["## Comparisons within tasks", ""]
+    if comparisons.empty:
+        return lines + ["No comparisons: every task has a single method.", ""]
+    shown = pd.DataFrame({
+        "task": comparisons["dataset"] + " IPC " + comparisons["ipc"].astype(str) + " "
+                + comparisons["eval_arch"],
+        "A": comparisons["method_a"],
+        "B": comparisons["method_b"],
+        "kind": comparisons["kind"],
+        "test": comparisons["test"],
+        "Δ = A − B": comparisons["diff"].map(lambda v: number(v, 2)),
+        "95% CI": [f"[{number(low)}, {number(high)}]" for low, high
+                   in zip(comparisons["diff_ci_low"], comparisons["diff_ci_high"])],
+        "t": comparisons["statistic"].map(number),
+        "df": comparisons["df"].map(lambda v: number(v, 1)),
+        "p": comparisons["p_raw"].map(p_value),
+        "p (Holm)": comparisons["p_adj"].map(p_value),
+        "effect size": comparisons["effect_size"].map(number),
+        "effect kind": comparisons["effect_size_kind"].map(EFFECT_SIZE_LABELS),
+        "significant": yes_no(comparisons["significant"], comparisons["p_adj"].isna()),
+    })
+    kinds = [kind for kind in stats.EFFECT_SIZE_KINDS if kind in set(comparisons["effect_size_kind"])]
+    return lines + [
+        render_markdown_table(shown.set_index("task"), "task",
+                              text_columns=("A", "B", "kind", "test", "effect kind",
+                                            "significant")), "",
+        "Effect sizes (pingouin's definitions): "
+        + "; ".join(stats.EFFECT_SIZE_KINDS[kind] for kind in kinds)
+        + ". '–': not tested (one seed or no variance).", ""]
+
+
+def across_tasks_section(context: ReportContext) -> list[str]:
+    analysis, alpha = context.analysis, context.alpha
+    lines = ["## Across tasks", ""]
+    if analysis.ranks.empty:
+        return lines + ["No task has a cell for every method: no ranks.", ""]
+    mean_ranks = analysis.ranks.groupby("method")["rank"].mean().sort_values()
+    table = pd.DataFrame({"mean rank": mean_ranks.map(lambda v: f"{v:.2f}")})
+    lines += [render_markdown_table(table, "method"), "", _friedman_sentence(analysis), ""]
+    if analysis.dependence:
+        lines += [f"**{analysis.dependence}**", ""]
+    lines += _pairwise_lines(context)
+    lines += _nemenyi_lines(context)
+    if analysis.reference is not None:
+        lines += [f"Win/tie/loss vs `{analysis.reference}` over tasks (tie = within-task test not "
+                  "significant after Holm; untested = one seed or no variance):", "",
+                  render_markdown_table(analysis.win_tie_loss.set_index("method"), "method"), ""]
+    return lines
+
+
+def _friedman_sentence(analysis) -> str:
+    omnibus = analysis.omnibus.iloc[0]
+    k, n_tasks = int(omnibus["k"]), int(omnibus["N"])
+    head = f"k = {k} methods, N = {n_tasks} complete tasks. "
+    if k < 3 or n_tasks < 2:
+        return head + "Friedman test not run: it needs at least 3 methods and 2 tasks."
+    if pd.isna(omnibus["friedman_chi2"]):
+        return head + "Friedman test undefined: every task ties all methods."
+    if omnibus["p_method"] == "exact":
+        how = "exact: every within-task ordering of the methods enumerated"
+    else:
+        how = f"permutation: {int(omnibus['permutations']):,} random within-task orderings"
+    text = (head + f"Friedman χ²_F = {number(omnibus['friedman_chi2'])}, "
+            f"{p_clause(omnibus['p'])} ({how}). ")
+    if not omnibus["approximations_hold"]:
+        return text + ("The χ² and Iman–Davenport approximations are not shown: they need "
+                       "N > 10 and k > 5, and with fewer tasks they can be far from the exact p.")
+    text += f"Approximations: χ² {p_clause(omnibus['p_chi2'])}; "
+    if np.isinf(omnibus["iman_davenport_F"]):
+        return text + ("Iman–Davenport F = ∞ because every task orders the methods the same way; "
+                       "its p is undefined there, read the permutation p.")
+    return text + (f"Iman–Davenport F = {number(omnibus['iman_davenport_F'])} "
+                   f"({p_clause(omnibus['p_F'])}).")
+
+
+def _pairwise_lines(context: ReportContext) -> list[str]:
+    analysis, alpha = context.analysis, context.alpha
+    if not analysis.pair_families:
+        return []
+    lines = [f"Pairwise Wilcoxon signed-rank tests over tasks with Holm: with N = "
+             f"{analysis.n_tasks} tasks the smallest two-sided p is 2/2^N = "
+             f"{stats.smallest_wilcoxon_p(analysis.n_tasks):.3g}, so the smallest Holm-adjusted p "
+             "of m tests is m times that:", ""]
+    for family in analysis.pair_families:
+        lines.append(f"- {FAMILY_LABELS[family.name]} (m = {len(family.pairs)}): smallest "
+                     f"adjusted p {family.smallest_adjusted_p:.3g}; below α = {alpha:g} from "
+                     f"{family.tasks_needed} tasks.")
+    lines.append("")
+    if analysis.pair_family is None:
+        fallback = (f"the win/tie/loss counts vs `{analysis.reference}` below summarise the "
+                    "within-task tests instead" if analysis.reference
+                    else "only the mean ranks are shown")
+        return lines + [f"None of these can reach α with {analysis.n_tasks} task(s), so no "
+                        f"pairwise test is run across tasks; {fallback}.", ""]
+    wilcoxon = analysis.wilcoxon
+    shown = pd.DataFrame({
+        "A": wilcoxon["method_a"], "B": wilcoxon["method_b"], "tasks": wilcoxon["n_tasks"],
+        "tested": wilcoxon["n_tested"], "median Δ": wilcoxon["median_diff"].map(number),
+        "W": wilcoxon["statistic"].map(lambda v: number(v, 1)),
+        "p": wilcoxon["p_raw"].map(p_value), "p (Holm)": wilcoxon["p_adj"].map(p_value),
+        "significant": yes_no(wilcoxon["significant"]),
+    }).set_index("A")
+    return lines + [
+        f"Run over {FAMILY_LABELS[analysis.pair_family.name]} (Δ = A − B, accuracy points; "
+        f"differences rounded to {stats.WILCOXON_DECIMALS} decimals, zero differences dropped, "
+        "'tested' counts the rest):", "",
+        render_markdown_table(shown, "A", text_columns=("B", "significant")), ""]
+
+
+def _nemenyi_lines(context: ReportContext) -> list[str]:
+    analysis = context.analysis
+    if analysis.no_cd_diagram is not None:
+        return [analysis.no_cd_diagram, ""]
+    nemenyi = analysis.nemenyi
+    shown = pd.DataFrame({
+        "A": nemenyi["method_a"], "B": nemenyi["method_b"],
+        "rank A − rank B": nemenyi["rank_diff"].map(number), "q": nemenyi["q"].map(number),
+        "p (Nemenyi)": nemenyi["p_adj"].map(p_value),
+        "significant": yes_no(nemenyi["significant"]),
+    }).set_index("A")
+    cd = float(analysis.omnibus.at[0, "nemenyi_cd"])
+    return [f"Nemenyi post-hoc on mean ranks (all pairs, family-wise by construction; "
+            f"CD = {cd:.2f} at α = {context.alpha:g}, drawn in `cd_diagram`). A pair's verdict "
+            "depends on the other methods in the pool, so the Wilcoxon rows are the pairwise "
+            "claims; a pair counts as significant only when the Friedman test rejects.", "",
+            render_markdown_table(shown, "A", text_columns=("B", "significant")), ""]
+
+
+def figures_section(context: ReportContext) -> list[str]:
+    if not context.figures:
+        return []
+    lines = ["## Figures", "",
+             "Each figure is written as " + " and ".join(
+                 kind.upper() for kind in context.figure_formats) + " (PNG at 300 dpi).", ""]
+    for path in context.figures:
+        lines.append(f"![{path.stem}]({path.name})" if path.suffix == ".png"
+                     else f"- [{path.stem}]({path.name})")
+    return lines + [""]
+
+
+def cost_section(context: ReportContext) -> list[str]:
+    runs = context.runs
+    present = [column for column in COST_COLUMNS
+               if column in runs.columns and runs[column].notna().any()]
+    lines = ["## Cost per method", ""]
+    if not present:
+        return lines + ["No cost columns recorded.", ""]
+    costs = runs.groupby("method")[present].mean()
+    return lines + ["Means over the rows of runs.csv (one row per evaluation model).", "",
+                    render_markdown_table(costs.map(lambda v: number(v, 1)), "method"), ""]
+
+
+def failures_section(context: ReportContext) -> list[str]:
+    failures = context.failures
+    lines = ["## Failures", ""]
+    if failures.empty:
+        return lines + ["None recorded.", ""]
+    return lines + [render_markdown_table(failures.set_index(failures.columns[0]),
+                                          failures.columns[0],
+                                          text_columns=tuple(failures.columns)), ""]
+
+
+def trail_section(context: ReportContext) -> list[str]:
+    steps = context.analysis.trail + context.notes
+    return ["## Decision trail", ""] + [f"- {step}" for step in steps] + [""]
+
+
+def spec_section(context: ReportContext) -> list[str]:
+    if context.spec is None:
+        return []
+    return ["## Experiment spec", "", "```toml", context.spec.rstrip(), "```", ""]

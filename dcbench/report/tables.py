@@ -1,0 +1,178 @@
+"""Paper tables: methods x (eval arch, dataset, IPC) of mean ± SD with the best marked, in LaTeX
+(table.tex), Markdown (table.md) and numbers (table_wide.csv).
+
+Marks, explained in the caption of both formats: bold = best mean, underline = second best,
+† = not significantly different from the best, ‡ = not tested against the best (one seed or no
+variance), so an untested cell never reads as "significantly worse".
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from dcbench.report.analysis import Analysis
+from dcbench.report.context import method_order
+from dcbench.report.formatting import render_markdown_table, span
+from dcbench.report.inputs import WHOLE_DATASET, WHOLE_DATASET_LABEL
+
+TABLE_COLUMN_KEYS = ["eval_arch", "dataset", "ipc"]
+# Packages table.tex needs beyond a stock article, named in its first comment line.
+LATEX_PACKAGES = ("booktabs", "graphicx")
+
+
+@dataclass(frozen=True)
+class Markup:
+    """How a paper-table cell is marked up in one output format."""
+
+    plus_minus: str
+    bold: str
+    second: str
+    not_different: str
+    not_tested: str
+    missing: str
+
+    def cell(self, mean: float, sd: float) -> str:
+        """Mean ± SD with one decimal; the mean alone when SD is undefined (one seed)."""
+        return f"{mean:.1f}" if np.isnan(sd) else f"{mean:.1f}{self.plus_minus}{sd:.1f}"
+
+
+LATEX = Markup(plus_minus=r"$\pm$", bold=r"\textbf{{{}}}", second=r"\underline{{{}}}",
+               not_different=r"$^{\dagger}$", not_tested=r"$^{\ddagger}$", missing="--")
+# GitHub strips <u>; <ins> survives its sanitiser and renders underlined.
+MARKDOWN = Markup(plus_minus=" ± ", bold="**{}**", second="<ins>{}</ins>", not_different="†",
+                  not_tested="‡", missing="–")
+
+
+def _vs_best_outcomes(comparisons: pd.DataFrame) -> tuple[set[tuple], set[tuple]]:
+    """(method, eval_arch, dataset, ipc) keys not different from the best / not tested."""
+    vs_best = comparisons[comparisons["kind"] == "vs_best"]
+    keys = ["method_a", *TABLE_COLUMN_KEYS]
+    untested = vs_best["p_adj"].isna()
+    not_different = ~untested & ~vs_best["significant"].astype(bool)
+    return (set(vs_best.loc[not_different, keys].itertuples(index=False, name=None)),
+            set(vs_best.loc[untested, keys].itertuples(index=False, name=None)))
+
+
+def paper_table(analysis: Analysis, markup: Markup) -> pd.DataFrame:
+    """Methods x (eval_arch, dataset, ipc) table of mean ± SD strings with the best marked.
+
+    Bold / second-best follow the numeric means (rank 1 / 2 in the column, ties share the rank).
+    The whole-dataset line, when present, is shown on top and never marked.
+    """
+    cells = analysis.cells
+    compared = cells[cells["method"] != WHOLE_DATASET]
+    columns = pd.MultiIndex.from_frame(
+        compared[TABLE_COLUMN_KEYS].drop_duplicates().sort_values(TABLE_COLUMN_KEYS))
+    rows = method_order(compared["method"].unique(), analysis.reference)
+    table = pd.DataFrame(markup.missing, index=rows, columns=columns, dtype=object)
+
+    column_rank = (compared.pivot_table(index="method", columns=TABLE_COLUMN_KEYS, values="mean")
+                   .rank(axis=0, ascending=False, method="min"))
+    not_different, not_tested = _vs_best_outcomes(analysis.comparisons)
+    for cell in compared.itertuples(index=False):
+        column = (cell.eval_arch, cell.dataset, cell.ipc)
+        text = markup.cell(cell.mean, cell.sd)
+        rank = column_rank.loc[cell.method, column]
+        if rank == 1:
+            text = markup.bold.format(text)
+        elif rank == 2:
+            text = markup.second.format(text)
+        if (cell.method, *column) in not_different:
+            text += markup.not_different
+        elif (cell.method, *column) in not_tested:
+            text += markup.not_tested
+        table.loc[cell.method, column] = text
+
+    whole = whole_dataset_cells(cells, columns)
+    if not whole.empty:
+        whole_row = [markup.cell(cell["mean"], cell["sd"]) if cell is not None else markup.missing
+                     for cell in (whole.get(column) for column in columns)]
+        table = pd.concat([pd.DataFrame([whole_row], index=[WHOLE_DATASET_LABEL], columns=columns),
+                           table])
+    return table
+
+
+def whole_dataset_cells(cells: pd.DataFrame, columns: pd.MultiIndex) -> pd.Series:
+    """The whole-dataset cell shown under each table column, keyed by column.
+
+    Training on the full set does not depend on IPC, so a whole-dataset cell recorded at another
+    IPC (e.g. once per dataset with ipc 0) is shown under every IPC of its dataset and
+    architecture; a cell recorded at the column's own IPC takes precedence.
+    """
+    whole = cells[cells["method"] == WHOLE_DATASET].sort_values("ipc")
+    chosen = {}
+    for eval_arch, dataset, ipc in columns:
+        candidates = whole[(whole["eval_arch"] == eval_arch) & (whole["dataset"] == dataset)]
+        if candidates.empty:
+            continue
+        same_ipc = candidates[candidates["ipc"] == ipc]
+        chosen[(eval_arch, dataset, ipc)] = (same_ipc if len(same_ipc) else candidates).iloc[0]
+    return pd.Series(chosen, dtype=object)
+
+
+def _presentation_columns(table: pd.DataFrame) -> pd.DataFrame:
+    """Drop the eval_arch level when there is one architecture; name the levels for readers."""
+    table = table.copy()
+    table.columns = table.columns.set_levels(
+        table.columns.levels[2].astype(str), level=2).set_names(["Eval arch", "Dataset", "IPC"])
+    if table.columns.get_level_values(0).nunique() == 1:
+        table.columns = table.columns.droplevel(0)
+    return table
+
+
+def table_caption(analysis: Analysis, alpha: float, latex: bool) -> str:
+    """The rule the marks follow, in the caption of both table formats."""
+    seeds = span(analysis.cells.loc[analysis.cells["method"] != WHOLE_DATASET, "n_seeds"])
+    test = "paired or Welch t" if analysis.comparisons["paired"].any() else "Welch t"
+    seed_noun = "seed" if seeds == "1" else "seeds"
+    markup = LATEX if latex else MARKDOWN
+    percent, pm, alpha_symbol = (r"\%", r"$\pm$", r"$\alpha$") if latex else ("%", "±", "α")
+    caption = (f"Test accuracy ({percent}), mean{pm}SD over {seeds} synthesis {seed_noun} "
+               f"(evaluation models averaged within a seed). Bold: best mean; underline: second "
+               f"best; {markup.not_different}: not significantly different from the best ({test}, "
+               f"Holm over {analysis.family_size} comparisons, {alpha_symbol}={alpha:g})")
+    _, not_tested = _vs_best_outcomes(analysis.comparisons)
+    if not_tested:
+        caption += (f"; {markup.not_tested}: not tested against the best (one synthesis seed or "
+                    "no variance), so neither different nor equal")
+    return caption + "."
+
+
+def render_latex_table(table: pd.DataFrame, caption: str) -> str:
+    """Booktabs LaTeX through Styler, shrunk to the text width when wider, packages named on top.
+
+    Labels are escaped; the cells already hold LaTeX.
+    """
+    table = _presentation_columns(table)
+    styler = table.style.format_index(escape="latex", axis=0).format_index(escape="latex", axis=1)
+    latex = styler.to_latex(hrules=True, multicol_align="c", position_float="centering",
+                            column_format="l" + "c" * table.shape[1], caption=caption,
+                            label="tab:dcbench")
+    # \width is the table's natural width inside \resizebox: shrink only what would overflow.
+    latex = latex.replace(r"\begin{tabular}",
+                          "\\resizebox{\\ifdim\\width>\\linewidth\\linewidth\\else\\width\\fi}"
+                          "{!}{%\n\\begin{tabular}", 1)
+    latex = latex.replace(r"\end{tabular}", "\\end{tabular}%\n}", 1)
+    packages = ", ".join(rf"\usepackage{{{name}}}" for name in LATEX_PACKAGES)
+    return (f"% dcbench table. Preamble: {packages}\n"
+            "% (booktabs for the rules, graphicx for \\resizebox, which shrinks a table wider than "
+            "the text).\n" + latex)
+
+
+def markdown_paper_table(table: pd.DataFrame) -> str:
+    """The Markdown twin of the paper table: one header row, columns named 'arch dataset IPC n'."""
+    table = _presentation_columns(table)
+    table.columns = [" ".join(column[:-1]) + f" IPC {column[-1]}" for column in table.columns]
+    return render_markdown_table(table, "Method")
+
+
+def wide_table(analysis: Analysis) -> pd.DataFrame:
+    """Numeric twin of the paper table: mean and SD per (eval_arch, dataset, ipc) column."""
+    cells = analysis.cells
+    rows = [WHOLE_DATASET] * bool((cells["method"] == WHOLE_DATASET).any()) + method_order(
+        cells["method"].unique(), analysis.reference)
+    wide = cells.pivot(index="method", columns=TABLE_COLUMN_KEYS, values=["mean", "sd"])
+    wide = wide.reorder_levels([1, 2, 3, 0], axis=1).sort_index(axis=1)
+    return wide.reindex(rows).rename(index={WHOLE_DATASET: WHOLE_DATASET_LABEL})
