@@ -1,65 +1,27 @@
-"""dcbench.report end to end on synthetic results directories."""
+"""dcbench.report end to end on synthetic results directories: outputs, tables, validation."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pingouin
 import pytest
-from matplotlib.image import imread, imsave
+from report_fixtures import EVAL_MODELS, SEEDS, make_results, png_dpi
 from scipy import stats as sps
 
 from dcbench import stats
+from dcbench.cli import main
 from dcbench.errors import DcbenchError
-from dcbench.report import write_report
+from dcbench.report import FIGURE_WRITERS, SECTIONS, write_report
 
-# Level of each method in accuracy (fraction); IPC adds a log-shaped gain.
-METHOD_LEVELS = {"random": 0.30, "dc": 0.45, "dm": 0.47, "whole": 0.88}
-SEEDS = (0, 1, 2)
-EVAL_MODELS = 2
-
-
-def make_results(root: Path, tasks: dict[str, tuple[int, ...]], methods=tuple(METHOD_LEVELS),
-                 seeds=SEEDS, grids: bool = False, whole_per_ipc: bool = False) -> Path:
-    """Write runs.csv (and optionally grid images) like the runner does.
-
-    ``tasks`` maps dataset -> IPCs. The whole-dataset method is recorded once per dataset with
-    ipc 0 (its accuracy does not depend on IPC), or at every IPC with ``whole_per_ipc``.
-    """
-    rng = np.random.default_rng(0)
-    rows = []
-    for method in methods:
-        for dataset, ipcs in tasks.items():
-            for ipc in (0,) if method == "whole" and not whole_per_ipc else ipcs:
-                for synth_seed in seeds:
-                    run_id = f"{method}-{dataset}-ipc{ipc}-s{synth_seed}"
-                    seed_effect = rng.normal(0, 0.01)  # shared by the seed's evaluation models
-                    for eval_index in range(EVAL_MODELS):
-                        accuracy = (METHOD_LEVELS[method] + 0.05 * np.log10(max(ipc, 1))
-                                    + seed_effect + rng.normal(0, 0.004))
-                        rows.append({
-                            "run_id": run_id, "method": method, "method_version": "0.1",
-                            "dataset": dataset, "ipc": ipc, "eval_arch": "ConvNet",
-                            "synth_seed": synth_seed, "eval_seed": 1000 + eval_index,
-                            "eval_index": eval_index, "test_acc": accuracy, "condense_s": 12.5,
-                            "eval_s": 3.0, "peak_rss_mb": 800.0, "cuda_peak_mb": np.nan,
-                            "synth_iters": 20, "config_hash": "cafe0123", "preset": "smoke",
-                            "protocol": "convnet-dsa-v1", "eval_epochs": 300,
-                            "eval_augmentation": "dsa", "eval_models": EVAL_MODELS,
-                            "dcbench_version": "0.1.0"})
-                    if grids and method != "whole":
-                        run_dir = root / "runs" / run_id
-                        run_dir.mkdir(parents=True, exist_ok=True)
-                        # one 8-pixel tile per image: IPC rows x 10 class columns
-                        imsave(run_dir / "grid.png", rng.random((8 * ipc, 80, 3)))
-    root.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame(rows).to_csv(root / "runs.csv", index=False)
-    return root
+# A scipy or numpy warning during a report is a bug (it would reach the user's stderr).
+pytestmark = pytest.mark.filterwarnings("error")
 
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One full report: 3 tasks (< 6), grids on disk, a failure and a spec."""
+    """One full report: 3 tasks (< 5), synthetic sets on disk, a failure and a spec."""
     root = make_results(tmp_path_factory.mktemp("results"),
                         {"MNIST": (1, 10), "CIFAR10": (1,)}, grids=True)
     pd.DataFrame([{"run_id": "cafe-MNIST-ipc1-s0", "method": "cafe", "dataset": "MNIST",
@@ -72,19 +34,20 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_report_writes_every_output(report: Path):
     assert report == report.parent / "report.md" and report.parent.name == "report"
     expected = ["cells.csv", "comparisons.csv", "ranks.csv", "omnibus.csv", "win_tie_loss.csv",
-                "table_wide.csv", "table.tex", "table.md", "report.md", "cd_diagram.png",
-                "acc_vs_ipc_MNIST.png", "acc_vs_ipc_CIFAR10.png",
-                "synthetic_grids_MNIST_ipc1.png", "synthetic_grids_MNIST_ipc10.png",
-                "synthetic_grids_CIFAR10_ipc1.png"]
-    for name in expected:
+                "table_wide.csv", "table.tex", "table.md", "report.md"]
+    figures = ["acc_vs_ipc_MNIST", "acc_vs_ipc_CIFAR10", "synthetic_grids_MNIST_ipc1",
+               "synthetic_grids_MNIST_ipc10", "synthetic_grids_CIFAR10_ipc1"]
+    for name in expected + [f"{stem}.{kind}" for stem in figures for kind in ("png", "pdf")]:
         assert (report.parent / name).is_file(), name
-    assert not (report.parent / "wilcoxon.csv").exists()
+    # 3 tasks: no pairwise Wilcoxon can reach alpha, no Nemenyi / CD diagram below 5 tasks
+    for name in ("wilcoxon.csv", "nemenyi.csv", "cd_diagram.png", "cd_diagram.pdf"):
+        assert not (report.parent / name).exists(), name
 
 
-def test_pngs_are_readable_images(report: Path):
+def test_figures_are_300_dpi_png_and_pdf(report: Path):
     for png in report.parent.glob("*.png"):
-        image = imread(png)
-        assert image.ndim == 3 and min(image.shape[:2]) > 100, png.name
+        assert png_dpi(png) == pytest.approx(300, abs=0.5), png.name
+        assert png.with_suffix(".pdf").read_bytes().startswith(b"%PDF"), png.name
 
 
 def test_cells_equal_a_direct_recomputation_from_runs(report: Path):
@@ -107,18 +70,23 @@ def test_cells_equal_a_direct_recomputation_from_runs(report: Path):
         assert cell.pooled_sd == pytest.approx(percent.std(ddof=0))
 
 
-def test_comparisons_exclude_whole_and_share_one_holm_family(report: Path):
+def test_comparisons_exclude_whole_share_one_holm_family_and_name_the_effect_size(report: Path):
     comparisons = pd.read_csv(report.parent / "comparisons.csv")
     assert list(comparisons.columns) == list(stats.COMPARISON_COLUMNS)
     assert "whole" not in set(comparisons["method_a"]) | set(comparisons["method_b"])
-    assert (comparisons["method_a"] != comparisons["method_b"]).all()
     assert set(comparisons["kind"]) <= {"vs_best", "vs_reference"}
     assert (comparisons["family_size"] == comparisons["p_raw"].notna().sum()).all()
     assert (comparisons["p_adj"] >= comparisons["p_raw"]).all()
     assert (comparisons["test"] == "welch_t").all() and not comparisons["paired"].any()
-    for _, task in comparisons.groupby(list(stats.TASK_KEYS)):
-        pairs = [frozenset(pair) for pair in zip(task["method_a"], task["method_b"])]
-        assert len(pairs) == len(set(pairs))
+    assert (comparisons["effect_size_kind"] == "hedges_g").all()
+    runs = pd.read_csv(report.parent.parent / "runs.csv")
+    row = comparisons.iloc[0]
+    seed_means = {method: (100 * runs[(runs["method"] == method) & (runs["dataset"] == row["dataset"])
+                                      & (runs["ipc"] == row["ipc"])]
+                           .groupby("synth_seed")["test_acc"].mean()).to_numpy()
+                  for method in (row["method_a"], row["method_b"])}
+    assert row["effect_size"] == pytest.approx(pingouin.compute_effsize(
+        seed_means[row["method_a"]], seed_means[row["method_b"]], eftype="hedges"))
 
 
 def test_ranks_and_omnibus(report: Path):
@@ -128,13 +96,16 @@ def test_ranks_and_omnibus(report: Path):
     assert np.allclose(ranks.groupby(list(stats.TASK_KEYS))["rank"].sum(), k * (k + 1) / 2)
     omnibus = pd.read_csv(report.parent / "omnibus.csv").iloc[0]
     assert (omnibus["k"], omnibus["N"]) == (3, 3)
+    # every task orders random < dc < dm: 1 of 6^2 combinations of the other tasks' orderings
+    assert omnibus["p_method"] == "exact" and omnibus["p"] == pytest.approx(1 / 36)
+    assert not omnibus["approximations_hold"] and np.isnan(omnibus["p_F"])
     assert omnibus["nemenyi_cd"] == pytest.approx(stats.nemenyi_cd(3, 3))
 
 
 def test_latex_table_is_booktabs_with_marks_and_whole_dataset_on_top(report: Path):
     latex = (report.parent / "table.tex").read_text()
     for token in (r"\toprule", r"\midrule", r"\bottomrule", r"\textbf{", r"\underline{",
-                  r"$\pm$", r"\caption{", r"\multicolumn"):
+                  r"$\pm$", r"\caption{", r"\multicolumn", r"\resizebox"):
         assert token in latex, token
     body = latex.split(r"\midrule")[1].strip().splitlines()
     assert body[0].startswith("Whole dataset")
@@ -155,54 +126,81 @@ def test_markdown_table_twin_marks_best_second_and_ties_with_best(report: Path):
                      & (cells["method"] != "whole")].sort_values("mean", ascending=False)
         best, second = task["method"].iloc[0], task["method"].iloc[1]
         assert rows[best][position].startswith("**")
-        assert rows[second][position].startswith("<u>")
+        assert rows[second][position].startswith("<ins>")  # GitHub keeps <ins>, strips <u>
         vs_best = comparisons[(comparisons["dataset"] == dataset) & (comparisons["ipc"] == ipc)
                               & (comparisons["kind"] == "vs_best")]
         for row in vs_best.itertuples(index=False):
             assert rows[row.method_a][position].endswith("†") == (not row.significant)
     assert " ± " in rows["random"][0] and "Holm over 9 comparisons" in lines[-1]
+    assert "‡" not in "\n".join(lines)  # every cell was tested: no not-tested mark or caption
 
 
-def test_report_md_states_protocol_trail_and_failures(report: Path):
+def test_report_md_states_protocol_decisions_and_failures(report: Path):
     text = report.read_text()
     for phrase in ("Synthesis seeds: 0, 1, 2", "300 epochs", "augmentation dsa", "Welch",
-                   "Holm over", "3 complete task(s) < 6: pairwise Wilcoxon not run",
-                   "win/tie/loss counts vs `random`", "CUDA out of memory", 'name = "toy-grid"',
-                   "## Cost per method", "(cd_diagram.png)", "(acc_vs_ipc_MNIST.png)",
-                   "(synthetic_grids_MNIST_ipc10.png)"):
+                   "Holm over", "Hedges' g", "exact: every within-task ordering",
+                   "approximations are not shown", "smallest two-sided p is 2/2^N = 0.25",
+                   "all pairs of methods (m = 3): smallest adjusted p 0.75; below α = 0.05 "
+                   "from 7 tasks", "each method vs the reference (m = 2)",
+                   "no pairwise test is run across tasks",
+                   "No CD diagram and no Nemenyi post-hoc: 3 complete task(s) < 5",
+                   "Win/tie/loss vs `random`", "Dependence: the 3 tasks are not independent",
+                   "MNIST: 2 tasks", "CUDA out of memory", 'name = "toy-grid"',
+                   "## Cost per method", "(acc_vs_ipc_MNIST.png)",
+                   "(synthetic_grids_MNIST_ipc10.png)", "PNG at 300 dpi"):
         assert phrase in text, phrase
     assert "cuda_peak_mb" not in text  # all empty: the column is left out of the cost table
+    assert "cd_diagram.png" not in text and "<0.001" not in text.split("## Across tasks")[1][:600]
 
 
-def test_six_tasks_switch_to_pairwise_wilcoxon(tmp_path: Path):
-    root = make_results(tmp_path, {"MNIST": (1, 10, 50), "CIFAR10": (1, 10, 50)})
-    report = write_report(root, formats=("csv",))
-    wilcoxon = pd.read_csv(report.parent / "wilcoxon.csv")
-    assert len(wilcoxon) == 3  # k(k-1)/2 pairs of random, dc, dm
-    assert (wilcoxon["n_tasks"] == 6).all()
-    assert "6 tasks >= 6: pairwise Wilcoxon signed-rank" in report.read_text()
-    assert not (report.parent / "table.tex").exists()
-
-
-def test_paired_t_when_requested_and_seed_lists_match(tmp_path: Path):
+def test_paired_t_when_requested_with_g_av_matching_pingouin(tmp_path: Path):
     root = make_results(tmp_path, {"MNIST": (1,)})
     report = write_report(root, formats=("csv",), paired=True, out_dir=tmp_path / "out")
     assert report == tmp_path / "out" / "report.md"
     comparisons = pd.read_csv(report.parent / "comparisons.csv")
     assert (comparisons["test"] == "paired_t").all() and comparisons["paired"].all()
     assert (comparisons["df"] == len(SEEDS) - 1).all()
+    assert (comparisons["effect_size_kind"] == "g_av").all()
+    runs = pd.read_csv(root / "runs.csv")
+    per_seed = (100 * runs.groupby(["method", "synth_seed"])["test_acc"].mean()).unstack()
+    for row in comparisons.itertuples(index=False):
+        assert row.effect_size == pytest.approx(pingouin.compute_effsize(
+            per_seed.loc[row.method_a].to_numpy(), per_seed.loc[row.method_b].to_numpy(),
+            paired=True, eftype="hedges"))
+    assert "g_av" in report.read_text()
 
 
-def test_single_seed_cells_give_nan_and_no_grids_give_no_figure(tmp_path: Path):
+def test_single_seed_cells_give_nan_the_not_tested_mark_and_no_figure(tmp_path: Path):
     root = make_results(tmp_path, {"MNIST": (1, 10)}, methods=("dc", "dm"), seeds=(0,))
     report = write_report(root, reference="random")
     cells = pd.read_csv(report.parent / "cells.csv")
     assert cells["sd"].isna().all() and cells["ci_low"].isna().all()
     assert pd.read_csv(report.parent / "comparisons.csv")["p_raw"].isna().all()
-    assert not list(report.parent.glob("synthetic_grids_*.png"))
+    assert not list(report.parent.glob("synthetic_grids_*"))
     text = report.read_text()
     assert "have one synthesis seed" in text and "Reference `random` is not in runs.csv" in text
-    assert "| dm | **" in (report.parent / "table.md").read_text()
+    table = (report.parent / "table.md").read_text()
+    assert "| dm | **" in table and "| dc | " in table
+    dc_row = next(line for line in table.splitlines() if line.startswith("| dc |"))
+    assert dc_row.count("‡") == 2 and "†" not in dc_row
+    assert "‡: not tested against the best" in table
+    latex = (report.parent / "table.tex").read_text()
+    assert latex.count(r"$^{\ddagger}$") == 3  # two cells and the caption
+
+
+def test_one_seed_cell_among_tested_ones_gets_the_not_tested_mark(tmp_path: Path):
+    root = make_results(tmp_path, {"MNIST": (1, 10)})
+    runs = pd.read_csv(root / "runs.csv")
+    one_seed = (runs["method"] == "random") & (runs["ipc"] == 10) & (runs["synth_seed"] > 0)
+    runs[~one_seed].to_csv(root / "runs.csv", index=False)
+    report = write_report(root, formats=("md", "tex"))
+    random_row = next(line for line in (report.parent / "table.md").read_text().splitlines()
+                      if line.startswith("| random |"))
+    assert random_row.endswith("‡ |") and random_row.count("‡") == 1
+    latex = (report.parent / "table.tex").read_text()
+    random_line = next(line for line in latex.splitlines() if line.startswith("random &"))
+    assert random_line.rstrip(" \\").endswith(r"$^{\ddagger}$")
+    assert r"$^{\ddagger}$: not tested against the best" in latex
 
 
 def test_whole_dataset_recorded_per_ipc_and_incomplete_tasks(tmp_path: Path):
@@ -216,12 +214,34 @@ def test_whole_dataset_recorded_per_ipc_and_incomplete_tasks(tmp_path: Path):
                      if line.startswith("| Whole dataset |"))
     for ipc in (1, 10):  # each column shows the whole-dataset cell of its own IPC
         assert f"{cells.loc[('whole', ipc), 'mean']:.1f} ± " in whole_row
-    assert "| dc | " in (report.parent / "table.md").read_text()
     ranks = pd.read_csv(report.parent / "ranks.csv")
     assert set(ranks["ipc"]) == {1} and ranks["method"].nunique() == 3
     text = report.read_text()
     assert "1 of 2 task(s) lack a cell for some method" in text
-    assert "No CD diagram" in text
+    assert "Friedman test not run" in text and "No CD diagram" in text
+
+
+def test_cli_report_leaves_stderr_empty_with_constant_groups(tmp_path: Path, capsys):
+    """No scipy RuntimeWarning reaches the user when a method has no variance across seeds
+    (warnings are errors in this module, and stderr must stay empty)."""
+    root = make_results(tmp_path, {"MNIST": (1, 10), "CIFAR10": (1,)})
+    runs = pd.read_csv(root / "runs.csv")
+    runs.loc[runs["method"] == "dm", "test_acc"] = 0.5  # every seed and model identical
+    runs.loc[runs["method"] == "random", "test_acc"] = 0.25
+    runs.to_csv(root / "runs.csv", index=False)
+    assert main(["report", str(root), "--format", "csv,md,tex"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == "" and "report written" in captured.out
+    comparisons = pd.read_csv(root / "report" / "comparisons.csv")
+    pair = comparisons["method_a"] + "-" + comparisons["method_b"]
+    assert comparisons.loc[pair == "random-dm", "p_raw"].isna().all()  # both constant: untested
+    assert (comparisons.loc[pair == "dc-dm", "p_raw"] < 0.05).all()  # one constant: one-sample t
+
+
+def test_extension_points_list_every_part_of_the_report():
+    names = [writer.__name__ for writer in FIGURE_WRITERS]
+    assert names == ["accuracy_vs_ipc_figures", "cd_diagram_figures", "synthetic_grid_figures"]
+    assert SECTIONS[0].__name__ == "title_section" and len(SECTIONS) == len(set(SECTIONS))
 
 
 def _runs_frame(tmp_path: Path) -> pd.DataFrame:
@@ -254,7 +274,7 @@ def test_bad_input_raises_one_line_dcbench_error(tmp_path: Path, break_input, me
 
 
 @pytest.mark.parametrize("options, message", [
-    ({"formats": ("csv", "pdf")}, "unknown report format(s) pdf"),
+    ({"formats": ("csv", "svg")}, "unknown report format(s) svg"),
     ({"alpha": 5.0}, "not a probability"),
 ])
 def test_bad_options_raise_dcbench_error(tmp_path: Path, options, message):

@@ -21,7 +21,7 @@ from dcbench.stats.cells import TASK_KEYS
 
 APPROXIMATION_MIN_TASKS = 11    # N > 10
 APPROXIMATION_MIN_METHODS = 6   # k > 5
-EXACT_MAX_STATES = 2_000_000    # rank-sum vectors held at once by the exact enumeration
+EXACT_MAX_STATES = 1_000_000    # rank-sum vectors expanded at once by the exact enumeration
 PERMUTATIONS = 100_000          # Monte Carlo permutations when the enumeration is too large
 PERMUTATION_SEED = 20_060_101   # fixed, so the permutation p is reproducible
 NEMENYI_MIN_TASKS = 5           # below it the mean-rank normal approximation is too rough
@@ -87,7 +87,8 @@ def friedman_exact_p(scores: np.ndarray, max_states: int = EXACT_MAX_STATES) -> 
     observed = _sum_of_squared_rank_sums(doubled)
     states = np.zeros((1, k), dtype=np.int64)
     probabilities = np.ones(1)
-    if np.prod(np.arange(1, k + 1, dtype=float)) > max_states:
+    base = int(doubled.max()) * n_tasks + 1  # every doubled rank sum is below it
+    if np.prod(np.arange(1, k + 1, dtype=float)) > max_states or float(base) ** k >= 2.0 ** 62:
         return None
     for row in doubled:
         orderings = np.array(sorted(set(itertools.permutations(row.tolist()))), dtype=np.int64)
@@ -95,10 +96,17 @@ def friedman_exact_p(scores: np.ndarray, max_states: int = EXACT_MAX_STATES) -> 
             return None
         expanded = np.sort((states[:, None, :] + orderings[None, :, :]).reshape(-1, k), axis=1)
         weights = np.repeat(probabilities / len(orderings), len(orderings))
-        states, inverse = np.unique(expanded, axis=0, return_inverse=True)
+        _, first, inverse = np.unique(_row_keys(expanded, base), return_index=True,
+                                      return_inverse=True)
+        states = expanded[first]
         probabilities = np.bincount(inverse.ravel(), weights=weights, minlength=len(states))
     at_least = _sum_of_squared_rank_sums(states[:, None, :]) >= observed
     return float(min(1.0, probabilities[at_least].sum()))
+
+
+def _row_keys(rows: np.ndarray, base: int) -> np.ndarray:
+    """One integer per row of non-negative integers below ``base`` (for a fast 1-D unique)."""
+    return rows @ (base ** np.arange(rows.shape[1], dtype=np.int64))
 
 
 def friedman_permutation_p(scores: np.ndarray, permutations: int = PERMUTATIONS,

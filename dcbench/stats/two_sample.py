@@ -14,6 +14,7 @@ result names the kind it holds, because the two are on different footings:
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -83,17 +84,29 @@ def g_av(a: ArrayLike, b: ArrayLike) -> float:
     return float(d_av * _small_sample_correction(a.size, b.size))
 
 
+def _snap_constant(x: np.ndarray) -> np.ndarray:
+    """A sample whose spread is float noise (below 1e-9 of its scale) made exactly constant."""
+    if x.size and np.ptp(x) <= 1e-9 * max(1.0, float(np.abs(x).max())):
+        return np.full_like(x, x.mean())
+    return x
+
+
 def welch_t(a: ArrayLike, b: ArrayLike, confidence: float = 0.95) -> TwoSampleTest:
     """Welch's unequal-variance t-test with the CI of the difference of means.
 
     Untestable samples (fewer than two values in a group, or no variance at all) give NaN
-    statistics rather than scipy warnings.
+    statistics rather than scipy warnings. A group that is constant up to float noise is made
+    exactly constant; Welch with one constant group is then a one-sample t on the other, and
+    scipy's "precision loss" warning about the constant group is spurious and silenced.
     """
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    a, b = (_snap_constant(np.asarray(x, dtype=float)) for x in (a, b))
     diff = float(a.mean() - b.mean())
     if a.size < 2 or b.size < 2 or a.var(ddof=1) + b.var(ddof=1) == 0.0:
         return TwoSampleTest.untestable("welch_t", False, a.size, b.size, diff, HEDGES_G)
-    result = stats.ttest_ind(a, b, equal_var=False)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Precision loss occurred in moment calculation",
+                                RuntimeWarning)  # spurious for an exactly constant group
+        result = stats.ttest_ind(a, b, equal_var=False)
     ci = result.confidence_interval(confidence_level=confidence)
     return TwoSampleTest("welch_t", False, a.size, b.size, diff, float(ci.low), float(ci.high),
                          float(result.statistic), float(result.df), float(result.pvalue),
@@ -107,7 +120,7 @@ def paired_t(a: ArrayLike, b: ArrayLike, confidence: float = 0.95) -> TwoSampleT
     halves the degrees of freedom and loses power, so it is opt-in.
     """
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    differences = a - b
+    differences = _snap_constant(a - b)
     diff = float(differences.mean())
     if differences.size < 2 or differences.std(ddof=1) == 0.0:
         return TwoSampleTest.untestable("paired_t", True, a.size, b.size, diff, G_AV)
