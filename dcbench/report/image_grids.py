@@ -58,7 +58,7 @@ def synthetic_grid_figures(context: ReportContext) -> list[Path]:
         for method in (m for m in context.methods if m in run_of.index):
             run_dir = context.results_dir / "runs" / str(run_of.at[method, "run_id"])
             title = method if len(seeds) == 1 else f"{method}\nseed {run_of.at[method, 'synth_seed']}"
-            panel = _panel(run_dir, title, context.notes)
+            panel = load_panel(run_dir, title, context.notes)
             if panel is not None:
                 panels.append(panel)
         if not panels:
@@ -75,7 +75,7 @@ def synthetic_grid_figures(context: ReportContext) -> list[Path]:
     return written
 
 
-def _panel(run_dir: Path, title: str, notes: list[str]) -> Panel | None:
+def load_panel(run_dir: Path, title: str, notes: list[str]) -> Panel | None:
     """The mosaic of one cell's synthetic set, or None (with a note) when it cannot be read."""
     if not (run_dir / TENSOR_FILE).is_file():
         return None
