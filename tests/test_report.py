@@ -147,7 +147,7 @@ def test_report_md_states_protocol_decisions_and_failures(report: Path):
                    "Win/tie/loss vs `random`", "Dependence: the 3 tasks are not independent",
                    "MNIST: 2 tasks", "CUDA out of memory", 'name = "toy-grid"',
                    "## Cost per method", "(acc_vs_ipc_MNIST.png)",
-                   "(synthetic_grids_MNIST_ipc10.png)", "PNG at 300 dpi"):
+                   "(synthetic_grids_MNIST_ipc10.png)", "PNG (300 dpi) and PDF"):
         assert phrase in text, phrase
     assert "cuda_peak_mb" not in text  # all empty: the column is left out of the cost table
     assert "cd_diagram.png" not in text and "<0.001" not in text.split("## Across tasks")[1][:600]

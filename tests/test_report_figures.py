@@ -78,3 +78,18 @@ def test_figures_only_in_the_requested_formats(tmp_path: Path):
     assert png_dpi(png_report.parent / "synthetic_grids_MNIST_ipc1.png") == pytest.approx(300,
                                                                                           abs=0.5)
     assert not list(png_report.parent.glob("*.pdf"))
+
+
+def test_condensation_records_the_class_names_the_grids_show():
+    import torch
+    from dcbench_coresets.method import RandomMethod
+
+    from dcbench.condensation import condense
+    from dcbench.datasets import RealDataset
+
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randn(12, 1, 8, 8, generator=generator)
+    labels = torch.arange(3).repeat_interleave(4)
+    real = RealDataset("toy", images, labels, images, labels, (0.5,), (0.25,), CLASS_NAMES)
+    condensed = condense(RandomMethod(), real, ipc=2, seed=0, preset="smoke")
+    assert condensed.synthetic.manifest["class_names"] == list(CLASS_NAMES)

@@ -77,7 +77,8 @@ def analyse(runs: pd.DataFrame, reference: str = "random", alpha: float = 0.05,
     single_seed = int((cells["n_seeds"] == 1).sum())
     if single_seed:
         trail.append(f"{single_seed} cell(s) have one synthesis seed: their SD, CI and tests are "
-                     "undefined (NaN, marked ‡ in the tables); run at least 3 seeds per cell.")
+                     "undefined (NaN; a cell not tested against the best is marked ‡ in the "
+                     "tables); run at least 3 seeds per cell.")
 
     methods = sorted(compared_runs["method"].unique())
     if reference not in methods:
@@ -192,9 +193,10 @@ def _family_reach(family: stats.PairFamily, alpha: float) -> str:
     """One trail line: what a Wilcoxon family can reach with the tasks at hand."""
     m, n_tasks = len(family.pairs), family.n_tasks
     verdict = "can reach" if family.reachable else "cannot reach"
+    capped = " (capped at 1)" if m * stats.smallest_wilcoxon_p(n_tasks) > 1.0 else ""
     return (f"Wilcoxon over {FAMILY_LABELS[family.name]} ({m} test(s)): with N = {n_tasks} tasks "
             f"the smallest Holm-adjusted p is {m} × 2/2^{n_tasks} = "
-            f"{family.smallest_adjusted_p:.3g}, which {verdict} α = {alpha:g}; it needs at "
+            f"{family.smallest_adjusted_p:.3g}{capped}, which {verdict} α = {alpha:g}; it needs at "
             f"least {family.tasks_needed} tasks.")
 
 

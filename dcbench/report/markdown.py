@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 from dcbench import stats
-from dcbench.report.analysis import FAMILY_LABELS
+from dcbench.report.analysis import FAMILY_LABELS, Analysis
 from dcbench.report.context import ReportContext
 from dcbench.report.formatting import (number, p_clause, p_value, render_markdown_table, span,
                                        yes_no)
@@ -113,25 +113,26 @@ def comparisons_section(context: ReportContext) -> list[str]:
 
 
 def across_tasks_section(context: ReportContext) -> list[str]:
-    analysis, alpha = context.analysis, context.alpha
+    analysis = context.analysis
     lines = ["## Across tasks", ""]
     if analysis.ranks.empty:
-        return lines + ["No task has a cell for every method: no ranks.", ""]
-    mean_ranks = analysis.ranks.groupby("method")["rank"].mean().sort_values()
-    table = pd.DataFrame({"mean rank": mean_ranks.map(lambda v: f"{v:.2f}")})
-    lines += [render_markdown_table(table, "method"), "", _friedman_sentence(analysis), ""]
-    if analysis.dependence:
-        lines += [f"**{analysis.dependence}**", ""]
-    lines += _pairwise_lines(context)
-    lines += _nemenyi_lines(context)
-    if analysis.reference is not None:
+        lines += ["No task has a cell for every method: no ranks and no across-task tests.", ""]
+    else:
+        mean_ranks = analysis.ranks.groupby("method")["rank"].mean().sort_values()
+        table = pd.DataFrame({"mean rank": mean_ranks.map(lambda v: f"{v:.2f}")})
+        lines += [render_markdown_table(table, "method"), "", _friedman_sentence(analysis), ""]
+        if analysis.dependence:
+            lines += [f"**{analysis.dependence}**", ""]
+        lines += _pairwise_lines(context)
+        lines += _nemenyi_lines(context)
+    if analysis.reference is not None and not analysis.win_tie_loss.empty:
         lines += [f"Win/tie/loss vs `{analysis.reference}` over tasks (tie = within-task test not "
                   "significant after Holm; untested = one seed or no variance):", "",
                   render_markdown_table(analysis.win_tie_loss.set_index("method"), "method"), ""]
     return lines
 
 
-def _friedman_sentence(analysis) -> str:
+def _friedman_sentence(analysis: Analysis) -> str:
     omnibus = analysis.omnibus.iloc[0]
     k, n_tasks = int(omnibus["k"]), int(omnibus["N"])
     head = f"k = {k} methods, N = {n_tasks} complete tasks. "
@@ -212,9 +213,9 @@ def _nemenyi_lines(context: ReportContext) -> list[str]:
 def figures_section(context: ReportContext) -> list[str]:
     if not context.figures:
         return []
-    lines = ["## Figures", "",
-             "Each figure is written as " + " and ".join(
-                 kind.upper() for kind in context.figure_formats) + " (PNG at 300 dpi).", ""]
+    kinds = {"png": "PNG (300 dpi)", "pdf": "PDF (vector)"}
+    lines = ["## Figures", "", "Each figure is written as "
+             + " and ".join(kinds[kind] for kind in context.figure_formats) + ".", ""]
     for path in context.figures:
         lines.append(f"![{path.stem}]({path.name})" if path.suffix == ".png"
                      else f"- [{path.stem}]({path.name})")
