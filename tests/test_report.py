@@ -81,10 +81,9 @@ def test_comparisons_exclude_whole_share_one_holm_family_and_name_the_effect_siz
     assert (comparisons["effect_size_kind"] == "hedges_g").all()
     runs = pd.read_csv(report.parent.parent / "runs.csv")
     row = comparisons.iloc[0]
-    seed_means = {method: (100 * runs[(runs["method"] == method) & (runs["dataset"] == row["dataset"])
-                                      & (runs["ipc"] == row["ipc"])]
-                           .groupby("synth_seed")["test_acc"].mean()).to_numpy()
-                  for method in (row["method_a"], row["method_b"])}
+    task = runs[(runs["dataset"] == row["dataset"]) & (runs["ipc"] == row["ipc"])]
+    seed_means = {method: 100 * task[task["method"] == method].groupby("synth_seed")["test_acc"]
+                  .mean().to_numpy() for method in (row["method_a"], row["method_b"])}
     assert row["effect_size"] == pytest.approx(pingouin.compute_effsize(
         seed_means[row["method_a"]], seed_means[row["method_b"]], eftype="hedges"))
 

@@ -273,7 +273,8 @@ def _brute_force_friedman_p(scores: np.ndarray) -> float:
     n_tasks, k = ranks.shape
 
     def chi2(rows: np.ndarray) -> float:  # 12/(Nk(k+1)) sum R_j^2 - 3N(k+1), no tie correction
-        return 12.0 / (n_tasks * k * (k + 1)) * (rows.sum(axis=0) ** 2).sum() - 3 * n_tasks * (k + 1)
+        rank_sums = rows.sum(axis=0)
+        return 12.0 / (n_tasks * k * (k + 1)) * (rank_sums ** 2).sum() - 3 * n_tasks * (k + 1)
 
     observed = chi2(ranks)
     orderings = [list(itertools.permutations(row)) for row in ranks]

@@ -21,7 +21,7 @@ DPI = 300
 
 
 def save_figure(figure: Figure, out_dir: Path, stem: str, formats: tuple[str, ...]) -> Path:
-    """Write ``stem.png`` (300 dpi) and/or ``stem.pdf``; return the file report.md shows (PNG first).
+    """Write ``stem.png`` (300 dpi) and/or ``stem.pdf``; return the one report.md shows (PNG first).
 
     The PDF carries no creation date, so an unchanged report rewrites identical files.
     """

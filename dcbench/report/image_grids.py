@@ -57,7 +57,8 @@ def synthetic_grid_figures(context: ReportContext) -> list[Path]:
         panels = []
         for method in (m for m in context.methods if m in run_of.index):
             run_dir = context.results_dir / "runs" / str(run_of.at[method, "run_id"])
-            title = method if len(seeds) == 1 else f"{method}\nseed {run_of.at[method, 'synth_seed']}"
+            seed = run_of.at[method, "synth_seed"]
+            title = method if len(seeds) == 1 else f"{method}\nseed {seed}"
             panel = load_panel(run_dir, title, context.notes)
             if panel is not None:
                 panels.append(panel)

@@ -91,7 +91,7 @@ def comparisons_section(context: ReportContext) -> list[str]:
         "B": comparisons["method_b"],
         "kind": comparisons["kind"],
         "test": comparisons["test"],
-        "Δ = A − B": comparisons["diff"].map(lambda v: number(v, 2)),
+        "Δ = A − B": comparisons["diff"].map(number),
         "95% CI": [f"[{number(low)}, {number(high)}]" for low, high
                    in zip(comparisons["diff_ci_low"], comparisons["diff_ci_high"])],
         "t": comparisons["statistic"].map(number),
@@ -102,7 +102,8 @@ def comparisons_section(context: ReportContext) -> list[str]:
         "effect kind": comparisons["effect_size_kind"].map(EFFECT_SIZE_LABELS),
         "significant": yes_no(comparisons["significant"], comparisons["p_adj"].isna()),
     })
-    kinds = [kind for kind in stats.EFFECT_SIZE_KINDS if kind in set(comparisons["effect_size_kind"])]
+    present = set(comparisons["effect_size_kind"])
+    kinds = [kind for kind in stats.EFFECT_SIZE_KINDS if kind in present]
     return lines + [
         render_markdown_table(shown.set_index("task"), "task",
                               text_columns=("A", "B", "kind", "test", "effect kind",

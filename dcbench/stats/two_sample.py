@@ -73,7 +73,7 @@ def hedges_g(a: ArrayLike, b: ArrayLike) -> float:
 
 
 def g_av(a: ArrayLike, b: ArrayLike) -> float:
-    """Paired samples: (mean A − mean B) / sqrt((var A + var B) / 2), times J. NaN without spread."""
+    """Paired samples: (mean A − mean B) / sqrt((var A + var B) / 2), times J; NaN if no spread."""
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     if a.size < 2 or a.size != b.size:
         return np.nan
