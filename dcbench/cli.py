@@ -12,6 +12,7 @@ import torch
 
 from dcbench import __version__
 from dcbench.errors import DcbenchError
+from dcbench.runtime import PRECISIONS, set_threads
 
 EXIT_USAGE = 2
 
@@ -106,7 +107,7 @@ def cmd_condense(args: argparse.Namespace) -> None:
     ctx = CondenseContext(device=device, architectures=registry.architectures)
     plugin = registry.plugins.get(registry.owners[("method", method.name)])
     result = condense(method, real, args.ipc, args.seed, args.preset, overrides, ctx,
-                      plugin_version=plugin.version if plugin else None)
+                      plugin_version=plugin.version if plugin else None, precision=args.precision or "fp32")
     out = Path(args.output)
     result.synthetic.save(out)
     result.synthetic.save_grid(out / "grid.png", real.mean, real.std)
@@ -131,6 +132,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         overrides["models"] = args.models
     if args.epochs is not None:
         overrides["epochs"] = args.epochs
+    if args.precision:
+        overrides["precision"] = args.precision
     protocol = Protocol.for_preset(args.preset, dataset, augmentation, arch.name, **overrides)
     device = resolve_device(args.device)
     real = _load_real(registry, dataset, args.data_root, device)
@@ -166,7 +169,7 @@ def cmd_run(args: argparse.Namespace) -> None:
     run_benchmark(spec_path=Path(args.spec) if args.spec else None, preset=args.preset,
                   out=Path(args.out) if args.out else None, executor=args.executor,
                   ray_address=args.ray_address, data_root=args.data_root, device=args.device,
-                  show_progress=not args.quiet)
+                  show_progress=not args.quiet, threads=args.threads, precision=args.precision)
 
 
 def cmd_report(args: argparse.Namespace) -> None:
@@ -201,6 +204,10 @@ def build_parser() -> argparse.ArgumentParser:
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("--data-root", help="directory with torchvision-layout datasets (default: $DCBENCH_DATA)")
         p.add_argument("--device", default="auto", help="auto (a GPU when there is one), cpu or cuda[:N]")
+        p.add_argument("--threads", type=_positive_int, help="torch CPU threads (default: torch's choice, "
+                       "or the spec's `threads` for run)")
+        p.add_argument("--precision", choices=PRECISIONS, help="fp32 (default) or bf16 autocast for "
+                       "condensation and evaluation (recorded with the results)")
 
     sub.add_parser("list", help="show methods, datasets and architectures").set_defaults(func=cmd_list)
     sub.add_parser("plugins", help="show loaded plugins and their hooks").set_defaults(func=cmd_plugins)
@@ -267,6 +274,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        if getattr(args, "threads", None):
+            set_threads(args.threads)
         args.func(args)
     except DcbenchError as exc:
         print(f"dcbench: error: {exc}", file=sys.stderr)

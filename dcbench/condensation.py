@@ -15,12 +15,17 @@ from dcbench import __version__
 from dcbench.datasets import RealDataset
 from dcbench.errors import DcbenchError
 from dcbench.methods import CondenseContext, Method, config_to_dict
+from dcbench.runtime import autocast, check_precision
 from dcbench.synthetic import SyntheticSet
 
 
-def config_hash(method: str, config: Mapping[str, Any]) -> str:
-    """A short stable hash of a method's resolved config (detects a changed config for a cell)."""
-    text = json.dumps({"method": method, "config": config}, sort_keys=True, default=str)
+def config_hash(method: str, config: Mapping[str, Any], precision: str = "fp32") -> str:
+    """A short stable hash of a method's resolved config and precision (detects a changed config for
+    a cell). fp32 adds nothing, so fp32 hashes are those of stores written before ``--precision``."""
+    payload: dict[str, Any] = {"method": method, "config": config}
+    if precision != "fp32":
+        payload["precision"] = precision
+    text = json.dumps(payload, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -33,8 +38,9 @@ class Condensed:
 
 def condense(method: Method, real: RealDataset, ipc: int, seed: int, preset: str = "quick",
              overrides: Mapping[str, Any] | None = None, ctx: CondenseContext | None = None,
-             plugin_version: str | None = None) -> Condensed:
-    """Condense ``real`` to ``ipc`` images per class with ``method`` and stamp the manifest."""
+             plugin_version: str | None = None, precision: str = "fp32") -> Condensed:
+    """Condense ``real`` to ``ipc`` images per class with ``method`` and stamp the manifest.
+    ``precision`` ``bf16`` runs the method's forward passes under ``torch.autocast``."""
     if not isinstance(ipc, int) or ipc <= 0:
         raise DcbenchError(f"IPC must be a positive integer, got {ipc!r}")
     smallest = min(len(i) for i in real.indices_by_class)
@@ -42,8 +48,10 @@ def condense(method: Method, real: RealDataset, ipc: int, seed: int, preset: str
         raise DcbenchError(f"IPC {ipc} exceeds the {smallest} training images of the smallest class of {real.name}")
     config = method.make_config(preset, overrides)
     ctx = ctx or CondenseContext(device=real.device)
+    check_precision(precision, ctx.device.type)
     start = time.perf_counter()
-    synthetic = method.condense(real, ipc, config, seed, ctx)
+    with autocast(precision, ctx.device.type):
+        synthetic = method.condense(real, ipc, config, seed, ctx)
     seconds = time.perf_counter() - start
     if not isinstance(synthetic, SyntheticSet):
         raise DcbenchError(f"method {method.name!r} returned {type(synthetic).__name__}, not a SyntheticSet")
@@ -55,8 +63,9 @@ def condense(method: Method, real: RealDataset, ipc: int, seed: int, preset: str
         "method_version": method.version,
         "plugin_version": plugin_version,
         "config": config_dict,
-        "config_hash": config_hash(method.name, config_dict),
+        "config_hash": config_hash(method.name, config_dict, precision),
         "preset": preset,
+        "precision": precision,
         "dataset": real.name,
         "ipc": synthetic.ipc,
         "num_classes": real.num_classes,

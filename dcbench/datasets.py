@@ -104,10 +104,10 @@ def _normalise(images: np.ndarray | Tensor, mean: tuple[float, ...], std: tuple[
         x = x.unsqueeze(1)
     elif x.shape[-1] in (1, 3) and x.shape[1] not in (1, 3):  # (N, H, W, C) -> (N, C, H, W)
         x = x.permute(0, 3, 1, 2)
-    x = x.float().div_(255.0)
+    x = x.float().div_(255.0)  # in place from here: one float copy of the split at the peak
     m = torch.tensor(mean).view(1, -1, 1, 1)
     s = torch.tensor(std).view(1, -1, 1, 1)
-    return ((x - m) / s).contiguous()
+    return x.contiguous().sub_(m).div_(s)
 
 
 def _data_roots(data_root: Path | None) -> list[Path]:

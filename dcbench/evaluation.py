@@ -31,7 +31,8 @@ from torch.nn import functional as F
 from dcbench.augment import augment, dc_augment, dsa_strategy_for, parse_strategy
 from dcbench.datasets import RealDataset
 from dcbench.errors import DcbenchError
-from dcbench.networks import BUILTIN_ARCHITECTURES, Architecture, build_network
+from dcbench.networks import BUILTIN_ARCHITECTURES, Architecture, build_network, set_inplace_activations
+from dcbench.runtime import autocast, check_precision
 from dcbench.seeding import derive_seed, make_generator
 from dcbench.synthetic import SyntheticSet
 
@@ -54,6 +55,7 @@ class Protocol:
     augmentation: str = "none"
     dsa_strategy: str = ""  # "" = the reference string for the dataset
     test_batch_size: int = 1000
+    precision: str = "fp32"  # fp32 | bf16 (torch.autocast for the forward passes)
     version: str = PROTOCOL_VERSION
 
     def __post_init__(self) -> None:
@@ -66,12 +68,14 @@ class Protocol:
         if not self.lr > 0:
             raise DcbenchError(f"protocol lr must be > 0, got {self.lr}")
         parse_strategy(self.dsa_strategy)
+        check_precision(self.precision, "cpu")
 
     @property
     def name(self) -> str:
         width = self.arch_options.get("width")
         arch = f"{self.arch}-W{width}" if width else self.arch
-        return f"{arch}/{self.epochs}ep/{self.augmentation}/v{self.version}"
+        precision = "" if self.precision == "fp32" else f"/{self.precision}"
+        return f"{arch}/{self.epochs}ep/{self.augmentation}{precision}/v{self.version}"
 
     @classmethod
     def for_preset(cls, preset: str, dataset: str = "", augmentation: str = "none", arch: str = "ConvNet",
@@ -104,6 +108,8 @@ class EvaluationResult:
     eval_seeds: list[int]
     seconds: float
     protocol: dict[str, Any]
+    train_seconds: float = 0.0  # of ``seconds``: training the K models
+    test_seconds: float = 0.0  # of ``seconds``: the test passes
 
     @property
     def mean(self) -> float:
@@ -123,7 +129,7 @@ class _StackedModels:
 
     def __init__(self, nets: list[nn.Module]) -> None:
         self.params, self.buffers = stack_module_state(nets)
-        template = copy.deepcopy(nets[0]).to("meta")
+        template = set_inplace_activations(copy.deepcopy(nets[0]).to("meta"), False)
 
         def run(params: dict[str, Tensor], buffers: dict[str, Tensor], x: Tensor) -> Tensor:
             return functional_call(template, (params, buffers), (x,))
@@ -190,8 +196,9 @@ def _train_group(models: _StackedModels | _SingleModel, indices: list[int], imag
             idx = perms[:, start:start + protocol.batch_size]
             xb = torch.stack([aug(images[i]) for aug, i in zip(aug_fns, idx)])
             yb = labels[idx]
-            logits = models.logits(xb)
-            loss = F.cross_entropy(logits.flatten(0, 1), yb.flatten(), reduction="none").view(k, -1).mean(1).sum()
+            with autocast(protocol.precision, images.device.type):
+                logits = models.logits(xb)
+            loss = F.cross_entropy(logits.float().flatten(0, 1), yb.flatten(), reduction="none").view(k, -1).mean(1).sum()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -200,12 +207,15 @@ def _train_group(models: _StackedModels | _SingleModel, indices: list[int], imag
 
 
 @torch.no_grad()
-def _test_group(models: _StackedModels | _SingleModel, real: RealDataset, batch_size: int) -> list[float]:
+def _test_group(models: _StackedModels | _SingleModel, real: RealDataset, batch_size: int,
+                precision: str = "fp32") -> list[float]:
     correct = None
     for start in range(0, real.test_images.shape[0], batch_size):
         x = real.test_images[start:start + batch_size]
         y = real.test_labels[start:start + batch_size]
-        hits = (models.logits_shared(x).argmax(-1) == y).sum(1)
+        with autocast(precision, x.device.type):
+            logits = models.logits_shared(x)
+        hits = (logits.argmax(-1) == y).sum(1)
         correct = hits if correct is None else correct + hits
     return (correct.float() / real.test_images.shape[0]).tolist()
 
@@ -241,9 +251,12 @@ def evaluate_synthetic(synthetic: SyntheticSet, real: RealDataset, protocol: Pro
     else:
         train_accs = [acc for i, net in enumerate(nets)
                       for acc in _train_group(_SingleModel(net), [i], images, labels, protocol, seed)]
+    trained = time.perf_counter()
     if stack and device.type != "cpu":
-        test_accs = _test_group(models, real, protocol.test_batch_size)
+        test_accs = _test_group(models, real, protocol.test_batch_size, protocol.precision)
     else:  # a CPU is compute-bound here: model by model is faster than vmap
-        test_accs = [acc for net in nets for acc in _test_group(_SingleModel(net), real, protocol.test_batch_size)]
+        test_accs = [acc for net in nets for acc in _test_group(_SingleModel(net), real, protocol.test_batch_size,
+                                                                      protocol.precision)]
+    end = time.perf_counter()
     return EvaluationResult(test_accs, train_accs, [derive_seed(seed, "eval-net", i) for i in range(protocol.models)],
-                            time.perf_counter() - start, protocol.to_dict())
+                            end - start, protocol.to_dict(), train_seconds=trained - start, test_seconds=end - trained)

@@ -58,10 +58,12 @@ class CondenseContext:
         if self.on_progress is not None:
             self.on_progress(step, total, metrics)
 
-    def check_finite(self, loss: Tensor, step: int) -> None:
-        """Stop the cell with a clear reason when the loss diverges, instead of saving garbage."""
-        if not math.isfinite(float(loss)):
-            raise NonFiniteLossError(f"loss became {float(loss)} at iteration {step}; "
+    def check_finite(self, loss: Tensor | float, step: int) -> None:
+        """Stop the cell with a clear reason when the loss diverges, instead of saving garbage.
+        Pass a float you already have where you can: a tensor costs a host sync on a GPU."""
+        value = float(loss)
+        if not math.isfinite(value):
+            raise NonFiniteLossError(f"loss became {value} at iteration {step}; "
                                      "lower the image learning rate or check the data")
 
 

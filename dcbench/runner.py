@@ -45,6 +45,7 @@ class Cell:
     data_root: str | None = None
     device: str = "auto"
     torch_threads: int = field(default_factory=torch.get_num_threads)
+    precision: str = "fp32"
 
     @property
     def id(self) -> str:
@@ -69,6 +70,7 @@ def plan_cells(spec: Spec, registry: Any, data_root: str | None, device: str) ->
         registry.dataset(name)
     for name in spec.eval_archs:
         registry.architecture(name)
+    threads = spec.threads or torch.get_num_threads()
     cells = []
     for method_name in methods:
         method = registry.method(method_name)
@@ -79,13 +81,14 @@ def plan_cells(spec: Spec, registry: Any, data_root: str | None, device: str) ->
             protocols = []
             for arch in spec.eval_archs:
                 extra = {k: v for k, v in (("models", spec.eval_models), ("epochs", spec.eval_epochs)) if v is not None}
-                protocols.append(Protocol.for_preset(spec.preset, dataset, augmentation, arch, **extra).to_dict())
-            fingerprint = {"config_hash": config_hash(method_name, config),
+                protocols.append(Protocol.for_preset(spec.preset, dataset, augmentation, arch,
+                                                     precision=spec.precision, **extra).to_dict())
+            fingerprint = {"config_hash": config_hash(method_name, config, spec.precision),
                            "protocols": sorted(p["name"] for p in protocols)}
             for ipc in spec.ipcs:
                 for seed in spec.seeds:
                     cells.append(Cell(method_name, dataset, ipc, seed, spec.preset, overrides, protocols,
-                                      fingerprint, data_root, device))
+                                      fingerprint, data_root, device, threads, spec.precision))
     return cells
 
 
@@ -136,6 +139,7 @@ def execute_cell(cell: Cell, root: str) -> dict[str, Any]:
     registry = _registry()
     device = resolve_device(cell.device)
     metrics: dict[str, Any] = {"cell": cell.identity(), "fingerprint": cell.fingerprint, "device": str(device),
+                               "precision": cell.precision, "threads": cell.torch_threads,
                                "dcbench_version": __version__, "torch_version": torch.__version__,
                                "platform": platform.platform(),
                                "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
@@ -161,7 +165,7 @@ def execute_cell(cell: Cell, root: str) -> dict[str, Any]:
             plugin = registry.plugins.get(registry.owners[("method", method.name)])
             ctx = CondenseContext(device=device, architectures=registry.architectures, on_progress=on_progress)
             condensed = condense(method, real, cell.ipc, cell.seed, cell.preset, cell.overrides, ctx,
-                                 plugin_version=plugin.version if plugin else None)
+                                 plugin_version=plugin.version if plugin else None, precision=cell.precision)
             condensed.synthetic.save(directory)
             condensed.synthetic.save_grid(directory / "grid.png", real.mean, real.std)
             note(f"condensed in {condensed.seconds:.1f}s")
@@ -173,6 +177,7 @@ def execute_cell(cell: Cell, root: str) -> dict[str, Any]:
                 if not all(math.isfinite(a) for a in result.test_accs):
                     raise DcbenchError(f"evaluation on {protocol.arch} gave a non-finite accuracy")
                 evaluations.append({"arch": protocol.arch, "protocol": result.protocol, "seconds": result.seconds,
+                                    "train_seconds": result.train_seconds, "test_seconds": result.test_seconds,
                                     "test_accs": result.test_accs, "train_accs": result.train_accs,
                                     "eval_seeds": result.eval_seeds})
                 note(f"evaluated on {protocol.name}: mean test accuracy {100 * result.mean:.2f}% "
@@ -233,10 +238,16 @@ def run_ray(cells: list[Cell], root: Path, address: str | None) -> Iterator[dict
 
 def run_benchmark(spec_path: Path | None = None, preset: str | None = None, out: Path | None = None,
                   executor: str = "local", ray_address: str | None = None, data_root: str | None = None,
-                  device: str = "auto", show_progress: bool = True, write_report: bool = True) -> Path:
+                  device: str = "auto", show_progress: bool = True, write_report: bool = True,
+                  threads: int | None = None, precision: str | None = None) -> Path:
     from dcbench.cli import resolve_device
 
     spec = load_spec(spec_path, preset)
+    if threads is not None:  # the command line wins over the spec
+        spec.threads = threads
+    if precision is not None:
+        spec.precision = precision
+    spec.validate()
     resolve_device(device)  # fail early on a bad --device
     registry = _registry()
     cells = plan_cells(spec, registry, data_root, device)

@@ -12,6 +12,8 @@ A spec is a TOML file (or the built-in default). Example::
     eval_models = 2                    # default: the preset's
     eval_epochs = 150                  # default: the preset's
     eval_augmentation = "none"         # none | dsa | dc | native (each method's own paper's)
+    precision = "fp32"                 # fp32 | bf16: torch.autocast for condensation and evaluation
+    threads = 2                        # torch CPU threads per cell (default: torch's choice)
 
     [overrides.dm]                     # method settings, as `dcbench condense --set`
     iterations = 200
@@ -25,6 +27,7 @@ from typing import Any
 
 from dcbench.errors import DcbenchError
 from dcbench.methods import PRESETS
+from dcbench.runtime import PRECISIONS
 
 EVAL_AUGMENTATIONS = ("none", "dsa", "dc", "native")
 
@@ -41,6 +44,8 @@ class Spec:
     eval_models: int | None = None
     eval_epochs: int | None = None
     eval_augmentation: str = "none"
+    precision: str = "fp32"
+    threads: int | None = None
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def validate(self) -> None:
@@ -64,6 +69,11 @@ class Spec:
             value = getattr(self, key)
             if value is not None and (not isinstance(value, int) or value < (1 if key == "eval_models" else 0)):
                 raise DcbenchError(f"spec {key} must be a positive integer, got {value!r}")
+        if self.precision not in PRECISIONS:
+            raise DcbenchError(f"spec precision {self.precision!r} is not one of {', '.join(PRECISIONS)}")
+        if self.threads is not None and (isinstance(self.threads, bool) or not isinstance(self.threads, int)
+                                         or self.threads < 1):
+            raise DcbenchError(f"spec threads must be a whole number >= 1, got {self.threads!r}")
         if not self.name or "/" in self.name or self.name.startswith("."):
             raise DcbenchError(f"spec name {self.name!r} must be a plain directory name")
 
