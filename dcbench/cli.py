@@ -102,16 +102,28 @@ def cmd_condense(args: argparse.Namespace) -> None:
     overrides = parse_overrides(args.set)
     method.make_config(args.preset, overrides)  # fail on a bad setting before loading data
     device = resolve_device(args.device)
+    out = Path(args.output)
+    _check_condense_output(out, args.overwrite)
     real = spec.loader(Path(args.data_root) if args.data_root else None).to(device)
     ctx = CondenseContext(device=device, architectures=registry.architectures)
     plugin = registry.plugins.get(registry.owners[("method", method.name)])
     result = condense(method, real, args.ipc, args.seed, args.preset, overrides, ctx,
                       plugin_version=plugin.version if plugin else None)
-    out = Path(args.output)
     result.synthetic.save(out)
     result.synthetic.save_grid(out / "grid.png", real.mean, real.std)
     print(f"{method.name}: {len(result.synthetic.images)} images ({result.synthetic.ipc} per class) "
           f"of {real.name} in {result.seconds:.1f}s -> {out}")
+
+
+def _check_condense_output(out: Path, overwrite: bool) -> None:
+    """Before any work: a usable directory, and an existing set kept unless --overwrite."""
+    from dcbench.outputs import check_output_dir
+    from dcbench.synthetic import MANIFEST_FILE, TENSOR_FILE
+
+    if not overwrite and out.is_dir() and any((out / name).exists() for name in (TENSOR_FILE, MANIFEST_FILE)):
+        raise DcbenchError(f"{out} already holds a synthetic set; pass --overwrite to replace it or choose "
+                           "another -o")
+    check_output_dir(out, "output directory")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
@@ -160,13 +172,15 @@ def _check_preprocessing(manifest: dict[str, Any], real: Any, path: str) -> None
                                "re-import it with the right --dataset or renormalise it")
 
 
-def cmd_run(args: argparse.Namespace) -> None:
-    from dcbench.runner import run_benchmark
+def cmd_run(args: argparse.Namespace) -> int:
+    """Exit status 0: every cell of the grid is finished; 1: some (or all) cells failed."""
+    from dcbench.runner import run_grid
 
-    run_benchmark(spec_path=Path(args.spec) if args.spec else None, preset=args.preset,
-                  out=Path(args.out) if args.out else None, executor=args.executor,
-                  ray_address=args.ray_address, data_root=args.data_root, device=args.device,
-                  show_progress=not args.quiet)
+    outcome = run_grid(spec_path=Path(args.spec) if args.spec else None, preset=args.preset,
+                       out=Path(args.out) if args.out else None, executor=args.executor,
+                       ray_address=args.ray_address, data_root=args.data_root, device=args.device,
+                       show_progress=not args.quiet)
+    return outcome.exit_status
 
 
 def cmd_report(args: argparse.Namespace) -> None:
@@ -213,6 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", default="quick", choices=("smoke", "quick", "paper"))
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a method setting (repeatable)")
     p.add_argument("-o", "--output", required=True, help="output directory")
+    p.add_argument("--overwrite", action="store_true", help="replace a synthetic set already in the output directory")
     common(p)
     p.set_defaults(func=cmd_condense)
 
@@ -267,9 +282,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        args.func(args)
+        status = args.func(args) or 0
     except DcbenchError as exc:
         print(f"dcbench: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:  # a full disk or a path that went away mid-run: the path and the cause
+        from dcbench.outputs import describe_os_error
+
+        print(f"dcbench: error: {describe_os_error(exc)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("dcbench: interrupted; finished cells are kept, run the same command again to resume", file=sys.stderr)
@@ -281,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"dcbench: internal error: {type(exc).__name__}: {first} (set DCBENCH_DEBUG=1 for the traceback)",
               file=sys.stderr)
         return 1
-    return 0
+    return status
 
 
 if __name__ == "__main__":
