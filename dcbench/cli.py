@@ -184,9 +184,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> None:
+    from dcbench.outputs import check_output_dir
     from dcbench.report import write_report
 
     formats = tuple(f.strip() for f in args.format.split(",")) if args.format else ("csv", "tex", "md", "png")
+    if (Path(args.results_dir) / "runs.csv").is_file():  # else write_report names the missing input
+        check_output_dir(Path(args.out) if args.out else Path(args.results_dir) / "report", "report directory")
     path = write_report(Path(args.results_dir), Path(args.out) if args.out else None, reference=args.reference,
                         alpha=args.alpha, formats=formats, paired=args.paired)
     print(f"report written: {path}")

@@ -428,6 +428,14 @@ def test_8_run_refuses_an_unusable_out_before_any_work(tmp_path: Path, fashion_r
     assert "is a file" in lines[0] and "not writable" in lines[1] and "only 3 MB free" in lines[2]
 
 
+def test_8_report_refuses_an_out_that_is_a_file(tmp_path: Path, capsys) -> None:
+    (tmp_path / "runs.csv").write_text("run_id\n")
+    (tmp_path / "a-file").write_text("x")
+    assert main(["report", str(tmp_path), "--out", str(tmp_path / "a-file")]) == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert "report directory" in line and "is a file" in line
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes to read-only directories")
 def test_8_condense_into_a_read_only_directory_fails_before_condensing(tmp_path: Path, fashion_root: Path,
                                                                        capsys) -> None:
@@ -440,6 +448,19 @@ def test_8_condense_into_a_read_only_directory_fails_before_condensing(tmp_path:
     finally:
         locked.chmod(0o700)
     assert "not writable" in capsys.readouterr().err
+
+
+def test_8_condense_into_an_unwritable_directory_fails_before_loading_data(tmp_path: Path, fashion_root: Path,
+                                                                          monkeypatch, capsys) -> None:
+    def denied(*args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr("dcbench.outputs.tempfile.mkstemp", denied)  # a read-only directory, even for root
+    monkeypatch.setattr("dcbench.condensation.condense", lambda *a, **k: pytest.fail("condensed"))
+    assert main(["condense", "--method", "random", "--dataset", "fashion-mnist", "--ipc", "1", "--data-root",
+                 str(fashion_root), "-o", str(tmp_path / "set")]) == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert "is not writable (Permission denied)" in line
 
 
 def test_8_condense_keeps_an_existing_set_unless_overwrite(tmp_path: Path, fashion_root: Path, monkeypatch,
