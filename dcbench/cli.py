@@ -103,6 +103,8 @@ def cmd_condense(args: argparse.Namespace) -> None:
     overrides = parse_overrides(args.set)
     method.make_config(args.preset, overrides)  # fail on a bad setting before loading data
     device = resolve_device(args.device)
+    out = Path(args.output)
+    _check_condense_output(out, args.overwrite)
     real = spec.loader(Path(args.data_root) if args.data_root else None).to(device)
     ctx = CondenseContext(device=device, architectures=registry.architectures)
     plugin = registry.plugins.get(registry.owners[("method", method.name)])
@@ -113,6 +115,17 @@ def cmd_condense(args: argparse.Namespace) -> None:
     result.synthetic.save_grid(out / "grid.png", real.mean, real.std)
     print(f"{method.name}: {len(result.synthetic.images)} images ({result.synthetic.ipc} per class) "
           f"of {real.name} in {result.seconds:.1f}s -> {out}")
+
+
+def _check_condense_output(out: Path, overwrite: bool) -> None:
+    """Before any work: a usable directory, and an existing set kept unless --overwrite."""
+    from dcbench.outputs import check_output_dir
+    from dcbench.synthetic import MANIFEST_FILE, TENSOR_FILE
+
+    if not overwrite and out.is_dir() and any((out / name).exists() for name in (TENSOR_FILE, MANIFEST_FILE)):
+        raise DcbenchError(f"{out} already holds a synthetic set; pass --overwrite to replace it or choose "
+                           "another -o")
+    check_output_dir(out, "output directory")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
@@ -163,19 +176,25 @@ def _check_preprocessing(manifest: dict[str, Any], real: Any, path: str) -> None
                                "re-import it with the right --dataset or renormalise it")
 
 
-def cmd_run(args: argparse.Namespace) -> None:
-    from dcbench.runner import run_benchmark
+def cmd_run(args: argparse.Namespace) -> int:
+    """Exit status 0: every cell of the grid is finished; 1: some (or all) cells failed."""
+    from dcbench.runner import run_grid
 
-    run_benchmark(spec_path=Path(args.spec) if args.spec else None, preset=args.preset,
-                  out=Path(args.out) if args.out else None, executor=args.executor,
-                  ray_address=args.ray_address, data_root=args.data_root, device=args.device,
-                  show_progress=not args.quiet, threads=args.threads, precision=args.precision)
+    outcome = run_grid(spec_path=Path(args.spec) if args.spec else None, preset=args.preset,
+                       out=Path(args.out) if args.out else None, executor=args.executor,
+                       ray_address=args.ray_address, data_root=args.data_root, device=args.device,
+                       show_progress=not args.quiet, threads=args.threads,
+                       precision=args.precision)
+    return outcome.exit_status
 
 
 def cmd_report(args: argparse.Namespace) -> None:
+    from dcbench.outputs import check_output_dir
     from dcbench.report import write_report
 
     formats = tuple(f.strip() for f in args.format.split(",")) if args.format else ("csv", "tex", "md", "png")
+    if (Path(args.results_dir) / "runs.csv").is_file():  # else write_report names the missing input
+        check_output_dir(Path(args.out) if args.out else Path(args.results_dir) / "report", "report directory")
     path = write_report(Path(args.results_dir), Path(args.out) if args.out else None, reference=args.reference,
                         alpha=args.alpha, formats=formats, paired=args.paired)
     print(f"report written: {path}")
@@ -220,6 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", default="quick", choices=("smoke", "quick", "paper"))
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a method setting (repeatable)")
     p.add_argument("-o", "--output", required=True, help="output directory")
+    p.add_argument("--overwrite", action="store_true", help="replace a synthetic set already in the output directory")
     common(p)
     p.set_defaults(func=cmd_condense)
 
@@ -276,9 +296,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if getattr(args, "threads", None):
             set_threads(args.threads)
-        args.func(args)
+        status = args.func(args) or 0
     except DcbenchError as exc:
         print(f"dcbench: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:  # a full disk or a path that went away mid-run: the path and the cause
+        from dcbench.outputs import describe_os_error
+
+        print(f"dcbench: error: {describe_os_error(exc)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("dcbench: interrupted; finished cells are kept, run the same command again to resume", file=sys.stderr)
@@ -290,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"dcbench: internal error: {type(exc).__name__}: {first} (set DCBENCH_DEBUG=1 for the traceback)",
               file=sys.stderr)
         return 1
-    return 0
+    return status
 
 
 if __name__ == "__main__":

@@ -56,6 +56,8 @@ def condense(method: Method, real: RealDataset, ipc: int, seed: int, preset: str
     if not isinstance(synthetic, SyntheticSet):
         raise DcbenchError(f"method {method.name!r} returned {type(synthetic).__name__}, not a SyntheticSet")
     synthetic.validate(real.channels, real.image_size, real.num_classes, source=f"method {method.name!r}")
+    if not getattr(method, "reference_only", False):
+        synthetic.check_budget(ipc, real.num_classes, source=f"method {method.name!r}")
     config_dict = config_to_dict(config)
     synthetic.manifest.update({
         "format": "dcbench-synthetic/1",

@@ -22,6 +22,8 @@ from matplotlib.image import imread
 
 from dcbench import stats
 from dcbench.errors import DcbenchError
+from dcbench.identity import identity_notes
+from dcbench.outputs import staged_directory
 
 WHOLE_DATASET = "whole"
 WHOLE_DATASET_LABEL = "Whole dataset"
@@ -123,7 +125,7 @@ class Analysis:
 def analyse(runs: pd.DataFrame, reference: str = "random", alpha: float = 0.05,
             paired: bool = False) -> Analysis:
     """Apply the statistics protocol to validated runs (see :func:`load_runs`)."""
-    trail: list[str] = []
+    trail: list[str] = identity_notes(runs)  # methods shown once per identity where they have several
     cells = stats.summarize_cells(runs, ACCURACY)
     compared_runs = runs[runs["method"] != WHOLE_DATASET]
     if compared_runs.empty:
@@ -727,9 +729,14 @@ def write_report(results_dir: Path, out_dir: Path | None = None, reference: str 
         raise DcbenchError(f"alpha = {alpha} is not a probability: pass a value such as 0.05")
     runs = load_runs(results_dir)
     analysis = analyse(runs, reference, alpha, paired)
-    out_dir = Path(out_dir) if out_dir is not None else results_dir / "report"
-    out_dir.mkdir(parents=True, exist_ok=True)
+    final_dir = Path(out_dir) if out_dir is not None else results_dir / "report"
+    with staged_directory(final_dir) as out_dir:  # every file whole, or the old one kept
+        _write_outputs(results_dir, out_dir, runs, analysis, alpha, formats)
+    return final_dir / "report.md"
 
+
+def _write_outputs(results_dir: Path, out_dir: Path, runs: pd.DataFrame, analysis: Analysis, alpha: float,
+                   formats: tuple[str, ...]) -> None:
     if "csv" in formats:
         analysis.cells.to_csv(out_dir / "cells.csv", index=False)
         analysis.comparisons.to_csv(out_dir / "comparisons.csv", index=False)
@@ -752,11 +759,9 @@ def write_report(results_dir: Path, out_dir: Path | None = None, reference: str 
     failures = _read_optional_csv(results_dir / "failures.csv")
     spec_path = results_dir / "spec.toml"
     spec = spec_path.read_text() if spec_path.is_file() else None
-    report = out_dir / "report.md"
-    report.write_text(_report_markdown(results_dir, runs, analysis, paper_markdown,
-                                       table_caption(analysis, alpha, latex=False), plots,
-                                       failures, spec, alpha))
-    return report
+    (out_dir / "report.md").write_text(_report_markdown(results_dir, runs, analysis, paper_markdown,
+                                                        table_caption(analysis, alpha, latex=False), plots,
+                                                        failures, spec, alpha))
 
 
 def _write_plots(runs: pd.DataFrame, analysis: Analysis, results_dir: Path, out_dir: Path,

@@ -26,6 +26,9 @@ import torch
 
 from dcbench import __version__
 from dcbench.errors import DcbenchError
+from dcbench.identity import CellIdentity, data_fingerprint, identity_notes, protocol_hash
+from dcbench.lock import StoreLock
+from dcbench.outputs import check_output_dir
 from dcbench.spec import Spec, load_spec
 from dcbench.store import Store
 
@@ -41,7 +44,7 @@ class Cell:
     preset: str
     overrides: dict[str, Any]
     protocols: list[dict[str, Any]]  # Protocol fields per evaluation architecture
-    fingerprint: dict[str, Any]
+    fingerprint: dict[str, Any]  # the cell's identity (dcbench.identity.CellIdentity fields)
     data_root: str | None = None
     device: str = "auto"
     torch_threads: int = field(default_factory=torch.get_num_threads)
@@ -71,9 +74,13 @@ def plan_cells(spec: Spec, registry: Any, data_root: str | None, device: str) ->
     for name in spec.eval_archs:
         registry.architecture(name)
     threads = spec.threads or torch.get_num_threads()
+    if not methods:
+        raise DcbenchError("the spec runs every installed method, and no method plugin is loaded; install one "
+                           "or see `dcbench plugins` for the plugins that failed to load")
     cells = []
     for method_name in methods:
         method = registry.method(method_name)
+        plugin = registry.plugins.get(registry.owners.get(("method", method_name), ""))
         overrides = spec.overrides.get(method_name, {})
         config = config_to_dict(method.make_config(spec.preset, overrides))
         augmentation = method.native_eval_augmentation if spec.eval_augmentation == "native" else spec.eval_augmentation
@@ -81,10 +88,13 @@ def plan_cells(spec: Spec, registry: Any, data_root: str | None, device: str) ->
             protocols = []
             for arch in spec.eval_archs:
                 extra = {k: v for k, v in (("models", spec.eval_models), ("epochs", spec.eval_epochs)) if v is not None}
-                protocols.append(Protocol.for_preset(spec.preset, dataset, augmentation, arch,
-                                                     precision=spec.precision, **extra).to_dict())
-            fingerprint = {"config_hash": config_hash(method_name, config, spec.precision),
-                           "protocols": sorted(p["name"] for p in protocols)}
+                protocols.append(Protocol.for_preset(spec.preset, dataset, augmentation, arch, precision=spec.precision, **extra).to_dict())
+            fingerprint = CellIdentity(
+                method_name=method_name, method_version=method.version, plugin_version=plugin.version if plugin else None,
+                config_hash=config_hash(method_name, config, spec.precision), protocol_hash=protocol_hash(protocols),
+                data_fingerprint=_data_fingerprint(dataset, data_root),
+                precision=spec.precision,
+            ).to_dict()
             for ipc in spec.ipcs:
                 for seed in spec.seeds:
                     cells.append(Cell(method_name, dataset, ipc, seed, spec.preset, overrides, protocols,
@@ -101,8 +111,47 @@ def _registry() -> Any:
 
 
 @functools.lru_cache(maxsize=2)
+def _loaded(name: str, data_root: str | None) -> Any:
+    return _registry().dataset(name).loader(Path(data_root) if data_root else None)
+
+
+@functools.lru_cache(maxsize=2)
 def _dataset(name: str, data_root: str | None, device: str) -> Any:
-    return _registry().dataset(name).loader(Path(data_root) if data_root else None).to(device)
+    return _loaded(name, data_root).to(device)
+
+
+@functools.lru_cache(maxsize=16)
+def _data_fingerprint(name: str, data_root: str | None) -> str:
+    """The content hash of a dataset, once per dataset and process."""
+    real = _loaded(name, data_root)
+    return data_fingerprint(real.train_images, real.train_labels, real.test_images, real.test_labels,
+                            real.num_classes)
+
+
+def _forget_data() -> None:
+    """Drop every cached dataset (one was modified in place): the next cell reloads it."""
+    for cache in (_loaded, _dataset, _data_fingerprint):
+        cache.cache_clear()
+
+
+def _data_root_recorded(data_root: str | None) -> str | None:
+    """Where the data was looked for: --data-root, else $DCBENCH_DATA, else None (the defaults)."""
+    root = data_root or os.environ.get("DCBENCH_DATA")
+    return str(Path(root).resolve()) if root else None
+
+
+DATA_MODIFIED = ("the method modified the real dataset in place (its content hash changed); methods must not "
+                 "write to RealDataset tensors (the data is reloaded for the next cell)")
+
+
+def _data_intact(real: Any, expected: str) -> bool:
+    """Whether the shared real dataset still has its planned content; when not, forget it so that
+    the next cell reloads it (one method cannot corrupt another's results)."""
+    found = data_fingerprint(real.train_images, real.train_labels, real.test_images, real.test_labels,
+                             real.num_classes)
+    if found != expected:
+        _forget_data()
+    return found == expected
 
 
 def _reset_peak_rss() -> bool:
@@ -141,7 +190,7 @@ def execute_cell(cell: Cell, root: str) -> dict[str, Any]:
     metrics: dict[str, Any] = {"cell": cell.identity(), "fingerprint": cell.fingerprint, "device": str(device),
                                "precision": cell.precision, "threads": cell.torch_threads,
                                "dcbench_version": __version__, "torch_version": torch.__version__,
-                               "platform": platform.platform(),
+                               "platform": platform.platform(), "data_root": _data_root_recorded(cell.data_root),
                                "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     with open(log_path, "a") as log:
         def note(text: str) -> None:
@@ -154,11 +203,16 @@ def execute_cell(cell: Cell, root: str) -> dict[str, Any]:
             if step == total or step % max(1, total // 20) == 0:
                 note(f"step {step}/{total} " + " ".join(f"{k}={v:.4g}" for k, v in values.items()))
 
-        registry.manager.hook.dcbench_cell_started(cell=cell.identity())
         note(f"start {cell.id} preset={cell.preset} overrides={cell.overrides} device={device}")
+        shared = None
         try:
+            registry.manager.hook.dcbench_cell_started(cell=cell.identity())
             method = registry.method(cell.method)
-            real = _dataset(cell.dataset, cell.data_root, str(device))
+            if _data_fingerprint(cell.dataset, cell.data_root) != cell.fingerprint["data_fingerprint"]:
+                raise DcbenchError(f"the {cell.dataset} data found here differs from the data the grid was "
+                                   "planned with (content hash); give every worker the same --data-root files")
+            shared = _dataset(cell.dataset, cell.data_root, str(device))
+            real = shared.to(shared.device)  # a fresh RealDataset over the same tensors, checked after use
             per_cell_rss = _reset_peak_rss()
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(device)
@@ -166,6 +220,10 @@ def execute_cell(cell: Cell, root: str) -> dict[str, Any]:
             ctx = CondenseContext(device=device, architectures=registry.architectures, on_progress=on_progress)
             condensed = condense(method, real, cell.ipc, cell.seed, cell.preset, cell.overrides, ctx,
                                  plugin_version=plugin.version if plugin else None, precision=cell.precision)
+            if not _data_intact(shared, cell.fingerprint["data_fingerprint"]):
+                shared = None
+                raise DcbenchError(DATA_MODIFIED)
+            real = shared.to(shared.device)  # evaluation gets a fresh view too
             condensed.synthetic.save(directory)
             condensed.synthetic.save_grid(directory / "grid.png", real.mean, real.std)
             note(f"condensed in {condensed.seconds:.1f}s")
@@ -191,15 +249,26 @@ def execute_cell(cell: Cell, root: str) -> dict[str, Any]:
                 "cuda_peak_mb": (round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
                                  if device.type == "cuda" else None),
                 "config": condensed.synthetic.manifest.get("config"),
+                "synthetic_hash": condensed.synthetic.manifest.get("content_hash"),
                 "evaluations": evaluations,
             })
-        except Exception as exc:  # noqa: BLE001 - a failing cell is recorded; the grid goes on
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - SystemExit from a plugin too: recorded, the grid goes on
             reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+            if shared is not None and not _data_intact(shared, cell.fingerprint["data_fingerprint"]):
+                reason += f"; also, {DATA_MODIFIED}"
             note(f"FAILED {reason}\n{traceback.format_exc()}")
             metrics.update({"status": "failed", "reason": reason})
         metrics["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
         store.write_metrics(cell.id, metrics)
-    registry.manager.hook.dcbench_cell_finished(cell=cell.identity(), result=metrics)
+    try:
+        registry.manager.hook.dcbench_cell_finished(cell=cell.identity(), result=metrics)
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - an observer's failure does not change the cell's result
+        with open(log_path, "a") as log:
+            log.write(f"an observer of dcbench_cell_finished failed: {type(exc).__name__}: {exc}\n")
     return metrics
 
 
@@ -236,10 +305,34 @@ def run_ray(cells: list[Cell], root: Path, address: str | None) -> Iterator[dict
 
 # --- the command ---------------------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class RunOutcome:
+    """What ``dcbench run`` did: the store, the grid's cells and those that failed."""
+
+    root: Path
+    cells: int
+    failed: list[str]
+
+    @property
+    def exit_status(self) -> int:
+        """0 when every cell of the grid is finished, 1 when any failed (all of them included)."""
+        return 1 if self.failed else 0
+
+
 def run_benchmark(spec_path: Path | None = None, preset: str | None = None, out: Path | None = None,
                   executor: str = "local", ray_address: str | None = None, data_root: str | None = None,
                   device: str = "auto", show_progress: bool = True, write_report: bool = True,
                   threads: int | None = None, precision: str | None = None) -> Path:
+    """Run a grid (see :func:`run_grid`) and return its results directory."""
+    return run_grid(spec_path, preset, out, executor, ray_address, data_root, device, show_progress,
+                    write_report, threads, precision).root
+
+
+def run_grid(spec_path: Path | None = None, preset: str | None = None, out: Path | None = None,
+             executor: str = "local", ray_address: str | None = None, data_root: str | None = None,
+             device: str = "auto", show_progress: bool = True, write_report: bool = True,
+             threads: int | None = None, precision: str | None = None) -> RunOutcome:
+    """Expand the spec, run its unfinished cells with the store locked, rebuild the tables."""
     from dcbench.cli import resolve_device
 
     spec = load_spec(spec_path, preset)
@@ -249,28 +342,43 @@ def run_benchmark(spec_path: Path | None = None, preset: str | None = None, out:
         spec.precision = precision
     spec.validate()
     resolve_device(device)  # fail early on a bad --device
-    registry = _registry()
-    cells = plan_cells(spec, registry, data_root, device)
     root = out or Path("results") / spec.name
+    check_output_dir(root, "results directory")
     store = Store(root)
-    store.runs.mkdir(parents=True, exist_ok=True)
-    todo = [c for c in cells if not store.is_done(c.id, c.fingerprint)]
-    store.write_spec(spec.to_toml())
-    print(f"dcbench run {spec.name}: {len(cells)} cells, {len(cells) - len(todo)} already done, "
-          f"{len(todo)} to run -> {root}", file=sys.stderr)
-    start = time.perf_counter()
-    if todo:
-        results = run_local(todo, root) if executor == "local" else run_ray(todo, root, ray_address)
-        _show(results, len(todo), show_progress)
-    runs = store.rebuild_tables()
-    wall = time.perf_counter() - start
-    print(f"wall time {wall:.0f}s", file=sys.stderr)
-    if not runs.empty:
-        print(summary_table(runs))
-    if write_report and not runs.empty:
-        from dcbench.report import write_report as report
-        print(f"report: {report(root)}", file=sys.stderr)
-    return root
+    with StoreLock(root):
+        registry = _registry()
+        cells = plan_cells(spec, registry, data_root, device)
+        store.runs.mkdir(parents=True, exist_ok=True)
+        todo = []
+        for cell in cells:
+            state = store.cell_state(cell.id, cell.fingerprint)
+            if state.damage:
+                print(f"cell {cell.id} is damaged ({state.damage}); re-running it", file=sys.stderr)
+                store.discard(cell.id, state.damage)
+            if not state.done:
+                todo.append(cell)
+        store.record_spec(spec.to_toml(), __version__)
+        print(f"dcbench run {spec.name}: {len(cells)} cells, {len(cells) - len(todo)} already done, "
+              f"{len(todo)} to run -> {root}", file=sys.stderr)
+        start = time.perf_counter()
+        if todo:
+            results = run_local(todo, root) if executor == "local" else run_ray(todo, root, ray_address)
+            _show(results, len(todo), show_progress)
+        runs = store.rebuild_tables()
+        wall = time.perf_counter() - start
+        print(f"wall time {wall:.0f}s", file=sys.stderr)
+        for line in identity_notes(runs):
+            print(f"note: {line}", file=sys.stderr)
+        if not runs.empty:
+            print(summary_table(runs))
+        if write_report and not runs.empty:
+            from dcbench.report import write_report as report
+            print(f"report: {report(root)}", file=sys.stderr)
+        failed = [c.id for c in cells if (store.read_metrics(c.id) or {}).get("status") != "done"]
+    if failed:
+        print(f"{len(failed)} of {len(cells)} cells failed (reasons in {root / 'failures.csv'}); fix the cause "
+              "and run the same command again to re-run them", file=sys.stderr)
+    return RunOutcome(root, len(cells), failed)
 
 
 def _show(results: Iterator[dict[str, Any]], total: int, show_progress: bool) -> None:

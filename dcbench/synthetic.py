@@ -75,6 +75,17 @@ class SyntheticSet:
             raise DcbenchError(f"{source}: labels must lie in 0..{(num_classes or 1) - 1}, "
                                f"got {int(y.min())}..{int(y.max())}")
 
+    def check_budget(self, ipc: int, num_classes: int, source: str = "synthetic set") -> None:
+        """Raise a one-line :class:`DcbenchError` unless every class has exactly ``ipc`` images
+        (the IPC budget of a benchmark cell: more images would buy accuracy, fewer lose it)."""
+        counts = torch.bincount(self.labels, minlength=num_classes)
+        wrong = [(c, int(n)) for c, n in enumerate(counts.tolist()) if n != ipc]
+        if wrong:
+            shown = ", ".join(f"class {c}: {n}" for c, n in wrong[:3]) + (" ..." if len(wrong) > 3 else "")
+            raise DcbenchError(f"{source}: returned a set outside the IPC budget ({shown} images; "
+                               f"expected {ipc} per class for {num_classes} classes); return exactly IPC "
+                               "images of every class")
+
     def save(self, directory: Path) -> None:
         """Write ``synthetic.pt`` and ``manifest.json`` atomically (temp file + rename)."""
         directory.mkdir(parents=True, exist_ok=True)
@@ -135,17 +146,25 @@ def load_synthetic(path: Path) -> SyntheticSet:
 
 
 def atomic_write(path: Path, write: Any) -> None:
-    """Call ``write(fileobj)`` on a temp file next to ``path``, then rename it over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    """Call ``write(fileobj)`` on a temp file next to ``path``, then rename it over ``path``.
+
+    An OSError (no space, no permission) becomes one line naming ``path`` and the cause; the old
+    file, if any, is left whole."""
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as exc:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise DcbenchError(f"cannot write {path}: {exc.strerror or exc}; free some space or choose "
+                               "another path") from None
         raise
 
 

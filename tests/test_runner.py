@@ -33,10 +33,10 @@ seeds = [0, 1]
 @pytest.fixture(autouse=True)
 def fresh_registry():
     runner._registry.cache_clear()
-    runner._dataset.cache_clear()
+    runner._forget_data()
     yield
     runner._registry.cache_clear()
-    runner._dataset.cache_clear()
+    runner._forget_data()
 
 
 def write_spec(tmp_path: Path, text: str = SPEC) -> Path:
