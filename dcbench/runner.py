@@ -25,7 +25,9 @@ from typing import Any
 import torch
 
 from dcbench import __version__
+from dcbench.devices import device_name, resolve_device
 from dcbench.errors import DcbenchError
+from dcbench.folder_dataset import DatasetSource, resolve_dataset_entry
 from dcbench.spec import Spec, load_spec
 from dcbench.store import Store
 
@@ -45,6 +47,7 @@ class Cell:
     data_root: str | None = None
     device: str = "auto"
     torch_threads: int = field(default_factory=torch.get_num_threads)
+    dataset_source: DatasetSource | None = None  # a dataset given by path (image folder, .pt/.npz)
 
     @property
     def id(self) -> str:
@@ -65,8 +68,17 @@ def plan_cells(spec: Spec, registry: Any, data_root: str | None, device: str) ->
     for name in spec.overrides:
         if name not in methods:
             raise DcbenchError(f"spec overrides method {name!r}, which is not in the spec's methods")
-    for name in spec.datasets:
-        registry.dataset(name)
+    datasets = [resolve_dataset_entry(entry) for entry in spec.datasets]
+    data_fingerprints: dict[str, dict[str, str]] = {}
+    for name, source in datasets:
+        if source is None:
+            registry.dataset(name)
+            continue
+        if name in registry.datasets:
+            raise DcbenchError(f"spec dataset {source.path} is named {name!r}, like a registered dataset; "
+                               'give it another name: { path = "...", name = "..." }')
+        # Read (decode, check, cache) a folder before any cell runs; its content joins the fingerprint.
+        data_fingerprints[name] = {"data": _dataset(name, data_root, "cpu", source).fingerprint}
     for name in spec.eval_archs:
         registry.architecture(name)
     cells = []
@@ -75,17 +87,17 @@ def plan_cells(spec: Spec, registry: Any, data_root: str | None, device: str) ->
         overrides = spec.overrides.get(method_name, {})
         config = config_to_dict(method.make_config(spec.preset, overrides))
         augmentation = method.native_eval_augmentation if spec.eval_augmentation == "native" else spec.eval_augmentation
-        for dataset in spec.datasets:
+        for dataset, source in datasets:
             protocols = []
             for arch in spec.eval_archs:
                 extra = {k: v for k, v in (("models", spec.eval_models), ("epochs", spec.eval_epochs)) if v is not None}
                 protocols.append(Protocol.for_preset(spec.preset, dataset, augmentation, arch, **extra).to_dict())
             fingerprint = {"config_hash": config_hash(method_name, config),
-                           "protocols": sorted(p["name"] for p in protocols)}
+                           "protocols": sorted(p["name"] for p in protocols), **data_fingerprints.get(dataset, {})}
             for ipc in spec.ipcs:
                 for seed in spec.seeds:
                     cells.append(Cell(method_name, dataset, ipc, seed, spec.preset, overrides, protocols,
-                                      fingerprint, data_root, device))
+                                      fingerprint, data_root, device, dataset_source=source))
     return cells
 
 
@@ -98,7 +110,9 @@ def _registry() -> Any:
 
 
 @functools.lru_cache(maxsize=2)
-def _dataset(name: str, data_root: str | None, device: str) -> Any:
+def _dataset(name: str, data_root: str | None, device: str, source: DatasetSource | None = None) -> Any:
+    if source is not None:
+        return source.load().to(device)
     return _registry().dataset(name).loader(Path(data_root) if data_root else None).to(device)
 
 
@@ -123,7 +137,6 @@ def _peak_rss_mb(per_cell: bool) -> float:
 def execute_cell(cell: Cell, root: str) -> dict[str, Any]:
     """Condense and evaluate one cell; write its directory; return its metrics (never raises for
     a failure of the method itself: that is recorded with its reason)."""
-    from dcbench.cli import resolve_device
     from dcbench.condensation import condense
     from dcbench.evaluation import Protocol, evaluate_synthetic
     from dcbench.methods import CondenseContext
@@ -136,6 +149,7 @@ def execute_cell(cell: Cell, root: str) -> dict[str, Any]:
     registry = _registry()
     device = resolve_device(cell.device)
     metrics: dict[str, Any] = {"cell": cell.identity(), "fingerprint": cell.fingerprint, "device": str(device),
+                               "device_name": device_name(device),
                                "dcbench_version": __version__, "torch_version": torch.__version__,
                                "platform": platform.platform(),
                                "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
@@ -154,7 +168,7 @@ def execute_cell(cell: Cell, root: str) -> dict[str, Any]:
         note(f"start {cell.id} preset={cell.preset} overrides={cell.overrides} device={device}")
         try:
             method = registry.method(cell.method)
-            real = _dataset(cell.dataset, cell.data_root, str(device))
+            real = _dataset(cell.dataset, cell.data_root, str(device), cell.dataset_source)
             per_cell_rss = _reset_peak_rss()
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(device)
@@ -234,8 +248,6 @@ def run_ray(cells: list[Cell], root: Path, address: str | None) -> Iterator[dict
 def run_benchmark(spec_path: Path | None = None, preset: str | None = None, out: Path | None = None,
                   executor: str = "local", ray_address: str | None = None, data_root: str | None = None,
                   device: str = "auto", show_progress: bool = True, write_report: bool = True) -> Path:
-    from dcbench.cli import resolve_device
-
     spec = load_spec(spec_path, preset)
     resolve_device(device)  # fail early on a bad --device
     registry = _registry()

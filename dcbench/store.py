@@ -28,7 +28,7 @@ RUNS_COLUMNS = [
     "run_id", "method", "method_version", "plugin_version", "dataset", "ipc", "eval_arch", "synth_seed",
     "eval_seed", "eval_index", "test_acc", "train_acc", "condense_s", "eval_s", "peak_rss_mb", "cuda_peak_mb",
     "synth_iters", "config_hash", "preset", "protocol", "eval_epochs", "eval_augmentation", "eval_models",
-    "device", "dcbench_version",
+    "device", "device_name", "dcbench_version",
 ]
 FAILURE_COLUMNS = ["run_id", "method", "dataset", "ipc", "synth_seed", "reason"]
 
@@ -93,7 +93,8 @@ class Store:
                         "config_hash": metrics["fingerprint"]["config_hash"], "preset": cell["preset"],
                         "protocol": ev["protocol"]["name"], "eval_epochs": ev["protocol"]["epochs"],
                         "eval_augmentation": ev["protocol"]["augmentation"], "eval_models": ev["protocol"]["models"],
-                        "device": metrics.get("device"), "dcbench_version": metrics.get("dcbench_version"),
+                        "device": metrics.get("device"), "device_name": metrics.get("device_name"),
+                        "dcbench_version": metrics.get("dcbench_version"),
                     })
         runs = pd.DataFrame(rows, columns=RUNS_COLUMNS)
         atomic_write_text(self.root / "runs.csv", runs.to_csv(index=False))
