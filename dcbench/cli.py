@@ -4,28 +4,18 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tomllib
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from dcbench import __version__
+from dcbench.compat import tomllib
+from dcbench.devices import DEVICE_CHOICES, resolve_device
 from dcbench.errors import DcbenchError
 from dcbench.runtime import PRECISIONS, set_threads
 
 EXIT_USAGE = 2
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` picks a GPU when there is one; ``cuda`` without a GPU is an error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise DcbenchError("--device cuda asked for, but no CUDA GPU is visible; use --device cpu or auto")
-    if name != "cpu" and not name.startswith("cuda"):
-        raise DcbenchError(f"unknown device {name!r}; use auto, cpu or cuda[:N]")
-    return torch.device(name)
 
 
 def parse_overrides(items: list[str] | None) -> dict[str, Any]:
@@ -71,6 +61,7 @@ def cmd_list(args: argparse.Namespace) -> None:
     print("datasets:")
     for name in sorted(registry.datasets):
         print(f"  {name:<12} {registry.datasets[name].description}")
+    print("  (or a path: an image folder ROOT/train/<class>/*, ROOT/test/<class>/*, or a .pt/.npz file)")
     print("architectures:")
     for name in sorted(registry.architectures):
         print(f"  {name:<12} {registry.architectures[name].description}")
@@ -92,12 +83,15 @@ def cmd_plugins(args: argparse.Namespace) -> None:
 
 def cmd_condense(args: argparse.Namespace) -> None:
     from dcbench.condensation import condense
+    from dcbench.datasets import path_dataset
     from dcbench.methods import CondenseContext
     from dcbench.plugins import load_plugins
 
     registry = load_plugins()
     method = registry.method(args.method)
-    spec = registry.dataset(args.dataset)
+    if args.image_size is not None and args.dataset in registry.datasets:
+        raise DcbenchError(f"--image-size applies to a dataset given as a path, not to {args.dataset!r}")
+    spec = path_dataset(args.dataset, args.image_size) if args.image_size else registry.dataset(args.dataset)
     if args.ipc <= 0:
         raise DcbenchError(f"--ipc must be a positive integer, got {args.ipc}")
     overrides = parse_overrides(args.set)
@@ -130,11 +124,13 @@ def _check_condense_output(out: Path, overwrite: bool) -> None:
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from dcbench.evaluation import Protocol, evaluate_synthetic
+    from dcbench.folder_dataset import source_for_evaluation
     from dcbench.plugins import load_plugins
     from dcbench.synthetic import load_synthetic
 
     synthetic = load_synthetic(Path(args.path))
-    dataset = args.dataset or synthetic.manifest.get("dataset")
+    source = source_for_evaluation(args.dataset, synthetic.manifest)  # an image folder or tensor file
+    dataset = source.name if source else args.dataset or synthetic.manifest.get("dataset")
     if not dataset:
         raise DcbenchError(f"{args.path}: the manifest names no dataset; pass --dataset")
     registry = load_plugins()
@@ -149,7 +145,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         overrides["precision"] = args.precision
     protocol = Protocol.for_preset(args.preset, dataset, augmentation, arch.name, **overrides)
     device = resolve_device(args.device)
-    real = _load_real(registry, dataset, args.data_root, device)
+    real = source.load().to(device) if source else _load_real(registry, dataset, args.data_root, device)
+    _check_dataset_content(synthetic.manifest, real, args.path)
     _check_preprocessing(synthetic.manifest, real, args.path)
     result = evaluate_synthetic(synthetic, real, protocol, args.seed, device, arch)
     print(f"protocol {protocol.name}: {protocol.models} models, {len(real.test_labels)} test images of {real.name}")
@@ -159,6 +156,16 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     sd = torch.tensor(result.test_accs).std().item() * 100 if len(result.test_accs) > 1 else float("nan")
     print(f"mean test accuracy {100 * mean:.2f}% (SD {sd:.2f} over {len(result.test_accs)} models) "
           f"in {result.seconds:.1f}s")
+
+
+def _check_dataset_content(manifest: dict[str, Any], real: Any, path: str) -> None:
+    """A path dataset whose files changed since the condensation is worth a note (not an error:
+    added test images are legitimate; changed statistics are refused by _check_preprocessing)."""
+    recorded = (manifest.get("dataset_source") or {}).get("content_hash")
+    current = getattr(real, "source", {}).get("content_hash")
+    if recorded and current and recorded != current:
+        print(f"dcbench: note: {real.source['path']} changed since {path} was condensed from it "
+              f"(content {recorded[:12]} then, {current[:12]} now)", file=sys.stderr)
 
 
 def _check_preprocessing(manifest: dict[str, Any], real: Any, path: str) -> None:
@@ -222,7 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("--data-root", help="directory with torchvision-layout datasets (default: $DCBENCH_DATA)")
-        p.add_argument("--device", default="auto", help="auto (a GPU when there is one), cpu or cuda[:N]")
+        p.add_argument("--device", default="auto", help=f"{DEVICE_CHOICES} (auto: a CUDA GPU when there is one)")
         p.add_argument("--threads", type=_positive_int, help="torch CPU threads (default: torch's choice, "
                        "or the spec's `threads` for run)")
         p.add_argument("--precision", choices=PRECISIONS, help="fp32 (default) or bf16 autocast for "
@@ -233,7 +240,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("condense", help="condense one dataset with one method")
     p.add_argument("--method", required=True)
-    p.add_argument("--dataset", required=True)
+    p.add_argument("--dataset", required=True,
+                   help="a registered name (see `dcbench list`), an image folder (ROOT/train/<class>/*, "
+                        "ROOT/test/<class>/*) or a .pt/.npz file")
+    p.add_argument("--image-size", metavar="N|HxW",
+                   help="resize a folder/file dataset to this size (default: the images' most common size)")
     p.add_argument("--ipc", type=int, required=True, help="synthetic images per class")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--preset", default="quick", choices=("smoke", "quick", "paper"))
@@ -251,7 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--augmentation", choices=("none", "dsa", "dc"),
                    help="evaluation augmentation (default: the method's native one)")
     p.add_argument("--preset", default="quick", choices=("smoke", "quick", "paper"))
-    p.add_argument("--dataset", help="override the manifest's dataset")
+    p.add_argument("--dataset", help="override the manifest's dataset (a name, an image folder or a .pt/.npz file)")
     p.add_argument("--seed", type=int, default=0, help="evaluation seed")
     common(p)
     p.set_defaults(func=cmd_evaluate)

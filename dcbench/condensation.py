@@ -14,6 +14,7 @@ import torch
 from dcbench import __version__
 from dcbench.datasets import RealDataset
 from dcbench.errors import DcbenchError
+from dcbench.folder_dataset import manifest_source
 from dcbench.methods import CondenseContext, Method, config_to_dict
 from dcbench.runtime import autocast, check_precision
 from dcbench.synthetic import SyntheticSet
@@ -69,6 +70,7 @@ def condense(method: Method, real: RealDataset, ipc: int, seed: int, preset: str
         "preset": preset,
         "precision": precision,
         "dataset": real.name,
+        "class_names": list(real.class_names),
         "ipc": synthetic.ipc,
         "num_classes": real.num_classes,
         "image_shape": [real.channels, *real.image_size],
@@ -81,4 +83,7 @@ def condense(method: Method, real: RealDataset, ipc: int, seed: int, preset: str
         "platform": platform.platform(),
         "condense_seconds": round(seconds, 3),
     })
+    source = manifest_source(real)  # a folder/file dataset: its path, content hash, size and statistics
+    if source is not None:
+        synthetic.manifest["dataset_source"] = source
     return Condensed(synthetic, seconds, dict(ctx.metrics))

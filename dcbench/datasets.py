@@ -259,3 +259,16 @@ BUILTIN_DATASETS = (
     DatasetSpec("cifar100", load_cifar100, "CIFAR-100, 100 classes, 3x32x32"),
     DatasetSpec("svhn", load_svhn, "SVHN (train/test), 10 classes, 3x32x32"),
 )
+
+
+def is_dataset_path(name: str) -> bool:
+    """Whether a dataset name is a path (an image folder or a .pt/.npz file) rather than a registered
+    name: it has a path separator, starts with '.' or '~', or ends in .pt/.npz."""
+    return "/" in name or os.sep in name or name.startswith((".", "~")) or name.endswith((".pt", ".npz"))
+
+
+def path_dataset(name: str, size: object = None) -> DatasetSpec:
+    """The dispatch hook for a path-like dataset name: read by :mod:`dcbench.folder_dataset`."""
+    from dcbench.folder_dataset import DatasetSource
+
+    return DatasetSource.from_entry(name, size=size).spec()

@@ -24,19 +24,25 @@ def describe_os_error(exc: OSError, path: Path | str | None = None) -> str:
 
 def check_output_dir(path: Path, what: str = "output directory", min_free_mb: int = MIN_FREE_MB) -> None:
     """Refuse, in one line, an output directory that cannot hold the results: a file in the way,
-    a directory that cannot be created or written, or a nearly full disk. Creates the directory."""
+    a directory that cannot be created or written, or a nearly full disk. Creates nothing: a
+    refused or failed command leaves no empty directory behind."""
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise DcbenchError(f"{what} {path} is a file, not a directory; choose another path")
+    existing = path
+    while not existing.exists():  # the directory will be created inside its nearest existing parent
+        existing = existing.parent
+    if not existing.is_dir():
+        raise DcbenchError(f"{what} {path} is not writable ({existing} is a file, not a directory); "
+                           "choose another path")
     try:
-        path.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=path, prefix=".dcbench-write-test.")
+        fd, probe = tempfile.mkstemp(dir=existing, prefix=".dcbench-write-test.")
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
         raise DcbenchError(f"{what} {path} is not writable ({describe_os_error(exc, '')}); "
                            "choose another path or fix its permissions") from None
-    free_mb = shutil.disk_usage(path).free / 2**20
+    free_mb = shutil.disk_usage(existing).free / 2**20
     if free_mb < min_free_mb:
         raise DcbenchError(f"{what} {path} has only {free_mb:.0f} MB free (at least {min_free_mb} MB needed); "
                            "free some space or choose another path")

@@ -25,7 +25,7 @@ from typing import Any
 import pluggy
 
 from dcbench import hookspecs
-from dcbench.datasets import DatasetSpec
+from dcbench.datasets import DatasetSpec, is_dataset_path, path_dataset
 from dcbench.errors import DcbenchError
 from dcbench.methods import Method
 from dcbench.networks import Architecture
@@ -58,6 +58,8 @@ class Registry:
         return self._lookup("method", self.methods, name)
 
     def dataset(self, name: str) -> DatasetSpec:
+        if name not in self.datasets and is_dataset_path(name):
+            return path_dataset(name)  # an image folder or a .pt/.npz file
         return self._lookup("dataset", self.datasets, name)
 
     def architecture(self, name: str) -> Architecture:

@@ -675,11 +675,43 @@ def _cost_markdown(runs: pd.DataFrame) -> str:
     return render_markdown_table(costs.map(lambda v: _number(v, 1)), "method")
 
 
+def _datasets_section(results_dir: Path, runs: pd.DataFrame, most: int = 20) -> list[str]:
+    """Each dataset's classes, image shape and, for a folder or file dataset, where it was read
+    from, taken from the first cell manifest that records them (older results record none)."""
+    import json
+
+    lines = []
+    for dataset, run_ids in runs.groupby("dataset")["run_id"]:
+        manifest: dict = {}
+        for run_id in sorted(set(run_ids)):
+            path = results_dir / "runs" / str(run_id) / "manifest.json"
+            try:
+                manifest = json.loads(path.read_text()) if path.is_file() else {}
+            except (OSError, ValueError):
+                manifest = {}
+            if manifest.get("class_names"):
+                break
+        names = [str(name) for name in manifest.get("class_names") or []]
+        if not names:
+            continue
+        shown = ", ".join(names[:most]) + (f" and {len(names) - most} more" if len(names) > most else "")
+        line = f"- `{dataset}`: {len(names)} classes ({shown})"
+        if manifest.get("image_shape"):
+            line += "; images " + "×".join(str(v) for v in manifest["image_shape"])
+        source = manifest.get("dataset_source") or {}
+        if source.get("path"):
+            line += (f"; {source.get('kind', 'read from')} `{source['path']}` (content SHA-256 "
+                     f"{str(source.get('content_hash', ''))[:12]}, size: {source.get('size_rule', '?')})")
+        lines.append(line)
+    return ["## Datasets", "", *lines, ""] if lines else []
+
+
 def _report_markdown(results_dir: Path, runs: pd.DataFrame, analysis: Analysis,
                      paper_markdown: str, caption: str, plots: list[Path],
                      failures: pd.DataFrame, spec: str | None, alpha: float) -> str:
     lines = [f"# dcbench report: {results_dir.resolve().name}", ""]
     lines += _protocol_section(runs, analysis, alpha)
+    lines += _datasets_section(results_dir, runs)
     lines += ["## Results", "", caption, "", paper_markdown, "",
               "Per-cell statistics: `cells.csv`; numeric table: `table_wide.csv`; "
               "LaTeX: `table.tex`.",

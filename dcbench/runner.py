@@ -25,10 +25,12 @@ from typing import Any
 import torch
 
 from dcbench import __version__
+from dcbench.devices import device_name, resolve_device
 from dcbench.errors import DcbenchError
 from dcbench.identity import CellIdentity, data_fingerprint, identity_notes, protocol_hash
 from dcbench.lock import StoreLock
 from dcbench.outputs import check_output_dir
+from dcbench.folder_dataset import DatasetSource, resolve_dataset_entry
 from dcbench.spec import Spec, load_spec
 from dcbench.store import Store
 
@@ -49,6 +51,7 @@ class Cell:
     device: str = "auto"
     torch_threads: int = field(default_factory=torch.get_num_threads)
     precision: str = "fp32"
+    dataset_source: DatasetSource | None = None  # a dataset given by path (image folder, .pt/.npz)
 
     @property
     def id(self) -> str:
@@ -69,8 +72,16 @@ def plan_cells(spec: Spec, registry: Any, data_root: str | None, device: str) ->
     for name in spec.overrides:
         if name not in methods:
             raise DcbenchError(f"spec overrides method {name!r}, which is not in the spec's methods")
-    for name in spec.datasets:
-        registry.dataset(name)
+    datasets = [resolve_dataset_entry(entry) for entry in spec.datasets]
+    for name, source in datasets:
+        if source is None:
+            registry.dataset(name)
+            continue
+        if name in registry.datasets:
+            raise DcbenchError(f"spec dataset {source.path} is named {name!r}, like a registered dataset; "
+                               'give it another name: { path = "...", name = "..." }')
+        # Read (decode, check, cache) a folder before any cell runs; its content joins the identity.
+        _dataset(name, data_root, "cpu", source)
     for name in spec.eval_archs:
         registry.architecture(name)
     threads = spec.threads or torch.get_num_threads()
@@ -84,7 +95,7 @@ def plan_cells(spec: Spec, registry: Any, data_root: str | None, device: str) ->
         overrides = spec.overrides.get(method_name, {})
         config = config_to_dict(method.make_config(spec.preset, overrides))
         augmentation = method.native_eval_augmentation if spec.eval_augmentation == "native" else spec.eval_augmentation
-        for dataset in spec.datasets:
+        for dataset, source in datasets:
             protocols = []
             for arch in spec.eval_archs:
                 extra = {k: v for k, v in (("models", spec.eval_models), ("epochs", spec.eval_epochs)) if v is not None}
@@ -92,13 +103,13 @@ def plan_cells(spec: Spec, registry: Any, data_root: str | None, device: str) ->
             fingerprint = CellIdentity(
                 method_name=method_name, method_version=method.version, plugin_version=plugin.version if plugin else None,
                 config_hash=config_hash(method_name, config, spec.precision), protocol_hash=protocol_hash(protocols),
-                data_fingerprint=_data_fingerprint(dataset, data_root),
+                data_fingerprint=_data_fingerprint(dataset, data_root, source),
                 precision=spec.precision,
             ).to_dict()
             for ipc in spec.ipcs:
                 for seed in spec.seeds:
                     cells.append(Cell(method_name, dataset, ipc, seed, spec.preset, overrides, protocols,
-                                      fingerprint, data_root, device, threads, spec.precision))
+                                      fingerprint, data_root, device, threads, spec.precision, source))
     return cells
 
 
@@ -111,19 +122,21 @@ def _registry() -> Any:
 
 
 @functools.lru_cache(maxsize=2)
-def _loaded(name: str, data_root: str | None) -> Any:
+def _loaded(name: str, data_root: str | None, source: DatasetSource | None = None) -> Any:
+    if source is not None:  # a dataset given by path (image folder, .pt/.npz)
+        return source.load()
     return _registry().dataset(name).loader(Path(data_root) if data_root else None)
 
 
 @functools.lru_cache(maxsize=2)
-def _dataset(name: str, data_root: str | None, device: str) -> Any:
-    return _loaded(name, data_root).to(device)
+def _dataset(name: str, data_root: str | None, device: str, source: DatasetSource | None = None) -> Any:
+    return _loaded(name, data_root, source).to(device)
 
 
 @functools.lru_cache(maxsize=16)
-def _data_fingerprint(name: str, data_root: str | None) -> str:
+def _data_fingerprint(name: str, data_root: str | None, source: DatasetSource | None = None) -> str:
     """The content hash of a dataset, once per dataset and process."""
-    real = _loaded(name, data_root)
+    real = _loaded(name, data_root, source)
     return data_fingerprint(real.train_images, real.train_labels, real.test_images, real.test_labels,
                             real.num_classes)
 
@@ -175,7 +188,6 @@ def _peak_rss_mb(per_cell: bool) -> float:
 def execute_cell(cell: Cell, root: str) -> dict[str, Any]:
     """Condense and evaluate one cell; write its directory; return its metrics (never raises for
     a failure of the method itself: that is recorded with its reason)."""
-    from dcbench.cli import resolve_device
     from dcbench.condensation import condense
     from dcbench.evaluation import Protocol, evaluate_synthetic
     from dcbench.methods import CondenseContext
@@ -189,6 +201,7 @@ def execute_cell(cell: Cell, root: str) -> dict[str, Any]:
     device = resolve_device(cell.device)
     metrics: dict[str, Any] = {"cell": cell.identity(), "fingerprint": cell.fingerprint, "device": str(device),
                                "precision": cell.precision, "threads": cell.torch_threads,
+                               "device_name": device_name(device),
                                "dcbench_version": __version__, "torch_version": torch.__version__,
                                "platform": platform.platform(), "data_root": _data_root_recorded(cell.data_root),
                                "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
@@ -208,10 +221,10 @@ def execute_cell(cell: Cell, root: str) -> dict[str, Any]:
         try:
             registry.manager.hook.dcbench_cell_started(cell=cell.identity())
             method = registry.method(cell.method)
-            if _data_fingerprint(cell.dataset, cell.data_root) != cell.fingerprint["data_fingerprint"]:
+            if _data_fingerprint(cell.dataset, cell.data_root, cell.dataset_source) != cell.fingerprint["data_fingerprint"]:
                 raise DcbenchError(f"the {cell.dataset} data found here differs from the data the grid was "
                                    "planned with (content hash); give every worker the same --data-root files")
-            shared = _dataset(cell.dataset, cell.data_root, str(device))
+            shared = _dataset(cell.dataset, cell.data_root, str(device), cell.dataset_source)
             real = shared.to(shared.device)  # a fresh RealDataset over the same tensors, checked after use
             per_cell_rss = _reset_peak_rss()
             if device.type == "cuda":
@@ -344,6 +357,7 @@ def run_grid(spec_path: Path | None = None, preset: str | None = None, out: Path
     resolve_device(device)  # fail early on a bad --device
     root = out or Path("results") / spec.name
     check_output_dir(root, "results directory")
+    root.mkdir(parents=True, exist_ok=True)
     store = Store(root)
     with StoreLock(root):
         registry = _registry()

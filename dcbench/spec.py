@@ -5,7 +5,8 @@ A spec is a TOML file (or the built-in default). Example::
     name = "my-grid"
     preset = "quick"                  # smoke | quick | paper: chooses every unset knob
     methods = ["random", "dm", "cafe"] # default: every installed method (not `whole`)
-    datasets = ["fashion-mnist"]
+    datasets = ["fashion-mnist"]      # names, or your own data by path (relative to this file):
+                                      # "./my_images" or { path = "./my_images", name = "mydata", size = 32 }
     ipcs = [1, 10]
     seeds = [0, 1, 2]                  # shared by all methods
     eval_archs = ["ConvNet"]
@@ -20,12 +21,13 @@ A spec is a TOML file (or the built-in default). Example::
 """
 from __future__ import annotations
 
-import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dcbench.compat import tomllib
 from dcbench.errors import DcbenchError
+from dcbench.folder_dataset import anchor_dataset_entry, resolve_dataset_entry
 from dcbench.methods import PRESETS
 from dcbench.runtime import PRECISIONS
 
@@ -37,7 +39,7 @@ class Spec:
     name: str = "fashion-mnist-quick"
     preset: str = "quick"
     methods: list[str] = field(default_factory=list)  # empty = every installed method
-    datasets: list[str] = field(default_factory=lambda: ["fashion-mnist"])
+    datasets: list[str | dict[str, Any]] = field(default_factory=lambda: ["fashion-mnist"])
     ipcs: list[int] = field(default_factory=lambda: [1, 10])
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     eval_archs: list[str] = field(default_factory=lambda: ["ConvNet"])
@@ -57,6 +59,13 @@ class Spec:
         for key in ("datasets", "ipcs", "seeds", "eval_archs"):
             if not getattr(self, key):
                 raise DcbenchError(f"spec {key} is empty; list at least one")
+        if not isinstance(self.datasets, list):
+            raise DcbenchError(f"spec datasets must be a list, got {self.datasets!r}")
+        names = [resolve_dataset_entry(entry)[0] for entry in self.datasets]
+        for name in names:
+            if names.count(name) > 1:
+                raise DcbenchError(f"spec datasets name {name!r} twice; give each path its own "
+                                   'name = "..."')
         for ipc in self.ipcs:
             if not isinstance(ipc, int) or isinstance(ipc, bool) or ipc <= 0:
                 raise DcbenchError(f"spec ipcs must be positive integers, got {ipc!r}")
@@ -98,6 +107,8 @@ def _toml_value(value: Any) -> str:
         return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
     return repr(value)
 
 
@@ -112,6 +123,8 @@ def load_spec(path: Path | None, preset: str | None = None) -> Spec:
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise DcbenchError(f"spec file {path} is not valid TOML ({exc}); fix the line it names") from None
         values.setdefault("name", path.stem)
+        if isinstance(values.get("datasets"), list):
+            values["datasets"] = [anchor_dataset_entry(entry, path.parent) for entry in values["datasets"]]
     known = set(Spec.__dataclass_fields__)
     unknown = sorted(set(values) - known)
     if unknown:

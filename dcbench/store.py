@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import tomllib
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -31,6 +30,7 @@ from typing import Any
 import jsonschema
 import pandas as pd
 
+from dcbench.compat import tomllib
 from dcbench.errors import DcbenchError
 from dcbench.identity import IDENTITY_COLUMN, IDENTITY_FIELDS, CellIdentity, identity_of_metrics, label_identities
 from dcbench.synthetic import MANIFEST_FILE, atomic_write_text, load_synthetic
@@ -41,7 +41,7 @@ _BASE_COLUMNS = [
     "run_id", "method", "method_name", "method_version", "plugin_version", "dataset", "ipc", "eval_arch",
     "synth_seed", "eval_seed", "eval_index", "test_acc", "train_acc", "condense_s", "eval_s", "peak_rss_mb",
     "cuda_peak_mb", "synth_iters", "config_hash", "preset", "protocol", "eval_epochs", "eval_augmentation",
-    "eval_models", "device", "dcbench_version", IDENTITY_COLUMN,
+    "eval_models", "device", "device_name", "dcbench_version", IDENTITY_COLUMN,
 ]
 #: runs.csv columns: every identity field has its own column (a new field adds one by itself)
 RUNS_COLUMNS = _BASE_COLUMNS + [f for f in IDENTITY_FIELDS if f not in _BASE_COLUMNS] + ["data_root"]
@@ -225,7 +225,7 @@ class Store:
                         "synth_iters": (metrics.get("method_metrics") or {}).get("iterations"),
                         "preset": cell["preset"], "protocol": ev["protocol"]["name"],
                         "eval_epochs": ev["protocol"]["epochs"], "eval_augmentation": ev["protocol"]["augmentation"],
-                        "eval_models": ev["protocol"]["models"], "device": metrics.get("device"),
+                        "eval_models": ev["protocol"]["models"], "device": metrics.get("device"), "device_name": metrics.get("device_name"),
                         "dcbench_version": metrics.get("dcbench_version"), "data_root": metrics.get("data_root"),
                     })
         runs = pd.DataFrame(rows, columns=RUNS_COLUMNS)

@@ -14,7 +14,7 @@ import socket
 import subprocess
 import sys
 import time
-import tomllib
+
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -24,6 +24,7 @@ import pandas as pd
 import pytest
 import torch
 
+from dcbench.compat import tomllib
 from dcbench import lock, runner
 from dcbench.cli import main
 from dcbench.errors import DcbenchError
