@@ -675,13 +675,14 @@ def _cost_markdown(runs: pd.DataFrame) -> str:
 
 def _report_markdown(results_dir: Path, runs: pd.DataFrame, analysis: Analysis,
                      paper_markdown: str, caption: str, plots: list[Path],
-                     failures: pd.DataFrame, spec: str | None, alpha: float) -> str:
+                     failures: pd.DataFrame, spec: str | None, alpha: float,
+                     extra_sections: list[str] = ()) -> str:
     lines = [f"# dcbench report: {results_dir.resolve().name}", ""]
     lines += _protocol_section(runs, analysis, alpha)
     lines += ["## Results", "", caption, "", paper_markdown, "",
               "Per-cell statistics: `cells.csv`; numeric table: `table_wide.csv`; "
-              "LaTeX: `table.tex`.",
-              "", "## Comparisons within tasks", ""]
+              "LaTeX: `table.tex`.", ""]
+    lines += [*extra_sections, "## Comparisons within tasks", ""]
     if analysis.comparisons.empty:
         lines += ["No comparisons: every task has a single method.", ""]
     else:
@@ -711,12 +712,14 @@ def _report_markdown(results_dir: Path, runs: pd.DataFrame, analysis: Analysis,
 
 def write_report(results_dir: Path, out_dir: Path | None = None, reference: str = "random",
                  alpha: float = 0.05, formats: tuple[str, ...] = KNOWN_FORMATS,
-                 paired: bool = False) -> Path:
+                 paired: bool = False, against: Path | None = None) -> Path:
     """Compute the statistics of an experiment and write tables, plots and report.md.
 
     ``formats`` selects the outputs: csv (cells, comparisons, ranks, omnibus, across-task and
     wide tables), tex (table.tex), md (table.md), png (plots); report.md is always written.
-    Returns the path of report.md (in ``out_dir``, default ``results_dir/report``).
+    Returns the path of report.md (in ``out_dir``, default ``results_dir/report``). ``against``:
+    a reference (results directory or published-numbers CSV) to compare with, cell by cell
+    (:mod:`dcbench.compare`; ``reference_comparison.csv`` and a report section).
     """
     results_dir = Path(results_dir)
     unknown = sorted(set(formats) - set(KNOWN_FORMATS))
@@ -752,10 +755,14 @@ def write_report(results_dir: Path, out_dir: Path | None = None, reference: str 
     failures = _read_optional_csv(results_dir / "failures.csv")
     spec_path = results_dir / "spec.toml"
     spec = spec_path.read_text() if spec_path.is_file() else None
+    sections: list[str] = []
+    if against is not None:
+        from dcbench.compare import write_comparison
+        sections = ["## Against the reference", "", *write_comparison(results_dir, against, out_dir, alpha), ""]
     report = out_dir / "report.md"
     report.write_text(_report_markdown(results_dir, runs, analysis, paper_markdown,
                                        table_caption(analysis, alpha, latex=False), plots,
-                                       failures, spec, alpha))
+                                       failures, spec, alpha, sections))
     return report
 
 

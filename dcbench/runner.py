@@ -233,14 +233,19 @@ def run_ray(cells: list[Cell], root: Path, address: str | None) -> Iterator[dict
 
 def run_benchmark(spec_path: Path | None = None, preset: str | None = None, out: Path | None = None,
                   executor: str = "local", ray_address: str | None = None, data_root: str | None = None,
-                  device: str = "auto", show_progress: bool = True, write_report: bool = True) -> Path:
+                  device: str = "auto", show_progress: bool = True, write_report: bool = True,
+                  reference: str | None = "auto") -> Path:
+    """Run the spec's unfinished cells, rebuild the tables, write the report and end with the
+    comparison against ``reference`` (see :func:`dcbench.compare.resolve_reference`)."""
     from dcbench.cli import resolve_device
+    from dcbench.compare import compare_paths, comparison_text, resolve_reference
 
     spec = load_spec(spec_path, preset)
     resolve_device(device)  # fail early on a bad --device
     registry = _registry()
     cells = plan_cells(spec, registry, data_root, device)
-    root = out or Path("results") / spec.name
+    root = out or Path("results") / "local" / spec.name  # results/local/ is not committed
+    against = resolve_reference(reference, spec.datasets, spec.preset, root, spec.name)  # a bad one fails now
     store = Store(root)
     store.runs.mkdir(parents=True, exist_ok=True)
     todo = [c for c in cells if not store.is_done(c.id, c.fingerprint)]
@@ -258,7 +263,9 @@ def run_benchmark(spec_path: Path | None = None, preset: str | None = None, out:
         print(summary_table(runs))
     if write_report and not runs.empty:
         from dcbench.report import write_report as report
-        print(f"report: {report(root)}", file=sys.stderr)
+        print(f"report: {report(root, against=against)}", file=sys.stderr)
+    if against is not None and not runs.empty:
+        print(comparison_text(compare_paths(root, against), against))
     return root
 
 
