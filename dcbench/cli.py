@@ -115,7 +115,7 @@ def cmd_condense(args: argparse.Namespace) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    from dcbench.evaluation import Protocol, evaluate_synthetic
+    from dcbench.evaluation import NativeEvaluation, Protocol, evaluate_synthetic
     from dcbench.plugins import load_plugins
     from dcbench.synthetic import load_synthetic
 
@@ -125,13 +125,22 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         raise DcbenchError(f"{args.path}: the manifest names no dataset; pass --dataset")
     registry = load_plugins()
     arch = registry.architecture(args.arch)
-    augmentation = args.augmentation or synthetic.manifest.get("native_eval_augmentation", "none")
+    native = None
+    if not args.augmentation:  # the method's own evaluation, as recorded by `dcbench condense`
+        recorded = synthetic.manifest.get("native_evaluation")
+        try:
+            native = NativeEvaluation(**recorded) if isinstance(recorded, dict) else \
+                NativeEvaluation(synthetic.manifest.get("native_eval_augmentation", "none"))
+        except TypeError:
+            raise DcbenchError(f"{args.path}: manifest.json has a malformed native_evaluation; "
+                               "pass --augmentation") from None
     overrides: dict[str, Any] = {}
     if args.models:
         overrides["models"] = args.models
     if args.epochs is not None:
         overrides["epochs"] = args.epochs
-    protocol = Protocol.for_preset(args.preset, dataset, augmentation, arch.name, **overrides)
+    protocol = Protocol.for_preset(args.preset, dataset, args.augmentation or "none", arch.name, native=native,
+                                   **overrides)
     device = resolve_device(args.device)
     real = _load_real(registry, dataset, args.data_root, device)
     _check_preprocessing(synthetic.manifest, real, args.path)

@@ -74,12 +74,13 @@ def plan_cells(spec: Spec, registry: Any, data_root: str | None, device: str) ->
         method = registry.method(method_name)
         overrides = spec.overrides.get(method_name, {})
         config = config_to_dict(method.make_config(spec.preset, overrides))
-        augmentation = method.native_eval_augmentation if spec.eval_augmentation == "native" else spec.eval_augmentation
         for dataset in spec.datasets:
+            native = method.native_evaluation(dataset) if spec.eval_augmentation == "native" else None
             protocols = []
             for arch in spec.eval_archs:
                 extra = {k: v for k, v in (("models", spec.eval_models), ("epochs", spec.eval_epochs)) if v is not None}
-                protocols.append(Protocol.for_preset(spec.preset, dataset, augmentation, arch, **extra).to_dict())
+                protocols.append(Protocol.for_preset(spec.preset, dataset, spec.eval_augmentation, arch, native=native,
+                                                     **extra).to_dict())
             fingerprint = {"config_hash": config_hash(method_name, config),
                            "protocols": sorted(p["name"] for p in protocols)}
             for ipc in spec.ipcs:
