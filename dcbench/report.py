@@ -20,7 +20,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.image import imread
 
-from dcbench import stats
+from dcbench import cost, stats
 from dcbench.errors import DcbenchError
 
 WHOLE_DATASET = "whole"
@@ -352,9 +352,11 @@ def render_markdown_table(table: pd.DataFrame, index_label: str = "",
     return "\n".join(lines)
 
 
-def _markdown_paper_table(table: pd.DataFrame) -> str:
+def _markdown_paper_table(table: pd.DataFrame, extra: pd.DataFrame | None = None) -> str:
     table = _presentation_columns(table)
     table.columns = [" ".join(column[:-1]) + f" IPC {column[-1]}" for column in table.columns]
+    if extra is not None:  # e.g. the cost columns
+        table = table.join(extra).fillna(MARKDOWN.missing)
     return render_markdown_table(table, "Method")
 
 
@@ -679,7 +681,7 @@ def _report_markdown(results_dir: Path, runs: pd.DataFrame, analysis: Analysis,
                      extra_sections: list[str] = ()) -> str:
     lines = [f"# dcbench report: {results_dir.resolve().name}", ""]
     lines += _protocol_section(runs, analysis, alpha)
-    lines += ["## Results", "", caption, "", paper_markdown, "",
+    lines += ["## Results", "", caption + " " + cost.COST_CAPTION, "", paper_markdown, "",
               "Per-cell statistics: `cells.csv`; numeric table: `table_wide.csv`; "
               "LaTeX: `table.tex`.", ""]
     lines += [*extra_sections, "## Comparisons within tasks", ""]
@@ -692,7 +694,10 @@ def _report_markdown(results_dir: Path, runs: pd.DataFrame, analysis: Analysis,
         lines += ["## Plots", ""] + [f"![{path.stem}]({path.name})" for path in plots] + [""]
     lines += ["## Cost per method", "",
               "Means over the rows of runs.csv (one row per evaluation model).", "",
-              _cost_markdown(runs), ""]
+              _cost_markdown(runs), "",
+              "Pareto front of accuracy against condensation seconds per task (no other method is "
+              "both as cheap and as accurate; by the means, see `acc_vs_cost_*.png` for the "
+              "intervals and `pareto.csv`):", "", *cost.pareto_lines(cost.pareto_table(analysis.cells, runs)), ""]
     lines += ["## Failures", ""]
     if failures.empty:
         lines += ["None recorded.", ""]
@@ -740,14 +745,17 @@ def write_report(results_dir: Path, out_dir: Path | None = None, reference: str 
         analysis.omnibus.to_csv(out_dir / "omnibus.csv", index=False)
         if analysis.across_tasks_kind != "none":
             analysis.across_tasks.to_csv(out_dir / f"{analysis.across_tasks_kind}.csv", index=False)
-        wide_table(analysis).to_csv(out_dir / "table_wide.csv")
+        cost.with_cost_columns(wide_table(analysis), runs, {WHOLE_DATASET: WHOLE_DATASET_LABEL}).to_csv(
+            out_dir / "table_wide.csv")
+        cost.pareto_table(analysis.cells, runs).to_csv(out_dir / "pareto.csv", index=False)
     if "tex" in formats:
         (out_dir / "table.tex").write_text(render_latex_table(
             paper_table(analysis, LATEX), table_caption(analysis, alpha, latex=True)))
-    paper_markdown = _markdown_paper_table(paper_table(analysis, MARKDOWN))
+    paper_markdown = _markdown_paper_table(paper_table(analysis, MARKDOWN), cost.markdown_cost_columns(
+        runs, {WHOLE_DATASET: WHOLE_DATASET_LABEL}))
     if "md" in formats:
         (out_dir / "table.md").write_text(
-            paper_markdown + "\n\n" + table_caption(analysis, alpha, latex=False) + "\n")
+            paper_markdown + "\n\n" + table_caption(analysis, alpha, latex=False) + " " + cost.COST_CAPTION + "\n")
 
     plots: list[Path] = []
     if "png" in formats:
@@ -783,5 +791,6 @@ def _write_plots(runs: pd.DataFrame, analysis: Analysis, results_dir: Path, out_
         plot_cd_diagram(analysis.ranks.groupby("method")["rank"].mean(), omnibus["nemenyi_cd"],
                         int(omnibus["N"]), alpha, path)
         plots.append(path)
+    plots += cost.plot_accuracy_vs_cost(cost.pareto_table(analysis.cells, runs), analysis.cells, colors, out_dir)
     plots += plot_synthetic_grids(runs, results_dir, out_dir, methods)
     return plots
