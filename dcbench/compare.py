@@ -323,21 +323,25 @@ def find_reference(datasets: list[str], preset: str, root: Path = REFERENCE_ROOT
 
 
 def resolve_reference(option: str | None, datasets: list[str], preset: str, run_root: Path,
-                      name: str | None = None) -> Path | None:
-    """What ``dcbench run --reference`` names: ``auto`` (default) finds the committed reference by
-    dataset and preset, ``none`` compares with nothing, anything else is a results directory or a
-    published-numbers CSV, read now so that a bad one fails before any work. A reference that is
-    the run's own directory (regenerating the reference) is not compared."""
+                      name: str | None = None) -> tuple[Path | None, str]:
+    """What ``dcbench run --reference`` names, and why nothing when it is nothing: ``auto``
+    (default) finds the committed reference by dataset and preset, ``none`` compares with nothing,
+    anything else is a results directory or a published-numbers CSV, read now so that a bad one
+    fails before any work. A reference that is the run's own directory (regenerating the
+    reference) is not compared."""
     if option is None or option == "none":
-        return None
+        return None, "no reference comparison (--reference none)"
     if option == "auto":
         found = find_reference(datasets, preset, name=name)
+        if found is None:
+            return None, (f"no committed reference of {', '.join(datasets)} at preset {preset} under "
+                          f"{REFERENCE_ROOT}/: nothing compared (--reference DIR|CSV names one)")
     else:
         found = Path(option)
         load_cells(found)
-    if found is None or found.resolve() == Path(run_root).resolve():
-        return None
-    return found
+    if found.resolve() == Path(run_root).resolve():
+        return None, f"{run_root} is the reference itself: nothing compared"
+    return found, ""
 
 
 def write_comparison(run: Path, reference: Path, out_dir: Path, alpha: float = 0.05) -> list[str]:

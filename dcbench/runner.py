@@ -246,7 +246,7 @@ def run_benchmark(spec_path: Path | None = None, preset: str | None = None, out:
     registry = _registry()
     cells = plan_cells(spec, registry, data_root, device)
     root = out or Path("results") / "local" / spec.name  # results/local/ is not committed
-    against = resolve_reference(reference, spec.datasets, spec.preset, root, spec.name)  # a bad one fails now
+    against, no_comparison = resolve_reference(reference, spec.datasets, spec.preset, root, spec.name)  # fails now
     store = Store(root)
     store.runs.mkdir(parents=True, exist_ok=True)
     todo = [c for c in cells if not store.is_done(c.id, c.fingerprint)]
@@ -267,6 +267,8 @@ def run_benchmark(spec_path: Path | None = None, preset: str | None = None, out:
         print(f"report: {report(root, against=against)}", file=sys.stderr)
     if against is not None and not runs.empty:
         print(comparison_text(compare_paths(root, against), against))
+    elif not runs.empty:
+        print(no_comparison, file=sys.stderr)
     return root
 
 

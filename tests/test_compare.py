@@ -163,13 +163,16 @@ def test_reference_is_found_by_dataset_and_preset(tmp_path: Path) -> None:
     assert find_reference(["fashion-mnist"], "paper", root) is None
     assert find_reference(["mnist"], "quick", root) is None
     run_root = tmp_path / "local"
-    assert resolve_reference("none", ["fashion-mnist"], "quick", run_root) is None
+    assert resolve_reference("none", ["fashion-mnist"], "quick", run_root)[0] is None
     assert resolve_reference(str(root / "fashion-mnist-quick"), ["mnist"], "smoke", run_root) == \
-        root / "fashion-mnist-quick"
-    # regenerating the reference in place compares it with nothing
-    assert resolve_reference(str(root / "fashion-mnist-quick"), [], "quick", root / "fashion-mnist-quick") is None
+        (root / "fashion-mnist-quick", "")
+    # regenerating the reference in place compares it with nothing, and says so
+    assert resolve_reference(str(root / "fashion-mnist-quick"), [], "quick", root / "fashion-mnist-quick") == \
+        (None, f"{root / 'fashion-mnist-quick'} is the reference itself: nothing compared")
     with pytest.raises(DcbenchError, match="not found"):
         resolve_reference(str(tmp_path / "nope"), ["fashion-mnist"], "quick", run_root)
+    assert resolve_reference("auto", ["fashion-mnist"], "paper", run_root)[1].startswith(
+        "no committed reference of fashion-mnist at preset paper")
 
 
 def test_the_committed_reference_is_found_from_the_repository_root(monkeypatch: pytest.MonkeyPatch) -> None:
