@@ -50,7 +50,7 @@ VERDICTS = ("reproduced", "differs", "untestable")
 COMPARISON_COLUMNS = (
     *KEYS, "run_mean", "run_sd", "run_n", "ref_mean", "ref_sd", "ref_n", "diff", "diff_ci_low",
     "diff_ci_high", "hidden", "statistic", "df", "p_raw", "p_adj", "verdict", "run_protocol",
-    "ref_protocol", "same_protocol", "same_config",
+    "ref_protocol", "same_protocol", "same_config", "run_preset", "ref_preset",
 )
 
 
@@ -77,7 +77,7 @@ def _store_cells(root: Path) -> pd.DataFrame:
     per_seed = runs.groupby([*KEYS, "synth_seed"], sort=True)[ACCURACY].mean().reset_index()
     cells = per_seed.groupby(KEYS, sort=True)[ACCURACY].agg(
         mean="mean", sd=lambda x: x.std(ddof=1) if len(x) > 1 else np.nan, n="count").reset_index()
-    for column in ("protocol", "config_hash"):
+    for column in ("protocol", "config_hash", "preset"):
         if column in runs.columns:
             labels = runs.groupby(KEYS, sort=True)[column].agg(lambda x: ", ".join(sorted(set(map(str, x)))))
             cells = cells.merge(labels.rename(column).reset_index(), on=KEYS, how="left")
@@ -127,7 +127,8 @@ def _published_cells(path: Path) -> pd.DataFrame:
                            f"{row['eval_arch']} twice; keep one row per cell")
     table["protocol"] = None
     table["config_hash"] = None
-    return table[[*KEYS, "mean", "sd", "n", "protocol", "config_hash"]]
+    table["preset"] = "paper"  # published numbers come from the papers' own settings
+    return table[[*KEYS, "mean", "sd", "n", "protocol", "config_hash", "preset"]]
 
 
 # --------------------------------------------------------------------------------------------
@@ -182,6 +183,7 @@ def compare_cells(run: pd.DataFrame, reference: pd.DataFrame, alpha: float = 0.0
             "run_protocol": cell.protocol_run, "ref_protocol": cell.protocol_ref,
             "same_protocol": _same(cell.protocol_run, cell.protocol_ref),
             "same_config": _same(cell.config_hash_run, cell.config_hash_ref),
+            "run_preset": cell.preset_run, "ref_preset": cell.preset_ref,
         })
     table = pd.DataFrame(rows, columns=[c for c in COMPARISON_COLUMNS if c not in ("p_adj", "verdict")])
     table["p_adj"] = holm(table["p_raw"].to_numpy(dtype=float)) if len(table) else []
@@ -235,6 +237,11 @@ def warnings(table: pd.DataFrame) -> list[str]:
         lines.append(f"{len(protocol)} cell(s) were evaluated under another protocol than the reference "
                      f"({'; '.join(f'run {a} vs reference {b}' for a, b in pairs)}): a difference may come "
                      "from the protocol, not the method")
+    presets = table[[_same(a, b) is False for a, b in zip(table["run_preset"], table["ref_preset"])]]
+    if len(presets):
+        pairs = sorted({(r.run_preset, r.ref_preset) for r in presets.itertuples()})
+        lines.append(f"{len(presets)} cell(s) ran another preset than the reference "
+                     f"({'; '.join(f'run {a} vs reference {b}' for a, b in pairs)}): the settings differ")
     config = table[table["same_config"] == False]  # noqa: E712
     if len(config):
         lines.append(f"{len(config)} cell(s) ran a method config other than the reference's "

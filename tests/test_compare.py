@@ -117,6 +117,9 @@ def test_a_run_against_published_numbers(tmp_path: Path) -> None:
     table = compare_paths(write_store(tmp_path / "run"), csv)
     assert dict(zip(table["ipc"], table["verdict"])) == {1: "reproduced", 10: "differs"}
     assert table["same_protocol"].isna().all()  # a paper records no dcbench protocol
+    from dcbench.compare import warnings
+    assert warnings(table) == ["2 cell(s) ran another preset than the reference (run quick vs reference paper): "
+                               "the settings differ"]
 
 
 def test_the_shipped_published_numbers_load() -> None:
