@@ -345,9 +345,9 @@ def resolve_reference(option: str | None, datasets: list[str], preset: str, run_
                           f"{REFERENCE_ROOT}/: nothing compared (--reference DIR|CSV names one)")
     else:
         found = Path(option)
-        load_cells(found)
     if found.resolve() == Path(run_root).resolve():
         return None, f"{run_root} is the reference itself: nothing compared"
+    load_cells(found)  # unreadable: say so now, not after the run
     return found, ""
 
 
