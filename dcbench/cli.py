@@ -123,7 +123,7 @@ def _check_condense_output(out: Path, overwrite: bool) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    from dcbench.evaluation import Protocol, evaluate_synthetic
+    from dcbench.evaluation import NativeEvaluation, Protocol, evaluate_synthetic
     from dcbench.folder_dataset import source_for_evaluation
     from dcbench.plugins import load_plugins
     from dcbench.synthetic import load_synthetic
@@ -135,7 +135,15 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         raise DcbenchError(f"{args.path}: the manifest names no dataset; pass --dataset")
     registry = load_plugins()
     arch = registry.architecture(args.arch)
-    augmentation = args.augmentation or synthetic.manifest.get("native_eval_augmentation", "none")
+    native = None
+    if not args.augmentation:  # the method's own evaluation, as recorded by `dcbench condense`
+        recorded = synthetic.manifest.get("native_evaluation")
+        try:
+            native = NativeEvaluation(**recorded) if isinstance(recorded, dict) else \
+                NativeEvaluation(synthetic.manifest.get("native_eval_augmentation", "none"))
+        except TypeError:
+            raise DcbenchError(f"{args.path}: manifest.json has a malformed native_evaluation; "
+                               "pass --augmentation") from None
     overrides: dict[str, Any] = {}
     if args.models:
         overrides["models"] = args.models
@@ -143,7 +151,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         overrides["epochs"] = args.epochs
     if args.precision:
         overrides["precision"] = args.precision
-    protocol = Protocol.for_preset(args.preset, dataset, augmentation, arch.name, **overrides)
+    protocol = Protocol.for_preset(args.preset, dataset, args.augmentation or "none", arch.name, native=native,
+                                   **overrides)
     device = resolve_device(args.device)
     real = source.load().to(device) if source else _load_real(registry, dataset, args.data_root, device)
     _check_dataset_content(synthetic.manifest, real, args.path)
@@ -191,8 +200,17 @@ def cmd_run(args: argparse.Namespace) -> int:
                        out=Path(args.out) if args.out else None, executor=args.executor,
                        ray_address=args.ray_address, data_root=args.data_root, device=args.device,
                        show_progress=not args.quiet, threads=args.threads,
-                       precision=args.precision)
+                       precision=args.precision, reference=args.reference)
     return outcome.exit_status
+
+
+def cmd_compare(args: argparse.Namespace) -> None:
+    from dcbench.compare import compare_paths, comparison_text
+
+    table = compare_paths(Path(args.run), Path(args.reference), args.alpha, require_overlap=True)
+    if args.csv:
+        table.to_csv(args.csv, index=False)
+    print(comparison_text(table, Path(args.reference), args.alpha))
 
 
 def cmd_report(args: argparse.Namespace) -> None:
@@ -203,7 +221,8 @@ def cmd_report(args: argparse.Namespace) -> None:
     if (Path(args.results_dir) / "runs.csv").is_file():  # else write_report names the missing input
         check_output_dir(Path(args.out) if args.out else Path(args.results_dir) / "report", "report directory")
     path = write_report(Path(args.results_dir), Path(args.out) if args.out else None, reference=args.reference,
-                        alpha=args.alpha, formats=formats, paired=args.paired)
+                        alpha=args.alpha, formats=formats, paired=args.paired,
+                        against=Path(args.against) if args.against else None)
     print(f"report written: {path}")
 
 
@@ -270,7 +289,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run a benchmark grid (default: the quick FashionMNIST benchmark)")
     p.add_argument("spec", nargs="?", help="a TOML spec (default: the built-in benchmark)")
     p.add_argument("--preset", choices=("smoke", "quick", "paper"), help="overrides the spec's preset")
-    p.add_argument("--out", help="results directory (default: results/<name>)")
+    p.add_argument("--out", help="results directory (default: results/local/<name>, not committed)")
+    p.add_argument("--reference", default="auto",
+                   help="compare the run with these results: a results directory or a CSV of published numbers "
+                        "(method,dataset,ipc,mean,sd,n); default auto: the committed results/reference/ of the "
+                        "same datasets and preset; none: no comparison")
     p.add_argument("--executor", default="local", choices=("local", "ray"))
     p.add_argument("--ray-address", help="join this Ray cluster (default: start a local one)")
     p.add_argument("--quiet", action="store_true", help="no progress display")
@@ -284,7 +307,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--alpha", type=float, default=0.05)
     p.add_argument("--format", help="comma-separated subset of csv,tex,md,png")
     p.add_argument("--paired", action="store_true", help="paired t-tests where the seed lists match")
+    p.add_argument("--against", help="also compare with these results (a results directory or a published-numbers CSV)")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("compare", help="hold a run against a reference, cell by cell (Welch t, Holm)")
+    p.add_argument("run", help="a results directory")
+    p.add_argument("reference", help="a results directory, or a CSV of published numbers with columns "
+                                     "method, dataset, ipc, mean, sd, n (optional eval_arch), accuracy in %%")
+    p.add_argument("--alpha", type=float, default=0.05)
+    p.add_argument("--csv", help="also write the per-cell comparison to this CSV file")
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("new-method", help="write a plugin package skeleton for a new method")
     p.add_argument("name")

@@ -1,6 +1,7 @@
 """Run one method on one dataset: build its config, condense, check and stamp the result."""
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import platform
@@ -60,6 +61,7 @@ def condense(method: Method, real: RealDataset, ipc: int, seed: int, preset: str
     if not getattr(method, "reference_only", False):
         synthetic.check_budget(ipc, real.num_classes, source=f"method {method.name!r}")
     config_dict = config_to_dict(config)
+    native = method.native_evaluation(real.name)
     synthetic.manifest.update({
         "format": "dcbench-synthetic/1",
         "method": method.name,
@@ -77,7 +79,8 @@ def condense(method: Method, real: RealDataset, ipc: int, seed: int, preset: str
         "seed": seed,
         "labels": "hard",
         "preprocessing": {"normalised": True, "mean": list(real.mean), "std": list(real.std), "zca": False},
-        "native_eval_augmentation": method.native_eval_augmentation,
+        "native_eval_augmentation": native.augmentation,
+        "native_evaluation": dataclasses.asdict(native),
         "dcbench_version": __version__,
         "torch_version": torch.__version__,
         "platform": platform.platform(),

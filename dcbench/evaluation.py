@@ -2,8 +2,9 @@
 
 As the reference ``evaluate_synset``: SGD (lr 0.01, momentum 0.9, weight decay 5e-4), batch 256,
 cross-entropy on hard labels, ``epochs + 1`` epochs with the lr multiplied by 0.1 (and the
-optimiser re-created) at epoch ``epochs // 2 + 1``, and the accuracy of the final model on every
-test image (no epoch is ever chosen on test accuracy).
+optimiser re-created) *after* training epoch ``epochs // 2 + 1`` (the reference checks
+``ep in [Epoch//2+1]`` after that epoch's training: 152 of 301 epochs at 0.01 for 300), and the
+accuracy of the final model on every test image (no epoch is ever chosen on test accuracy).
 
 The K models can train together: their parameters are stacked (``torch.func.stack_module_state``)
 and one ``vmap``-ed ``functional_call`` runs all of them per step. Since the summed loss separates
@@ -37,7 +38,42 @@ from dcbench.seeding import derive_seed, make_generator
 from dcbench.synthetic import SyntheticSet
 
 AUGMENTATIONS = ("none", "dsa", "dc")
-PROTOCOL_VERSION = "1"
+# 2: lr step one epoch later (as the reference), dc augmentation as the reference (zero fill on
+#    scaling down, cubic-spline rotation), paper preset's native epochs per method.
+PROTOCOL_VERSION = "2"
+#: evaluation epochs of the reference scripts without / with augmentation (DC, DSA and DM)
+REFERENCE_EPOCHS = {False: 300, True: 1000}
+
+
+def lr_drop_epoch(epochs: int) -> int:
+    """The first epoch trained at the reduced lr: the reference multiplies it by 0.1 after training
+    epoch ``epochs // 2 + 1``, so epochs ``0 .. epochs // 2 + 1`` use the initial lr."""
+    return epochs // 2 + 2
+
+
+@dataclass(frozen=True)
+class NativeEvaluation:
+    """How a method's own paper evaluates its sets on one dataset (``Method.native_evaluation``).
+
+    ``epochs`` None means the reference scripts' default: 300 without augmentation, 1000 with;
+    ``dsa_strategy`` "" means the dataset's reference strategy string.
+    """
+
+    augmentation: str = "none"
+    epochs: int | None = None
+    dsa_strategy: str = ""
+
+    def __post_init__(self) -> None:
+        if self.augmentation not in AUGMENTATIONS:
+            raise DcbenchError(f"unknown native evaluation augmentation {self.augmentation!r}; "
+                               f"choose one of {', '.join(AUGMENTATIONS)}")
+        if self.epochs is not None and self.epochs < 0:
+            raise DcbenchError(f"native evaluation epochs must be >= 0, got {self.epochs}")
+        parse_strategy(self.dsa_strategy)
+
+    @property
+    def paper_epochs(self) -> int:
+        return self.epochs if self.epochs is not None else REFERENCE_EPOCHS[self.augmentation != "none"]
 
 
 @dataclass(frozen=True)
@@ -79,12 +115,18 @@ class Protocol:
 
     @classmethod
     def for_preset(cls, preset: str, dataset: str = "", augmentation: str = "none", arch: str = "ConvNet",
-                   **overrides: Any) -> Protocol:
+                   native: NativeEvaluation | None = None, **overrides: Any) -> Protocol:
         """The protocol of a preset. ``paper``: 20 models, 300 epochs without augmentation and 1000
         with (DC/DSA/DM scripts), full-width networks. ``quick``: the CPU budget of ``dcbench run``.
-        ``smoke``: a few epochs of two tiny networks, for tests."""
+        ``smoke``: a few epochs of two tiny networks, for tests. ``native`` (a method's own
+        evaluation on ``dataset``) replaces ``augmentation`` and gives its DSA strategy and, under
+        ``paper``, its epochs (e.g. CAFE's 600); ``quick`` and ``smoke`` keep their epoch budget."""
+        if native is not None:
+            augmentation = native.augmentation
+            overrides = {"dsa_strategy": native.dsa_strategy, **overrides}
         if preset == "paper":
-            values: dict[str, Any] = {"models": 20, "epochs": 300 if augmentation == "none" else 1000}
+            epochs = native.paper_epochs if native is not None else REFERENCE_EPOCHS[augmentation != "none"]
+            values: dict[str, Any] = {"models": 20, "epochs": epochs}
         elif preset == "quick":
             values = {"models": 2, "epochs": 150, "arch_options": {"width": 32}}
         elif preset == "smoke":
@@ -187,7 +229,7 @@ def _train_group(models: _StackedModels | _SingleModel, indices: list[int], imag
     optimizer = new_optimizer(lr)
     correct = torch.zeros(k, device=images.device)
     for epoch in range(protocol.epochs + 1):
-        if epoch == protocol.epochs // 2 + 1:
+        if epoch == lr_drop_epoch(protocol.epochs):
             lr *= 0.1
             optimizer = new_optimizer(lr)  # re-created, as the reference: momentum is reset
         perms = torch.stack([torch.randperm(n, generator=g) for g in order_gens]).to(images.device)

@@ -13,6 +13,7 @@ imported file cannot run code. The reference stores its accuracies as NumPy floa
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 import numbers
@@ -113,7 +114,7 @@ def import_dc_repo(file: Path, dataset: str, output: Path, method: str | None) -
         if target.exists() and any(target.iterdir()):
             raise DcbenchError(f"{target} already exists and is not empty; choose another -o or remove it")
     sha256 = hashlib.sha256(file.read_bytes()).hexdigest()
-    augmentation = _native_eval_augmentation(method)
+    native = _native_evaluation(method, dataset)
     for i, (synthetic, target) in enumerate(zip(sets, targets)):
         synthetic.manifest.update({
             "format": "dcbench-synthetic/1",
@@ -125,7 +126,8 @@ def import_dc_repo(file: Path, dataset: str, output: Path, method: str | None) -
             "seed": i,
             "labels": "hard",
             "preprocessing": {"normalised": True, "mean": list(encoding.mean), "std": list(encoding.std), "zca": False},
-            "native_eval_augmentation": augmentation,
+            "native_eval_augmentation": native["augmentation"],
+            "native_evaluation": native,
             "imported_from": {"file": file.name, "sha256": sha256, "format": "dc-repo", "experiment": i,
                               "experiments": len(sets), "condensed_with": named["model"] if named else None},
             # as the reference stores them: every evaluation of every experiment in the file, pooled
@@ -202,12 +204,14 @@ def _reported_accs(accs: Any, source: str) -> dict[str, list[float]]:
     return reported
 
 
-def _native_eval_augmentation(method: str) -> str:
-    """How dcbench evaluates the method's own sets, when the method is installed; else none."""
+def _native_evaluation(method: str, dataset: str) -> dict[str, Any]:
+    """How the method's own paper evaluates its sets on ``dataset`` when it is installed; else
+    the reference scripts' default (no augmentation)."""
+    from dcbench.evaluation import NativeEvaluation
     from dcbench.plugins import load_plugins
 
     installed = load_plugins().methods.get(method)
-    return installed.native_eval_augmentation if installed else "none"
+    return dataclasses.asdict(installed.native_evaluation(dataset) if installed else NativeEvaluation())
 
 
 def _describe(value: Any) -> str:

@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 from dcbench.datasets import RealDataset
 from dcbench.errors import DcbenchError
+from dcbench.evaluation import NativeEvaluation
 from dcbench.networks import BUILTIN_ARCHITECTURES, Architecture, build_network
 from dcbench.synthetic import SyntheticSet
 
@@ -81,6 +82,13 @@ class Method:
     config_class: ClassVar[type]
     #: augmentation the method's own paper evaluates with: "none", "dsa" or "dc"
     native_eval_augmentation: ClassVar[str] = "none"
+
+    def native_evaluation(self, dataset: str) -> NativeEvaluation:
+        """How the method's own paper evaluates its sets on ``dataset`` (``eval_augmentation =
+        "native"``): augmentation, epochs under the ``paper`` preset and DSA strategy. The default
+        is ``native_eval_augmentation`` with the reference scripts' epochs (300 without
+        augmentation, 1000 with); override it when the paper's script differs by dataset."""
+        return NativeEvaluation(self.native_eval_augmentation)
 
     def make_config(self, preset: str = "paper", overrides: Mapping[str, Any] | None = None) -> Any:
         return make_config(self.config_class, preset, overrides, owner=f"method {self.name!r}")

@@ -20,7 +20,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.image import imread
 
-from dcbench import stats
+from dcbench import cost, stats
 from dcbench.errors import DcbenchError
 from dcbench.identity import identity_notes
 from dcbench.outputs import staged_directory
@@ -354,9 +354,11 @@ def render_markdown_table(table: pd.DataFrame, index_label: str = "",
     return "\n".join(lines)
 
 
-def _markdown_paper_table(table: pd.DataFrame) -> str:
+def _markdown_paper_table(table: pd.DataFrame, extra: pd.DataFrame | None = None) -> str:
     table = _presentation_columns(table)
     table.columns = [" ".join(column[:-1]) + f" IPC {column[-1]}" for column in table.columns]
+    if extra is not None:  # e.g. the cost columns
+        table = table.join(extra).fillna(MARKDOWN.missing)
     return render_markdown_table(table, "Method")
 
 
@@ -708,14 +710,15 @@ def _datasets_section(results_dir: Path, runs: pd.DataFrame, most: int = 20) -> 
 
 def _report_markdown(results_dir: Path, runs: pd.DataFrame, analysis: Analysis,
                      paper_markdown: str, caption: str, plots: list[Path],
-                     failures: pd.DataFrame, spec: str | None, alpha: float) -> str:
+                     failures: pd.DataFrame, spec: str | None, alpha: float,
+                     extra_sections: list[str] = ()) -> str:
     lines = [f"# dcbench report: {results_dir.resolve().name}", ""]
     lines += _protocol_section(runs, analysis, alpha)
     lines += _datasets_section(results_dir, runs)
-    lines += ["## Results", "", caption, "", paper_markdown, "",
+    lines += ["## Results", "", caption + " " + cost.COST_CAPTION, "", paper_markdown, "",
               "Per-cell statistics: `cells.csv`; numeric table: `table_wide.csv`; "
-              "LaTeX: `table.tex`.",
-              "", "## Comparisons within tasks", ""]
+              "LaTeX: `table.tex`.", ""]
+    lines += [*extra_sections, "## Comparisons within tasks", ""]
     if analysis.comparisons.empty:
         lines += ["No comparisons: every task has a single method.", ""]
     else:
@@ -725,7 +728,10 @@ def _report_markdown(results_dir: Path, runs: pd.DataFrame, analysis: Analysis,
         lines += ["## Plots", ""] + [f"![{path.stem}]({path.name})" for path in plots] + [""]
     lines += ["## Cost per method", "",
               "Means over the rows of runs.csv (one row per evaluation model).", "",
-              _cost_markdown(runs), ""]
+              _cost_markdown(runs), "",
+              "Pareto front of accuracy against condensation seconds per task (no other method is "
+              "both as cheap and as accurate; by the means, see `acc_vs_cost_*.png` for the "
+              "intervals and `pareto.csv`):", "", *cost.pareto_lines(cost.pareto_table(analysis.cells, runs)), ""]
     lines += ["## Failures", ""]
     if failures.empty:
         lines += ["None recorded.", ""]
@@ -745,12 +751,14 @@ def _report_markdown(results_dir: Path, runs: pd.DataFrame, analysis: Analysis,
 
 def write_report(results_dir: Path, out_dir: Path | None = None, reference: str = "random",
                  alpha: float = 0.05, formats: tuple[str, ...] = KNOWN_FORMATS,
-                 paired: bool = False) -> Path:
+                 paired: bool = False, against: Path | None = None) -> Path:
     """Compute the statistics of an experiment and write tables, plots and report.md.
 
     ``formats`` selects the outputs: csv (cells, comparisons, ranks, omnibus, across-task and
     wide tables), tex (table.tex), md (table.md), png (plots); report.md is always written.
-    Returns the path of report.md (in ``out_dir``, default ``results_dir/report``).
+    Returns the path of report.md (in ``out_dir``, default ``results_dir/report``). ``against``:
+    a reference (results directory or published-numbers CSV) to compare with, cell by cell
+    (:mod:`dcbench.compare`; ``reference_comparison.csv`` and a report section).
     """
     results_dir = Path(results_dir)
     unknown = sorted(set(formats) - set(KNOWN_FORMATS))
@@ -763,12 +771,12 @@ def write_report(results_dir: Path, out_dir: Path | None = None, reference: str 
     analysis = analyse(runs, reference, alpha, paired)
     final_dir = Path(out_dir) if out_dir is not None else results_dir / "report"
     with staged_directory(final_dir) as out_dir:  # every file whole, or the old one kept
-        _write_outputs(results_dir, out_dir, runs, analysis, alpha, formats)
+        _write_outputs(results_dir, out_dir, runs, analysis, alpha, formats, against)
     return final_dir / "report.md"
 
 
 def _write_outputs(results_dir: Path, out_dir: Path, runs: pd.DataFrame, analysis: Analysis, alpha: float,
-                   formats: tuple[str, ...]) -> None:
+                   formats: tuple[str, ...], against: Path | None = None) -> None:
     if "csv" in formats:
         analysis.cells.to_csv(out_dir / "cells.csv", index=False)
         analysis.comparisons.to_csv(out_dir / "comparisons.csv", index=False)
@@ -776,14 +784,17 @@ def _write_outputs(results_dir: Path, out_dir: Path, runs: pd.DataFrame, analysi
         analysis.omnibus.to_csv(out_dir / "omnibus.csv", index=False)
         if analysis.across_tasks_kind != "none":
             analysis.across_tasks.to_csv(out_dir / f"{analysis.across_tasks_kind}.csv", index=False)
-        wide_table(analysis).to_csv(out_dir / "table_wide.csv")
+        cost.with_cost_columns(wide_table(analysis), runs, {WHOLE_DATASET: WHOLE_DATASET_LABEL}).to_csv(
+            out_dir / "table_wide.csv")
+        cost.pareto_table(analysis.cells, runs).to_csv(out_dir / "pareto.csv", index=False)
     if "tex" in formats:
         (out_dir / "table.tex").write_text(render_latex_table(
             paper_table(analysis, LATEX), table_caption(analysis, alpha, latex=True)))
-    paper_markdown = _markdown_paper_table(paper_table(analysis, MARKDOWN))
+    paper_markdown = _markdown_paper_table(paper_table(analysis, MARKDOWN), cost.markdown_cost_columns(
+        runs, {WHOLE_DATASET: WHOLE_DATASET_LABEL}))
     if "md" in formats:
         (out_dir / "table.md").write_text(
-            paper_markdown + "\n\n" + table_caption(analysis, alpha, latex=False) + "\n")
+            paper_markdown + "\n\n" + table_caption(analysis, alpha, latex=False) + " " + cost.COST_CAPTION + "\n")
 
     plots: list[Path] = []
     if "png" in formats:
@@ -791,9 +802,13 @@ def _write_outputs(results_dir: Path, out_dir: Path, runs: pd.DataFrame, analysi
     failures = _read_optional_csv(results_dir / "failures.csv")
     spec_path = results_dir / "spec.toml"
     spec = spec_path.read_text() if spec_path.is_file() else None
+    sections: list[str] = []
+    if against is not None:
+        from dcbench.compare import write_comparison
+        sections = ["## Against the reference", "", *write_comparison(results_dir, against, out_dir, alpha), ""]
     (out_dir / "report.md").write_text(_report_markdown(results_dir, runs, analysis, paper_markdown,
                                                         table_caption(analysis, alpha, latex=False), plots,
-                                                        failures, spec, alpha))
+                                                        failures, spec, alpha, sections))
 
 
 def _write_plots(runs: pd.DataFrame, analysis: Analysis, results_dir: Path, out_dir: Path,
@@ -813,5 +828,6 @@ def _write_plots(runs: pd.DataFrame, analysis: Analysis, results_dir: Path, out_
         plot_cd_diagram(analysis.ranks.groupby("method")["rank"].mean(), omnibus["nemenyi_cd"],
                         int(omnibus["N"]), alpha, path)
         plots.append(path)
+    plots += cost.plot_accuracy_vs_cost(cost.pareto_table(analysis.cells, runs), analysis.cells, colors, out_dir)
     plots += plot_synthetic_grids(runs, results_dir, out_dir, methods)
     return plots

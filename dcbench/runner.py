@@ -94,12 +94,13 @@ def plan_cells(spec: Spec, registry: Any, data_root: str | None, device: str) ->
         plugin = registry.plugins.get(registry.owners.get(("method", method_name), ""))
         overrides = spec.overrides.get(method_name, {})
         config = config_to_dict(method.make_config(spec.preset, overrides))
-        augmentation = method.native_eval_augmentation if spec.eval_augmentation == "native" else spec.eval_augmentation
         for dataset, source in datasets:
+            native = method.native_evaluation(dataset) if spec.eval_augmentation == "native" else None
             protocols = []
             for arch in spec.eval_archs:
                 extra = {k: v for k, v in (("models", spec.eval_models), ("epochs", spec.eval_epochs)) if v is not None}
-                protocols.append(Protocol.for_preset(spec.preset, dataset, augmentation, arch, precision=spec.precision, **extra).to_dict())
+                protocols.append(Protocol.for_preset(spec.preset, dataset, spec.eval_augmentation, arch, native=native,
+                                                     precision=spec.precision, **extra).to_dict())
             fingerprint = CellIdentity(
                 method_name=method_name, method_version=method.version, plugin_version=plugin.version if plugin else None,
                 config_hash=config_hash(method_name, config, spec.precision), protocol_hash=protocol_hash(protocols),
@@ -335,18 +336,22 @@ class RunOutcome:
 def run_benchmark(spec_path: Path | None = None, preset: str | None = None, out: Path | None = None,
                   executor: str = "local", ray_address: str | None = None, data_root: str | None = None,
                   device: str = "auto", show_progress: bool = True, write_report: bool = True,
-                  threads: int | None = None, precision: str | None = None) -> Path:
+                  threads: int | None = None, precision: str | None = None, reference: str | None = "auto") -> Path:
     """Run a grid (see :func:`run_grid`) and return its results directory."""
     return run_grid(spec_path, preset, out, executor, ray_address, data_root, device, show_progress,
-                    write_report, threads, precision).root
+                    write_report, threads, precision, reference).root
 
 
 def run_grid(spec_path: Path | None = None, preset: str | None = None, out: Path | None = None,
              executor: str = "local", ray_address: str | None = None, data_root: str | None = None,
              device: str = "auto", show_progress: bool = True, write_report: bool = True,
-             threads: int | None = None, precision: str | None = None) -> RunOutcome:
-    """Expand the spec, run its unfinished cells with the store locked, rebuild the tables."""
+             threads: int | None = None, precision: str | None = None,
+             reference: str | None = "auto") -> RunOutcome:
+    """Expand the spec, run its unfinished cells with the store locked, rebuild the tables, write
+    the report and end with the comparison against ``reference`` (see
+    :func:`dcbench.compare.resolve_reference`)."""
     from dcbench.cli import resolve_device
+    from dcbench.compare import compare_paths, comparison_text, resolve_reference
 
     spec = load_spec(spec_path, preset)
     if threads is not None:  # the command line wins over the spec
@@ -355,7 +360,9 @@ def run_grid(spec_path: Path | None = None, preset: str | None = None, out: Path
         spec.precision = precision
     spec.validate()
     resolve_device(device)  # fail early on a bad --device
-    root = out or Path("results") / spec.name
+    root = out or Path("results") / "local" / spec.name  # results/local/ is not committed
+    dataset_names = [resolve_dataset_entry(entry)[0] for entry in spec.datasets]
+    against, no_comparison = resolve_reference(reference, dataset_names, spec.preset, root, spec.name)  # fails now
     check_output_dir(root, "results directory")
     root.mkdir(parents=True, exist_ok=True)
     store = Store(root)
@@ -387,7 +394,11 @@ def run_grid(spec_path: Path | None = None, preset: str | None = None, out: Path
             print(summary_table(runs))
         if write_report and not runs.empty:
             from dcbench.report import write_report as report
-            print(f"report: {report(root)}", file=sys.stderr)
+            print(f"report: {report(root, against=against)}", file=sys.stderr)
+        if against is not None and not runs.empty:
+            print(comparison_text(compare_paths(root, against), against))
+        elif not runs.empty:
+            print(no_comparison, file=sys.stderr)
         failed = [c.id for c in cells if (store.read_metrics(c.id) or {}).get("status") != "done"]
     if failed:
         print(f"{len(failed)} of {len(cells)} cells failed (reasons in {root / 'failures.csv'}); fix the cause "

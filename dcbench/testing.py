@@ -45,7 +45,7 @@ from torch.nn import functional as F
 
 from dcbench.condensation import condense
 from dcbench.datasets import RealDataset
-from dcbench.evaluation import AUGMENTATIONS
+from dcbench.evaluation import AUGMENTATIONS, NativeEvaluation
 from dcbench.methods import PRESETS, CondenseContext, Method, class_major_labels, config_to_dict
 from dcbench.networks import Architecture
 
@@ -288,6 +288,10 @@ class ConformanceSuite:
             "description must say in one line what the method does (`dcbench list` shows it)"
         assert m.native_eval_augmentation in AUGMENTATIONS, \
             f"native_eval_augmentation {m.native_eval_augmentation!r} is not one of {', '.join(AUGMENTATIONS)}"
+        for dataset in ("mnist", "fashion-mnist", "cifar10"):
+            native = m.native_evaluation(dataset)
+            assert isinstance(native, NativeEvaluation), \
+                f"native_evaluation({dataset!r}) must return a dcbench.evaluation.NativeEvaluation, got {native!r}"
         assert dataclasses.is_dataclass(getattr(m, "config_class", None)), "config_class must be a dataclass"
         unknown = sorted(set(getattr(m.config_class, "PRESETS", {})) - set(PRESETS))
         assert not unknown, f"config PRESETS names {unknown[0]!r}, which is not a preset ({', '.join(PRESETS)})"

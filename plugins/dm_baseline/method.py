@@ -12,9 +12,10 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from dcbench.augment import dsa_strategy_for, parse_strategy, siamese_augment
+from dcbench.augment import parse_strategy, siamese_augment
 from dcbench.datasets import RealDataset
 from dcbench.errors import DcbenchError
+from dcbench.evaluation import NativeEvaluation
 from dcbench.methods import CondenseContext, Method, class_major_labels, init_synthetic_images
 from dcbench.seeding import make_generator
 from dcbench.synthetic import SyntheticSet
@@ -22,6 +23,9 @@ from dcbench.synthetic import SyntheticSet
 from .loss import distribution_matching_loss
 
 INITS = ("real", "noise")
+#: ``main_DM.py``'s default strategy, on every dataset: unlike DSA's README commands it keeps
+#: ``flip`` on MNIST and SVHN, for condensation and for evaluation alike
+DM_DSA_STRATEGY = "color_crop_cutout_flip_scale_rotate"
 
 
 @dataclass
@@ -33,7 +37,7 @@ class DMConfig:
     momentum: float = 0.5  # of the image SGD optimizer, kept for the whole run
     batch_real: int = 256  # real images per class per iteration
     init: str = "real"  # "real" (random real images of the class) or "noise"
-    dsa_strategy: str = ""  # "" = the reference strategy of the dataset; "none" = no augmentation
+    dsa_strategy: str = ""  # "" = main_DM.py's DM_DSA_STRATEGY (flip kept on every dataset); "none" = off
     arch: str = "ConvNet"  # any registered architecture with an ``embed`` method
     net_width: int = 128  # ConvNet* only
     net_depth: int = 3  # ConvNet* only
@@ -89,16 +93,20 @@ def sample_real_batches(real: RealDataset, n: int, generator: torch.Generator) -
 
 class DMMethod(Method):
     name = "dm"
-    version = "0.1.0"
+    version = "0.2.0"  # 0.2: main_DM.py's DSA strategy (with flip) on MNIST and SVHN too
     description = "Distribution matching: match mean embeddings of random networks (Zhao & Bilen, WACV 2023)"
     config_class = DMConfig
     native_eval_augmentation = "dsa"
+
+    def native_evaluation(self, dataset: str) -> NativeEvaluation:
+        """``main_DM.py``: 1000 epochs with per-sample DSA, its default strategy on every dataset."""
+        return NativeEvaluation("dsa", 1000, DM_DSA_STRATEGY)
 
     def condense(self, real: RealDataset, ipc: int, config: DMConfig, seed: int, ctx: CondenseContext) -> SyntheticSet:
         if ipc < 1:
             raise DcbenchError(f"ipc must be at least 1, got {ipc}")
         num_classes = real.num_classes
-        strategy = config.dsa_strategy or dsa_strategy_for(real.name)
+        strategy = config.dsa_strategy or DM_DSA_STRATEGY
         images = init_synthetic_images(real, ipc, config.init, make_generator(seed, "init")).to(ctx.device)
         images.requires_grad_(True)
         optimizer = torch.optim.SGD([images], lr=config.lr_img, momentum=config.momentum)
