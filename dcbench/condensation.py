@@ -14,7 +14,7 @@ import torch
 from dcbench import __version__
 from dcbench.datasets import RealDataset
 from dcbench.errors import DcbenchError
-from dcbench.methods import CondenseContext, Method, config_to_dict
+from dcbench.methods import CondenseContext, Method, StateStore, config_to_dict
 from dcbench.synthetic import SyntheticSet
 
 
@@ -27,14 +27,18 @@ def config_hash(method: str, config: Mapping[str, Any]) -> str:
 @dataclass
 class Condensed:
     synthetic: SyntheticSet
-    seconds: float
+    seconds: float  # condensation time, including the runs that led to a resumed checkpoint
     metrics: dict[str, Any]
+    resumed_at: int | None = None  # the iteration this run resumed at (None: from the start)
 
 
 def condense(method: Method, real: RealDataset, ipc: int, seed: int, preset: str = "quick",
              overrides: Mapping[str, Any] | None = None, ctx: CondenseContext | None = None,
-             plugin_version: str | None = None) -> Condensed:
-    """Condense ``real`` to ``ipc`` images per class with ``method`` and stamp the manifest."""
+             plugin_version: str | None = None, state_store: StateStore | None = None) -> Condensed:
+    """Condense ``real`` to ``ipc`` images per class with ``method`` and stamp the manifest.
+
+    ``state_store`` (e.g. a :class:`dcbench.checkpoint.Checkpointer`) is lent to a method that
+    declares ``resumable = True``; others ignore it and restart when run again."""
     if not isinstance(ipc, int) or ipc <= 0:
         raise DcbenchError(f"IPC must be a positive integer, got {ipc!r}")
     smallest = min(len(i) for i in real.indices_by_class)
@@ -42,9 +46,11 @@ def condense(method: Method, real: RealDataset, ipc: int, seed: int, preset: str
         raise DcbenchError(f"IPC {ipc} exceeds the {smallest} training images of the smallest class of {real.name}")
     config = method.make_config(preset, overrides)
     ctx = ctx or CondenseContext(device=real.device)
+    if state_store is not None and getattr(method, "resumable", False):
+        ctx.state_store = state_store
     start = time.perf_counter()
     synthetic = method.condense(real, ipc, config, seed, ctx)
-    seconds = time.perf_counter() - start
+    seconds = time.perf_counter() - start + (ctx.resumed.seconds if ctx.resumed else 0.0)
     if not isinstance(synthetic, SyntheticSet):
         raise DcbenchError(f"method {method.name!r} returned {type(synthetic).__name__}, not a SyntheticSet")
     synthetic.validate(real.channels, real.image_size, real.num_classes, source=f"method {method.name!r}")
@@ -70,4 +76,4 @@ def condense(method: Method, real: RealDataset, ipc: int, seed: int, preset: str
         "platform": platform.platform(),
         "condense_seconds": round(seconds, 3),
     })
-    return Condensed(synthetic, seconds, dict(ctx.metrics))
+    return Condensed(synthetic, seconds, dict(ctx.metrics), ctx.resumed.iteration if ctx.resumed else None)

@@ -28,6 +28,7 @@ class CafeMethod(Method):
     config_class = CafeConfig
     # CAFE's script evaluates non-DSA sets for 600 epochs without augmentation
     native_eval_augmentation = "none"
+    resumable = True
 
     def condense(self, real: RealDataset, ipc: int, config: CafeConfig, seed: int,
                  ctx: CondenseContext) -> SyntheticSet:
@@ -41,6 +42,7 @@ class CafeDsaMethod(Method):
     description = "CAFE with Siamese differentiable augmentation (the official --method DSA)"
     config_class = CafeDsaConfig
     native_eval_augmentation = "dsa"
+    resumable = True
 
     def condense(self, real: RealDataset, ipc: int, config: CafeDsaConfig, seed: int,
                  ctx: CondenseContext) -> SyntheticSet:

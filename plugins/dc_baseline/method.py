@@ -102,6 +102,7 @@ class DCMethod(Method):
     # The reference evaluates DC without augmentation except on MNIST (its crop/scale/rotate); a
     # method-wide constant cannot depend on the dataset, so "none" is used everywhere.
     native_eval_augmentation = "none"
+    resumable = True
 
     def condense(self, real: RealDataset, ipc: int, config: DCConfig, seed: int,
                  ctx: CondenseContext) -> SyntheticSet:
@@ -115,6 +116,7 @@ class DSAMethod(Method):
     description = "Dataset Condensation with Differentiable Siamese Augmentation (Zhao & Bilen, ICML 2021)"
     config_class = DSAConfig
     native_eval_augmentation = "dsa"
+    resumable = True
 
     def condense(self, real: RealDataset, ipc: int, config: DSAConfig, seed: int,
                  ctx: CondenseContext) -> SyntheticSet:

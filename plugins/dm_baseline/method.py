@@ -91,6 +91,7 @@ class DMMethod(Method):
     description = "Distribution matching: match mean embeddings of random networks (Zhao & Bilen, WACV 2023)"
     config_class = DMConfig
     native_eval_augmentation = "dsa"
+    resumable = True
 
     def condense(self, real: RealDataset, ipc: int, config: DMConfig, seed: int, ctx: CondenseContext) -> SyntheticSet:
         if ipc < 1:
@@ -101,8 +102,14 @@ class DMMethod(Method):
         images.requires_grad_(True)
         optimizer = torch.optim.SGD([images], lr=config.lr_img, momentum=config.momentum)
         chunk_classes = max(1, config.real_chunk // config.batch_real)
-        loss = torch.zeros(())
-        for it in range(config.iterations):
+        start, last_loss = 0, 0.0
+        saved = ctx.resume()
+        if saved is not None:  # every random stream is per iteration: images and momentum suffice
+            with torch.no_grad():
+                images.copy_(saved.state["images"])
+            optimizer.load_state_dict(saved.state["optimizer"])
+            start, last_loss = saved.iteration, saved.state["loss"]
+        for it in range(start, config.iterations):
             net = _frozen_network(real, config, seed, it, ctx)
             # BatchNorm: the reference's BN branch, batch statistics over all classes in one pass
             classes_per_forward = None if _has_batchnorm(net) else chunk_classes
@@ -117,6 +124,9 @@ class DMMethod(Method):
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            ctx.progress(it + 1, config.iterations, loss=float(loss.detach()))
-        ctx.metrics.update(iterations=config.iterations, final_loss=float(loss.detach()), dsa_strategy=strategy)
+            last_loss = float(loss.detach())
+            ctx.progress(it + 1, config.iterations, loss=last_loss)
+            ctx.checkpoint(it + 1, config.iterations, lambda: {
+                "images": images.detach(), "optimizer": optimizer.state_dict(), "loss": last_loss})
+        ctx.metrics.update(iterations=config.iterations, final_loss=last_loss, dsa_strategy=strategy)
         return SyntheticSet(images.detach(), class_major_labels(num_classes, ipc))
