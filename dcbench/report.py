@@ -777,4 +777,6 @@ def _write_plots(runs: pd.DataFrame, analysis: Analysis, results_dir: Path, out_
                         int(omnibus["N"]), alpha, path)
         plots.append(path)
     plots += plot_synthetic_grids(runs, results_dir, out_dir, methods)
+    from dcbench.curves import plot_loss_curves  # per-cell curve.csv files (issue 15)
+    plots += plot_loss_curves(results_dir, out_dir)
     return plots

@@ -9,8 +9,8 @@ same ``runs.csv`` for the same seeds.
 from __future__ import annotations
 
 import functools
+import importlib.util
 import math
-import os
 import platform
 import resource
 import sys
@@ -45,6 +45,8 @@ class Cell:
     data_root: str | None = None
     device: str = "auto"
     torch_threads: int = field(default_factory=torch.get_num_threads)
+    checkpoint_every: str | int = "10m"  # see dcbench.checkpoint.CheckpointPolicy
+    tracking: dict[str, str] = field(default_factory=dict)  # for observer plugins, e.g. {"tensorboard": dir}
 
     @property
     def id(self) -> str:
@@ -55,7 +57,8 @@ class Cell:
                 "seed": self.seed, "preset": self.preset}
 
 
-def plan_cells(spec: Spec, registry: Any, data_root: str | None, device: str) -> list[Cell]:
+def plan_cells(spec: Spec, registry: Any, data_root: str | None, device: str,
+               tracking: dict[str, str] | None = None) -> list[Cell]:
     """The spec's grid, validated against the installed plugins before any work starts."""
     from dcbench.condensation import config_hash
     from dcbench.evaluation import Protocol
@@ -85,7 +88,8 @@ def plan_cells(spec: Spec, registry: Any, data_root: str | None, device: str) ->
             for ipc in spec.ipcs:
                 for seed in spec.seeds:
                     cells.append(Cell(method_name, dataset, ipc, seed, spec.preset, overrides, protocols,
-                                      fingerprint, data_root, device))
+                                      fingerprint, data_root, device, checkpoint_every=spec.checkpoint_every,
+                                      tracking=dict(tracking or {})))
     return cells
 
 
@@ -120,11 +124,20 @@ def _peak_rss_mb(per_cell: bool) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / scale / 1024
 
 
+def checkpoint_identity_of(cell: Cell, method: Any) -> dict[str, Any]:
+    from dcbench.checkpoint import checkpoint_identity
+    return checkpoint_identity(method.name, method.version, cell.fingerprint["config_hash"], cell.dataset,
+                               cell.ipc, cell.seed)
+
+
 def execute_cell(cell: Cell, root: str) -> dict[str, Any]:
     """Condense and evaluate one cell; write its directory; return its metrics (never raises for
-    a failure of the method itself: that is recorded with its reason)."""
+    a failure of the method itself: that is recorded with its reason). A resumable method
+    continues from the cell's ``checkpoint.pt``; progress rows go to ``curve.csv``."""
+    from dcbench.checkpoint import Checkpointer, CheckpointPolicy
     from dcbench.cli import resolve_device
     from dcbench.condensation import condense
+    from dcbench.curves import CURVE_FILE, CurveWriter
     from dcbench.evaluation import Protocol, evaluate_synthetic
     from dcbench.methods import CondenseContext
 
@@ -134,6 +147,10 @@ def execute_cell(cell: Cell, root: str) -> dict[str, Any]:
     directory.mkdir(parents=True, exist_ok=True)
     log_path = directory / "log.txt"
     registry = _registry()
+    # observers get the identity plus where the cell writes and the tracking settings
+    observed = {**cell.identity(), "directory": str(directory.resolve()), "tracking": dict(cell.tracking)}
+    curve = CurveWriter(directory / CURVE_FILE)
+    checkpointer = None
     device = resolve_device(cell.device)
     metrics: dict[str, Any] = {"cell": cell.identity(), "fingerprint": cell.fingerprint, "device": str(device),
                                "dcbench_version": __version__, "torch_version": torch.__version__,
@@ -145,12 +162,12 @@ def execute_cell(cell: Cell, root: str) -> dict[str, Any]:
             log.flush()
 
         def on_progress(step: int, total: int, values: Any) -> None:
-            registry.manager.hook.dcbench_condense_progress(cell=cell.identity(), step=step, total=total,
-                                                            metrics=values)
+            curve.add(step, total, values)
+            registry.manager.hook.dcbench_condense_progress(cell=observed, step=step, total=total, metrics=values)
             if step == total or step % max(1, total // 20) == 0:
                 note(f"step {step}/{total} " + " ".join(f"{k}={v:.4g}" for k, v in values.items()))
 
-        registry.manager.hook.dcbench_cell_started(cell=cell.identity())
+        registry.manager.hook.dcbench_cell_started(cell=observed)
         note(f"start {cell.id} preset={cell.preset} overrides={cell.overrides} device={device}")
         try:
             method = registry.method(cell.method)
@@ -160,8 +177,10 @@ def execute_cell(cell: Cell, root: str) -> dict[str, Any]:
                 torch.cuda.reset_peak_memory_stats(device)
             plugin = registry.plugins.get(registry.owners[("method", method.name)])
             ctx = CondenseContext(device=device, architectures=registry.architectures, on_progress=on_progress)
+            checkpointer = Checkpointer(directory, checkpoint_identity_of(cell, method),
+                                        CheckpointPolicy.parse(cell.checkpoint_every), note)
             condensed = condense(method, real, cell.ipc, cell.seed, cell.preset, cell.overrides, ctx,
-                                 plugin_version=plugin.version if plugin else None)
+                                 plugin_version=plugin.version if plugin else None, state_store=checkpointer)
             condensed.synthetic.save(directory)
             condensed.synthetic.save_grid(directory / "grid.png", real.mean, real.std)
             note(f"condensed in {condensed.seconds:.1f}s")
@@ -181,6 +200,7 @@ def execute_cell(cell: Cell, root: str) -> dict[str, Any]:
                 "status": "done", "method_version": method.version,
                 "plugin_version": plugin.version if plugin else None,
                 "condense_s": condensed.seconds, "method_metrics": condensed.metrics,
+                "resumed_at_iteration": condensed.resumed_at,
                 "peak_rss_mb": round(_peak_rss_mb(per_cell_rss), 1),
                 "peak_rss_scope": "cell" if per_cell_rss else "process",
                 "cuda_peak_mb": (round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
@@ -193,8 +213,11 @@ def execute_cell(cell: Cell, root: str) -> dict[str, Any]:
             note(f"FAILED {reason}\n{traceback.format_exc()}")
             metrics.update({"status": "failed", "reason": reason})
         metrics["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        curve.close()
         store.write_metrics(cell.id, metrics)
-    registry.manager.hook.dcbench_cell_finished(cell=cell.identity(), result=metrics)
+        if checkpointer is not None:
+            checkpointer.discard()  # the cell finished (done or failed): nothing to resume
+    registry.manager.hook.dcbench_cell_finished(cell=observed, result=metrics)
     return metrics
 
 
@@ -205,52 +228,44 @@ def run_local(cells: list[Cell], root: Path) -> Iterator[dict[str, Any]]:
         yield execute_cell(cell, str(root))
 
 
-def run_ray(cells: list[Cell], root: Path, address: str | None) -> Iterator[dict[str, Any]]:
-    try:
-        import ray
-    except ImportError:
-        raise DcbenchError("the ray executor needs Ray: pip install 'dcbench[ray]'") from None
-    started_here = not ray.is_initialized()
-    if started_here:
-        try:
-            ray.init(address=address, include_dashboard=False, log_to_driver=False,
-                     runtime_env={"env_vars": {k: v for k, v in os.environ.items() if k.startswith("DCBENCH_")}})
-        except (ConnectionError, ValueError, RuntimeError) as exc:
-            raise DcbenchError(f"cannot reach the Ray cluster at {address!r}: {exc}") from None
-    try:
-        gpus = ray.cluster_resources().get("GPU", 0)
-        task = ray.remote(num_gpus=1 if gpus else 0, num_cpus=1, max_retries=0)(execute_cell)
-        pending = [task.remote(cell, str(root)) for cell in cells]
-        while pending:
-            done, pending = ray.wait(pending, num_returns=1)
-            yield ray.get(done[0])
-    finally:
-        if started_here:
-            ray.shutdown()
-
-
 # --- the command ---------------------------------------------------------------------------------
 
 def run_benchmark(spec_path: Path | None = None, preset: str | None = None, out: Path | None = None,
                   executor: str = "local", ray_address: str | None = None, data_root: str | None = None,
-                  device: str = "auto", show_progress: bool = True, write_report: bool = True) -> Path:
+                  device: str = "auto", show_progress: bool = True, write_report: bool = True,
+                  checkpoint_every: str | None = None, gpus_per_cell: float | None = None,
+                  tensorboard: bool | str | None = None, max_retries: int = 3) -> Path:
+    """Run a spec's unfinished cells. ``checkpoint_every``, ``gpus_per_cell`` and ``tensorboard``
+    override the spec's keys; ``max_retries`` is how often Ray reruns a cell whose worker died."""
+    from dcbench.checkpoint import check_compatible
     from dcbench.cli import resolve_device
 
     spec = load_spec(spec_path, preset)
+    for key, value in (("checkpoint_every", checkpoint_every), ("gpus_per_cell", gpus_per_cell),
+                       ("tensorboard", tensorboard)):
+        if value is not None:
+            setattr(spec, key, value)
+    spec.validate()
     resolve_device(device)  # fail early on a bad --device
     registry = _registry()
-    cells = plan_cells(spec, registry, data_root, device)
     root = out or Path("results") / spec.name
+    cells = plan_cells(spec, registry, data_root, device, _tracking(spec, root, registry))
     store = Store(root)
     store.runs.mkdir(parents=True, exist_ok=True)
     todo = [c for c in cells if not store.is_done(c.id, c.fingerprint)]
+    for cell in todo:  # refuse a checkpoint of another config before any work
+        check_compatible(store.cell_dir(cell.id), checkpoint_identity_of(cell, registry.method(cell.method)))
     store.write_spec(spec.to_toml())
     print(f"dcbench run {spec.name}: {len(cells)} cells, {len(cells) - len(todo)} already done, "
           f"{len(todo)} to run -> {root}", file=sys.stderr)
     start = time.perf_counter()
     if todo:
-        results = run_local(todo, root) if executor == "local" else run_ray(todo, root, ray_address)
-        _show(results, len(todo), show_progress)
+        if executor == "local":
+            _run_local_with_progress(todo, root, registry, show_progress)
+        else:
+            from dcbench.executors import run_ray
+            results = run_ray(todo, root, ray_address, execute_cell, spec.gpus_per_cell, max_retries)
+            _show(results, len(todo), show_progress)
     runs = store.rebuild_tables()
     wall = time.perf_counter() - start
     print(f"wall time {wall:.0f}s", file=sys.stderr)
@@ -260,6 +275,32 @@ def run_benchmark(spec_path: Path | None = None, preset: str | None = None, out:
         from dcbench.report import write_report as report
         print(f"report: {report(root)}", file=sys.stderr)
     return root
+
+
+def _run_local_with_progress(cells: list[Cell], root: Path, registry: Any, show_progress: bool) -> None:
+    """The local executor with a second line for the running cell (iteration, loss, ETA)."""
+    from dcbench.progress import CellProgressBar
+
+    bar = CellProgressBar(position=1, disable=not show_progress)
+    registry.manager.register(bar, name="dcbench.progress")
+    try:
+        _show(run_local(cells, root), len(cells), show_progress)
+    finally:
+        bar.close()
+        registry.manager.unregister(bar)
+
+
+def _tracking(spec: Spec, root: Path, registry: Any) -> dict[str, str]:
+    """Settings of the tracking plugins for every cell; refuses a missing dependency up front."""
+    if spec.tensorboard is False:
+        return {}
+    if importlib.util.find_spec("tensorboard") is None:
+        raise DcbenchError("tensorboard logging needs TensorBoard: pip install 'dcbench[tensorboard]'")
+    if "tensorboard" not in registry.plugins:
+        raise DcbenchError("tensorboard logging asked for, but the 'tensorboard' plugin is not loaded "
+                           "(check DCBENCH_LOAD_PLUGINS / DCBENCH_DISABLE_PLUGINS)")
+    directory = root / "tensorboard" if spec.tensorboard is True else Path(str(spec.tensorboard))
+    return {"tensorboard": str(directory.resolve())}
 
 
 def _show(results: Iterator[dict[str, Any]], total: int, show_progress: bool) -> None:

@@ -12,6 +12,9 @@ A spec is a TOML file (or the built-in default). Example::
     eval_models = 2                    # default: the preset's
     eval_epochs = 150                  # default: the preset's
     eval_augmentation = "none"         # none | dsa | dc | native (each method's own paper's)
+    checkpoint_every = "10m"           # checkpoints inside a cell: iterations (500), a time (10m) or "off"
+    gpus_per_cell = 0.5                # Ray executor: GPUs per cell (default 1 when the cluster has GPUs)
+    tensorboard = true                 # TensorBoard event files per cell: true (<results>/tensorboard) or a dir
 
     [overrides.dm]                     # method settings, as `dcbench condense --set`
     iterations = 200
@@ -23,6 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dcbench.checkpoint import CheckpointPolicy
 from dcbench.errors import DcbenchError
 from dcbench.methods import PRESETS
 
@@ -41,6 +45,9 @@ class Spec:
     eval_models: int | None = None
     eval_epochs: int | None = None
     eval_augmentation: str = "none"
+    checkpoint_every: str | int = "10m"
+    gpus_per_cell: float | None = None  # None: 1 when the Ray cluster has GPUs, else 0
+    tensorboard: bool | str = False
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def validate(self) -> None:
@@ -64,6 +71,10 @@ class Spec:
             value = getattr(self, key)
             if value is not None and (not isinstance(value, int) or value < (1 if key == "eval_models" else 0)):
                 raise DcbenchError(f"spec {key} must be a positive integer, got {value!r}")
+        CheckpointPolicy.parse(self.checkpoint_every)
+        validate_gpus_per_cell(self.gpus_per_cell)
+        if not isinstance(self.tensorboard, (bool, str)) or self.tensorboard == "":
+            raise DcbenchError(f"spec tensorboard must be true, false or a directory, got {self.tensorboard!r}")
         if not self.name or "/" in self.name or self.name.startswith("."):
             raise DcbenchError(f"spec name {self.name!r} must be a plain directory name")
 
@@ -79,6 +90,15 @@ class Spec:
             lines.append(f"\n[overrides.{method}]")
             lines += [f"{k} = {_toml_value(v)}" for k, v in sorted(values.items())]
         return "\n".join(lines) + "\n"
+
+
+def validate_gpus_per_cell(value: Any) -> None:
+    """Ray schedules a fraction of a GPU (0.25: four cells share one) or whole GPUs."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0 or \
+            (value > 1 and value != int(value)):
+        raise DcbenchError(f"gpus_per_cell must be a fraction in [0, 1] or a whole number of GPUs, got {value!r}")
 
 
 def _toml_value(value: Any) -> str:
