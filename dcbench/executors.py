@@ -40,12 +40,16 @@ class CellResult:
     shared_filesystem: bool
 
 
-def run_cell_task(cell: Any, root: str, execute: Callable[[Any, str], dict[str, Any]], token: str) -> CellResult:
-    """The body of one Ray task (module level, so Ray pickles it by reference)."""
+def assigned_cpus() -> float:
+    """The CPUs Ray gave the running task."""
     import ray
 
-    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0)
-    cell = dataclasses.replace(cell, torch_threads=max(1, int(cpus)))  # not the driver's thread count
+    return float(ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0))
+
+
+def run_cell_task(cell: Any, root: str, execute: Callable[[Any, str], dict[str, Any]], token: str) -> CellResult:
+    """The body of one Ray task (module level, so Ray pickles it by reference)."""
+    cell = dataclasses.replace(cell, torch_threads=max(1, int(assigned_cpus())))  # not the driver's count
     token_path = Path(root) / TOKEN_FILE
     shared = token_path.is_file() and token_path.read_text() == token
     metrics = execute(cell, root)
