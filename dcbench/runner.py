@@ -2,9 +2,10 @@
 
 A cell is one (method, dataset, IPC, seed) condensation and its evaluations on every evaluation
 architecture. Cells are independent, so an executor may run them anywhere: ``local`` runs them
-one after another in this process; ``ray`` sends each to a Ray task (one GPU each when the cluster
-has GPUs). Either way a cell writes its own directory in the store, so the executors produce the
-same ``runs.csv`` for the same seeds.
+one after another in this process (with a progress line for the running cell); ``ray`` sends each
+to a Ray task (see :mod:`dcbench.executors`). Either way a cell writes its own directory in the
+store, so the executors produce the same ``runs.csv`` for the same seeds. Inside a cell, a
+resumable method checkpoints (``checkpoint.pt``) and every progress row goes to ``curve.csv``.
 """
 from __future__ import annotations
 
@@ -312,6 +313,8 @@ def _show(results: Iterator[dict[str, Any]], total: int, show_progress: bool) ->
             if metrics["status"] == "done":
                 accs = [a for ev in metrics["evaluations"] for a in ev["test_accs"]]
                 status = f"done {100 * sum(accs) / len(accs):.1f}% ({metrics['condense_s']:.0f}s condense)"
+                if metrics.get("resumed_at_iteration"):
+                    status += f", resumed at iteration {metrics['resumed_at_iteration']}"
             else:
                 status = f"FAILED: {metrics['reason']}"
             bar.write(f"{cell['id']}: {status}", file=sys.stderr)
