@@ -82,10 +82,15 @@ def cmd_plugins(args: argparse.Namespace) -> None:
 
 
 def cmd_condense(args: argparse.Namespace) -> None:
-    from dcbench.condensation import condense
+    from tqdm import tqdm
+
+    from dcbench.checkpoint import Checkpointer, CheckpointPolicy, check_compatible, checkpoint_identity
+    from dcbench.condensation import condense, config_hash
+    from dcbench.curves import CURVE_FILE, CurveWriter
     from dcbench.datasets import path_dataset
-    from dcbench.methods import CondenseContext
+    from dcbench.methods import CondenseContext, config_to_dict
     from dcbench.plugins import load_plugins
+    from dcbench.progress import CellProgressBar
 
     registry = load_plugins()
     method = registry.method(args.method)
@@ -95,18 +100,38 @@ def cmd_condense(args: argparse.Namespace) -> None:
     if args.ipc <= 0:
         raise DcbenchError(f"--ipc must be a positive integer, got {args.ipc}")
     overrides = parse_overrides(args.set)
-    method.make_config(args.preset, overrides)  # fail on a bad setting before loading data
-    device = resolve_device(args.device)
+    config = method.make_config(args.preset, overrides)  # fail on a bad setting before loading data
+    policy = CheckpointPolicy.parse(args.checkpoint_every)
     out = Path(args.output)
+    precision = args.precision or "fp32"
+    identity = checkpoint_identity(method.name, method.version,
+                                   config_hash(method.name, config_to_dict(config), precision),
+                                   args.dataset, args.ipc, args.seed)
+    check_compatible(out, identity)  # the same command resumes; another config is refused before any work
+    device = resolve_device(args.device)
     _check_condense_output(out, args.overwrite)
     real = spec.loader(Path(args.data_root) if args.data_root else None).to(device)
-    ctx = CondenseContext(device=device, architectures=registry.architectures)
+    bar = CellProgressBar(position=0)
+    curve = CurveWriter(out / CURVE_FILE)
+    label = {"id": f"{method.name}-{args.dataset}-ipc{args.ipc}-s{args.seed}"}
+
+    def on_progress(step: int, total: int, values: Any) -> None:
+        curve.add(step, total, values)
+        bar.dcbench_condense_progress(cell=label, step=step, total=total, metrics=values)
+
+    checkpointer = Checkpointer(out, identity, policy, lambda text: tqdm.write(f"dcbench: {text}", file=sys.stderr))
+    ctx = CondenseContext(device=device, architectures=registry.architectures, on_progress=on_progress)
     plugin = registry.plugins.get(registry.owners[("method", method.name)])
-    result = condense(method, real, args.ipc, args.seed, args.preset, overrides, ctx,
-                      plugin_version=plugin.version if plugin else None, precision=args.precision or "fp32")
-    out = Path(args.output)
+    try:
+        result = condense(method, real, args.ipc, args.seed, args.preset, overrides, ctx,
+                          plugin_version=plugin.version if plugin else None, state_store=checkpointer,
+                          precision=args.precision or "fp32")
+    finally:
+        bar.close()
+        curve.close()
     result.synthetic.save(out)
     result.synthetic.save_grid(out / "grid.png", real.mean, real.std)
+    checkpointer.discard()
     print(f"{method.name}: {len(result.synthetic.images)} images ({result.synthetic.ipc} per class) "
           f"of {real.name} in {result.seconds:.1f}s -> {out}")
 
@@ -200,7 +225,9 @@ def cmd_run(args: argparse.Namespace) -> int:
                        out=Path(args.out) if args.out else None, executor=args.executor,
                        ray_address=args.ray_address, data_root=args.data_root, device=args.device,
                        show_progress=not args.quiet, threads=args.threads,
-                       precision=args.precision, reference=args.reference)
+                       precision=args.precision, reference=args.reference,
+                       checkpoint_every=args.checkpoint_every, gpus_per_cell=args.gpus_per_cell,
+                       tensorboard=args.tensorboard, max_retries=args.max_retries)
     return outcome.exit_status
 
 
@@ -254,6 +281,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--precision", choices=PRECISIONS, help="fp32 (default) or bf16 autocast for "
                        "condensation and evaluation (recorded with the results)")
 
+    def checkpoints(p: argparse.ArgumentParser, default: str | None) -> None:
+        p.add_argument("--checkpoint-every", default=default, metavar="N|TIME",
+                       help="write checkpoint.pt every N iterations (500) or every TIME (30s, 10m, 2h), or 'off'; "
+                            "running the same command again resumes from it (default: "
+                            f"{default or 'the spec, 10m'})")
+
     sub.add_parser("list", help="show methods, datasets and architectures").set_defaults(func=cmd_list)
     sub.add_parser("plugins", help="show loaded plugins and their hooks").set_defaults(func=cmd_plugins)
 
@@ -271,6 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="output directory")
     p.add_argument("--overwrite", action="store_true", help="replace a synthetic set already in the output directory")
     common(p)
+    checkpoints(p, "10m")
     p.set_defaults(func=cmd_condense)
 
     p = sub.add_parser("evaluate", help="train fresh networks on a saved synthetic set and test them")
@@ -297,6 +331,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--executor", default="local", choices=("local", "ray"))
     p.add_argument("--ray-address", help="join this Ray cluster (default: start a local one)")
     p.add_argument("--quiet", action="store_true", help="no progress display")
+    checkpoints(p, None)
+    p.add_argument("--gpus-per-cell", type=float, metavar="G",
+                   help="Ray: GPUs per cell, e.g. 0.25 to share a GPU between four cells "
+                        "(default: the spec's, else 1 when the cluster has GPUs)")
+    p.add_argument("--max-retries", type=int, default=3, metavar="N",
+                   help="Ray: reruns of a cell whose worker died; the rerun resumes from its checkpoint (default 3)")
+    p.add_argument("--tensorboard", nargs="?", const=True, default=None, metavar="DIR",
+                   help="TensorBoard event files per cell in DIR (default DIR: RESULTS/tensorboard); "
+                        "needs pip install 'dcbench[tensorboard]'")
     common(p)
     p.set_defaults(func=cmd_run)
 

@@ -16,7 +16,7 @@ from dcbench import __version__
 from dcbench.datasets import RealDataset
 from dcbench.errors import DcbenchError
 from dcbench.folder_dataset import manifest_source
-from dcbench.methods import CondenseContext, Method, config_to_dict
+from dcbench.methods import CondenseContext, Method, StateStore, config_to_dict
 from dcbench.runtime import autocast, check_precision
 from dcbench.synthetic import SyntheticSet
 
@@ -34,15 +34,20 @@ def config_hash(method: str, config: Mapping[str, Any], precision: str = "fp32")
 @dataclass
 class Condensed:
     synthetic: SyntheticSet
-    seconds: float
+    seconds: float  # condensation time, including the runs that led to a resumed checkpoint
     metrics: dict[str, Any]
+    resumed_at: int | None = None  # the iteration this run resumed at (None: from the start)
 
 
 def condense(method: Method, real: RealDataset, ipc: int, seed: int, preset: str = "quick",
              overrides: Mapping[str, Any] | None = None, ctx: CondenseContext | None = None,
-             plugin_version: str | None = None, precision: str = "fp32") -> Condensed:
+             plugin_version: str | None = None, state_store: StateStore | None = None,
+             precision: str = "fp32") -> Condensed:
     """Condense ``real`` to ``ipc`` images per class with ``method`` and stamp the manifest.
-    ``precision`` ``bf16`` runs the method's forward passes under ``torch.autocast``."""
+
+    ``state_store`` (e.g. a :class:`dcbench.checkpoint.Checkpointer`) is lent to a method that
+    declares ``resumable = True``; others ignore it and restart when run again. ``precision``
+    ``bf16`` runs the method's forward passes under ``torch.autocast``."""
     if not isinstance(ipc, int) or ipc <= 0:
         raise DcbenchError(f"IPC must be a positive integer, got {ipc!r}")
     smallest = min(len(i) for i in real.indices_by_class)
@@ -51,10 +56,12 @@ def condense(method: Method, real: RealDataset, ipc: int, seed: int, preset: str
     config = method.make_config(preset, overrides)
     ctx = ctx or CondenseContext(device=real.device)
     check_precision(precision, ctx.device.type)
+    if state_store is not None and getattr(method, "resumable", False):
+        ctx.state_store = state_store
     start = time.perf_counter()
     with autocast(precision, ctx.device.type):
         synthetic = method.condense(real, ipc, config, seed, ctx)
-    seconds = time.perf_counter() - start
+    seconds = time.perf_counter() - start + (ctx.resumed.seconds if ctx.resumed else 0.0)
     if not isinstance(synthetic, SyntheticSet):
         raise DcbenchError(f"method {method.name!r} returned {type(synthetic).__name__}, not a SyntheticSet")
     synthetic.validate(real.channels, real.image_size, real.num_classes, source=f"method {method.name!r}")
@@ -89,4 +96,4 @@ def condense(method: Method, real: RealDataset, ipc: int, seed: int, preset: str
     source = manifest_source(real)  # a folder/file dataset: its path, content hash, size and statistics
     if source is not None:
         synthetic.manifest["dataset_source"] = source
-    return Condensed(synthetic, seconds, dict(ctx.metrics))
+    return Condensed(synthetic, seconds, dict(ctx.metrics), ctx.resumed.iteration if ctx.resumed else None)

@@ -830,4 +830,6 @@ def _write_plots(runs: pd.DataFrame, analysis: Analysis, results_dir: Path, out_
         plots.append(path)
     plots += cost.plot_accuracy_vs_cost(cost.pareto_table(analysis.cells, runs), analysis.cells, colors, out_dir)
     plots += plot_synthetic_grids(runs, results_dir, out_dir, methods)
+    from dcbench.curves import plot_loss_curves  # per-cell curve.csv files (issue 15)
+    plots += plot_loss_curves(results_dir, out_dir)
     return plots

@@ -2,13 +2,15 @@
 
 A cell is one (method, dataset, IPC, seed) condensation and its evaluations on every evaluation
 architecture. Cells are independent, so an executor may run them anywhere: ``local`` runs them
-one after another in this process; ``ray`` sends each to a Ray task (one GPU each when the cluster
-has GPUs). Either way a cell writes its own directory in the store, so the executors produce the
-same ``runs.csv`` for the same seeds.
+one after another in this process (with a progress line for the running cell); ``ray`` sends each
+to a Ray task (see :mod:`dcbench.executors`). Either way a cell writes its own directory in the
+store, so the executors produce the same ``runs.csv`` for the same seeds. Inside a cell, a
+resumable method checkpoints (``checkpoint.pt``) and every progress row goes to ``curve.csv``.
 """
 from __future__ import annotations
 
 import functools
+import importlib.util
 import math
 import os
 import platform
@@ -52,6 +54,8 @@ class Cell:
     torch_threads: int = field(default_factory=torch.get_num_threads)
     precision: str = "fp32"
     dataset_source: DatasetSource | None = None  # a dataset given by path (image folder, .pt/.npz)
+    checkpoint_every: str | int = "10m"  # see dcbench.checkpoint.CheckpointPolicy
+    tracking: dict[str, str] = field(default_factory=dict)  # for observer plugins, e.g. {"tensorboard": dir}
 
     @property
     def id(self) -> str:
@@ -62,7 +66,8 @@ class Cell:
                 "seed": self.seed, "preset": self.preset}
 
 
-def plan_cells(spec: Spec, registry: Any, data_root: str | None, device: str) -> list[Cell]:
+def plan_cells(spec: Spec, registry: Any, data_root: str | None, device: str,
+               tracking: dict[str, str] | None = None) -> list[Cell]:
     """The spec's grid, validated against the installed plugins before any work starts."""
     from dcbench.condensation import config_hash
     from dcbench.evaluation import Protocol
@@ -110,7 +115,8 @@ def plan_cells(spec: Spec, registry: Any, data_root: str | None, device: str) ->
             for ipc in spec.ipcs:
                 for seed in spec.seeds:
                     cells.append(Cell(method_name, dataset, ipc, seed, spec.preset, overrides, protocols,
-                                      fingerprint, data_root, device, threads, spec.precision, source))
+                                      fingerprint, data_root, device, threads, spec.precision, source,
+                                      checkpoint_every=spec.checkpoint_every, tracking=dict(tracking or {})))
     return cells
 
 
@@ -186,10 +192,19 @@ def _peak_rss_mb(per_cell: bool) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / scale / 1024
 
 
+def checkpoint_identity_of(cell: Cell, method: Any) -> dict[str, Any]:
+    from dcbench.checkpoint import checkpoint_identity
+    return checkpoint_identity(method.name, method.version, cell.fingerprint["config_hash"], cell.dataset,
+                               cell.ipc, cell.seed)
+
+
 def execute_cell(cell: Cell, root: str) -> dict[str, Any]:
     """Condense and evaluate one cell; write its directory; return its metrics (never raises for
-    a failure of the method itself: that is recorded with its reason)."""
+    a failure of the method itself: that is recorded with its reason). A resumable method
+    continues from the cell's ``checkpoint.pt``; progress rows go to ``curve.csv``."""
+    from dcbench.checkpoint import Checkpointer, CheckpointPolicy
     from dcbench.condensation import condense
+    from dcbench.curves import CURVE_FILE, CurveWriter
     from dcbench.evaluation import Protocol, evaluate_synthetic
     from dcbench.methods import CondenseContext
 
@@ -199,6 +214,10 @@ def execute_cell(cell: Cell, root: str) -> dict[str, Any]:
     directory.mkdir(parents=True, exist_ok=True)
     log_path = directory / "log.txt"
     registry = _registry()
+    # observers get the identity plus where the cell writes and the tracking settings
+    observed = {**cell.identity(), "directory": str(directory.resolve()), "tracking": dict(cell.tracking)}
+    curve = CurveWriter(directory / CURVE_FILE)
+    checkpointer = None
     device = resolve_device(cell.device)
     metrics: dict[str, Any] = {"cell": cell.identity(), "fingerprint": cell.fingerprint, "device": str(device),
                                "precision": cell.precision, "threads": cell.torch_threads,
@@ -212,15 +231,15 @@ def execute_cell(cell: Cell, root: str) -> dict[str, Any]:
             log.flush()
 
         def on_progress(step: int, total: int, values: Any) -> None:
-            registry.manager.hook.dcbench_condense_progress(cell=cell.identity(), step=step, total=total,
-                                                            metrics=values)
+            curve.add(step, total, values)
+            registry.manager.hook.dcbench_condense_progress(cell=observed, step=step, total=total, metrics=values)
             if step == total or step % max(1, total // 20) == 0:
                 note(f"step {step}/{total} " + " ".join(f"{k}={v:.4g}" for k, v in values.items()))
 
         note(f"start {cell.id} preset={cell.preset} overrides={cell.overrides} device={device}")
         shared = None
         try:
-            registry.manager.hook.dcbench_cell_started(cell=cell.identity())
+            registry.manager.hook.dcbench_cell_started(cell=observed)
             method = registry.method(cell.method)
             if _data_fingerprint(cell.dataset, cell.data_root, cell.dataset_source) != cell.fingerprint["data_fingerprint"]:
                 raise DcbenchError(f"the {cell.dataset} data found here differs from the data the grid was "
@@ -232,8 +251,11 @@ def execute_cell(cell: Cell, root: str) -> dict[str, Any]:
                 torch.cuda.reset_peak_memory_stats(device)
             plugin = registry.plugins.get(registry.owners[("method", method.name)])
             ctx = CondenseContext(device=device, architectures=registry.architectures, on_progress=on_progress)
+            checkpointer = Checkpointer(directory, checkpoint_identity_of(cell, method),
+                                        CheckpointPolicy.parse(cell.checkpoint_every), note)
             condensed = condense(method, real, cell.ipc, cell.seed, cell.preset, cell.overrides, ctx,
-                                 plugin_version=plugin.version if plugin else None, precision=cell.precision)
+                                 plugin_version=plugin.version if plugin else None, precision=cell.precision,
+                                 state_store=checkpointer)
             if not _data_intact(shared, cell.fingerprint["data_fingerprint"]):
                 shared = None
                 raise DcbenchError(DATA_MODIFIED)
@@ -258,6 +280,7 @@ def execute_cell(cell: Cell, root: str) -> dict[str, Any]:
                 "status": "done", "method_version": method.version,
                 "plugin_version": plugin.version if plugin else None,
                 "condense_s": condensed.seconds, "method_metrics": condensed.metrics,
+                "resumed_at_iteration": condensed.resumed_at,
                 "peak_rss_mb": round(_peak_rss_mb(per_cell_rss), 1),
                 "peak_rss_scope": "cell" if per_cell_rss else "process",
                 "cuda_peak_mb": (round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
@@ -275,9 +298,12 @@ def execute_cell(cell: Cell, root: str) -> dict[str, Any]:
             note(f"FAILED {reason}\n{traceback.format_exc()}")
             metrics.update({"status": "failed", "reason": reason})
         metrics["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        curve.close()
         store.write_metrics(cell.id, metrics)
+        if checkpointer is not None:
+            checkpointer.discard()  # the cell finished (done or failed): nothing to resume
     try:
-        registry.manager.hook.dcbench_cell_finished(cell=cell.identity(), result=metrics)
+        registry.manager.hook.dcbench_cell_finished(cell=observed, result=metrics)
     except KeyboardInterrupt:
         raise
     except BaseException as exc:  # noqa: BLE001 - an observer's failure does not change the cell's result
@@ -291,30 +317,6 @@ def execute_cell(cell: Cell, root: str) -> dict[str, Any]:
 def run_local(cells: list[Cell], root: Path) -> Iterator[dict[str, Any]]:
     for cell in cells:
         yield execute_cell(cell, str(root))
-
-
-def run_ray(cells: list[Cell], root: Path, address: str | None) -> Iterator[dict[str, Any]]:
-    try:
-        import ray
-    except ImportError:
-        raise DcbenchError("the ray executor needs Ray: pip install 'dcbench[ray]'") from None
-    started_here = not ray.is_initialized()
-    if started_here:
-        try:
-            ray.init(address=address, include_dashboard=False, log_to_driver=False,
-                     runtime_env={"env_vars": {k: v for k, v in os.environ.items() if k.startswith("DCBENCH_")}})
-        except (ConnectionError, ValueError, RuntimeError) as exc:
-            raise DcbenchError(f"cannot reach the Ray cluster at {address!r}: {exc}") from None
-    try:
-        gpus = ray.cluster_resources().get("GPU", 0)
-        task = ray.remote(num_gpus=1 if gpus else 0, num_cpus=1, max_retries=0)(execute_cell)
-        pending = [task.remote(cell, str(root)) for cell in cells]
-        while pending:
-            done, pending = ray.wait(pending, num_returns=1)
-            yield ray.get(done[0])
-    finally:
-        if started_here:
-            ray.shutdown()
 
 
 # --- the command ---------------------------------------------------------------------------------
@@ -336,20 +338,28 @@ class RunOutcome:
 def run_benchmark(spec_path: Path | None = None, preset: str | None = None, out: Path | None = None,
                   executor: str = "local", ray_address: str | None = None, data_root: str | None = None,
                   device: str = "auto", show_progress: bool = True, write_report: bool = True,
-                  threads: int | None = None, precision: str | None = None, reference: str | None = "auto") -> Path:
+                  threads: int | None = None, precision: str | None = None, reference: str | None = "auto", checkpoint_every: str | None = None,
+                  gpus_per_cell: float | None = None, tensorboard: bool | str | None = None,
+                  max_retries: int = 3) -> Path:
     """Run a grid (see :func:`run_grid`) and return its results directory."""
     return run_grid(spec_path, preset, out, executor, ray_address, data_root, device, show_progress,
-                    write_report, threads, precision, reference).root
+                    write_report, threads, precision, reference, checkpoint_every, gpus_per_cell,
+                    tensorboard, max_retries).root
 
 
 def run_grid(spec_path: Path | None = None, preset: str | None = None, out: Path | None = None,
              executor: str = "local", ray_address: str | None = None, data_root: str | None = None,
              device: str = "auto", show_progress: bool = True, write_report: bool = True,
              threads: int | None = None, precision: str | None = None,
-             reference: str | None = "auto") -> RunOutcome:
+             reference: str | None = "auto", checkpoint_every: str | None = None,
+             gpus_per_cell: float | None = None, tensorboard: bool | str | None = None,
+             max_retries: int = 3) -> RunOutcome:
     """Expand the spec, run its unfinished cells with the store locked, rebuild the tables, write
     the report and end with the comparison against ``reference`` (see
-    :func:`dcbench.compare.resolve_reference`)."""
+    :func:`dcbench.compare.resolve_reference`). ``checkpoint_every``, ``gpus_per_cell`` and
+    ``tensorboard`` override the spec's keys; ``max_retries`` is how often Ray reruns a cell whose
+    worker died."""
+    from dcbench.checkpoint import check_compatible
     from dcbench.cli import resolve_device
     from dcbench.compare import compare_paths, comparison_text, resolve_reference
 
@@ -358,17 +368,22 @@ def run_grid(spec_path: Path | None = None, preset: str | None = None, out: Path
         spec.threads = threads
     if precision is not None:
         spec.precision = precision
+    for key, value in (("checkpoint_every", checkpoint_every), ("gpus_per_cell", gpus_per_cell),
+                       ("tensorboard", tensorboard)):
+        if value is not None:
+            setattr(spec, key, value)
     spec.validate()
     resolve_device(device)  # fail early on a bad --device
     root = out or Path("results") / "local" / spec.name  # results/local/ is not committed
     dataset_names = [resolve_dataset_entry(entry)[0] for entry in spec.datasets]
     against, no_comparison = resolve_reference(reference, dataset_names, spec.preset, root, spec.name)  # fails now
+    registry = _registry()
+    tracking = _tracking(spec, root, registry)  # a missing tracking package is refused before any work
     check_output_dir(root, "results directory")
     root.mkdir(parents=True, exist_ok=True)
     store = Store(root)
     with StoreLock(root):
-        registry = _registry()
-        cells = plan_cells(spec, registry, data_root, device)
+        cells = plan_cells(spec, registry, data_root, device, tracking)
         store.runs.mkdir(parents=True, exist_ok=True)
         todo = []
         for cell in cells:
@@ -378,13 +393,19 @@ def run_grid(spec_path: Path | None = None, preset: str | None = None, out: Path
                 store.discard(cell.id, state.damage)
             if not state.done:
                 todo.append(cell)
+        for cell in todo:  # refuse a checkpoint of another config before any work
+            check_compatible(store.cell_dir(cell.id), checkpoint_identity_of(cell, registry.method(cell.method)))
         store.record_spec(spec.to_toml(), __version__)
         print(f"dcbench run {spec.name}: {len(cells)} cells, {len(cells) - len(todo)} already done, "
               f"{len(todo)} to run -> {root}", file=sys.stderr)
         start = time.perf_counter()
         if todo:
-            results = run_local(todo, root) if executor == "local" else run_ray(todo, root, ray_address)
-            _show(results, len(todo), show_progress)
+            if executor == "local":
+                _run_local_with_progress(todo, root, registry, show_progress)
+            else:
+                from dcbench.executors import run_ray
+                results = run_ray(todo, root, ray_address, execute_cell, spec.gpus_per_cell, max_retries)
+                _show(results, len(todo), show_progress)
         runs = store.rebuild_tables()
         wall = time.perf_counter() - start
         print(f"wall time {wall:.0f}s", file=sys.stderr)
@@ -406,6 +427,32 @@ def run_grid(spec_path: Path | None = None, preset: str | None = None, out: Path
     return RunOutcome(root, len(cells), failed)
 
 
+def _run_local_with_progress(cells: list[Cell], root: Path, registry: Any, show_progress: bool) -> None:
+    """The local executor with a second line for the running cell (iteration, loss, ETA)."""
+    from dcbench.progress import CellProgressBar
+
+    bar = CellProgressBar(position=1, disable=not show_progress)
+    registry.manager.register(bar, name="dcbench.progress")
+    try:
+        _show(run_local(cells, root), len(cells), show_progress)
+    finally:
+        bar.close()
+        registry.manager.unregister(bar)
+
+
+def _tracking(spec: Spec, root: Path, registry: Any) -> dict[str, str]:
+    """Settings of the tracking plugins for every cell; refuses a missing dependency up front."""
+    if spec.tensorboard is False:
+        return {}
+    if importlib.util.find_spec("tensorboard") is None:
+        raise DcbenchError("tensorboard logging needs TensorBoard: pip install 'dcbench[tensorboard]'")
+    if "tensorboard" not in registry.plugins:
+        raise DcbenchError("tensorboard logging asked for, but the 'tensorboard' plugin is not loaded "
+                           "(check DCBENCH_LOAD_PLUGINS / DCBENCH_DISABLE_PLUGINS)")
+    directory = root / "tensorboard" if spec.tensorboard is True else Path(str(spec.tensorboard))
+    return {"tensorboard": str(directory.resolve())}
+
+
 def _show(results: Iterator[dict[str, Any]], total: int, show_progress: bool) -> None:
     from tqdm import tqdm
 
@@ -415,6 +462,8 @@ def _show(results: Iterator[dict[str, Any]], total: int, show_progress: bool) ->
             if metrics["status"] == "done":
                 accs = [a for ev in metrics["evaluations"] for a in ev["test_accs"]]
                 status = f"done {100 * sum(accs) / len(accs):.1f}% ({metrics['condense_s']:.0f}s condense)"
+                if metrics.get("resumed_at_iteration"):
+                    status += f", resumed at iteration {metrics['resumed_at_iteration']}"
             else:
                 status = f"FAILED: {metrics['reason']}"
             bar.write(f"{cell['id']}: {status}", file=sys.stderr)

@@ -15,6 +15,9 @@ A spec is a TOML file (or the built-in default). Example::
     eval_augmentation = "none"         # none | dsa | dc | native (each method's own paper's)
     precision = "fp32"                 # fp32 | bf16: torch.autocast for condensation and evaluation
     threads = 2                        # torch CPU threads per cell (default: torch's choice)
+    checkpoint_every = "10m"           # checkpoints inside a cell: iterations (500), a time (10m) or "off"
+    gpus_per_cell = 0.5                # Ray executor: GPUs per cell (default 1 when the cluster has GPUs)
+    tensorboard = true                 # TensorBoard event files per cell: true (<results>/tensorboard) or a dir
 
     [overrides.dm]                     # method settings, as `dcbench condense --set`
     iterations = 200
@@ -25,6 +28,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dcbench.checkpoint import CheckpointPolicy
 from dcbench.compat import tomllib
 from dcbench.errors import DcbenchError
 from dcbench.folder_dataset import anchor_dataset_entry, resolve_dataset_entry
@@ -48,6 +52,9 @@ class Spec:
     eval_augmentation: str = "none"
     precision: str = "fp32"
     threads: int | None = None
+    checkpoint_every: str | int = "10m"
+    gpus_per_cell: float | None = None  # None: 1 when the Ray cluster has GPUs, else 0
+    tensorboard: bool | str = False
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def validate(self) -> None:
@@ -83,6 +90,10 @@ class Spec:
         if self.threads is not None and (isinstance(self.threads, bool) or not isinstance(self.threads, int)
                                          or self.threads < 1):
             raise DcbenchError(f"spec threads must be a whole number >= 1, got {self.threads!r}")
+        CheckpointPolicy.parse(self.checkpoint_every)
+        validate_gpus_per_cell(self.gpus_per_cell)
+        if not isinstance(self.tensorboard, (bool, str)) or self.tensorboard == "":
+            raise DcbenchError(f"spec tensorboard must be true, false or a directory, got {self.tensorboard!r}")
         if not self.name or "/" in self.name or self.name.startswith("."):
             raise DcbenchError(f"spec name {self.name!r} must be a plain directory name")
 
@@ -98,6 +109,15 @@ class Spec:
             lines.append(f"\n[overrides.{method}]")
             lines += [f"{k} = {_toml_value(v)}" for k, v in sorted(values.items())]
         return "\n".join(lines) + "\n"
+
+
+def validate_gpus_per_cell(value: Any) -> None:
+    """Ray schedules a fraction of a GPU (0.25: four cells share one) or whole GPUs."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0 or \
+            (value > 1 and value != int(value)):
+        raise DcbenchError(f"gpus_per_cell must be a fraction in [0, 1] or a whole number of GPUs, got {value!r}")
 
 
 def _toml_value(value: Any) -> str:

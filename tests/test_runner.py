@@ -157,6 +157,11 @@ def test_kill_minus_nine_loses_no_finished_cell(tmp_path: Path, fashion_root: Pa
 @pytest.mark.ray
 def test_ray_executor_gives_the_local_numbers(tmp_path: Path, fashion_root: Path) -> None:
     pytest.importorskip("ray")
-    local = run(tmp_path, tmp_path / "local", fashion_root)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a Ray task uses as many threads as it has CPUs: 1
+    try:
+        local = run(tmp_path, tmp_path / "local", fashion_root)
+    finally:
+        torch.set_num_threads(threads)
     on_ray = run(tmp_path, tmp_path / "ray", fashion_root, executor="ray")
     pd.testing.assert_frame_equal(numbers(on_ray).drop(columns=["device"]), numbers(local).drop(columns=["device"]))

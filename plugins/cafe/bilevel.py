@@ -17,6 +17,7 @@ parameters and are zeroed before any network step) and the per-epoch ``epoch('te
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -164,8 +165,15 @@ def condense_cafe(real: RealDataset, ipc: int, config: CafeConfig, seed: int, ct
     running_sum = config.faithful
     plateau = 0.0 if config.faithful else config.inner_plateau
     counts = LoopCounts()
-    loss_value = 0.0
-    for it in range(config.iterations):
+    start, loss_value = 0, 0.0
+    saved = ctx.resume()
+    if saved is not None:  # every random stream is per iteration: images, momentum and counts suffice
+        with torch.no_grad():
+            images.copy_(saved.state["images"])
+        image_optimizer.load_state_dict(saved.state["optimizer"])
+        counts = LoopCounts(**saved.state["counts"])
+        start, loss_value = saved.iteration, saved.state["loss"]
+    for it in range(start, config.iterations):
         started = time.perf_counter()
         for group in image_optimizer.param_groups:
             group["lr"] = image_lr(config, it)
@@ -213,6 +221,9 @@ def condense_cafe(real: RealDataset, ipc: int, config: CafeConfig, seed: int, ct
         counts.inner_epochs.append(inner_epochs)
         counts.seconds.append(time.perf_counter() - started)
         ctx.progress(it + 1, config.iterations, loss=loss_value, image_steps=outer.checks, inner_epochs=inner_epochs)
+        ctx.checkpoint(it + 1, config.iterations, lambda: {
+            "images": images.detach(), "optimizer": image_optimizer.state_dict(),
+            "counts": dataclasses.asdict(counts), "loss": loss_value})
     ctx.metrics.update(iterations=config.iterations, final_loss=loss_value, map_weights=list(map_weights),
                        dsa_strategy=dsa_strategy or "none", **counts.as_metrics())
     return SyntheticSet(images.detach(), labels)

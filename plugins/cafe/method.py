@@ -28,6 +28,7 @@ class CafeMethod(Method):
                    "optimisation (Wang, Zhao et al., CVPR 2022)")
     config_class = CafeConfig
     native_eval_augmentation = "none"
+    resumable = True
 
     def native_evaluation(self, dataset: str) -> NativeEvaluation:
         """CAFE's ``distill.py`` evaluates non-DSA sets with DC's ``get_daparam``: MNIST with the DC
@@ -48,6 +49,7 @@ class CafeDsaMethod(Method):
     description = "CAFE with Siamese differentiable augmentation (the official --method DSA)"
     config_class = CafeDsaConfig
     native_eval_augmentation = "dsa"
+    resumable = True
 
     def native_evaluation(self, dataset: str) -> NativeEvaluation:
         """``distill.py --method DSA``: 1000 epochs with per-sample DSA on every dataset."""

@@ -104,8 +104,14 @@ def condense_by_gradient_matching(real: RealDataset, ipc: int, settings: Matchin
     strategy = settings.dsa_strategy
     shape = (real.channels, *real.image_size)
     total = settings.iterations
-    last_loss = float("nan")
-    for it in range(total):
+    start, last_loss = 0, float("nan")
+    saved = ctx.resume()
+    if saved is not None:  # every random stream is per iteration: images and momentum suffice
+        with torch.no_grad():
+            image_syn.copy_(saved.state["images"])
+        optimizer_img.load_state_dict(saved.state["optimizer"])
+        start, last_loss = saved.iteration, saved.state["loss"]
+    for it in range(start, total):
         net = ctx.build_network(settings.model, real, make_generator(seed, "net", it), **settings.net_options)
         net.train()
         optimizer_net = torch.optim.SGD(net.parameters(), lr=settings.lr_net)
@@ -142,6 +148,8 @@ def condense_by_gradient_matching(real: RealDataset, ipc: int, settings: Matchin
         last_loss = float(loss_sum) / (k * settings.outer_loop)
         ctx.check_finite(last_loss, it)
         ctx.progress(it + 1, total, loss=last_loss)
+        ctx.checkpoint(it + 1, total, lambda: {
+            "images": image_syn.detach(), "optimizer": optimizer_img.state_dict(), "loss": last_loss})
     ctx.metrics.update({"iterations": total, "outer_loop": settings.outer_loop, "inner_loop": settings.inner_loop,
                         "final_match_loss_per_class": last_loss})
     return image_syn.detach(), labels_syn

@@ -101,6 +101,7 @@ class DCMethod(Method):
     description = "Dataset Condensation with gradient matching (Zhao, Mopuri & Bilen, ICLR 2021)"
     config_class = DCConfig
     native_eval_augmentation = "none"
+    resumable = True
 
     def native_evaluation(self, dataset: str) -> NativeEvaluation:
         """``main.py`` evaluates DC sets with ``get_daparam``: MNIST with the DC augmentation
@@ -121,6 +122,7 @@ class DSAMethod(Method):
     description = "Dataset Condensation with Differentiable Siamese Augmentation (Zhao & Bilen, ICML 2021)"
     config_class = DSAConfig
     native_eval_augmentation = "dsa"
+    resumable = True
 
     def condense(self, real: RealDataset, ipc: int, config: DSAConfig, seed: int,
                  ctx: CondenseContext) -> SyntheticSet:

@@ -97,6 +97,7 @@ class DMMethod(Method):
     description = "Distribution matching: match mean embeddings of random networks (Zhao & Bilen, WACV 2023)"
     config_class = DMConfig
     native_eval_augmentation = "dsa"
+    resumable = True
 
     def native_evaluation(self, dataset: str) -> NativeEvaluation:
         """``main_DM.py``: 1000 epochs with per-sample DSA, its default strategy on every dataset."""
@@ -111,8 +112,14 @@ class DMMethod(Method):
         images.requires_grad_(True)
         optimizer = torch.optim.SGD([images], lr=config.lr_img, momentum=config.momentum)
         chunk_classes = max(1, config.real_chunk // config.batch_real)
-        loss_value = float("nan")
-        for it in range(config.iterations):
+        start, loss_value = 0, float("nan")
+        saved = ctx.resume()
+        if saved is not None:  # every random stream is per iteration: images and momentum suffice
+            with torch.no_grad():
+                images.copy_(saved.state["images"])
+            optimizer.load_state_dict(saved.state["optimizer"])
+            start, loss_value = saved.iteration, saved.state["loss"]
+        for it in range(start, config.iterations):
             net = _frozen_network(real, config, seed, it, ctx)
             # BatchNorm: the reference's BN branch, batch statistics over all classes in one pass
             classes_per_forward = None if _has_batchnorm(net) else chunk_classes
@@ -129,5 +136,7 @@ class DMMethod(Method):
             loss.backward()
             optimizer.step()
             ctx.progress(it + 1, config.iterations, loss=loss_value)
+            ctx.checkpoint(it + 1, config.iterations, lambda: {
+                "images": images.detach(), "optimizer": optimizer.state_dict(), "loss": loss_value})
         ctx.metrics.update(iterations=config.iterations, final_loss=loss_value, dsa_strategy=strategy)
         return SyntheticSet(images.detach(), class_major_labels(num_classes, ipc))
