@@ -38,6 +38,8 @@ def parse_overrides(items: list[str] | None) -> dict[str, Any]:
             value = tomllib.loads(f"v = {raw}")["v"]
         except tomllib.TOMLDecodeError:
             value = raw  # a bare word is a string
+        if key.strip() in overrides:
+            raise DcbenchError(f"--set {key.strip()} is given twice; give each setting once")
         overrides[key.strip()] = value
     return overrides
 
@@ -53,7 +55,9 @@ def _positive_int(text: str) -> int:
 
 
 def _load_real(registry: Any, name: str, data_root: str | None, device: torch.device) -> Any:
-    return registry.dataset(name).loader(Path(data_root) if data_root else None).to(device)
+    from dcbench.datasets import data_root_option
+
+    return registry.dataset(name).loader(data_root_option(data_root)).to(device)
 
 
 # --- commands -----------------------------------------------------------------------------------
@@ -93,16 +97,18 @@ def cmd_condense(args: argparse.Namespace) -> None:
     from dcbench.condensation import condense
     from dcbench.methods import CondenseContext
     from dcbench.plugins import load_plugins
+    from dcbench.seeding import check_seed
 
     registry = load_plugins()
     method = registry.method(args.method)
-    spec = registry.dataset(args.dataset)
+    registry.dataset(args.dataset)
     if args.ipc <= 0:
         raise DcbenchError(f"--ipc must be a positive integer, got {args.ipc}")
+    check_seed(args.seed, "--seed")
     overrides = parse_overrides(args.set)
     method.make_config(args.preset, overrides)  # fail on a bad setting before loading data
     device = resolve_device(args.device)
-    real = spec.loader(Path(args.data_root) if args.data_root else None).to(device)
+    real = _load_real(registry, args.dataset, args.data_root, device)
     ctx = CondenseContext(device=device, architectures=registry.architectures)
     plugin = registry.plugins.get(registry.owners[("method", method.name)])
     result = condense(method, real, args.ipc, args.seed, args.preset, overrides, ctx,
@@ -117,8 +123,10 @@ def cmd_condense(args: argparse.Namespace) -> None:
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from dcbench.evaluation import Protocol, evaluate_synthetic
     from dcbench.plugins import load_plugins
+    from dcbench.seeding import check_seed
     from dcbench.synthetic import load_synthetic
 
+    check_seed(args.seed, "--seed")
     synthetic = load_synthetic(Path(args.path))
     dataset = args.dataset or synthetic.manifest.get("dataset")
     if not dataset:
@@ -163,6 +171,8 @@ def _check_preprocessing(manifest: dict[str, Any], real: Any, path: str) -> None
 def cmd_run(args: argparse.Namespace) -> None:
     from dcbench.runner import run_benchmark
 
+    if args.ray_address is not None and args.executor != "ray":
+        raise DcbenchError("--ray-address is only used by the ray executor; add --executor ray (or drop the address)")
     run_benchmark(spec_path=Path(args.spec) if args.spec else None, preset=args.preset,
                   out=Path(args.out) if args.out else None, executor=args.executor,
                   ray_address=args.ray_address, data_root=args.data_root, device=args.device,

@@ -15,6 +15,7 @@ from dcbench import __version__
 from dcbench.datasets import RealDataset
 from dcbench.errors import DcbenchError
 from dcbench.methods import CondenseContext, Method, config_to_dict
+from dcbench.seeding import check_seed
 from dcbench.synthetic import SyntheticSet
 
 
@@ -37,6 +38,7 @@ def condense(method: Method, real: RealDataset, ipc: int, seed: int, preset: str
     """Condense ``real`` to ``ipc`` images per class with ``method`` and stamp the manifest."""
     if not isinstance(ipc, int) or ipc <= 0:
         raise DcbenchError(f"IPC must be a positive integer, got {ipc!r}")
+    check_seed(seed)
     smallest = min(len(i) for i in real.indices_by_class)
     if ipc > smallest and not getattr(method, "reference_only", False):
         raise DcbenchError(f"IPC {ipc} exceeds the {smallest} training images of the smallest class of {real.name}")

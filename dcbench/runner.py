@@ -9,6 +9,7 @@ same ``runs.csv`` for the same seeds.
 from __future__ import annotations
 
 import functools
+import logging
 import math
 import os
 import platform
@@ -213,7 +214,7 @@ def run_ray(cells: list[Cell], root: Path, address: str | None) -> Iterator[dict
     started_here = not ray.is_initialized()
     if started_here:
         try:
-            ray.init(address=address, include_dashboard=False, log_to_driver=False,
+            ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
                      runtime_env={"env_vars": {k: v for k, v in os.environ.items() if k.startswith("DCBENCH_")}})
         except (ConnectionError, ValueError, RuntimeError) as exc:
             raise DcbenchError(f"cannot reach the Ray cluster at {address!r}: {exc}") from None
@@ -236,8 +237,14 @@ def run_benchmark(spec_path: Path | None = None, preset: str | None = None, out:
                   device: str = "auto", show_progress: bool = True, write_report: bool = True) -> Path:
     from dcbench.cli import resolve_device
 
+    from dcbench.datasets import data_root_option
+
     spec = load_spec(spec_path, preset)
     resolve_device(device)  # fail early on a bad --device
+    data_root_option(data_root)  # an empty --data-root is a mistake, not "the default"
+    if executor == "ray" and ray_address:
+        from dcbench.ray_probe import check_ray_address
+        check_ray_address(ray_address)  # seconds, instead of minutes of Ray's retries
     registry = _registry()
     cells = plan_cells(spec, registry, data_root, device)
     root = out or Path("results") / spec.name

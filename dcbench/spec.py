@@ -4,7 +4,7 @@ A spec is a TOML file (or the built-in default). Example::
 
     name = "my-grid"
     preset = "quick"                  # smoke | quick | paper: chooses every unset knob
-    methods = ["random", "dm", "cafe"] # default: every installed method (not `whole`)
+    methods = ["random", "dm", "cafe"] # leave out for every installed method (not `whole`)
     datasets = ["fashion-mnist"]
     ipcs = [1, 10]
     seeds = [0, 1, 2]                  # shared by all methods
@@ -25,15 +25,33 @@ from typing import Any
 
 from dcbench.errors import DcbenchError
 from dcbench.methods import PRESETS
+from dcbench.schema import Integer, ListOf, OneOf, Optional, Rule, Table, Text, check_fields
+from dcbench.seeding import SEED
 
 EVAL_AUGMENTATIONS = ("none", "dsa", "dc", "native")
+
+# Every spec key and the one shape it accepts (bool is not int, a string is not a list, lists are
+# non-empty and without repeats); a new key is one line here plus its field in Spec.
+SPEC_SCHEMA: dict[str, Rule] = {
+    "name": Text(),
+    "preset": OneOf(PRESETS),
+    "methods": Optional(ListOf(Text(), if_empty="leave the key out to run every installed method")),
+    "datasets": ListOf(Text()),
+    "ipcs": ListOf(Integer(minimum=1)),
+    "seeds": ListOf(SEED),
+    "eval_archs": ListOf(Text()),
+    "eval_models": Optional(Integer(minimum=1)),
+    "eval_epochs": Optional(Integer(minimum=0)),
+    "eval_augmentation": OneOf(EVAL_AUGMENTATIONS),
+    "overrides": Table(values=Table()),  # [overrides.METHOD] key = value, checked by the method's config
+}
 
 
 @dataclass
 class Spec:
     name: str = "fashion-mnist-quick"
     preset: str = "quick"
-    methods: list[str] = field(default_factory=list)  # empty = every installed method
+    methods: list[str] | None = None  # None = every installed method
     datasets: list[str] = field(default_factory=lambda: ["fashion-mnist"])
     ipcs: list[int] = field(default_factory=lambda: [1, 10])
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
@@ -44,27 +62,9 @@ class Spec:
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def validate(self) -> None:
-        if self.preset not in PRESETS:
-            raise DcbenchError(f"spec preset {self.preset!r} is not one of {', '.join(PRESETS)}")
-        if self.eval_augmentation not in EVAL_AUGMENTATIONS:
-            raise DcbenchError(f"spec eval_augmentation {self.eval_augmentation!r} is not one of "
-                               f"{', '.join(EVAL_AUGMENTATIONS)}")
-        for key in ("datasets", "ipcs", "seeds", "eval_archs"):
-            if not getattr(self, key):
-                raise DcbenchError(f"spec {key} is empty; list at least one")
-        for ipc in self.ipcs:
-            if not isinstance(ipc, int) or isinstance(ipc, bool) or ipc <= 0:
-                raise DcbenchError(f"spec ipcs must be positive integers, got {ipc!r}")
-        for seed in self.seeds:
-            if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-                raise DcbenchError(f"spec seeds must be non-negative integers, got {seed!r}")
-        if len(set(self.seeds)) != len(self.seeds):
-            raise DcbenchError("spec seeds contain duplicates; list each seed once")
-        for key in ("eval_models", "eval_epochs"):
-            value = getattr(self, key)
-            if value is not None and (not isinstance(value, int) or value < (1 if key == "eval_models" else 0)):
-                raise DcbenchError(f"spec {key} must be a positive integer, got {value!r}")
-        if not self.name or "/" in self.name or self.name.startswith("."):
+        """One-line errors naming the key and the type it expects (see :data:`SPEC_SCHEMA`)."""
+        check_fields(asdict(self), SPEC_SCHEMA, "spec")
+        if "/" in self.name or "\x00" in self.name or self.name.startswith("."):
             raise DcbenchError(f"spec name {self.name!r} must be a plain directory name")
 
     def to_toml(self) -> str:
@@ -101,6 +101,8 @@ def load_spec(path: Path | None, preset: str | None = None) -> Spec:
             values = tomllib.loads(path.read_text())
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise DcbenchError(f"spec file {path} is not valid TOML ({exc}); fix the line it names") from None
+        except OSError as exc:
+            raise DcbenchError(f"spec file {path} cannot be read ({exc.strerror}); check its permissions") from None
         values.setdefault("name", path.stem)
     known = set(Spec.__dataclass_fields__)
     unknown = sorted(set(values) - known)
@@ -111,7 +113,5 @@ def load_spec(path: Path | None, preset: str | None = None) -> Spec:
         if path is None:
             spec.name = f"fashion-mnist-{preset}"
         spec.preset = preset
-    if not isinstance(spec.overrides, dict) or not all(isinstance(v, dict) for v in spec.overrides.values()):
-        raise DcbenchError("spec overrides must be tables: [overrides.METHOD] key = value")
     spec.validate()
     return spec

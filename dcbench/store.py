@@ -46,15 +46,20 @@ class Store:
         if not path.is_file():
             return None
         try:
-            return json.loads(path.read_text())
-        except json.JSONDecodeError:
+            metrics = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError):
             return None  # cannot happen with atomic writes; treat as unfinished and recompute
+        return metrics if isinstance(metrics, dict) else None
 
     def is_done(self, cell_id: str, fingerprint: dict[str, Any]) -> bool:
         metrics = self.read_metrics(cell_id)
         if metrics is None or metrics.get("status") != "done":
             return False
-        if metrics.get("fingerprint") != fingerprint:
+        stored = metrics.get("fingerprint")
+        if stored != fingerprint and (not isinstance(stored, dict) or set(stored) != set(fingerprint)):
+            raise DcbenchError(f"cell {cell_id} in {self.root} has a damaged {METRICS_FILE} (no valid fingerprint); "
+                               f"delete {self.cell_dir(cell_id)} to compute the cell again")
+        if stored != fingerprint:
             raise DcbenchError(
                 f"cell {cell_id} in {self.root} was computed with a different config or protocol "
                 f"({metrics.get('fingerprint')} vs {fingerprint}); use another --out or delete {self.cell_dir(cell_id)}")

@@ -38,7 +38,7 @@ class Evil:
 
 
 @pytest.mark.parametrize("payload,match", [
-    ({"images": Evil(), "labels": torch.tensor([0])}, "refused for safety"),
+    ({"images": Evil(), "labels": torch.tensor([0])}, "refused to load: it needs the Python object print"),
     ([torch.zeros(1)], "expected a dict with tensors"),
     ({"images": torch.zeros(2, 4, 4), "labels": torch.tensor([0, 1])}, r"must be \(N, C, H, W\)"),
     ({"images": torch.zeros(2, 1, 4, 4), "labels": torch.tensor([0])}, "labels must be"),
