@@ -143,6 +143,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     device = resolve_device(args.device)
     real = _load_real(registry, dataset, args.data_root, device)
     _check_preprocessing(synthetic.manifest, real, args.path)
+    synthetic.validate(real.channels, real.image_size, real.num_classes, source=args.path)
     result = evaluate_synthetic(synthetic, real, protocol, args.seed, device, arch)
     print(f"protocol {protocol.name}: {protocol.models} models, {len(real.test_labels)} test images of {real.name}")
     for i, acc in enumerate(result.test_accs):

@@ -182,8 +182,10 @@ def _collect(registry: Registry, fail: Callable[[str, str], None]) -> None:
                     raise DcbenchError(f"a registered {kind} has no name")
                 owner = registry.owners.get((kind, name)) or (_plugin if name in _staged else None)
                 if owner is not None:
+                    # suggest disabling the third-party one: the built-ins ship with dcbench itself
+                    culprit = next((p for p in (_plugin, owner) if not _is_builtin(registry, p)), _plugin)
                     raise DcbenchError(f"{kind} {name!r} is registered by both {owner!r} and {_plugin!r}; "
-                                       f"uninstall or disable one (DCBENCH_DISABLE_PLUGINS={_plugin})")
+                                       f"uninstall or disable one (DCBENCH_DISABLE_PLUGINS={culprit})")
                 _staged[name] = item
 
             try:
@@ -202,6 +204,11 @@ def _collect(registry: Registry, fail: Callable[[str, str], None]) -> None:
             for name, item in staged.items():
                 table[name] = item
                 registry.owners[(kind, name)] = plugin_name
+
+
+def _is_builtin(registry: Registry, plugin: str) -> bool:
+    info = registry.plugins.get(plugin)
+    return info is not None and info.distribution == "dcbench"
 
 
 def _check_method(method: Method) -> None:

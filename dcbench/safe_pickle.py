@@ -94,10 +94,13 @@ def load_tensor_file(path: Path, safe_globals: Iterable[Any] = (), what: str = "
     the file holds objects that could run code, is damaged, or is no ``torch.save`` file at all."""
     path = Path(path)
     try:
+        with open(path, "rb") as f:
+            f.read(1)
+    except OSError as exc:  # the file itself is unreadable; anything torch raises later is about its content
+        raise DcbenchError(f"{path}: cannot be read ({exc.strerror or exc}); check the path and its permissions") from None
+    try:
         with torch.serialization.safe_globals(list(safe_globals)):
             return torch.load(path, map_location="cpu", weights_only=True)
-    except OSError as exc:
-        raise DcbenchError(f"{path}: cannot be read ({exc.strerror or exc})") from None
     except Exception as exc:  # noqa: BLE001 - a damaged archive raises anything from RuntimeError to EOFError
         needed = re.search(r"GLOBAL ([\w.]+)", str(exc)) if isinstance(exc, pickle.UnpicklingError) else None
         if needed:

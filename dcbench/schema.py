@@ -128,12 +128,11 @@ class ListOf(Rule):
 
     def check(self, key: str, value: Any) -> list[Any]:
         if not isinstance(value, (list, tuple)):
-            shown = json.dumps(value) if isinstance(value, (str, int, float)) else None
-            hint = f"; write {key.split()[-1]} = [{shown}]" if shown else ""
+            hint = f"; write {key.split()[-1]} = [{json.dumps(value)}]" if self._fits_item(value) else ""
             raise DcbenchError(f"{key} must be {self.expected}, got {describe(value)}{hint}")
         if self.non_empty and not value:
             raise DcbenchError(f"{key} is an empty list; {self.if_empty}")
-        items = [self.item.check(f"every item of {key}", v) for v in value]
+        items = [self.item.check(f"{key}[{i}]", v) for i, v in enumerate(value)]
         if self.distinct:
             seen: list[Any] = []
             for v in items:
@@ -141,6 +140,15 @@ class ListOf(Rule):
                     raise DcbenchError(f"{key} lists {v!r} twice; list each value once")
                 seen.append(v)
         return items
+
+    def _fits_item(self, value: Any) -> bool:
+        """Whether a bare value would be right as the list's single item (then suggest the list)."""
+        try:
+            self.item.check("", value)
+            json.dumps(value)
+        except (DcbenchError, TypeError):
+            return False
+        return True
 
 
 @dataclass(frozen=True)

@@ -155,7 +155,10 @@ def load_synthetic(path: Path) -> SyntheticSet:
             check_fields(manifest, MANIFEST_SCHEMA, "")
         except DcbenchError as exc:
             raise DcbenchError(f"{manifest_file}: {exc}; restore it or re-run the condensation") from None
-    synthetic = SyntheticSet(payload["images"], payload["labels"], manifest)
+    try:
+        synthetic = SyntheticSet(payload["images"], payload["labels"], manifest)
+    except DcbenchError as exc:
+        raise DcbenchError(f"{tensor_file}: {exc}") from None
     synthetic.validate(source=str(tensor_file))
     expected = manifest.get("content_hash")
     if expected and expected != content_hash(synthetic.images, synthetic.labels):
