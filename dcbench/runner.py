@@ -242,7 +242,7 @@ def run_benchmark(spec_path: Path | None = None, preset: str | None = None, out:
     spec = load_spec(spec_path, preset)
     resolve_device(device)  # fail early on a bad --device
     data_root_option(data_root)  # an empty --data-root is a mistake, not "the default"
-    if executor == "ray" and ray_address:
+    if executor == "ray" and ray_address is not None:
         from dcbench.ray_probe import check_ray_address
         check_ray_address(ray_address)  # seconds, instead of minutes of Ray's retries
     registry = _registry()

@@ -147,6 +147,22 @@ def test_genuine_cifar_loads_under_every_pickle_protocol(tmp_path: Path, protoco
     assert datasets.load_cifar100(tmp_path).num_classes == 100
 
 
+def test_safe_readers_give_torchvisions_data(tmp_path: Path) -> None:
+    """The reference: torchvision's own readers (plain pickle and loadmat) on benign files."""
+    import torchvision.datasets as tvd
+
+    write_cifar(tmp_path)
+    write_svhn(tmp_path)
+    unchecked = {"_check_integrity": lambda self: True, "_load_meta": lambda self: None}
+    cifar = type("Cifar", (tvd.CIFAR10,), unchecked)(str(tmp_path), train=False)
+    svhn = type("Svhn", (tvd.SVHN,), unchecked)(str(tmp_path), split="train")
+    ours, our_svhn = datasets.load_cifar10(tmp_path), datasets.load_svhn(tmp_path)
+    assert torch.equal(ours.test_images, datasets._normalise(cifar.data, ours.mean, ours.std))
+    assert ours.test_labels.tolist() == cifar.targets
+    assert torch.equal(our_svhn.train_images, datasets._normalise(svhn.data, our_svhn.mean, our_svhn.std))
+    assert our_svhn.train_labels.tolist() == svhn.labels.tolist()
+
+
 @pytest.mark.parametrize("replace,message", [
     ({"data_batch_2": {"data": np.zeros((20, 3072), np.uint8), "labels": [12] * 20}}, "outside 0..9"),
     ({"data_batch_2": {"data": np.zeros((20, 3072), np.float32), "labels": [0] * 20}}, "uint8 array of N x 3072"),
@@ -545,6 +561,7 @@ def test_unreachable_ray_address_is_one_line_within_seconds(tmp_path: Path, caps
 
 @pytest.mark.parametrize("address,message", [
     ("not-an-address", "is not host:port"),
+    ("", "is not host:port"),             # empty: not "start a local cluster instead"
     ("host:99999", "is not host:port"),
     ("silent", "no answer within"),      # something accepts the connection and says nothing
     ("talker", "not a Ray cluster"),     # something answers, but not gRPC
