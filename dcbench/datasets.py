@@ -151,6 +151,7 @@ def requested_root(data_root: Path | None) -> tuple[Path, str] | None:
 
 
 def _data_roots(data_root: Path | None) -> list[Path]:
+    """The roots a loader may look in: the one asked for, or none (then only its default location)."""
     asked = requested_root(data_root)
     return [asked[0]] if asked else []
 

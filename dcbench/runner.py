@@ -236,7 +236,6 @@ def run_benchmark(spec_path: Path | None = None, preset: str | None = None, out:
                   executor: str = "local", ray_address: str | None = None, data_root: str | None = None,
                   device: str = "auto", show_progress: bool = True, write_report: bool = True) -> Path:
     from dcbench.cli import resolve_device
-
     from dcbench.datasets import data_root_option
 
     spec = load_spec(spec_path, preset)
