@@ -248,8 +248,9 @@ def run_benchmark(spec_path: Path | None = None, preset: str | None = None, out:
     cells = plan_cells(spec, registry, data_root, device)
     root = out or Path("results") / spec.name
     store = Store(root)
-    store.runs.mkdir(parents=True, exist_ok=True)
     todo = [c for c in cells if not store.is_done(c.id, c.fingerprint)]
+    _load_datasets_first(todo, data_root, device if executor == "local" else "cpu")
+    store.runs.mkdir(parents=True, exist_ok=True)
     store.write_spec(spec.to_toml())
     print(f"dcbench run {spec.name}: {len(cells)} cells, {len(cells) - len(todo)} already done, "
           f"{len(todo)} to run -> {root}", file=sys.stderr)
@@ -266,6 +267,15 @@ def run_benchmark(spec_path: Path | None = None, preset: str | None = None, out:
         from dcbench.report import write_report as report
         print(f"report: {report(root)}", file=sys.stderr)
     return root
+
+
+def _load_datasets_first(cells: list[Cell], data_root: str | None, device: str) -> None:
+    """Load every dataset the cells need before any runs: a missing, mistyped or corrupt dataset is
+    one error now, not a failure in every cell (the local executor then reuses the loaded copy)."""
+    from dcbench.cli import resolve_device
+
+    for name in sorted({c.dataset for c in cells}):
+        _dataset(name, data_root, str(resolve_device(device)))
 
 
 def _show(results: Iterator[dict[str, Any]], total: int, show_progress: bool) -> None:

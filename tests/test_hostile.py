@@ -358,6 +358,13 @@ def test_an_empty_data_root_is_refused_by_run_before_any_cell(tmp_path: Path, ca
     assert not (tmp_path / "r").exists()
 
 
+def test_run_with_a_data_root_lacking_the_dataset_stops_before_any_cell(tmp_path: Path, capsys) -> None:
+    code, err = cli(capsys, "run", "--preset", "smoke", "--data-root", tmp_path / "typo", "--out", tmp_path / "r",
+                    "--quiet")
+    assert_refused(code, err, f"fashion-mnist not found in --data-root {tmp_path / 'typo'} (no such directory)")
+    assert not (tmp_path / "r").exists()  # no results directory full of failed cells
+
+
 def test_datasets_without_a_default_location_say_so(capsys, tmp_path: Path) -> None:
     code, err = cli(capsys, "condense", "--method", "random", "--dataset", "svhn", "--ipc", "1", "-o", tmp_path)
     assert_refused(code, err, "svhn needs a data root: pass --data-root DIR or set DCBENCH_DATA")
