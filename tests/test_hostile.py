@@ -49,8 +49,6 @@ def cli(capsys: pytest.CaptureFixture, *args: Any) -> tuple[int, list[str]]:
 def assert_refused(code: int, err: list[str], *fragments: str) -> None:
     """Exit 2 and exactly one line, 'dcbench: error: ...', containing every fragment."""
     assert code == 2, err
-    if os.environ.get("SHOW_MESSAGES"):
-        print("\nMSG", err[0] if err else None)
     assert len(err) == 1 and err[0].startswith("dcbench: error: "), err
     for fragment in fragments:
         assert fragment in err[0], err[0]
