@@ -29,6 +29,8 @@ def parse_overrides(items: list[str] | None) -> dict[str, Any]:
             value = tomllib.loads(f"v = {raw}")["v"]
         except tomllib.TOMLDecodeError:
             value = raw  # a bare word is a string
+        if key.strip() in overrides:
+            raise DcbenchError(f"--set {key.strip()} is given twice; give each setting once")
         overrides[key.strip()] = value
     return overrides
 
@@ -44,7 +46,9 @@ def _positive_int(text: str) -> int:
 
 
 def _load_real(registry: Any, name: str, data_root: str | None, device: torch.device) -> Any:
-    return registry.dataset(name).loader(Path(data_root) if data_root else None).to(device)
+    from dcbench.datasets import data_root_option
+
+    return registry.dataset(name).loader(data_root_option(data_root)).to(device)
 
 
 # --- commands -----------------------------------------------------------------------------------
@@ -87,10 +91,11 @@ def cmd_condense(args: argparse.Namespace) -> None:
     from dcbench.checkpoint import Checkpointer, CheckpointPolicy, check_compatible, checkpoint_identity
     from dcbench.condensation import condense, config_hash
     from dcbench.curves import CURVE_FILE, CurveWriter
-    from dcbench.datasets import path_dataset
+    from dcbench.datasets import data_root_option, path_dataset
     from dcbench.methods import CondenseContext, config_to_dict
     from dcbench.plugins import load_plugins
     from dcbench.progress import CellProgressBar
+    from dcbench.seeding import check_seed
 
     registry = load_plugins()
     method = registry.method(args.method)
@@ -99,6 +104,7 @@ def cmd_condense(args: argparse.Namespace) -> None:
     spec = path_dataset(args.dataset, args.image_size) if args.image_size else registry.dataset(args.dataset)
     if args.ipc <= 0:
         raise DcbenchError(f"--ipc must be a positive integer, got {args.ipc}")
+    check_seed(args.seed, "--seed")
     overrides = parse_overrides(args.set)
     config = method.make_config(args.preset, overrides)  # fail on a bad setting before loading data
     policy = CheckpointPolicy.parse(args.checkpoint_every)
@@ -110,7 +116,7 @@ def cmd_condense(args: argparse.Namespace) -> None:
     check_compatible(out, identity)  # the same command resumes; another config is refused before any work
     device = resolve_device(args.device)
     _check_condense_output(out, args.overwrite)
-    real = spec.loader(Path(args.data_root) if args.data_root else None).to(device)
+    real = spec.loader(data_root_option(args.data_root)).to(device)
     bar = CellProgressBar(position=0)
     curve = CurveWriter(out / CURVE_FILE)
     label = {"id": f"{method.name}-{args.dataset}-ipc{args.ipc}-s{args.seed}"}
@@ -151,8 +157,10 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     from dcbench.evaluation import NativeEvaluation, Protocol, evaluate_synthetic
     from dcbench.folder_dataset import source_for_evaluation
     from dcbench.plugins import load_plugins
+    from dcbench.seeding import check_seed
     from dcbench.synthetic import load_synthetic
 
+    check_seed(args.seed, "--seed")
     synthetic = load_synthetic(Path(args.path))
     source = source_for_evaluation(args.dataset, synthetic.manifest)  # an image folder or tensor file
     dataset = source.name if source else args.dataset or synthetic.manifest.get("dataset")
@@ -182,6 +190,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     real = source.load().to(device) if source else _load_real(registry, dataset, args.data_root, device)
     _check_dataset_content(synthetic.manifest, real, args.path)
     _check_preprocessing(synthetic.manifest, real, args.path)
+    synthetic.validate(real.channels, real.image_size, real.num_classes, source=args.path)
     result = evaluate_synthetic(synthetic, real, protocol, args.seed, device, arch)
     print(f"protocol {protocol.name}: {protocol.models} models, {len(real.test_labels)} test images of {real.name}")
     for i, acc in enumerate(result.test_accs):
@@ -221,6 +230,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     """Exit status 0: every cell of the grid is finished; 1: some (or all) cells failed."""
     from dcbench.runner import run_grid
 
+    if args.ray_address is not None and args.executor != "ray":
+        raise DcbenchError("--ray-address is only used by the ray executor; add --executor ray (or drop the address)")
     outcome = run_grid(spec_path=Path(args.spec) if args.spec else None, preset=args.preset,
                        out=Path(args.out) if args.out else None, executor=args.executor,
                        ray_address=args.ray_address, data_root=args.data_root, device=args.device,

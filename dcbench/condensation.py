@@ -18,6 +18,7 @@ from dcbench.errors import DcbenchError
 from dcbench.folder_dataset import manifest_source
 from dcbench.methods import CondenseContext, Method, StateStore, config_to_dict
 from dcbench.runtime import autocast, check_precision
+from dcbench.seeding import check_seed
 from dcbench.synthetic import SyntheticSet
 
 
@@ -50,6 +51,7 @@ def condense(method: Method, real: RealDataset, ipc: int, seed: int, preset: str
     ``bf16`` runs the method's forward passes under ``torch.autocast``."""
     if not isinstance(ipc, int) or ipc <= 0:
         raise DcbenchError(f"IPC must be a positive integer, got {ipc!r}")
+    check_seed(seed)
     smallest = min(len(i) for i in real.indices_by_class)
     if ipc > smallest and not getattr(method, "reference_only", False):
         raise DcbenchError(f"IPC {ipc} exceeds the {smallest} training images of the smallest class of {real.name}")

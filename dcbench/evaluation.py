@@ -34,7 +34,7 @@ from dcbench.datasets import RealDataset
 from dcbench.errors import DcbenchError
 from dcbench.networks import BUILTIN_ARCHITECTURES, Architecture, build_network, set_inplace_activations
 from dcbench.runtime import autocast, check_precision
-from dcbench.seeding import derive_seed, make_generator
+from dcbench.seeding import check_seed, derive_seed, make_generator
 from dcbench.synthetic import SyntheticSet
 
 AUGMENTATIONS = ("none", "dsa", "dc")
@@ -276,6 +276,7 @@ def evaluate_synthetic(synthetic: SyntheticSet, real: RealDataset, protocol: Pro
     arch = architecture or {a.name: a for a in BUILTIN_ARCHITECTURES}.get(protocol.arch)
     if arch is None:
         raise DcbenchError(f"unknown evaluation architecture {protocol.arch!r}; `dcbench list` shows them")
+    check_seed(seed)
     synthetic.validate(real.channels, real.image_size, real.num_classes)
     real = real.to(device) if real.device != device else real
     images, labels = synthetic.images.to(device), synthetic.labels.to(device)

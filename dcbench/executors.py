@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import sys
 import uuid
@@ -102,7 +103,7 @@ def run_ray(cells: list[Any], root: Path, address: str | None, execute: Callable
     started_here = not ray.is_initialized()
     if started_here:
         try:
-            ray.init(address=address, include_dashboard=False, log_to_driver=False,
+            ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
                      runtime_env={"env_vars": {k: v for k, v in os.environ.items() if k.startswith("DCBENCH_")}})
         except (ConnectionError, ValueError, RuntimeError) as exc:
             raise DcbenchError(f"cannot reach the Ray cluster at {address!r}: {exc}") from None

@@ -17,7 +17,6 @@ import dataclasses
 import hashlib
 import math
 import numbers
-import pickle
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from torch import Tensor
 
 from dcbench import __version__
 from dcbench.errors import DcbenchError
+from dcbench.safe_pickle import load_tensor_file
 from dcbench.synthetic import GRID_FILE, SyntheticSet
 from dcbench.testing import METHOD_NAME
 
@@ -142,20 +142,7 @@ def import_dc_repo(file: Path, dataset: str, output: Path, method: str | None) -
 
 def load_untrusted(file: Path) -> Any:
     """``torch.load`` a file from elsewhere without letting it run code; one-line errors."""
-    try:
-        with torch.serialization.safe_globals(NUMPY_SCALAR_GLOBALS):
-            return torch.load(file, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        needed = re.search(r"GLOBAL ([\w.]+)", str(exc))
-        if needed:
-            raise DcbenchError(f"{file.name}: refused to load: it needs the Python object {needed[1]}, and loading "
-                               "that could run code; only tensors, lists, dicts and numbers are imported") from None
-        reason = re.search(r"WeightsUnpickler error:\s*(.+)", str(exc))
-        raise DcbenchError(f"{file.name}: not a torch.save file that can be read safely "
-                           f"({reason[1].strip() if reason else _first_line(exc)})") from None
-    except Exception as exc:  # noqa: BLE001 - a corrupt archive raises anything from RuntimeError to EOFError
-        raise DcbenchError(f"{file.name}: not a readable torch.save file ({type(exc).__name__}: "
-                           f"{_first_line(exc)})") from None
+    return load_tensor_file(file, NUMPY_SCALAR_GLOBALS, advice="only files saved by the DC/DSA/DM scripts are imported")
 
 
 def _experiment(entry: Any, index: int, dataset: str, source: str) -> SyntheticSet:

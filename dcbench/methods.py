@@ -168,6 +168,9 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
         args = typing.get_args(annotation)
         inner = args[0] if args else Any
         return origin(_coerce(v, inner, where) for v in value)
+    if annotation is float and isinstance(value, (int, float)) and not isinstance(value, bool) \
+            and not math.isfinite(value):
+        raise DcbenchError(f"{where}: expected a finite number, got {value!r}")
     if annotation is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if annotation is bool and not isinstance(value, bool):

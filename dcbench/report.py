@@ -52,6 +52,9 @@ def load_runs(results_dir: Path) -> pd.DataFrame:
         runs = pd.read_csv(path)
     except pd.errors.EmptyDataError:
         runs = pd.DataFrame()
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise DcbenchError(f"{path} is not a CSV table ({type(exc).__name__}); `dcbench run` on the same spec "
+                           "and --out rebuilds it from runs/*/metrics.json") from None
     if runs.empty:
         if (path.parent / "failures.csv").is_file():
             raise DcbenchError(f"{path} has no rows, every cell failed: see failures.csv, fix the "
@@ -102,6 +105,9 @@ def _read_optional_csv(path: Path) -> pd.DataFrame:
         return pd.read_csv(path)
     except pd.errors.EmptyDataError:
         return pd.DataFrame()
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise DcbenchError(f"{path} is not a CSV table ({type(exc).__name__}); `dcbench run` on the same spec "
+                           "and --out rebuilds it") from None
 
 
 # --------------------------------------------------------------------------------------------

@@ -362,6 +362,7 @@ def run_grid(spec_path: Path | None = None, preset: str | None = None, out: Path
     from dcbench.checkpoint import check_compatible
     from dcbench.cli import resolve_device
     from dcbench.compare import compare_paths, comparison_text, resolve_reference
+    from dcbench.datasets import data_root_option
 
     spec = load_spec(spec_path, preset)
     if threads is not None:  # the command line wins over the spec
@@ -374,16 +375,20 @@ def run_grid(spec_path: Path | None = None, preset: str | None = None, out: Path
             setattr(spec, key, value)
     spec.validate()
     resolve_device(device)  # fail early on a bad --device
+    data_root_option(data_root)  # an empty --data-root is a mistake, not "the default"
+    if executor == "ray" and ray_address is not None:
+        from dcbench.ray_probe import check_ray_address
+        check_ray_address(ray_address)  # seconds, instead of minutes of Ray's retries
     root = out or Path("results") / "local" / spec.name  # results/local/ is not committed
     dataset_names = [resolve_dataset_entry(entry)[0] for entry in spec.datasets]
     against, no_comparison = resolve_reference(reference, dataset_names, spec.preset, root, spec.name)  # fails now
     registry = _registry()
     tracking = _tracking(spec, root, registry)  # a missing tracking package is refused before any work
     check_output_dir(root, "results directory")
+    cells = plan_cells(spec, registry, data_root, device, tracking)  # configs and data checked: no work yet
     root.mkdir(parents=True, exist_ok=True)
     store = Store(root)
     with StoreLock(root):
-        cells = plan_cells(spec, registry, data_root, device, tracking)
         store.runs.mkdir(parents=True, exist_ok=True)
         todo = []
         for cell in cells:

@@ -4,7 +4,7 @@ A spec is a TOML file (or the built-in default). Example::
 
     name = "my-grid"
     preset = "quick"                  # smoke | quick | paper: chooses every unset knob
-    methods = ["random", "dm", "cafe"] # default: every installed method (not `whole`)
+    methods = ["random", "dm", "cafe"] # leave out for every installed method (not `whole`)
     datasets = ["fashion-mnist"]      # names, or your own data by path (relative to this file):
                                       # "./my_images" or { path = "./my_images", name = "mydata", size = 32 }
     ipcs = [1, 10]
@@ -34,15 +34,45 @@ from dcbench.errors import DcbenchError
 from dcbench.folder_dataset import anchor_dataset_entry, resolve_dataset_entry
 from dcbench.methods import PRESETS
 from dcbench.runtime import PRECISIONS
+from dcbench.schema import Integer, ListOf, OneOf, Optional, Rule, Table, Text, check_fields
+from dcbench.seeding import SEED
 
 EVAL_AUGMENTATIONS = ("none", "dsa", "dc", "native")
+
+# Every spec key and the one shape it accepts (bool is not int, a string is not a list, lists are
+# non-empty and without repeats); a new key is one line here plus its field in Spec.
+class DatasetEntry(Rule):
+    """A dataset name, a path, or a table ``{ path = "...", name = "...", size = 32 }`` (whose keys
+    :func:`dcbench.folder_dataset.resolve_dataset_entry` checks)."""
+
+    expected = 'a name, a path or a table { path = "...", name = "..." }'
+
+    def accepts(self, value: Any) -> bool:
+        return (isinstance(value, str) and bool(value.strip())) or isinstance(value, dict)
+
+
+SPEC_SCHEMA: dict[str, Rule] = {
+    "name": Text(),
+    "preset": OneOf(PRESETS),
+    "methods": Optional(ListOf(Text(), if_empty="leave the key out to run every installed method")),
+    "datasets": ListOf(DatasetEntry()),
+    "ipcs": ListOf(Integer(minimum=1)),
+    "seeds": ListOf(SEED),
+    "eval_archs": ListOf(Text()),
+    "eval_models": Optional(Integer(minimum=1)),
+    "eval_epochs": Optional(Integer(minimum=0)),
+    "eval_augmentation": OneOf(EVAL_AUGMENTATIONS),
+    "overrides": Table(values=Table()),  # [overrides.METHOD] key = value, checked by the method's config
+    "precision": OneOf(PRECISIONS),
+    "threads": Optional(Integer(minimum=1)),
+}
 
 
 @dataclass
 class Spec:
     name: str = "fashion-mnist-quick"
     preset: str = "quick"
-    methods: list[str] = field(default_factory=list)  # empty = every installed method
+    methods: list[str] | None = None  # None = every installed method
     datasets: list[str | dict[str, Any]] = field(default_factory=lambda: ["fashion-mnist"])
     ipcs: list[int] = field(default_factory=lambda: [1, 10])
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
@@ -58,43 +88,18 @@ class Spec:
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def validate(self) -> None:
-        if self.preset not in PRESETS:
-            raise DcbenchError(f"spec preset {self.preset!r} is not one of {', '.join(PRESETS)}")
-        if self.eval_augmentation not in EVAL_AUGMENTATIONS:
-            raise DcbenchError(f"spec eval_augmentation {self.eval_augmentation!r} is not one of "
-                               f"{', '.join(EVAL_AUGMENTATIONS)}")
-        for key in ("datasets", "ipcs", "seeds", "eval_archs"):
-            if not getattr(self, key):
-                raise DcbenchError(f"spec {key} is empty; list at least one")
-        if not isinstance(self.datasets, list):
-            raise DcbenchError(f"spec datasets must be a list, got {self.datasets!r}")
+        """One-line errors naming the key and the type it expects (see :data:`SPEC_SCHEMA`)."""
+        check_fields(asdict(self), SPEC_SCHEMA, "spec")
         names = [resolve_dataset_entry(entry)[0] for entry in self.datasets]
         for name in names:
             if names.count(name) > 1:
                 raise DcbenchError(f"spec datasets name {name!r} twice; give each path its own "
                                    'name = "..."')
-        for ipc in self.ipcs:
-            if not isinstance(ipc, int) or isinstance(ipc, bool) or ipc <= 0:
-                raise DcbenchError(f"spec ipcs must be positive integers, got {ipc!r}")
-        for seed in self.seeds:
-            if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-                raise DcbenchError(f"spec seeds must be non-negative integers, got {seed!r}")
-        if len(set(self.seeds)) != len(self.seeds):
-            raise DcbenchError("spec seeds contain duplicates; list each seed once")
-        for key in ("eval_models", "eval_epochs"):
-            value = getattr(self, key)
-            if value is not None and (not isinstance(value, int) or value < (1 if key == "eval_models" else 0)):
-                raise DcbenchError(f"spec {key} must be a positive integer, got {value!r}")
-        if self.precision not in PRECISIONS:
-            raise DcbenchError(f"spec precision {self.precision!r} is not one of {', '.join(PRECISIONS)}")
-        if self.threads is not None and (isinstance(self.threads, bool) or not isinstance(self.threads, int)
-                                         or self.threads < 1):
-            raise DcbenchError(f"spec threads must be a whole number >= 1, got {self.threads!r}")
         CheckpointPolicy.parse(self.checkpoint_every)
         validate_gpus_per_cell(self.gpus_per_cell)
         if not isinstance(self.tensorboard, (bool, str)) or self.tensorboard == "":
             raise DcbenchError(f"spec tensorboard must be true, false or a directory, got {self.tensorboard!r}")
-        if not self.name or "/" in self.name or self.name.startswith("."):
+        if "/" in self.name or "\x00" in self.name or self.name.startswith("."):
             raise DcbenchError(f"spec name {self.name!r} must be a plain directory name")
 
     def to_toml(self) -> str:
@@ -142,6 +147,8 @@ def load_spec(path: Path | None, preset: str | None = None) -> Spec:
             values = tomllib.loads(path.read_text())
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise DcbenchError(f"spec file {path} is not valid TOML ({exc}); fix the line it names") from None
+        except OSError as exc:
+            raise DcbenchError(f"spec file {path} cannot be read ({exc.strerror}); check its permissions") from None
         values.setdefault("name", path.stem)
         if isinstance(values.get("datasets"), list):
             values["datasets"] = [anchor_dataset_entry(entry, path.parent) for entry in values["datasets"]]
@@ -154,7 +161,5 @@ def load_spec(path: Path | None, preset: str | None = None) -> Spec:
         if path is None:
             spec.name = f"fashion-mnist-{preset}"
         spec.preset = preset
-    if not isinstance(spec.overrides, dict) or not all(isinstance(v, dict) for v in spec.overrides.values()):
-        raise DcbenchError("spec overrides must be tables: [overrides.METHOD] key = value")
     spec.validate()
     return spec

@@ -67,8 +67,8 @@ def test_default_spec_is_the_quick_fashion_mnist_benchmark() -> None:
 
 
 @pytest.mark.parametrize("text,match", [
-    ("ipcs = [0]", "positive integers"),
-    ("seeds = [1, 1]", "duplicates"),
+    ("ipcs = [0]", r"ipcs\[0\] must be an integer >= 1"),
+    ("seeds = [1, 1]", "seeds lists 1 twice"),
     ("preset = 'huge'", "preset"),
     ("colour = 1", "no field 'colour'"),
     ("ipcs = [1", "not valid TOML"),

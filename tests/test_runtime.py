@@ -82,8 +82,9 @@ def test_allocator_keeps_freed_memory_so_a_training_loop_stops_faulting() -> Non
     for _ in range(3):
         step()
     faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
-    # one step's activations are ~25 MiB = 6,400 pages; glibc's defaults fault them all in each step
-    assert faults < 2000, faults
+    # glibc's defaults fault every activation in again: ~41,000 faults for these 3 steps (measured);
+    # kept memory: 0 when alone, a few thousand at most beside other threads' arenas
+    assert faults < 8000, faults
 
 
 def test_allocator_can_be_switched_off_and_is_applied_in_every_process(tmp_path: Path) -> None:
