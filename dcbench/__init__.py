@@ -3,6 +3,13 @@ from __future__ import annotations
 
 import pluggy
 
+from dcbench import runtime
+
+# Before torch is imported anywhere (libgomp reads its environment once) and before any large
+# allocation: see dcbench/runtime.py.
+runtime.prefer_passive_waiting()
+runtime.keep_freed_memory()
+
 __version__ = "0.1.0"
 
 #: Marker to be imported and used in plugins: ``@dcbench.hookimpl def dcbench_register_methods(register): ...``

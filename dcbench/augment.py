@@ -17,6 +17,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 from torch.nn import functional as F
@@ -166,50 +167,93 @@ def siamese_augment(batches: Sequence[Tensor], strategy: str | None, generator: 
 
 
 DC_AUG_STRATEGY = "crop_scale_rotate"
+DC_AUG_OPS = ("crop", "scale", "rotate", "noise")
+
+
+def dc_strategy_for(dataset: str) -> str:
+    """The reference ``get_daparam``: evaluation models on MNIST train with ``crop_scale_rotate``,
+    on every other dataset without augmentation. (Its ``crop_noise`` for ConvNetBN evaluation
+    models is not used by dcbench's protocols.)"""
+    return DC_AUG_STRATEGY if dataset.lower().replace("-", "").replace("_", "") == "mnist" else "none"
 
 
 def dc_augment(x: Tensor, generator: torch.Generator, strategy: str = DC_AUG_STRATEGY,
-               crop: int = 4, scale: float = 0.2, rotate: float = 45.0, noise: float = 0.001) -> Tensor:
-    """The DC paper's evaluation augmentation (used for MNIST): one op per image, drawn per image.
+               crop: int = 4, scale: float = 0.2, rotate: int = 45, noise: float = 0.001) -> Tensor:
+    """The DC paper's evaluation augmentation, as the reference ``utils.augment``: for each image
+    one op drawn uniformly from ``strategy``.
 
-    crop: pad ``crop`` px with the per-channel batch mean, then a random crop back to size;
-    scale: independent height/width factors in [1-scale, 1+scale], nearest sampling, centred;
-    rotate: an angle in [-rotate, rotate) degrees, filled with the mean; noise: Gaussian.
-    Deviation: scale and rotation are batched ``grid_sample`` calls instead of the reference's
-    per-image ``F.interpolate`` and ``scipy.ndimage.rotate`` round trips (same transforms, faster).
+    - crop: pad ``crop`` px with the per-channel mean of the batch, then crop back to size at a
+      random offset in ``0 .. 2*crop-1`` per axis;
+    - scale: height and width ``int(U(1-scale, 1+scale) * H)`` drawn independently, nearest resize
+      (``F.interpolate``), centred on a zero canvas and centre-cropped: scaling down fills the
+      border with zeros (the dataset mean in normalised space, not the batch mean), scaling up
+      crops;
+    - rotate: ``scipy.ndimage.rotate`` by an integer angle in ``[-rotate, rotate)`` degrees, i.e. a
+      cubic spline (order 3) with ``reshape=True``, filled with the mean of the channel means of
+      the batch, then centre-cropped;
+    - noise: add ``noise * N(0, 1)``.
+
+    What differs from the reference: the draws come from ``generator`` (a torch Generator), not
+    numpy's global RNG, so a seed gives other (identically distributed) draws; the reference ran
+    scipy 1.1, and later scipy versions treat ``mode='constant'`` slightly differently in the
+    border pixels of a rotation. Rotation runs on the CPU (as in the reference) and nothing here
+    is differentiable: it augments evaluation training only.
     """
     ops = tuple(strategy.split("_"))
-    known = {"crop", "scale", "rotate", "noise"}
-    if not set(ops) <= known:
-        raise DcbenchError(f"unknown DC augmentation in {strategy!r}; use '_'-joined names from {sorted(known)}")
+    if strategy in NO_AUGMENTATION:
+        return x
+    if not set(ops) <= set(DC_AUG_OPS):
+        raise DcbenchError(f"unknown DC augmentation in {strategy!r}; use '_'-joined names from {', '.join(DC_AUG_OPS)}")
+    x = x.detach()
     n, c, h, w = x.shape
-    choice = torch.randint(len(ops), (n,), generator=generator).to(x.device)
-    mean = x.mean(dim=(0, 2, 3), keepdim=True)
+    mean = x.mean(dim=(0, 2, 3))  # per channel, over the batch (as the reference)
     out = x.clone()
-    for k, op in enumerate(ops):
-        idx = (choice == k).nonzero().flatten()
-        if idx.numel() == 0:
-            continue
-        xs, m = x[idx] - mean, idx.numel()
-        if op == "crop":
-            padded = F.pad(xs, [crop] * 4)  # zero in centred space == mean fill
-            dx = torch.randint(0, 2 * crop, (m,), generator=generator).tolist()
-            dy = torch.randint(0, 2 * crop, (m,), generator=generator).tolist()
-            xs = torch.stack([padded[i, :, a:a + h, b:b + w] for i, (a, b) in enumerate(zip(dx, dy))])
-        elif op == "scale":
-            f = 1 + (torch.rand(m, 2, generator=generator) * 2 - 1) * scale
-            zero = torch.zeros(m)
-            theta = torch.stack([torch.stack([1 / f[:, 1], zero, zero], 1),
-                                 torch.stack([zero, 1 / f[:, 0], zero], 1)], 1).to(x)
-            grid = F.affine_grid(theta, [m, c, h, w], align_corners=False)
-            xs = F.grid_sample(xs, grid, mode="nearest", align_corners=False)
-        elif op == "rotate":
-            angle = torch.randint(-int(rotate), int(rotate), (m,), generator=generator).float() * math.pi / 180
-            cos, sin, zero = torch.cos(angle), torch.sin(angle), torch.zeros(m)
-            theta = torch.stack([torch.stack([cos, -sin, zero], 1), torch.stack([sin, cos, zero], 1)], 1).to(x)
-            grid = F.affine_grid(theta, [m, c, h, w], align_corners=False)
-            xs = F.grid_sample(xs, grid, align_corners=False)
-        else:  # noise
-            xs = xs + noise * torch.randn(xs.shape, generator=generator).to(x)
-        out[idx] = xs + mean
+    rotations: list[tuple[int, int]] = []
+    for i, k in enumerate(torch.randint(len(ops), (n,), generator=generator).tolist()):
+        if ops[k] == "crop":
+            top, left = torch.randint(0, 2 * crop, (2,), generator=generator).tolist()
+            out[i] = _dc_crop(x[i], mean, crop, top, left)
+        elif ops[k] == "scale":
+            factors = 1 + (torch.rand(2, generator=generator, dtype=torch.float64) * 2 - 1) * scale
+            out[i] = _dc_scale(x[i], int(factors[0] * h), int(factors[1] * h))  # both of H, as the reference
+        elif ops[k] == "rotate":
+            rotations.append((i, int(torch.randint(-int(rotate), int(rotate), (1,), generator=generator))))
+        else:
+            out[i] = x[i] + noise * torch.randn(x.shape[1:], generator=generator).to(x)
+    if rotations:
+        index = [i for i, _ in rotations]
+        images = x[index].cpu().numpy()
+        fill = float(mean.mean())
+        rotated = np.stack([_dc_rotate(image, angle, fill) for image, (_, angle) in zip(images, rotations)])
+        out[index] = torch.from_numpy(rotated).to(out)
     return out
+
+
+def _dc_crop(image: Tensor, mean: Tensor, crop: int, top: int, left: int) -> Tensor:
+    """Pad with the per-channel ``mean``, take the ``(top, left)`` crop of the original size."""
+    c, h, w = image.shape
+    padded = mean.view(c, 1, 1).expand(c, h + 2 * crop, w + 2 * crop).clone()
+    padded[:, crop:crop + h, crop:crop + w] = image
+    return padded[:, top:top + h, left:left + w]
+
+
+def _dc_scale(image: Tensor, height: int, width: int) -> Tensor:
+    """Nearest resize to ``height x width``, centred on a zero canvas, centre-cropped to size."""
+    c, h, w = image.shape
+    resized = F.interpolate(image[None], [height, width])[0]  # mode "nearest", the reference's default
+    side = max(height, width, h, w)
+    canvas = image.new_zeros(c, side, side)
+    top, left = (side - height) // 2, (side - width) // 2
+    canvas[:, top:top + height, left:left + width] = resized
+    top, left = (side - h) // 2, (side - w) // 2
+    return canvas[:, top:top + h, left:left + w]
+
+
+def _dc_rotate(image: np.ndarray, angle: int, fill: float) -> np.ndarray:
+    """``scipy.ndimage.rotate`` (cubic spline, grown canvas filled with ``fill``), centre-cropped."""
+    from scipy import ndimage  # imported here: only MNIST's DC evaluation rotates
+
+    _, h, w = image.shape
+    rotated = ndimage.rotate(image, angle=angle, axes=(-2, -1), cval=fill)
+    top, left = (rotated.shape[-2] - h) // 2, (rotated.shape[-1] - w) // 2
+    return rotated[:, top:top + h, left:left + w]

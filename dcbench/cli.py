@@ -4,27 +4,18 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tomllib
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from dcbench import __version__
+from dcbench.compat import tomllib
+from dcbench.devices import DEVICE_CHOICES, resolve_device
 from dcbench.errors import DcbenchError
+from dcbench.runtime import PRECISIONS, set_threads
 
 EXIT_USAGE = 2
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` picks a GPU when there is one; ``cuda`` without a GPU is an error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise DcbenchError("--device cuda asked for, but no CUDA GPU is visible; use --device cpu or auto")
-    if name != "cpu" and not name.startswith("cuda"):
-        raise DcbenchError(f"unknown device {name!r}; use auto, cpu or cuda[:N]")
-    return torch.device(name)
 
 
 def parse_overrides(items: list[str] | None) -> dict[str, Any]:
@@ -38,6 +29,8 @@ def parse_overrides(items: list[str] | None) -> dict[str, Any]:
             value = tomllib.loads(f"v = {raw}")["v"]
         except tomllib.TOMLDecodeError:
             value = raw  # a bare word is a string
+        if key.strip() in overrides:
+            raise DcbenchError(f"--set {key.strip()} is given twice; give each setting once")
         overrides[key.strip()] = value
     return overrides
 
@@ -53,7 +46,9 @@ def _positive_int(text: str) -> int:
 
 
 def _load_real(registry: Any, name: str, data_root: str | None, device: torch.device) -> Any:
-    return registry.dataset(name).loader(Path(data_root) if data_root else None).to(device)
+    from dcbench.datasets import data_root_option
+
+    return registry.dataset(name).loader(data_root_option(data_root)).to(device)
 
 
 # --- commands -----------------------------------------------------------------------------------
@@ -70,6 +65,7 @@ def cmd_list(args: argparse.Namespace) -> None:
     print("datasets:")
     for name in sorted(registry.datasets):
         print(f"  {name:<12} {registry.datasets[name].description}")
+    print("  (or a path: an image folder ROOT/train/<class>/*, ROOT/test/<class>/*, or a .pt/.npz file)")
     print("architectures:")
     for name in sorted(registry.architectures):
         print(f"  {name:<12} {registry.architectures[name].description}")
@@ -90,51 +86,111 @@ def cmd_plugins(args: argparse.Namespace) -> None:
 
 
 def cmd_condense(args: argparse.Namespace) -> None:
-    from dcbench.condensation import condense
-    from dcbench.methods import CondenseContext
+    from tqdm import tqdm
+
+    from dcbench.checkpoint import Checkpointer, CheckpointPolicy, check_compatible, checkpoint_identity
+    from dcbench.condensation import condense, config_hash
+    from dcbench.curves import CURVE_FILE, CurveWriter
+    from dcbench.datasets import data_root_option, path_dataset
+    from dcbench.methods import CondenseContext, config_to_dict
     from dcbench.plugins import load_plugins
+    from dcbench.progress import CellProgressBar
+    from dcbench.seeding import check_seed
 
     registry = load_plugins()
     method = registry.method(args.method)
-    spec = registry.dataset(args.dataset)
+    if args.image_size is not None and args.dataset in registry.datasets:
+        raise DcbenchError(f"--image-size applies to a dataset given as a path, not to {args.dataset!r}")
+    spec = path_dataset(args.dataset, args.image_size) if args.image_size else registry.dataset(args.dataset)
     if args.ipc <= 0:
         raise DcbenchError(f"--ipc must be a positive integer, got {args.ipc}")
+    check_seed(args.seed, "--seed")
     overrides = parse_overrides(args.set)
-    method.make_config(args.preset, overrides)  # fail on a bad setting before loading data
-    device = resolve_device(args.device)
-    real = spec.loader(Path(args.data_root) if args.data_root else None).to(device)
-    ctx = CondenseContext(device=device, architectures=registry.architectures)
-    plugin = registry.plugins.get(registry.owners[("method", method.name)])
-    result = condense(method, real, args.ipc, args.seed, args.preset, overrides, ctx,
-                      plugin_version=plugin.version if plugin else None)
+    config = method.make_config(args.preset, overrides)  # fail on a bad setting before loading data
+    policy = CheckpointPolicy.parse(args.checkpoint_every)
     out = Path(args.output)
+    precision = args.precision or "fp32"
+    identity = checkpoint_identity(method.name, method.version,
+                                   config_hash(method.name, config_to_dict(config), precision),
+                                   args.dataset, args.ipc, args.seed)
+    check_compatible(out, identity)  # the same command resumes; another config is refused before any work
+    device = resolve_device(args.device)
+    _check_condense_output(out, args.overwrite)
+    real = spec.loader(data_root_option(args.data_root)).to(device)
+    bar = CellProgressBar(position=0)
+    curve = CurveWriter(out / CURVE_FILE)
+    label = {"id": f"{method.name}-{args.dataset}-ipc{args.ipc}-s{args.seed}"}
+
+    def on_progress(step: int, total: int, values: Any) -> None:
+        curve.add(step, total, values)
+        bar.dcbench_condense_progress(cell=label, step=step, total=total, metrics=values)
+
+    checkpointer = Checkpointer(out, identity, policy, lambda text: tqdm.write(f"dcbench: {text}", file=sys.stderr))
+    ctx = CondenseContext(device=device, architectures=registry.architectures, on_progress=on_progress)
+    plugin = registry.plugins.get(registry.owners[("method", method.name)])
+    try:
+        result = condense(method, real, args.ipc, args.seed, args.preset, overrides, ctx,
+                          plugin_version=plugin.version if plugin else None, state_store=checkpointer,
+                          precision=args.precision or "fp32")
+    finally:
+        bar.close()
+        curve.close()
     result.synthetic.save(out)
     result.synthetic.save_grid(out / "grid.png", real.mean, real.std)
+    checkpointer.discard()
     print(f"{method.name}: {len(result.synthetic.images)} images ({result.synthetic.ipc} per class) "
           f"of {real.name} in {result.seconds:.1f}s -> {out}")
 
 
+def _check_condense_output(out: Path, overwrite: bool) -> None:
+    """Before any work: a usable directory, and an existing set kept unless --overwrite."""
+    from dcbench.outputs import check_output_dir
+    from dcbench.synthetic import MANIFEST_FILE, TENSOR_FILE
+
+    if not overwrite and out.is_dir() and any((out / name).exists() for name in (TENSOR_FILE, MANIFEST_FILE)):
+        raise DcbenchError(f"{out} already holds a synthetic set; pass --overwrite to replace it or choose "
+                           "another -o")
+    check_output_dir(out, "output directory")
+
+
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    from dcbench.evaluation import Protocol, evaluate_synthetic
+    from dcbench.evaluation import NativeEvaluation, Protocol, evaluate_synthetic
+    from dcbench.folder_dataset import source_for_evaluation
     from dcbench.plugins import load_plugins
+    from dcbench.seeding import check_seed
     from dcbench.synthetic import load_synthetic
 
+    check_seed(args.seed, "--seed")
     synthetic = load_synthetic(Path(args.path))
-    dataset = args.dataset or synthetic.manifest.get("dataset")
+    source = source_for_evaluation(args.dataset, synthetic.manifest)  # an image folder or tensor file
+    dataset = source.name if source else args.dataset or synthetic.manifest.get("dataset")
     if not dataset:
         raise DcbenchError(f"{args.path}: the manifest names no dataset; pass --dataset")
     registry = load_plugins()
     arch = registry.architecture(args.arch)
-    augmentation = args.augmentation or synthetic.manifest.get("native_eval_augmentation", "none")
+    native = None
+    if not args.augmentation:  # the method's own evaluation, as recorded by `dcbench condense`
+        recorded = synthetic.manifest.get("native_evaluation")
+        try:
+            native = NativeEvaluation(**recorded) if isinstance(recorded, dict) else \
+                NativeEvaluation(synthetic.manifest.get("native_eval_augmentation", "none"))
+        except TypeError:
+            raise DcbenchError(f"{args.path}: manifest.json has a malformed native_evaluation; "
+                               "pass --augmentation") from None
     overrides: dict[str, Any] = {}
     if args.models:
         overrides["models"] = args.models
     if args.epochs is not None:
         overrides["epochs"] = args.epochs
-    protocol = Protocol.for_preset(args.preset, dataset, augmentation, arch.name, **overrides)
+    if args.precision:
+        overrides["precision"] = args.precision
+    protocol = Protocol.for_preset(args.preset, dataset, args.augmentation or "none", arch.name, native=native,
+                                   **overrides)
     device = resolve_device(args.device)
-    real = _load_real(registry, dataset, args.data_root, device)
+    real = source.load().to(device) if source else _load_real(registry, dataset, args.data_root, device)
+    _check_dataset_content(synthetic.manifest, real, args.path)
     _check_preprocessing(synthetic.manifest, real, args.path)
+    synthetic.validate(real.channels, real.image_size, real.num_classes, source=args.path)
     result = evaluate_synthetic(synthetic, real, protocol, args.seed, device, arch)
     print(f"protocol {protocol.name}: {protocol.models} models, {len(real.test_labels)} test images of {real.name}")
     for i, acc in enumerate(result.test_accs):
@@ -143,6 +199,16 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     sd = torch.tensor(result.test_accs).std().item() * 100 if len(result.test_accs) > 1 else float("nan")
     print(f"mean test accuracy {100 * mean:.2f}% (SD {sd:.2f} over {len(result.test_accs)} models) "
           f"in {result.seconds:.1f}s")
+
+
+def _check_dataset_content(manifest: dict[str, Any], real: Any, path: str) -> None:
+    """A path dataset whose files changed since the condensation is worth a note (not an error:
+    added test images are legitimate; changed statistics are refused by _check_preprocessing)."""
+    recorded = (manifest.get("dataset_source") or {}).get("content_hash")
+    current = getattr(real, "source", {}).get("content_hash")
+    if recorded and current and recorded != current:
+        print(f"dcbench: note: {real.source['path']} changed since {path} was condensed from it "
+              f"(content {recorded[:12]} then, {current[:12]} now)", file=sys.stderr)
 
 
 def _check_preprocessing(manifest: dict[str, Any], real: Any, path: str) -> None:
@@ -160,21 +226,41 @@ def _check_preprocessing(manifest: dict[str, Any], real: Any, path: str) -> None
                                "re-import it with the right --dataset or renormalise it")
 
 
-def cmd_run(args: argparse.Namespace) -> None:
-    from dcbench.runner import run_benchmark
+def cmd_run(args: argparse.Namespace) -> int:
+    """Exit status 0: every cell of the grid is finished; 1: some (or all) cells failed."""
+    from dcbench.runner import run_grid
 
-    run_benchmark(spec_path=Path(args.spec) if args.spec else None, preset=args.preset,
-                  out=Path(args.out) if args.out else None, executor=args.executor,
-                  ray_address=args.ray_address, data_root=args.data_root, device=args.device,
-                  show_progress=not args.quiet)
+    if args.ray_address is not None and args.executor != "ray":
+        raise DcbenchError("--ray-address is only used by the ray executor; add --executor ray (or drop the address)")
+    outcome = run_grid(spec_path=Path(args.spec) if args.spec else None, preset=args.preset,
+                       out=Path(args.out) if args.out else None, executor=args.executor,
+                       ray_address=args.ray_address, data_root=args.data_root, device=args.device,
+                       show_progress=not args.quiet, threads=args.threads,
+                       precision=args.precision, reference=args.reference,
+                       checkpoint_every=args.checkpoint_every, gpus_per_cell=args.gpus_per_cell,
+                       tensorboard=args.tensorboard, max_retries=args.max_retries)
+    return outcome.exit_status
+
+
+def cmd_compare(args: argparse.Namespace) -> None:
+    from dcbench.compare import compare_paths, comparison_text
+
+    table = compare_paths(Path(args.run), Path(args.reference), args.alpha, require_overlap=True)
+    if args.csv:
+        table.to_csv(args.csv, index=False)
+    print(comparison_text(table, Path(args.reference), args.alpha))
 
 
 def cmd_report(args: argparse.Namespace) -> None:
+    from dcbench.outputs import check_output_dir
     from dcbench.report import KNOWN_FORMATS, write_report
 
     formats = tuple(f.strip() for f in args.format.split(",")) if args.format else KNOWN_FORMATS
+    if (Path(args.results_dir) / "runs.csv").is_file():  # else write_report names the missing input
+        check_output_dir(Path(args.out) if args.out else Path(args.results_dir) / "report", "report directory")
     path = write_report(Path(args.results_dir), Path(args.out) if args.out else None, reference=args.reference,
-                        alpha=args.alpha, formats=formats, paired=args.paired)
+                        alpha=args.alpha, formats=formats, paired=args.paired,
+                        against=Path(args.against) if args.against else None)
     print(f"report written: {path}")
 
 
@@ -200,20 +286,36 @@ def build_parser() -> argparse.ArgumentParser:
 
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("--data-root", help="directory with torchvision-layout datasets (default: $DCBENCH_DATA)")
-        p.add_argument("--device", default="auto", help="auto (a GPU when there is one), cpu or cuda[:N]")
+        p.add_argument("--device", default="auto", help=f"{DEVICE_CHOICES} (auto: a CUDA GPU when there is one)")
+        p.add_argument("--threads", type=_positive_int, help="torch CPU threads (default: torch's choice, "
+                       "or the spec's `threads` for run)")
+        p.add_argument("--precision", choices=PRECISIONS, help="fp32 (default) or bf16 autocast for "
+                       "condensation and evaluation (recorded with the results)")
+
+    def checkpoints(p: argparse.ArgumentParser, default: str | None) -> None:
+        p.add_argument("--checkpoint-every", default=default, metavar="N|TIME",
+                       help="write checkpoint.pt every N iterations (500) or every TIME (30s, 10m, 2h), or 'off'; "
+                            "running the same command again resumes from it (default: "
+                            f"{default or 'the spec, 10m'})")
 
     sub.add_parser("list", help="show methods, datasets and architectures").set_defaults(func=cmd_list)
     sub.add_parser("plugins", help="show loaded plugins and their hooks").set_defaults(func=cmd_plugins)
 
     p = sub.add_parser("condense", help="condense one dataset with one method")
     p.add_argument("--method", required=True)
-    p.add_argument("--dataset", required=True)
+    p.add_argument("--dataset", required=True,
+                   help="a registered name (see `dcbench list`), an image folder (ROOT/train/<class>/*, "
+                        "ROOT/test/<class>/*) or a .pt/.npz file")
+    p.add_argument("--image-size", metavar="N|HxW",
+                   help="resize a folder/file dataset to this size (default: the images' most common size)")
     p.add_argument("--ipc", type=int, required=True, help="synthetic images per class")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--preset", default="quick", choices=("smoke", "quick", "paper"))
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a method setting (repeatable)")
     p.add_argument("-o", "--output", required=True, help="output directory")
+    p.add_argument("--overwrite", action="store_true", help="replace a synthetic set already in the output directory")
     common(p)
+    checkpoints(p, "10m")
     p.set_defaults(func=cmd_condense)
 
     p = sub.add_parser("evaluate", help="train fresh networks on a saved synthetic set and test them")
@@ -224,7 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--augmentation", choices=("none", "dsa", "dc"),
                    help="evaluation augmentation (default: the method's native one)")
     p.add_argument("--preset", default="quick", choices=("smoke", "quick", "paper"))
-    p.add_argument("--dataset", help="override the manifest's dataset")
+    p.add_argument("--dataset", help="override the manifest's dataset (a name, an image folder or a .pt/.npz file)")
     p.add_argument("--seed", type=int, default=0, help="evaluation seed")
     common(p)
     p.set_defaults(func=cmd_evaluate)
@@ -232,10 +334,23 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run a benchmark grid (default: the quick FashionMNIST benchmark)")
     p.add_argument("spec", nargs="?", help="a TOML spec (default: the built-in benchmark)")
     p.add_argument("--preset", choices=("smoke", "quick", "paper"), help="overrides the spec's preset")
-    p.add_argument("--out", help="results directory (default: results/<name>)")
+    p.add_argument("--out", help="results directory (default: results/local/<name>, not committed)")
+    p.add_argument("--reference", default="auto",
+                   help="compare the run with these results: a results directory or a CSV of published numbers "
+                        "(method,dataset,ipc,mean,sd,n); default auto: the committed results/reference/ of the "
+                        "same datasets and preset; none: no comparison")
     p.add_argument("--executor", default="local", choices=("local", "ray"))
     p.add_argument("--ray-address", help="join this Ray cluster (default: start a local one)")
     p.add_argument("--quiet", action="store_true", help="no progress display")
+    checkpoints(p, None)
+    p.add_argument("--gpus-per-cell", type=float, metavar="G",
+                   help="Ray: GPUs per cell, e.g. 0.25 to share a GPU between four cells "
+                        "(default: the spec's, else 1 when the cluster has GPUs)")
+    p.add_argument("--max-retries", type=int, default=3, metavar="N",
+                   help="Ray: reruns of a cell whose worker died; the rerun resumes from its checkpoint (default 3)")
+    p.add_argument("--tensorboard", nargs="?", const=True, default=None, metavar="DIR",
+                   help="TensorBoard event files per cell in DIR (default DIR: RESULTS/tensorboard); "
+                        "needs pip install 'dcbench[tensorboard]'")
     common(p)
     p.set_defaults(func=cmd_run)
 
@@ -246,7 +361,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--alpha", type=float, default=0.05)
     p.add_argument("--format", help="comma-separated subset of csv,tex,md,png,pdf (default: all)")
     p.add_argument("--paired", action="store_true", help="paired t-tests where the seed lists match")
+    p.add_argument("--against", help="also compare with these results (a results directory or a published-numbers CSV)")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("compare", help="hold a run against a reference, cell by cell (Welch t, Holm)")
+    p.add_argument("run", help="a results directory")
+    p.add_argument("reference", help="a results directory, or a CSV of published numbers with columns "
+                                     "method, dataset, ipc, mean, sd, n (optional eval_arch), accuracy in %%")
+    p.add_argument("--alpha", type=float, default=0.05)
+    p.add_argument("--csv", help="also write the per-cell comparison to this CSV file")
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("new-method", help="write a plugin package skeleton for a new method")
     p.add_argument("name")
@@ -267,9 +391,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        args.func(args)
+        if getattr(args, "threads", None):
+            set_threads(args.threads)
+        status = args.func(args) or 0
     except DcbenchError as exc:
         print(f"dcbench: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:  # a full disk or a path that went away mid-run: the path and the cause
+        from dcbench.outputs import describe_os_error
+
+        print(f"dcbench: error: {describe_os_error(exc)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("dcbench: interrupted; finished cells are kept, run the same command again to resume", file=sys.stderr)
@@ -281,7 +412,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"dcbench: internal error: {type(exc).__name__}: {first} (set DCBENCH_DEBUG=1 for the traceback)",
               file=sys.stderr)
         return 1
-    return 0
+    return status
 
 
 if __name__ == "__main__":

@@ -1,25 +1,29 @@
-"""Real datasets: normalised train/test tensors with a per-class index, read by torchvision.
+"""Real datasets: normalised train/test tensors with a per-class index.
 
-Nothing is ever downloaded. A dataset is looked for under ``--data-root`` / ``$DCBENCH_DATA``
-(torchvision's layout, e.g. ``ROOT/FashionMNIST/raw/`` or ``ROOT/cifar-10-batches-py/``) and, for
-FashionMNIST, in Debian's ``dataset-fashion-mnist`` directory ``/usr/share/datasets/fashion-mnist``.
-Normalisation constants are those of the reference code (CIFAR-100 with its own statistics).
+Nothing is ever downloaded. A dataset is looked for under the data root that was asked for
+(``--data-root``, else ``$DCBENCH_DATA``; torchvision's layout, e.g. ``ROOT/FashionMNIST/raw/`` or
+``ROOT/cifar-10-batches-py/``) and only there: a root that lacks the dataset is an error, never a
+silent fallback. With no root asked for, FashionMNIST comes from Debian's ``dataset-fashion-mnist``
+directory ``/usr/share/datasets/fashion-mnist``. Every file is read as data only: IDX files by
+torchvision's reader, CIFAR's pickles by a restricted unpickler (:mod:`dcbench.safe_pickle`), SVHN's
+MATLAB files by scipy; labels are range-checked against the classes. Normalisation constants are
+those of the reference code (CIFAR-100 with its own statistics).
 """
 from __future__ import annotations
 
-import gzip
 import os
-import pickle
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from dcbench.data_cache import decompressed_copies
 from dcbench.errors import DcbenchError
+from dcbench.safe_pickle import first_line, load_numpy_pickle
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 
@@ -39,6 +43,18 @@ class RealDataset:
     indices_by_class: list[Tensor] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
+        for split, images, labels in (("training", self.train_images, self.train_labels),
+                                      ("test", self.test_images, self.test_labels)):
+            if labels.ndim != 1 or len(labels) != len(images):
+                raise DcbenchError(f"dataset {self.name!r}: {len(images)} {split} images but labels of shape "
+                                   f"{tuple(labels.shape)}; check that the dataset files are complete")
+            if labels.is_floating_point() or labels.dtype == torch.bool:
+                raise DcbenchError(f"dataset {self.name!r}: {split} labels are {labels.dtype}; expected integer "
+                                   "class indices")
+            if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= self.num_classes):
+                raise DcbenchError(f"dataset {self.name!r}: {split} labels span {int(labels.min())}.."
+                                   f"{int(labels.max())}, but it has {self.num_classes} classes "
+                                   f"(0..{self.num_classes - 1}); the label data is corrupt or mislabelled")
         self.indices_by_class = [torch.nonzero(self.train_labels == c).flatten()
                                  for c in range(self.num_classes)]
         empty = [c for c, idx in enumerate(self.indices_by_class) if idx.numel() == 0]
@@ -104,74 +120,113 @@ def _normalise(images: np.ndarray | Tensor, mean: tuple[float, ...], std: tuple[
         x = x.unsqueeze(1)
     elif x.shape[-1] in (1, 3) and x.shape[1] not in (1, 3):  # (N, H, W, C) -> (N, C, H, W)
         x = x.permute(0, 3, 1, 2)
-    x = x.float().div_(255.0)
+    x = x.float().div_(255.0)  # in place from here: one float copy of the split at the peak
     m = torch.tensor(mean).view(1, -1, 1, 1)
     s = torch.tensor(std).view(1, -1, 1, 1)
-    return ((x - m) / s).contiguous()
+    return x.contiguous().sub_(m).div_(s)
+
+
+def data_root_option(text: str | None) -> Path | None:
+    """``--data-root`` as given: None when left out; an empty value is a mistake, not "the default"."""
+    if text is None:
+        return None
+    if not text.strip():
+        raise DcbenchError("--data-root is empty; pass the directory that holds the dataset, or leave the "
+                           "option out to use the default location")
+    return Path(text)
+
+
+def requested_root(data_root: Path | None) -> tuple[Path, str] | None:
+    """The data root the user asked for, and how: ``data_root`` (--data-root), else ``$DCBENCH_DATA``.
+    A root that was asked for is the only place looked at: nothing falls back silently."""
+    if data_root is not None:
+        return Path(data_root), "--data-root"
+    env = os.environ.get("DCBENCH_DATA")
+    if env is None:
+        return None
+    if not env.strip():
+        raise DcbenchError("$DCBENCH_DATA is set but empty; point it at the directory that holds the datasets, "
+                           "or unset it to use the default location")
+    return Path(env), "$DCBENCH_DATA"
 
 
 def _data_roots(data_root: Path | None) -> list[Path]:
-    roots = [data_root] if data_root else []
-    if os.environ.get("DCBENCH_DATA"):
-        roots.append(Path(os.environ["DCBENCH_DATA"]))
-    return roots
+    """The roots a loader may look in: the one asked for, or none (then only its default location)."""
+    asked = requested_root(data_root)
+    return [asked[0]] if asked else []
 
 
-def _cache_dir() -> Path:
-    return Path(os.environ.get("DCBENCH_CACHE", Path.home() / ".cache" / "dcbench"))
+def _not_there(asked: tuple[Path, str]) -> str:
+    root, how = asked
+    return f"{how} {root}" + ("" if root.is_dir() else " (no such directory)")
+
+
+def _checked_labels(name: str, labels: Tensor, num_classes: int, source: Path) -> Tensor:
+    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
+        bad = int(((labels < 0) | (labels >= num_classes)).sum())
+        raise DcbenchError(f"{name}: {source} holds {bad} label(s) outside 0..{num_classes - 1} (it spans "
+                           f"{int(labels.min())}..{int(labels.max())}); the file is corrupt or from another "
+                           "dataset: re-copy it")
+    return labels
+
+
+IDX_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+             "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
 
 
 def _load_mnist_like(name: str, folder: str, tv_class_name: str, mean: float, std: float,
                      data_root: Path | None, extra_dirs: tuple[Path, ...] = ()) -> RealDataset:
-    """MNIST-format IDX files, from torchvision's layout or a flat directory of (gzipped) IDX files."""
+    """MNIST-format IDX files, from torchvision's layout or a flat directory of (gzipped) IDX files.
+    Gzipped files are read through the content-checked cache (:mod:`dcbench.data_cache`)."""
     import torchvision.datasets as tvd
+    from torchvision.datasets.mnist import read_image_file, read_label_file
 
-    files = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
-    candidates = []
-    for root in _data_roots(data_root):
-        candidates += [root / folder / "raw", root / folder.lower(), root]
-    candidates += list(extra_dirs)
+    files = [f for pair in IDX_FILES.values() for f in pair]
+    asked = requested_root(data_root)
+    candidates = [asked[0] / folder / "raw", asked[0] / folder.lower(), asked[0]] if asked else list(extra_dirs)
 
     def complete(d: Path) -> bool:
         return all((d / f).is_file() or (d / f"{f}.gz").is_file() for f in files)
 
     found = next((d for d in candidates if complete(d)), None)
     if found is None:
-        where = ", ".join(str(d) for d in candidates) or "(no --data-root or $DCBENCH_DATA given)"
+        expected = f"{', '.join(files)} (or .gz)"
+        if asked:
+            default = f" or leave it out to use {extra_dirs[0]}" if extra_dirs else ""
+            raise DcbenchError(f"{name} not found in {_not_there(asked)}: expected {expected} in it, in its "
+                               f"{folder}/raw/ or in its {folder.lower()}/; fix the path{default}")
         hint = ("install Debian's package with `apt-get install dataset-fashion-mnist`, or pass --data-root"
-                if name == "fashion-mnist" else f"put torchvision's {folder}/raw/ files under --data-root")
-        raise DcbenchError(f"{name} not found: expected {', '.join(files)} (or .gz) in one of {where}; {hint}")
-    # torchvision's reader wants uncompressed files in ROOT/<Folder>/raw: stage them in the cache
-    # unless they already are.
-    in_place = found.name == "raw" and found.parent.name == folder and all((found / f).is_file() for f in files)
-    staged_root = found.parent.parent if in_place else _cache_dir() / name
-    raw = staged_root / folder / "raw"
-    if not in_place:
-        raw.mkdir(parents=True, exist_ok=True)
-        for f in files:
-            source = found / f if (found / f).is_file() else found / f"{f}.gz"
-            if (raw / f).exists() and (raw / f).stat().st_mtime >= source.stat().st_mtime:
-                continue
-            try:
-                opener = gzip.open if source.suffix == ".gz" else open
-                with opener(source, "rb") as src, open(raw / f, "wb") as dst:
-                    shutil.copyfileobj(src, dst)
-            except (OSError, EOFError) as exc:
-                (raw / f).unlink(missing_ok=True)
-                raise DcbenchError(f"{name}: {source} is corrupt or unreadable ({exc}); "
-                                   "reinstall or re-copy the dataset files") from None
-    try:
-        train = getattr(tvd, tv_class_name)(str(staged_root), train=True, download=False)
-        test = getattr(tvd, tv_class_name)(str(staged_root), train=False, download=False)
-        train_x, train_y, test_x, test_y = train.data, train.targets, test.data, test.targets
-    except Exception as exc:  # torchvision asserts on malformed IDX headers and sizes
-        raise DcbenchError(f"{name}: the IDX files in {found} are corrupt or truncated ({type(exc).__name__}: "
-                           f"{str(exc).splitlines()[0] if str(exc) else 'unreadable'}); reinstall or re-copy them") from None
-    if train_x.shape[0] != train_y.shape[0] or test_x.shape[0] != test_y.shape[0]:
-        raise DcbenchError(f"{name}: image and label files in {found} disagree in length; re-copy the dataset files")
+                if extra_dirs else f"pass --data-root DIR (or set DCBENCH_DATA) with torchvision's {folder}/raw/ files")
+        where = ", ".join(str(d) for d in extra_dirs) or "(no --data-root or $DCBENCH_DATA given)"
+        raise DcbenchError(f"{name} not found: expected {expected} in {where}; {hint}")
+    sources = {f: found / f if (found / f).is_file() else found / f"{f}.gz" for f in files}
+    readable = dict(sources)
+    gzipped = {f: path for f, path in sources.items() if path.suffix == ".gz"}
+    if gzipped:  # torchvision's IDX reader wants plain files
+        readable.update(decompressed_copies(name, gzipped))
+
+    def read(reader: Callable[[str], Tensor], f: str) -> Tensor:
+        try:
+            return reader(str(readable[f]))
+        except Exception as exc:  # noqa: BLE001 - torchvision asserts on malformed IDX headers and sizes
+            text = str(exc).splitlines()[0] if str(exc) else "bad header or size"
+            raise DcbenchError(f"{name}: {sources[f]} is corrupt or truncated ({type(exc).__name__}: {text}); "
+                               "re-copy or reinstall the dataset files") from None
+
+    classes = tuple(getattr(tvd, tv_class_name).classes)
+    split: dict[str, tuple[Tensor, Tensor]] = {}
+    for part, (image_file, label_file) in IDX_FILES.items():
+        images, labels = read(read_image_file, image_file), read(read_label_file, label_file)
+        if images.shape[0] != labels.shape[0]:
+            raise DcbenchError(f"{name}: {sources[image_file]} holds {images.shape[0]} images but "
+                               f"{sources[label_file]} {labels.shape[0]} labels; re-copy the dataset files")
+        if tuple(images.shape[1:]) != (28, 28):
+            raise DcbenchError(f"{name}: {sources[image_file]} holds {tuple(images.shape[1:])} images, "
+                               f"{name}'s are (28, 28); is it another dataset's file?")
+        split[part] = images, _checked_labels(name, labels, len(classes), sources[label_file])
+    (train_x, train_y), (test_x, test_y) = split["train"], split["test"]
     return RealDataset(name, _normalise(train_x, (mean,), (std,)), train_y.long(),
-                       _normalise(test_x, (mean,), (std,)), test_y.long(), (mean,), (std,),
-                       tuple(train.classes))
+                       _normalise(test_x, (mean,), (std,)), test_y.long(), (mean,), (std,), classes)
 
 
 def load_fashion_mnist(data_root: Path | None) -> RealDataset:
@@ -183,73 +238,123 @@ def load_mnist(data_root: Path | None) -> RealDataset:
     return _load_mnist_like("mnist", "MNIST", "MNIST", 0.1307, 0.3081, data_root)
 
 
-def _torchvision_split(cls: type, root: Path, **kwargs: object) -> object:
-    """Instantiate a torchvision dataset without its MD5 checks, so that re-packed or tiny test
-    copies load too; the shape and label checks in :func:`_load_torchvision` follow instead."""
+@dataclass(frozen=True)
+class CifarLayout:
+    """The files of a CIFAR ``python`` release (as torchvision expects them under the data root)."""
 
-    def load_meta_unchecked(self: object) -> None:  # CIFAR's class names, without the MD5 check
-        with open(Path(self.root) / self.base_folder / self.meta["filename"], "rb") as f:
-            self.classes = pickle.load(f, encoding="latin1")[self.meta["key"]]
-
-    unchecked = type(cls.__name__, (cls,), {"_check_integrity": lambda self: True,
-                                            "_load_meta": load_meta_unchecked})
-    return unchecked(str(root), download=False, **kwargs)
-
-
-def _load_torchvision(name: str, build: Callable[[Path], tuple], expected: str, data_root: Path | None,
-                      mean: tuple[float, ...], std: tuple[float, ...]) -> RealDataset:
-    roots = _data_roots(data_root)
-    for root in roots:
-        if (root / expected).exists():
-            try:
-                train_x, train_y, test_x, test_y, classes = build(root)
-            except Exception as exc:
-                raise DcbenchError(f"{name}: files under {root / expected} are corrupt or incomplete "
-                                   f"({type(exc).__name__}); re-copy torchvision's {expected}") from None
-            train_y, test_y = torch.as_tensor(np.asarray(train_y)).long(), torch.as_tensor(np.asarray(test_y)).long()
-            if len(train_x) != len(train_y) or len(test_x) != len(test_y) or len(train_x) == 0:
-                raise DcbenchError(f"{name}: images and labels under {root / expected} disagree in length; re-copy them")
-            if int(train_y.max()) >= len(classes) or int(train_y.min()) < 0:
-                raise DcbenchError(f"{name}: labels under {root / expected} are outside 0..{len(classes) - 1}; re-copy them")
-            return RealDataset(name, _normalise(train_x, mean, std), train_y, _normalise(test_x, mean, std),
-                               test_y, mean, std, tuple(classes))
-    where = ", ".join(str(r) for r in roots) or "(no --data-root or $DCBENCH_DATA given)"
-    raise DcbenchError(f"{name} not found: expected torchvision's {expected} under one of {where}; "
-                       f"pass --data-root DIR or set DCBENCH_DATA to the directory that holds it")
+    folder: str
+    train: tuple[str, ...]
+    test: tuple[str, ...]
+    meta: str
+    label_key: str
+    names_key: str
+    num_classes: int
 
 
-def _cifar(cls_name: str) -> Callable[[Path], tuple]:
-    def build(root: Path) -> tuple:
-        import torchvision.datasets as tvd
-
-        cls = getattr(tvd, cls_name)
-        train = _torchvision_split(cls, root, train=True)
-        test = _torchvision_split(cls, root, train=False)
-        return train.data, train.targets, test.data, test.targets, train.classes
-    return build
+CIFAR10 = CifarLayout("cifar-10-batches-py", tuple(f"data_batch_{i}" for i in range(1, 6)), ("test_batch",),
+                      "batches.meta", "labels", "label_names", 10)
+CIFAR100 = CifarLayout("cifar-100-python", ("train",), ("test",), "meta", "fine_labels", "fine_label_names", 100)
 
 
-def _svhn(root: Path) -> tuple:
-    import torchvision.datasets as tvd
+def _read_cifar(name: str, layout: CifarLayout, folder: Path) -> tuple:
+    """CIFAR's pickled batches, read with the restricted unpickler: a batch that asks for anything
+    but plain data and NumPy arrays is refused before any of it runs."""
 
-    train = _torchvision_split(tvd.SVHN, root, split="train")
-    test = _torchvision_split(tvd.SVHN, root, split="test")
-    return train.data, train.labels, test.data, test.labels, tuple(str(i) for i in range(10))
+    def load(file: str, what: str) -> Any:
+        path = folder / file
+        if not path.is_file():
+            raise DcbenchError(f"{name}: {path} is missing; re-copy the whole {layout.folder}/ directory")
+        content = load_numpy_pickle(path, what)
+        if not isinstance(content, dict):
+            raise DcbenchError(f"{name}: {path} is not a {what} (it holds a {type(content).__name__}, not a "
+                               "dict); re-copy it")
+        return path, content
+
+    def batch(file: str) -> tuple[np.ndarray, Tensor]:
+        path, content = load(file, f"{name} batch")
+        data, labels = content.get("data"), content.get(layout.label_key)
+        if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
+            raise DcbenchError(f"{name}: {path} is not a {name} batch: its 'data' must be a uint8 array of "
+                               "N x 3072 pixels; re-copy it")
+        labels = np.asarray(labels) if isinstance(labels, (list, np.ndarray)) else None
+        if labels is None or labels.ndim != 1 or labels.dtype.kind not in "iu" or len(labels) != len(data):
+            raise DcbenchError(f"{name}: {path} is not a {name} batch: its {layout.label_key!r} must be "
+                               f"{len(data)} integer labels, one per image; re-copy it")
+        return data.reshape(-1, 3, 32, 32), _checked_labels(name, torch.from_numpy(labels.astype(np.int64)),
+                                                            layout.num_classes, path)
+
+    path, meta = load(layout.meta, f"{name} metadata file")
+    classes = meta.get(layout.names_key)
+    if not isinstance(classes, list) or len(classes) != layout.num_classes or \
+            not all(isinstance(c, str) for c in classes):
+        raise DcbenchError(f"{name}: {path} must list {layout.num_classes} class names under "
+                           f"{layout.names_key!r}; re-copy it")
+    train = [batch(f) for f in layout.train]
+    test = [batch(f) for f in layout.test]
+    return (np.concatenate([x for x, _ in train]), torch.cat([y for _, y in train]),
+            np.concatenate([x for x, _ in test]), torch.cat([y for _, y in test]), classes)
+
+
+def _read_svhn(name: str, folder: Path) -> tuple:
+    """SVHN's MATLAB v5 files: scipy's reader returns arrays only (no code), checked here."""
+    import scipy.io
+
+    parts = []
+    for split in ("train", "test"):
+        path = folder / f"{split}_32x32.mat"
+        if not path.is_file():
+            raise DcbenchError(f"{name}: {path} is missing; copy both train_32x32.mat and test_32x32.mat")
+        try:
+            mat = scipy.io.loadmat(path)
+        except Exception as exc:  # noqa: BLE001 - a damaged file raises anything from ValueError to TypeError
+            raise DcbenchError(f"{name}: {path} is corrupt or not a MATLAB v5 file ({type(exc).__name__}: "
+                               f"{first_line(exc)}); re-copy it") from None
+        images, labels = mat.get("X"), mat.get("y")
+        if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.shape[:3] != (32, 32, 3):
+            raise DcbenchError(f"{name}: {path} is not an SVHN file: its 'X' must be a uint8 array of "
+                               "32 x 32 x 3 x N pixels; re-copy it")
+        if not isinstance(labels, np.ndarray) or labels.dtype.kind not in "iuf" or labels.size != images.shape[3] \
+                or (labels.dtype.kind == "f" and not np.array_equal(labels, np.round(labels))):
+            raise DcbenchError(f"{name}: {path} is not an SVHN file: its 'y' must be {images.shape[3]} whole-number "
+                               "labels 1..10, one per image; re-copy it")
+        labels = torch.from_numpy(labels.reshape(-1).astype(np.int64))
+        labels = _checked_labels(name, torch.where(labels == 10, 0, labels), 10, path)  # SVHN writes digit 0 as 10
+        parts.append((np.ascontiguousarray(images.transpose(3, 2, 0, 1)), labels))
+    (train_x, train_y), (test_x, test_y) = parts
+    return train_x, train_y, test_x, test_y, tuple(str(i) for i in range(10))
+
+
+def _load_torchvision(name: str, read: Callable[[Path], tuple], expected: str, data_root: Path | None,
+                  mean: tuple[float, ...], std: tuple[float, ...]) -> RealDataset:
+    """A dataset in torchvision's layout under the data root that was asked for (there is no default)."""
+    asked = requested_root(data_root)
+    if asked is None:
+        raise DcbenchError(f"{name} needs a data root: pass --data-root DIR or set DCBENCH_DATA to the directory "
+                           f"that holds torchvision's {expected}")
+    root = asked[0]
+    if not (root / expected).exists():
+        raise DcbenchError(f"{name} not found in {_not_there(asked)}: expected torchvision's {expected} there; "
+                           "fix the path")
+    train_x, train_y, test_x, test_y, classes = read(root)
+    if len(train_x) == 0 or len(test_x) == 0:
+        raise DcbenchError(f"{name}: the files under {root} hold no training or no test images; re-copy them")
+    return RealDataset(name, _normalise(train_x, mean, std), train_y, _normalise(test_x, mean, std),
+                       test_y, mean, std, tuple(classes))
 
 
 def load_cifar10(data_root: Path | None) -> RealDataset:
-    return _load_torchvision("cifar10", _cifar("CIFAR10"), "cifar-10-batches-py", data_root,
-                             (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010))
+    return _load_torchvision("cifar10", lambda root: _read_cifar("cifar10", CIFAR10, root / CIFAR10.folder),
+                         CIFAR10.folder, data_root, (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010))
 
 
 def load_cifar100(data_root: Path | None) -> RealDataset:
-    return _load_torchvision("cifar100", _cifar("CIFAR100"), "cifar-100-python", data_root,
-                             (0.5071, 0.4866, 0.4409), (0.2673, 0.2564, 0.2762))
+    return _load_torchvision("cifar100", lambda root: _read_cifar("cifar100", CIFAR100, root / CIFAR100.folder),
+                         CIFAR100.folder, data_root, (0.5071, 0.4866, 0.4409), (0.2673, 0.2564, 0.2762))
 
 
 def load_svhn(data_root: Path | None) -> RealDataset:
-    return _load_torchvision("svhn", _svhn, "train_32x32.mat", data_root,
-                             (0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970))
+    return _load_torchvision("svhn", lambda root: _read_svhn("svhn", root), "train_32x32.mat", data_root,
+                         (0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970))
 
 
 BUILTIN_DATASETS = (
@@ -259,3 +364,16 @@ BUILTIN_DATASETS = (
     DatasetSpec("cifar100", load_cifar100, "CIFAR-100, 100 classes, 3x32x32"),
     DatasetSpec("svhn", load_svhn, "SVHN (train/test), 10 classes, 3x32x32"),
 )
+
+
+def is_dataset_path(name: str) -> bool:
+    """Whether a dataset name is a path (an image folder or a .pt/.npz file) rather than a registered
+    name: it has a path separator, starts with '.' or '~', or ends in .pt/.npz."""
+    return "/" in name or os.sep in name or name.startswith((".", "~")) or name.endswith((".pt", ".npz"))
+
+
+def path_dataset(name: str, size: object = None) -> DatasetSpec:
+    """The dispatch hook for a path-like dataset name: read by :mod:`dcbench.folder_dataset`."""
+    from dcbench.folder_dataset import DatasetSource
+
+    return DatasetSource.from_entry(name, size=size).spec()

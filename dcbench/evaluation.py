@@ -2,8 +2,9 @@
 
 As the reference ``evaluate_synset``: SGD (lr 0.01, momentum 0.9, weight decay 5e-4), batch 256,
 cross-entropy on hard labels, ``epochs + 1`` epochs with the lr multiplied by 0.1 (and the
-optimiser re-created) at epoch ``epochs // 2 + 1``, and the accuracy of the final model on every
-test image (no epoch is ever chosen on test accuracy).
+optimiser re-created) *after* training epoch ``epochs // 2 + 1`` (the reference checks
+``ep in [Epoch//2+1]`` after that epoch's training: 152 of 301 epochs at 0.01 for 300), and the
+accuracy of the final model on every test image (no epoch is ever chosen on test accuracy).
 
 The K models can train together: their parameters are stacked (``torch.func.stack_module_state``)
 and one ``vmap``-ed ``functional_call`` runs all of them per step. Since the summed loss separates
@@ -31,12 +32,48 @@ from torch.nn import functional as F
 from dcbench.augment import augment, dc_augment, dsa_strategy_for, parse_strategy
 from dcbench.datasets import RealDataset
 from dcbench.errors import DcbenchError
-from dcbench.networks import BUILTIN_ARCHITECTURES, Architecture, build_network
-from dcbench.seeding import derive_seed, make_generator
+from dcbench.networks import BUILTIN_ARCHITECTURES, Architecture, build_network, set_inplace_activations
+from dcbench.runtime import autocast, check_precision
+from dcbench.seeding import check_seed, derive_seed, make_generator
 from dcbench.synthetic import SyntheticSet
 
 AUGMENTATIONS = ("none", "dsa", "dc")
-PROTOCOL_VERSION = "1"
+# 2: lr step one epoch later (as the reference), dc augmentation as the reference (zero fill on
+#    scaling down, cubic-spline rotation), paper preset's native epochs per method.
+PROTOCOL_VERSION = "2"
+#: evaluation epochs of the reference scripts without / with augmentation (DC, DSA and DM)
+REFERENCE_EPOCHS = {False: 300, True: 1000}
+
+
+def lr_drop_epoch(epochs: int) -> int:
+    """The first epoch trained at the reduced lr: the reference multiplies it by 0.1 after training
+    epoch ``epochs // 2 + 1``, so epochs ``0 .. epochs // 2 + 1`` use the initial lr."""
+    return epochs // 2 + 2
+
+
+@dataclass(frozen=True)
+class NativeEvaluation:
+    """How a method's own paper evaluates its sets on one dataset (``Method.native_evaluation``).
+
+    ``epochs`` None means the reference scripts' default: 300 without augmentation, 1000 with;
+    ``dsa_strategy`` "" means the dataset's reference strategy string.
+    """
+
+    augmentation: str = "none"
+    epochs: int | None = None
+    dsa_strategy: str = ""
+
+    def __post_init__(self) -> None:
+        if self.augmentation not in AUGMENTATIONS:
+            raise DcbenchError(f"unknown native evaluation augmentation {self.augmentation!r}; "
+                               f"choose one of {', '.join(AUGMENTATIONS)}")
+        if self.epochs is not None and self.epochs < 0:
+            raise DcbenchError(f"native evaluation epochs must be >= 0, got {self.epochs}")
+        parse_strategy(self.dsa_strategy)
+
+    @property
+    def paper_epochs(self) -> int:
+        return self.epochs if self.epochs is not None else REFERENCE_EPOCHS[self.augmentation != "none"]
 
 
 @dataclass(frozen=True)
@@ -54,6 +91,7 @@ class Protocol:
     augmentation: str = "none"
     dsa_strategy: str = ""  # "" = the reference string for the dataset
     test_batch_size: int = 1000
+    precision: str = "fp32"  # fp32 | bf16 (torch.autocast for the forward passes)
     version: str = PROTOCOL_VERSION
 
     def __post_init__(self) -> None:
@@ -66,21 +104,29 @@ class Protocol:
         if not self.lr > 0:
             raise DcbenchError(f"protocol lr must be > 0, got {self.lr}")
         parse_strategy(self.dsa_strategy)
+        check_precision(self.precision, "cpu")
 
     @property
     def name(self) -> str:
         width = self.arch_options.get("width")
         arch = f"{self.arch}-W{width}" if width else self.arch
-        return f"{arch}/{self.epochs}ep/{self.augmentation}/v{self.version}"
+        precision = "" if self.precision == "fp32" else f"/{self.precision}"
+        return f"{arch}/{self.epochs}ep/{self.augmentation}{precision}/v{self.version}"
 
     @classmethod
     def for_preset(cls, preset: str, dataset: str = "", augmentation: str = "none", arch: str = "ConvNet",
-                   **overrides: Any) -> Protocol:
+                   native: NativeEvaluation | None = None, **overrides: Any) -> Protocol:
         """The protocol of a preset. ``paper``: 20 models, 300 epochs without augmentation and 1000
         with (DC/DSA/DM scripts), full-width networks. ``quick``: the CPU budget of ``dcbench run``.
-        ``smoke``: a few epochs of two tiny networks, for tests."""
+        ``smoke``: a few epochs of two tiny networks, for tests. ``native`` (a method's own
+        evaluation on ``dataset``) replaces ``augmentation`` and gives its DSA strategy and, under
+        ``paper``, its epochs (e.g. CAFE's 600); ``quick`` and ``smoke`` keep their epoch budget."""
+        if native is not None:
+            augmentation = native.augmentation
+            overrides = {"dsa_strategy": native.dsa_strategy, **overrides}
         if preset == "paper":
-            values: dict[str, Any] = {"models": 20, "epochs": 300 if augmentation == "none" else 1000}
+            epochs = native.paper_epochs if native is not None else REFERENCE_EPOCHS[augmentation != "none"]
+            values: dict[str, Any] = {"models": 20, "epochs": epochs}
         elif preset == "quick":
             values = {"models": 2, "epochs": 150, "arch_options": {"width": 32}}
         elif preset == "smoke":
@@ -104,6 +150,8 @@ class EvaluationResult:
     eval_seeds: list[int]
     seconds: float
     protocol: dict[str, Any]
+    train_seconds: float = 0.0  # of ``seconds``: training the K models
+    test_seconds: float = 0.0  # of ``seconds``: the test passes
 
     @property
     def mean(self) -> float:
@@ -123,7 +171,7 @@ class _StackedModels:
 
     def __init__(self, nets: list[nn.Module]) -> None:
         self.params, self.buffers = stack_module_state(nets)
-        template = copy.deepcopy(nets[0]).to("meta")
+        template = set_inplace_activations(copy.deepcopy(nets[0]).to("meta"), False)
 
         def run(params: dict[str, Tensor], buffers: dict[str, Tensor], x: Tensor) -> Tensor:
             return functional_call(template, (params, buffers), (x,))
@@ -181,7 +229,7 @@ def _train_group(models: _StackedModels | _SingleModel, indices: list[int], imag
     optimizer = new_optimizer(lr)
     correct = torch.zeros(k, device=images.device)
     for epoch in range(protocol.epochs + 1):
-        if epoch == protocol.epochs // 2 + 1:
+        if epoch == lr_drop_epoch(protocol.epochs):
             lr *= 0.1
             optimizer = new_optimizer(lr)  # re-created, as the reference: momentum is reset
         perms = torch.stack([torch.randperm(n, generator=g) for g in order_gens]).to(images.device)
@@ -190,8 +238,9 @@ def _train_group(models: _StackedModels | _SingleModel, indices: list[int], imag
             idx = perms[:, start:start + protocol.batch_size]
             xb = torch.stack([aug(images[i]) for aug, i in zip(aug_fns, idx)])
             yb = labels[idx]
-            logits = models.logits(xb)
-            loss = F.cross_entropy(logits.flatten(0, 1), yb.flatten(), reduction="none").view(k, -1).mean(1).sum()
+            with autocast(protocol.precision, images.device.type):
+                logits = models.logits(xb)
+            loss = F.cross_entropy(logits.float().flatten(0, 1), yb.flatten(), reduction="none").view(k, -1).mean(1).sum()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -200,12 +249,15 @@ def _train_group(models: _StackedModels | _SingleModel, indices: list[int], imag
 
 
 @torch.no_grad()
-def _test_group(models: _StackedModels | _SingleModel, real: RealDataset, batch_size: int) -> list[float]:
+def _test_group(models: _StackedModels | _SingleModel, real: RealDataset, batch_size: int,
+                precision: str = "fp32") -> list[float]:
     correct = None
     for start in range(0, real.test_images.shape[0], batch_size):
         x = real.test_images[start:start + batch_size]
         y = real.test_labels[start:start + batch_size]
-        hits = (models.logits_shared(x).argmax(-1) == y).sum(1)
+        with autocast(precision, x.device.type):
+            logits = models.logits_shared(x)
+        hits = (logits.argmax(-1) == y).sum(1)
         correct = hits if correct is None else correct + hits
     return (correct.float() / real.test_images.shape[0]).tolist()
 
@@ -224,6 +276,7 @@ def evaluate_synthetic(synthetic: SyntheticSet, real: RealDataset, protocol: Pro
     arch = architecture or {a.name: a for a in BUILTIN_ARCHITECTURES}.get(protocol.arch)
     if arch is None:
         raise DcbenchError(f"unknown evaluation architecture {protocol.arch!r}; `dcbench list` shows them")
+    check_seed(seed)
     synthetic.validate(real.channels, real.image_size, real.num_classes)
     real = real.to(device) if real.device != device else real
     images, labels = synthetic.images.to(device), synthetic.labels.to(device)
@@ -241,9 +294,12 @@ def evaluate_synthetic(synthetic: SyntheticSet, real: RealDataset, protocol: Pro
     else:
         train_accs = [acc for i, net in enumerate(nets)
                       for acc in _train_group(_SingleModel(net), [i], images, labels, protocol, seed)]
+    trained = time.perf_counter()
     if stack and device.type != "cpu":
-        test_accs = _test_group(models, real, protocol.test_batch_size)
+        test_accs = _test_group(models, real, protocol.test_batch_size, protocol.precision)
     else:  # a CPU is compute-bound here: model by model is faster than vmap
-        test_accs = [acc for net in nets for acc in _test_group(_SingleModel(net), real, protocol.test_batch_size)]
+        test_accs = [acc for net in nets for acc in _test_group(_SingleModel(net), real, protocol.test_batch_size,
+                                                                      protocol.precision)]
+    end = time.perf_counter()
     return EvaluationResult(test_accs, train_accs, [derive_seed(seed, "eval-net", i) for i in range(protocol.models)],
-                            time.perf_counter() - start, protocol.to_dict())
+                            end - start, protocol.to_dict(), train_seconds=trained - start, test_seconds=end - trained)

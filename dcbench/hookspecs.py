@@ -63,7 +63,10 @@ def dcbench_register_architectures(register: Callable[[Architecture], None]) -> 
 def dcbench_cell_started(cell: Mapping[str, Any]) -> None:
     """A cell (one method, dataset, IPC and seed) starts condensing.
 
-    :param cell: the cell's identity: ``id``, ``method``, ``dataset``, ``ipc``, ``seed``, ``preset``.
+    :param cell: the cell's identity: ``id``, ``method``, ``dataset``, ``ipc``, ``seed``, ``preset``;
+        plus ``directory`` (where the cell writes its files) and ``tracking``, the settings of the
+        run for tracking plugins (e.g. ``{"tensorboard": "/abs/dir"}`` under ``--tensorboard``;
+        empty when nothing was asked for).
     """
 
 
@@ -72,7 +75,7 @@ def dcbench_condense_progress(cell: Mapping[str, Any], step: int, total: int, me
     """A method reported progress while condensing.
 
     :param cell: the cell's identity (as in :func:`dcbench_cell_started`).
-    :param step: iterations done so far.
+    :param step: iterations done so far (a resumed cell starts after its checkpoint's iteration).
     :param total: the iteration budget.
     :param metrics: numbers the method reported, e.g. ``{"loss": 3.2}``.
     """

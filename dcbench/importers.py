@@ -13,10 +13,10 @@ imported file cannot run code. The reference stores its accuracies as NumPy floa
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 import numbers
-import pickle
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,6 +29,7 @@ from torch import Tensor
 
 from dcbench import __version__
 from dcbench.errors import DcbenchError
+from dcbench.safe_pickle import load_tensor_file
 from dcbench.synthetic import GRID_FILE, SyntheticSet
 from dcbench.testing import METHOD_NAME
 
@@ -113,7 +114,7 @@ def import_dc_repo(file: Path, dataset: str, output: Path, method: str | None) -
         if target.exists() and any(target.iterdir()):
             raise DcbenchError(f"{target} already exists and is not empty; choose another -o or remove it")
     sha256 = hashlib.sha256(file.read_bytes()).hexdigest()
-    augmentation = _native_eval_augmentation(method)
+    native = _native_evaluation(method, dataset)
     for i, (synthetic, target) in enumerate(zip(sets, targets)):
         synthetic.manifest.update({
             "format": "dcbench-synthetic/1",
@@ -125,7 +126,8 @@ def import_dc_repo(file: Path, dataset: str, output: Path, method: str | None) -
             "seed": i,
             "labels": "hard",
             "preprocessing": {"normalised": True, "mean": list(encoding.mean), "std": list(encoding.std), "zca": False},
-            "native_eval_augmentation": augmentation,
+            "native_eval_augmentation": native["augmentation"],
+            "native_evaluation": native,
             "imported_from": {"file": file.name, "sha256": sha256, "format": "dc-repo", "experiment": i,
                               "experiments": len(sets), "condensed_with": named["model"] if named else None},
             # as the reference stores them: every evaluation of every experiment in the file, pooled
@@ -140,20 +142,7 @@ def import_dc_repo(file: Path, dataset: str, output: Path, method: str | None) -
 
 def load_untrusted(file: Path) -> Any:
     """``torch.load`` a file from elsewhere without letting it run code; one-line errors."""
-    try:
-        with torch.serialization.safe_globals(NUMPY_SCALAR_GLOBALS):
-            return torch.load(file, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        needed = re.search(r"GLOBAL ([\w.]+)", str(exc))
-        if needed:
-            raise DcbenchError(f"{file.name}: refused to load: it needs the Python object {needed[1]}, and loading "
-                               "that could run code; only tensors, lists, dicts and numbers are imported") from None
-        reason = re.search(r"WeightsUnpickler error:\s*(.+)", str(exc))
-        raise DcbenchError(f"{file.name}: not a torch.save file that can be read safely "
-                           f"({reason[1].strip() if reason else _first_line(exc)})") from None
-    except Exception as exc:  # noqa: BLE001 - a corrupt archive raises anything from RuntimeError to EOFError
-        raise DcbenchError(f"{file.name}: not a readable torch.save file ({type(exc).__name__}: "
-                           f"{_first_line(exc)})") from None
+    return load_tensor_file(file, NUMPY_SCALAR_GLOBALS, advice="only files saved by the DC/DSA/DM scripts are imported")
 
 
 def _experiment(entry: Any, index: int, dataset: str, source: str) -> SyntheticSet:
@@ -202,12 +191,14 @@ def _reported_accs(accs: Any, source: str) -> dict[str, list[float]]:
     return reported
 
 
-def _native_eval_augmentation(method: str) -> str:
-    """How dcbench evaluates the method's own sets, when the method is installed; else none."""
+def _native_evaluation(method: str, dataset: str) -> dict[str, Any]:
+    """How the method's own paper evaluates its sets on ``dataset`` when it is installed; else
+    the reference scripts' default (no augmentation)."""
+    from dcbench.evaluation import NativeEvaluation
     from dcbench.plugins import load_plugins
 
     installed = load_plugins().methods.get(method)
-    return installed.native_eval_augmentation if installed else "none"
+    return dataclasses.asdict(installed.native_evaluation(dataset) if installed else NativeEvaluation())
 
 
 def _describe(value: Any) -> str:

@@ -15,13 +15,14 @@ import types
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import torch
 from torch import Tensor, nn
 
 from dcbench.datasets import RealDataset
 from dcbench.errors import DcbenchError
+from dcbench.evaluation import NativeEvaluation
 from dcbench.networks import BUILTIN_ARCHITECTURES, Architecture, build_network
 from dcbench.synthetic import SyntheticSet
 
@@ -35,16 +36,41 @@ class NonFiniteLossError(DcbenchError):
 ProgressCallback = Callable[[int, int, Mapping[str, float]], None]
 
 
+@dataclass(frozen=True)
+class SavedState:
+    """What an interrupted run of a cell left behind: the number of outer iterations it had
+    finished, the method's state after them (tensors on the CPU, numbers, strings, lists and
+    dicts) and the condensation seconds spent to get there."""
+
+    iteration: int
+    state: Mapping[str, Any]
+    seconds: float = 0.0
+
+
+class StateStore(Protocol):
+    """Where a resumable method's state goes between runs (the host's ``checkpoint.pt``, or memory
+    in the conformance kit). The store decides when a checkpoint is due: ``save`` is cheap to call
+    every iteration and calls ``make_state`` only when it writes."""
+
+    def load(self) -> SavedState | None: ...
+
+    def save(self, step: int, total: int, make_state: Callable[[], Mapping[str, Any]]) -> None: ...
+
+
 @dataclass
 class CondenseContext:
     """What the host lends a method while it condenses: the device, the registered architectures,
-    a progress callback and a dict for method-specific metrics (written to the cell's metrics.json)."""
+    a progress callback, a dict for method-specific metrics (written to the cell's metrics.json)
+    and, for a method with ``resumable = True``, a store for its checkpoints."""
 
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     architectures: Mapping[str, Architecture] = field(
         default_factory=lambda: {a.name: a for a in BUILTIN_ARCHITECTURES})
     on_progress: ProgressCallback | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
+    state_store: StateStore | None = None
+    #: the state :meth:`resume` handed back (None: the run started at iteration 0)
+    resumed: SavedState | None = None
 
     def build_network(self, arch: str, real: RealDataset, generator: torch.Generator, **options: Any) -> nn.Module:
         """A freshly initialised ``arch`` for ``real``'s images, drawn from ``generator``, on the device."""
@@ -58,10 +84,31 @@ class CondenseContext:
         if self.on_progress is not None:
             self.on_progress(step, total, metrics)
 
-    def check_finite(self, loss: Tensor, step: int) -> None:
-        """Stop the cell with a clear reason when the loss diverges, instead of saving garbage."""
-        if not math.isfinite(float(loss)):
-            raise NonFiniteLossError(f"loss became {float(loss)} at iteration {step}; "
+    def resume(self) -> SavedState | None:
+        """The state an interrupted run of this cell saved, or None: start at iteration 0.
+
+        Call it once, after building the initial state and before the first iteration; restore
+        every tensor, optimiser and counter from ``state`` and continue at ``iteration``. Random
+        numbers need no restoring because every stream is drawn per iteration
+        (``make_generator(seed, purpose, it)``)."""
+        if self.state_store is not None:
+            self.resumed = self.state_store.load()
+        return self.resumed
+
+    def checkpoint(self, step: int, total: int, make_state: Callable[[], Mapping[str, Any]]) -> None:
+        """Offer a checkpoint after outer iteration ``step`` of ``total``; call it once per
+        iteration, after :meth:`progress`. ``make_state()`` returns everything needed to continue
+        (images, optimiser ``state_dict()``, counters) as tensors, numbers, strings, lists and
+        dicts; the host calls it only when a checkpoint is due."""
+        if self.state_store is not None:
+            self.state_store.save(step, total, make_state)
+
+    def check_finite(self, loss: Tensor | float, step: int) -> None:
+        """Stop the cell with a clear reason when the loss diverges, instead of saving garbage.
+        Pass a float you already have where you can: a tensor costs a host sync on a GPU."""
+        value = float(loss)
+        if not math.isfinite(value):
+            raise NonFiniteLossError(f"loss became {value} at iteration {step}; "
                                      "lower the image learning rate or check the data")
 
 
@@ -79,6 +126,17 @@ class Method:
     config_class: ClassVar[type]
     #: augmentation the method's own paper evaluates with: "none", "dsa" or "dc"
     native_eval_augmentation: ClassVar[str] = "none"
+    #: True when ``condense`` calls ``ctx.resume()`` and ``ctx.checkpoint(...)``, so that an
+    #: interrupted cell continues from its last checkpoint (the conformance kit checks that the
+    #: result is then bitwise the uninterrupted one); a method that leaves it False restarts
+    resumable: ClassVar[bool] = False
+
+    def native_evaluation(self, dataset: str) -> NativeEvaluation:
+        """How the method's own paper evaluates its sets on ``dataset`` (``eval_augmentation =
+        "native"``): augmentation, epochs under the ``paper`` preset and DSA strategy. The default
+        is ``native_eval_augmentation`` with the reference scripts' epochs (300 without
+        augmentation, 1000 with); override it when the paper's script differs by dataset."""
+        return NativeEvaluation(self.native_eval_augmentation)
 
     def make_config(self, preset: str = "paper", overrides: Mapping[str, Any] | None = None) -> Any:
         return make_config(self.config_class, preset, overrides, owner=f"method {self.name!r}")
@@ -110,6 +168,9 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
         args = typing.get_args(annotation)
         inner = args[0] if args else Any
         return origin(_coerce(v, inner, where) for v in value)
+    if annotation is float and isinstance(value, (int, float)) and not isinstance(value, bool) \
+            and not math.isfinite(value):
+        raise DcbenchError(f"{where}: expected a finite number, got {value!r}")
     if annotation is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if annotation is bool and not isinstance(value, bool):

@@ -38,8 +38,24 @@ def _norm(kind: str, channels: int, shape: tuple[int, int]) -> nn.Module:
 
 
 def _activation(kind: str) -> nn.Module:
-    # Never in-place: torch.func transforms (vmap over stacked models) reject in-place ops.
-    return {"relu": nn.ReLU, "sigmoid": nn.Sigmoid}.get(kind, lambda: nn.LeakyReLU(0.01))()
+    # In place, as the reference: the activation overwrites the norm's output, which no backward
+    # needs (norms save their input), so a step allocates one activation-sized tensor less.
+    if kind == "relu":
+        return nn.ReLU(inplace=True)
+    if kind == "sigmoid":
+        return nn.Sigmoid()
+    return nn.LeakyReLU(0.01, inplace=True)
+
+
+def set_inplace_activations(net: nn.Module, enabled: bool) -> nn.Module:
+    """Switch every in-place-capable activation of ``net`` (ReLU, LeakyReLU) on or off.
+
+    Off where a ``torch.func`` transform runs the network (vmapped evaluation, per-class
+    gradients): functional transforms of in-place ops are not worth the risk there."""
+    for module in net.modules():
+        if isinstance(module, (nn.ReLU, nn.LeakyReLU)):
+            module.inplace = enabled
+    return net
 
 
 class ConvNet(nn.Module):
@@ -113,7 +129,7 @@ class MLP(nn.Module):
     def __init__(self, channels: int, num_classes: int, image_size: tuple[int, int]) -> None:
         super().__init__()
         self.body = nn.Sequential(nn.Flatten(), nn.Linear(channels * image_size[0] * image_size[1], 128),
-                                  nn.ReLU(), nn.Linear(128, 128), nn.ReLU())
+                                  nn.ReLU(inplace=True), nn.Linear(128, 128), nn.ReLU(inplace=True))
         self.classifier = nn.Linear(128, num_classes)
 
     def embed(self, x: Tensor) -> Tensor:
@@ -128,12 +144,12 @@ class LeNet(nn.Module):
         super().__init__()
         pad = 2 if channels == 1 else 0
         self.body = nn.Sequential(
-            nn.Conv2d(channels, 6, 5, padding=pad), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+            nn.Conv2d(channels, 6, 5, padding=pad), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+            nn.Conv2d(6, 16, 5), nn.ReLU(inplace=True), nn.MaxPool2d(2), nn.Flatten(),
         )
         h = ((image_size[0] + 2 * pad - 4) // 2 - 4) // 2
         w = ((image_size[1] + 2 * pad - 4) // 2 - 4) // 2
-        self.head = nn.Sequential(nn.Linear(16 * h * w, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU())
+        self.head = nn.Sequential(nn.Linear(16 * h * w, 120), nn.ReLU(inplace=True), nn.Linear(120, 84), nn.ReLU(inplace=True))
         self.classifier = nn.Linear(84, num_classes)
 
     def embed(self, x: Tensor) -> Tensor:
@@ -149,11 +165,11 @@ class AlexNet(nn.Module):
     def __init__(self, channels: int, num_classes: int, image_size: tuple[int, int]) -> None:
         super().__init__()
         self.body = nn.Sequential(
-            nn.Conv2d(channels, 128, 5, padding=4 if channels == 1 else 2), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(128, 192, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(192, 256, 3, padding=1), nn.ReLU(),
-            nn.Conv2d(256, 192, 3, padding=1), nn.ReLU(),
-            nn.Conv2d(192, 192, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+            nn.Conv2d(channels, 128, 5, padding=4 if channels == 1 else 2), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+            nn.Conv2d(128, 192, 5, padding=2), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+            nn.Conv2d(192, 256, 3, padding=1), nn.ReLU(inplace=True),
+            nn.Conv2d(256, 192, 3, padding=1), nn.ReLU(inplace=True),
+            nn.Conv2d(192, 192, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2), nn.Flatten(),
         )
         side = (image_size[0] + (8 if channels == 1 else 4) - 4) // 8
         self.classifier = nn.Linear(192 * side * side, num_classes)
@@ -180,7 +196,7 @@ class VGG11(nn.Module):
                 side //= 2
             else:
                 layers += [nn.Conv2d(in_ch, v, 3, padding=3 if (channels == 1 and i == 0) else 1),
-                           _norm(norm, v, (side, side)), nn.ReLU()]
+                           _norm(norm, v, (side, side)), nn.ReLU(inplace=True)]
                 in_ch = v
         self.body = nn.Sequential(*layers, nn.Flatten())
         self.classifier = nn.Linear(512 * side * side, num_classes)
@@ -216,7 +232,7 @@ class ResNet18(nn.Module):
     def __init__(self, channels: int, num_classes: int, image_size: tuple[int, int], norm: str = "instancenorm") -> None:
         super().__init__()
         self.stem = nn.Sequential(nn.Conv2d(channels, 64, 3, stride=1, padding=1, bias=False),
-                                  _norm(norm, 64, (0, 0)), nn.ReLU())
+                                  _norm(norm, 64, (0, 0)), nn.ReLU(inplace=True))
         stages, in_ch = [], 64
         for out_ch, stride in ((64, 1), (128, 2), (256, 2), (512, 2)):
             stages += [_BasicBlock(in_ch, out_ch, stride, norm), _BasicBlock(out_ch, out_ch, 1, norm)]

@@ -25,7 +25,7 @@ from typing import Any
 import pluggy
 
 from dcbench import hookspecs
-from dcbench.datasets import DatasetSpec
+from dcbench.datasets import DatasetSpec, is_dataset_path, path_dataset
 from dcbench.errors import DcbenchError
 from dcbench.methods import Method
 from dcbench.networks import Architecture
@@ -58,6 +58,8 @@ class Registry:
         return self._lookup("method", self.methods, name)
 
     def dataset(self, name: str) -> DatasetSpec:
+        if name not in self.datasets and is_dataset_path(name):
+            return path_dataset(name)  # an image folder or a .pt/.npz file
         return self._lookup("dataset", self.datasets, name)
 
     def architecture(self, name: str) -> Architecture:
@@ -116,16 +118,25 @@ def load_plugins(strict: bool | None = None) -> Registry:
     blocked = set(_env_list("DCBENCH_DISABLE_PLUGINS") or [])
     for name in blocked:
         manager.set_blocked(name)
-    seen: set[str] = set()
+    seen: dict[str, str] = {}  # entry-point name -> the module it loads
     for ep in sorted(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
-        if ep.name in seen or ep.name in blocked or (allow is not None and ep.name not in allow):
-            continue  # a duplicated dist-info (e.g. a symlinked lib64) must not register twice
-        seen.add(ep.name)
+        if ep.name in blocked or (allow is not None and ep.name not in allow):
+            continue
+        if ep.name in seen:  # a duplicated dist-info (e.g. a symlinked lib64) must not register twice ...
+            if seen[ep.name] != ep.value:  # ... but two different plugins under one name is a clash
+                fail(ep.name, f"two installed plugins are named {ep.name!r} ({seen[ep.name]} and {ep.value}); "
+                              f"{ep.value} is skipped: uninstall one or rename its entry point")
+            continue
+        seen[ep.name] = ep.value
         try:
             plugin = ep.load()
             manager.register(plugin, name=ep.name)
         except Exception as exc:  # noqa: BLE001 - any failure of third-party code is reported, not fatal
             fail(ep.name, _one_line(exc))
+            continue
+        if not manager.get_hookcallers(plugin):  # pluggy ignores functions not marked @hookimpl
+            manager.unregister(plugin)
+            fail(ep.name, "implements no dcbench hook: mark its hook functions with @dcbench.hookimpl")
             continue
         dist = ep.dist
         registry.plugins[ep.name] = PluginInfo(ep.name, dist.name if dist else None, dist.version if dist else None)
@@ -173,8 +184,10 @@ def _collect(registry: Registry, fail: Callable[[str, str], None]) -> None:
                     raise DcbenchError(f"a registered {kind} has no name")
                 owner = registry.owners.get((kind, name)) or (_plugin if name in _staged else None)
                 if owner is not None:
+                    # suggest disabling the third-party one: the built-ins ship with dcbench itself
+                    culprit = next((p for p in (_plugin, owner) if not _is_builtin(registry, p)), _plugin)
                     raise DcbenchError(f"{kind} {name!r} is registered by both {owner!r} and {_plugin!r}; "
-                                       f"uninstall or disable one (DCBENCH_DISABLE_PLUGINS={_plugin})")
+                                       f"uninstall or disable one (DCBENCH_DISABLE_PLUGINS={culprit})")
                 _staged[name] = item
 
             try:
@@ -193,6 +206,11 @@ def _collect(registry: Registry, fail: Callable[[str, str], None]) -> None:
             for name, item in staged.items():
                 table[name] = item
                 registry.owners[(kind, name)] = plugin_name
+
+
+def _is_builtin(registry: Registry, plugin: str) -> bool:
+    info = registry.plugins.get(plugin)
+    return info is not None and info.distribution == "dcbench"
 
 
 def _check_method(method: Method) -> None:

@@ -2,13 +2,15 @@
 
 A cell is one (method, dataset, IPC, seed) condensation and its evaluations on every evaluation
 architecture. Cells are independent, so an executor may run them anywhere: ``local`` runs them
-one after another in this process; ``ray`` sends each to a Ray task (one GPU each when the cluster
-has GPUs). Either way a cell writes its own directory in the store, so the executors produce the
-same ``runs.csv`` for the same seeds.
+one after another in this process (with a progress line for the running cell); ``ray`` sends each
+to a Ray task (see :mod:`dcbench.executors`). Either way a cell writes its own directory in the
+store, so the executors produce the same ``runs.csv`` for the same seeds. Inside a cell, a
+resumable method checkpoints (``checkpoint.pt``) and every progress row goes to ``curve.csv``.
 """
 from __future__ import annotations
 
 import functools
+import importlib.util
 import math
 import os
 import platform
@@ -25,7 +27,12 @@ from typing import Any
 import torch
 
 from dcbench import __version__
+from dcbench.devices import device_name, resolve_device
 from dcbench.errors import DcbenchError
+from dcbench.identity import CellIdentity, data_fingerprint, identity_notes, protocol_hash
+from dcbench.lock import StoreLock
+from dcbench.outputs import check_output_dir
+from dcbench.folder_dataset import DatasetSource, resolve_dataset_entry
 from dcbench.spec import Spec, load_spec
 from dcbench.store import Store
 
@@ -41,10 +48,14 @@ class Cell:
     preset: str
     overrides: dict[str, Any]
     protocols: list[dict[str, Any]]  # Protocol fields per evaluation architecture
-    fingerprint: dict[str, Any]
+    fingerprint: dict[str, Any]  # the cell's identity (dcbench.identity.CellIdentity fields)
     data_root: str | None = None
     device: str = "auto"
     torch_threads: int = field(default_factory=torch.get_num_threads)
+    precision: str = "fp32"
+    dataset_source: DatasetSource | None = None  # a dataset given by path (image folder, .pt/.npz)
+    checkpoint_every: str | int = "10m"  # see dcbench.checkpoint.CheckpointPolicy
+    tracking: dict[str, str] = field(default_factory=dict)  # for observer plugins, e.g. {"tensorboard": dir}
 
     @property
     def id(self) -> str:
@@ -55,7 +66,8 @@ class Cell:
                 "seed": self.seed, "preset": self.preset}
 
 
-def plan_cells(spec: Spec, registry: Any, data_root: str | None, device: str) -> list[Cell]:
+def plan_cells(spec: Spec, registry: Any, data_root: str | None, device: str,
+               tracking: dict[str, str] | None = None) -> list[Cell]:
     """The spec's grid, validated against the installed plugins before any work starts."""
     from dcbench.condensation import config_hash
     from dcbench.evaluation import Protocol
@@ -65,27 +77,46 @@ def plan_cells(spec: Spec, registry: Any, data_root: str | None, device: str) ->
     for name in spec.overrides:
         if name not in methods:
             raise DcbenchError(f"spec overrides method {name!r}, which is not in the spec's methods")
-    for name in spec.datasets:
-        registry.dataset(name)
+    datasets = [resolve_dataset_entry(entry) for entry in spec.datasets]
+    for name, source in datasets:
+        if source is None:
+            registry.dataset(name)
+            continue
+        if name in registry.datasets:
+            raise DcbenchError(f"spec dataset {source.path} is named {name!r}, like a registered dataset; "
+                               'give it another name: { path = "...", name = "..." }')
+        # Read (decode, check, cache) a folder before any cell runs; its content joins the identity.
+        _dataset(name, data_root, "cpu", source)
     for name in spec.eval_archs:
         registry.architecture(name)
+    threads = spec.threads or torch.get_num_threads()
+    if not methods:
+        raise DcbenchError("the spec runs every installed method, and no method plugin is loaded; install one "
+                           "or see `dcbench plugins` for the plugins that failed to load")
     cells = []
     for method_name in methods:
         method = registry.method(method_name)
+        plugin = registry.plugins.get(registry.owners.get(("method", method_name), ""))
         overrides = spec.overrides.get(method_name, {})
         config = config_to_dict(method.make_config(spec.preset, overrides))
-        augmentation = method.native_eval_augmentation if spec.eval_augmentation == "native" else spec.eval_augmentation
-        for dataset in spec.datasets:
+        for dataset, source in datasets:
+            native = method.native_evaluation(dataset) if spec.eval_augmentation == "native" else None
             protocols = []
             for arch in spec.eval_archs:
                 extra = {k: v for k, v in (("models", spec.eval_models), ("epochs", spec.eval_epochs)) if v is not None}
-                protocols.append(Protocol.for_preset(spec.preset, dataset, augmentation, arch, **extra).to_dict())
-            fingerprint = {"config_hash": config_hash(method_name, config),
-                           "protocols": sorted(p["name"] for p in protocols)}
+                protocols.append(Protocol.for_preset(spec.preset, dataset, spec.eval_augmentation, arch, native=native,
+                                                     precision=spec.precision, **extra).to_dict())
+            fingerprint = CellIdentity(
+                method_name=method_name, method_version=method.version, plugin_version=plugin.version if plugin else None,
+                config_hash=config_hash(method_name, config, spec.precision), protocol_hash=protocol_hash(protocols),
+                data_fingerprint=_data_fingerprint(dataset, data_root, source),
+                precision=spec.precision,
+            ).to_dict()
             for ipc in spec.ipcs:
                 for seed in spec.seeds:
                     cells.append(Cell(method_name, dataset, ipc, seed, spec.preset, overrides, protocols,
-                                      fingerprint, data_root, device))
+                                      fingerprint, data_root, device, threads, spec.precision, source,
+                                      checkpoint_every=spec.checkpoint_every, tracking=dict(tracking or {})))
     return cells
 
 
@@ -98,8 +129,49 @@ def _registry() -> Any:
 
 
 @functools.lru_cache(maxsize=2)
-def _dataset(name: str, data_root: str | None, device: str) -> Any:
-    return _registry().dataset(name).loader(Path(data_root) if data_root else None).to(device)
+def _loaded(name: str, data_root: str | None, source: DatasetSource | None = None) -> Any:
+    if source is not None:  # a dataset given by path (image folder, .pt/.npz)
+        return source.load()
+    return _registry().dataset(name).loader(Path(data_root) if data_root else None)
+
+
+@functools.lru_cache(maxsize=2)
+def _dataset(name: str, data_root: str | None, device: str, source: DatasetSource | None = None) -> Any:
+    return _loaded(name, data_root, source).to(device)
+
+
+@functools.lru_cache(maxsize=16)
+def _data_fingerprint(name: str, data_root: str | None, source: DatasetSource | None = None) -> str:
+    """The content hash of a dataset, once per dataset and process."""
+    real = _loaded(name, data_root, source)
+    return data_fingerprint(real.train_images, real.train_labels, real.test_images, real.test_labels,
+                            real.num_classes)
+
+
+def _forget_data() -> None:
+    """Drop every cached dataset (one was modified in place): the next cell reloads it."""
+    for cache in (_loaded, _dataset, _data_fingerprint):
+        cache.cache_clear()
+
+
+def _data_root_recorded(data_root: str | None) -> str | None:
+    """Where the data was looked for: --data-root, else $DCBENCH_DATA, else None (the defaults)."""
+    root = data_root or os.environ.get("DCBENCH_DATA")
+    return str(Path(root).resolve()) if root else None
+
+
+DATA_MODIFIED = ("the method modified the real dataset in place (its content hash changed); methods must not "
+                 "write to RealDataset tensors (the data is reloaded for the next cell)")
+
+
+def _data_intact(real: Any, expected: str) -> bool:
+    """Whether the shared real dataset still has its planned content; when not, forget it so that
+    the next cell reloads it (one method cannot corrupt another's results)."""
+    found = data_fingerprint(real.train_images, real.train_labels, real.test_images, real.test_labels,
+                             real.num_classes)
+    if found != expected:
+        _forget_data()
+    return found == expected
 
 
 def _reset_peak_rss() -> bool:
@@ -120,11 +192,19 @@ def _peak_rss_mb(per_cell: bool) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / scale / 1024
 
 
+def checkpoint_identity_of(cell: Cell, method: Any) -> dict[str, Any]:
+    from dcbench.checkpoint import checkpoint_identity
+    return checkpoint_identity(method.name, method.version, cell.fingerprint["config_hash"], cell.dataset,
+                               cell.ipc, cell.seed)
+
+
 def execute_cell(cell: Cell, root: str) -> dict[str, Any]:
     """Condense and evaluate one cell; write its directory; return its metrics (never raises for
-    a failure of the method itself: that is recorded with its reason)."""
-    from dcbench.cli import resolve_device
+    a failure of the method itself: that is recorded with its reason). A resumable method
+    continues from the cell's ``checkpoint.pt``; progress rows go to ``curve.csv``."""
+    from dcbench.checkpoint import Checkpointer, CheckpointPolicy
     from dcbench.condensation import condense
+    from dcbench.curves import CURVE_FILE, CurveWriter
     from dcbench.evaluation import Protocol, evaluate_synthetic
     from dcbench.methods import CondenseContext
 
@@ -134,10 +214,16 @@ def execute_cell(cell: Cell, root: str) -> dict[str, Any]:
     directory.mkdir(parents=True, exist_ok=True)
     log_path = directory / "log.txt"
     registry = _registry()
+    # observers get the identity plus where the cell writes and the tracking settings
+    observed = {**cell.identity(), "directory": str(directory.resolve()), "tracking": dict(cell.tracking)}
+    curve = CurveWriter(directory / CURVE_FILE)
+    checkpointer = None
     device = resolve_device(cell.device)
     metrics: dict[str, Any] = {"cell": cell.identity(), "fingerprint": cell.fingerprint, "device": str(device),
+                               "precision": cell.precision, "threads": cell.torch_threads,
+                               "device_name": device_name(device),
                                "dcbench_version": __version__, "torch_version": torch.__version__,
-                               "platform": platform.platform(),
+                               "platform": platform.platform(), "data_root": _data_root_recorded(cell.data_root),
                                "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     with open(log_path, "a") as log:
         def note(text: str) -> None:
@@ -145,23 +231,35 @@ def execute_cell(cell: Cell, root: str) -> dict[str, Any]:
             log.flush()
 
         def on_progress(step: int, total: int, values: Any) -> None:
-            registry.manager.hook.dcbench_condense_progress(cell=cell.identity(), step=step, total=total,
-                                                            metrics=values)
+            curve.add(step, total, values)
+            registry.manager.hook.dcbench_condense_progress(cell=observed, step=step, total=total, metrics=values)
             if step == total or step % max(1, total // 20) == 0:
                 note(f"step {step}/{total} " + " ".join(f"{k}={v:.4g}" for k, v in values.items()))
 
-        registry.manager.hook.dcbench_cell_started(cell=cell.identity())
         note(f"start {cell.id} preset={cell.preset} overrides={cell.overrides} device={device}")
+        shared = None
         try:
+            registry.manager.hook.dcbench_cell_started(cell=observed)
             method = registry.method(cell.method)
-            real = _dataset(cell.dataset, cell.data_root, str(device))
+            if _data_fingerprint(cell.dataset, cell.data_root, cell.dataset_source) != cell.fingerprint["data_fingerprint"]:
+                raise DcbenchError(f"the {cell.dataset} data found here differs from the data the grid was "
+                                   "planned with (content hash); give every worker the same --data-root files")
+            shared = _dataset(cell.dataset, cell.data_root, str(device), cell.dataset_source)
+            real = shared.to(shared.device)  # a fresh RealDataset over the same tensors, checked after use
             per_cell_rss = _reset_peak_rss()
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(device)
             plugin = registry.plugins.get(registry.owners[("method", method.name)])
             ctx = CondenseContext(device=device, architectures=registry.architectures, on_progress=on_progress)
+            checkpointer = Checkpointer(directory, checkpoint_identity_of(cell, method),
+                                        CheckpointPolicy.parse(cell.checkpoint_every), note)
             condensed = condense(method, real, cell.ipc, cell.seed, cell.preset, cell.overrides, ctx,
-                                 plugin_version=plugin.version if plugin else None)
+                                 plugin_version=plugin.version if plugin else None, precision=cell.precision,
+                                 state_store=checkpointer)
+            if not _data_intact(shared, cell.fingerprint["data_fingerprint"]):
+                shared = None
+                raise DcbenchError(DATA_MODIFIED)
+            real = shared.to(shared.device)  # evaluation gets a fresh view too
             condensed.synthetic.save(directory)
             condensed.synthetic.save_grid(directory / "grid.png", real.mean, real.std)
             note(f"condensed in {condensed.seconds:.1f}s")
@@ -173,6 +271,7 @@ def execute_cell(cell: Cell, root: str) -> dict[str, Any]:
                 if not all(math.isfinite(a) for a in result.test_accs):
                     raise DcbenchError(f"evaluation on {protocol.arch} gave a non-finite accuracy")
                 evaluations.append({"arch": protocol.arch, "protocol": result.protocol, "seconds": result.seconds,
+                                    "train_seconds": result.train_seconds, "test_seconds": result.test_seconds,
                                     "test_accs": result.test_accs, "train_accs": result.train_accs,
                                     "eval_seeds": result.eval_seeds})
                 note(f"evaluated on {protocol.name}: mean test accuracy {100 * result.mean:.2f}% "
@@ -181,20 +280,35 @@ def execute_cell(cell: Cell, root: str) -> dict[str, Any]:
                 "status": "done", "method_version": method.version,
                 "plugin_version": plugin.version if plugin else None,
                 "condense_s": condensed.seconds, "method_metrics": condensed.metrics,
+                "resumed_at_iteration": condensed.resumed_at,
                 "peak_rss_mb": round(_peak_rss_mb(per_cell_rss), 1),
                 "peak_rss_scope": "cell" if per_cell_rss else "process",
                 "cuda_peak_mb": (round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
                                  if device.type == "cuda" else None),
                 "config": condensed.synthetic.manifest.get("config"),
+                "synthetic_hash": condensed.synthetic.manifest.get("content_hash"),
                 "evaluations": evaluations,
             })
-        except Exception as exc:  # noqa: BLE001 - a failing cell is recorded; the grid goes on
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - SystemExit from a plugin too: recorded, the grid goes on
             reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+            if shared is not None and not _data_intact(shared, cell.fingerprint["data_fingerprint"]):
+                reason += f"; also, {DATA_MODIFIED}"
             note(f"FAILED {reason}\n{traceback.format_exc()}")
             metrics.update({"status": "failed", "reason": reason})
         metrics["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        curve.close()
         store.write_metrics(cell.id, metrics)
-    registry.manager.hook.dcbench_cell_finished(cell=cell.identity(), result=metrics)
+        if checkpointer is not None:
+            checkpointer.discard()  # the cell finished (done or failed): nothing to resume
+    try:
+        registry.manager.hook.dcbench_cell_finished(cell=observed, result=metrics)
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - an observer's failure does not change the cell's result
+        with open(log_path, "a") as log:
+            log.write(f"an observer of dcbench_cell_finished failed: {type(exc).__name__}: {exc}\n")
     return metrics
 
 
@@ -205,61 +319,143 @@ def run_local(cells: list[Cell], root: Path) -> Iterator[dict[str, Any]]:
         yield execute_cell(cell, str(root))
 
 
-def run_ray(cells: list[Cell], root: Path, address: str | None) -> Iterator[dict[str, Any]]:
-    try:
-        import ray
-    except ImportError:
-        raise DcbenchError("the ray executor needs Ray: pip install 'dcbench[ray]'") from None
-    started_here = not ray.is_initialized()
-    if started_here:
-        try:
-            ray.init(address=address, include_dashboard=False, log_to_driver=False,
-                     runtime_env={"env_vars": {k: v for k, v in os.environ.items() if k.startswith("DCBENCH_")}})
-        except (ConnectionError, ValueError, RuntimeError) as exc:
-            raise DcbenchError(f"cannot reach the Ray cluster at {address!r}: {exc}") from None
-    try:
-        gpus = ray.cluster_resources().get("GPU", 0)
-        task = ray.remote(num_gpus=1 if gpus else 0, num_cpus=1, max_retries=0)(execute_cell)
-        pending = [task.remote(cell, str(root)) for cell in cells]
-        while pending:
-            done, pending = ray.wait(pending, num_returns=1)
-            yield ray.get(done[0])
-    finally:
-        if started_here:
-            ray.shutdown()
-
-
 # --- the command ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """What ``dcbench run`` did: the store, the grid's cells and those that failed."""
+
+    root: Path
+    cells: int
+    failed: list[str]
+
+    @property
+    def exit_status(self) -> int:
+        """0 when every cell of the grid is finished, 1 when any failed (all of them included)."""
+        return 1 if self.failed else 0
+
 
 def run_benchmark(spec_path: Path | None = None, preset: str | None = None, out: Path | None = None,
                   executor: str = "local", ray_address: str | None = None, data_root: str | None = None,
-                  device: str = "auto", show_progress: bool = True, write_report: bool = True) -> Path:
+                  device: str = "auto", show_progress: bool = True, write_report: bool = True,
+                  threads: int | None = None, precision: str | None = None, reference: str | None = "auto", checkpoint_every: str | None = None,
+                  gpus_per_cell: float | None = None, tensorboard: bool | str | None = None,
+                  max_retries: int = 3) -> Path:
+    """Run a grid (see :func:`run_grid`) and return its results directory."""
+    return run_grid(spec_path, preset, out, executor, ray_address, data_root, device, show_progress,
+                    write_report, threads, precision, reference, checkpoint_every, gpus_per_cell,
+                    tensorboard, max_retries).root
+
+
+def run_grid(spec_path: Path | None = None, preset: str | None = None, out: Path | None = None,
+             executor: str = "local", ray_address: str | None = None, data_root: str | None = None,
+             device: str = "auto", show_progress: bool = True, write_report: bool = True,
+             threads: int | None = None, precision: str | None = None,
+             reference: str | None = "auto", checkpoint_every: str | None = None,
+             gpus_per_cell: float | None = None, tensorboard: bool | str | None = None,
+             max_retries: int = 3) -> RunOutcome:
+    """Expand the spec, run its unfinished cells with the store locked, rebuild the tables, write
+    the report and end with the comparison against ``reference`` (see
+    :func:`dcbench.compare.resolve_reference`). ``checkpoint_every``, ``gpus_per_cell`` and
+    ``tensorboard`` override the spec's keys; ``max_retries`` is how often Ray reruns a cell whose
+    worker died."""
+    from dcbench.checkpoint import check_compatible
     from dcbench.cli import resolve_device
+    from dcbench.compare import compare_paths, comparison_text, resolve_reference
+    from dcbench.datasets import data_root_option
 
     spec = load_spec(spec_path, preset)
+    if threads is not None:  # the command line wins over the spec
+        spec.threads = threads
+    if precision is not None:
+        spec.precision = precision
+    for key, value in (("checkpoint_every", checkpoint_every), ("gpus_per_cell", gpus_per_cell),
+                       ("tensorboard", tensorboard)):
+        if value is not None:
+            setattr(spec, key, value)
+    spec.validate()
     resolve_device(device)  # fail early on a bad --device
+    data_root_option(data_root)  # an empty --data-root is a mistake, not "the default"
+    if executor == "ray" and ray_address is not None:
+        from dcbench.ray_probe import check_ray_address
+        check_ray_address(ray_address)  # seconds, instead of minutes of Ray's retries
+    root = out or Path("results") / "local" / spec.name  # results/local/ is not committed
+    dataset_names = [resolve_dataset_entry(entry)[0] for entry in spec.datasets]
+    against, no_comparison = resolve_reference(reference, dataset_names, spec.preset, root, spec.name)  # fails now
     registry = _registry()
-    cells = plan_cells(spec, registry, data_root, device)
-    root = out or Path("results") / spec.name
+    tracking = _tracking(spec, root, registry)  # a missing tracking package is refused before any work
+    check_output_dir(root, "results directory")
+    cells = plan_cells(spec, registry, data_root, device, tracking)  # configs and data checked: no work yet
+    root.mkdir(parents=True, exist_ok=True)
     store = Store(root)
-    store.runs.mkdir(parents=True, exist_ok=True)
-    todo = [c for c in cells if not store.is_done(c.id, c.fingerprint)]
-    store.write_spec(spec.to_toml())
-    print(f"dcbench run {spec.name}: {len(cells)} cells, {len(cells) - len(todo)} already done, "
-          f"{len(todo)} to run -> {root}", file=sys.stderr)
-    start = time.perf_counter()
-    if todo:
-        results = run_local(todo, root) if executor == "local" else run_ray(todo, root, ray_address)
-        _show(results, len(todo), show_progress)
-    runs = store.rebuild_tables()
-    wall = time.perf_counter() - start
-    print(f"wall time {wall:.0f}s", file=sys.stderr)
-    if not runs.empty:
-        print(summary_table(runs))
-    if write_report and not runs.empty:
-        from dcbench.report import write_report as report
-        print(f"report: {report(root)}", file=sys.stderr)
-    return root
+    with StoreLock(root):
+        store.runs.mkdir(parents=True, exist_ok=True)
+        todo = []
+        for cell in cells:
+            state = store.cell_state(cell.id, cell.fingerprint)
+            if state.damage:
+                print(f"cell {cell.id} is damaged ({state.damage}); re-running it", file=sys.stderr)
+                store.discard(cell.id, state.damage)
+            if not state.done:
+                todo.append(cell)
+        for cell in todo:  # refuse a checkpoint of another config before any work
+            check_compatible(store.cell_dir(cell.id), checkpoint_identity_of(cell, registry.method(cell.method)))
+        store.record_spec(spec.to_toml(), __version__)
+        print(f"dcbench run {spec.name}: {len(cells)} cells, {len(cells) - len(todo)} already done, "
+              f"{len(todo)} to run -> {root}", file=sys.stderr)
+        start = time.perf_counter()
+        if todo:
+            if executor == "local":
+                _run_local_with_progress(todo, root, registry, show_progress)
+            else:
+                from dcbench.executors import run_ray
+                results = run_ray(todo, root, ray_address, execute_cell, spec.gpus_per_cell, max_retries)
+                _show(results, len(todo), show_progress)
+        runs = store.rebuild_tables()
+        wall = time.perf_counter() - start
+        print(f"wall time {wall:.0f}s", file=sys.stderr)
+        for line in identity_notes(runs):
+            print(f"note: {line}", file=sys.stderr)
+        if not runs.empty:
+            print(summary_table(runs))
+        if write_report and not runs.empty:
+            from dcbench.report import write_report as report
+            print(f"report: {report(root, against=against)}", file=sys.stderr)
+        if against is not None and not runs.empty:
+            print(comparison_text(compare_paths(root, against), against))
+        elif not runs.empty:
+            print(no_comparison, file=sys.stderr)
+        failed = [c.id for c in cells if (store.read_metrics(c.id) or {}).get("status") != "done"]
+    if failed:
+        print(f"{len(failed)} of {len(cells)} cells failed (reasons in {root / 'failures.csv'}); fix the cause "
+              "and run the same command again to re-run them", file=sys.stderr)
+    return RunOutcome(root, len(cells), failed)
+
+
+def _run_local_with_progress(cells: list[Cell], root: Path, registry: Any, show_progress: bool) -> None:
+    """The local executor with a second line for the running cell (iteration, loss, ETA)."""
+    from dcbench.progress import CellProgressBar
+
+    bar = CellProgressBar(position=1, disable=not show_progress)
+    registry.manager.register(bar, name="dcbench.progress")
+    try:
+        _show(run_local(cells, root), len(cells), show_progress)
+    finally:
+        bar.close()
+        registry.manager.unregister(bar)
+
+
+def _tracking(spec: Spec, root: Path, registry: Any) -> dict[str, str]:
+    """Settings of the tracking plugins for every cell; refuses a missing dependency up front."""
+    if spec.tensorboard is False:
+        return {}
+    if importlib.util.find_spec("tensorboard") is None:
+        raise DcbenchError("tensorboard logging needs TensorBoard: pip install 'dcbench[tensorboard]'")
+    if "tensorboard" not in registry.plugins:
+        raise DcbenchError("tensorboard logging asked for, but the 'tensorboard' plugin is not loaded "
+                           "(check DCBENCH_LOAD_PLUGINS / DCBENCH_DISABLE_PLUGINS)")
+    directory = root / "tensorboard" if spec.tensorboard is True else Path(str(spec.tensorboard))
+    return {"tensorboard": str(directory.resolve())}
 
 
 def _show(results: Iterator[dict[str, Any]], total: int, show_progress: bool) -> None:
@@ -271,6 +467,8 @@ def _show(results: Iterator[dict[str, Any]], total: int, show_progress: bool) ->
             if metrics["status"] == "done":
                 accs = [a for ev in metrics["evaluations"] for a in ev["test_accs"]]
                 status = f"done {100 * sum(accs) / len(accs):.1f}% ({metrics['condense_s']:.0f}s condense)"
+                if metrics.get("resumed_at_iteration"):
+                    status += f", resumed at iteration {metrics['resumed_at_iteration']}"
             else:
                 status = f"FAILED: {metrics['reason']}"
             bar.write(f"{cell['id']}: {status}", file=sys.stderr)

@@ -9,6 +9,8 @@ import hashlib
 
 import torch
 
+from dcbench.schema import Integer
+
 
 def derive_seed(seed: int, *keys: object) -> int:
     """A 63-bit seed for the stream named by ``keys`` under ``seed`` (stable across runs and machines)."""
@@ -20,3 +22,11 @@ def make_generator(seed: int, *keys: object) -> torch.Generator:
     """A CPU generator for the stream ``keys`` of ``seed``. Draw on the CPU, then move the tensors:
     the same seed then gives the same numbers on every device."""
     return torch.Generator(device="cpu").manual_seed(derive_seed(seed, *keys))
+
+
+SEED = Integer(minimum=0)  # the one seed policy, for the CLI, specs and the library alike
+
+
+def check_seed(seed: object, where: str = "seed") -> int:
+    """``seed`` if it is an integer >= 0 (not a bool); a one-line error naming ``where`` otherwise."""
+    return SEED.check(where, seed)

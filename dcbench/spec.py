@@ -4,67 +4,102 @@ A spec is a TOML file (or the built-in default). Example::
 
     name = "my-grid"
     preset = "quick"                  # smoke | quick | paper: chooses every unset knob
-    methods = ["random", "dm", "cafe"] # default: every installed method (not `whole`)
-    datasets = ["fashion-mnist"]
+    methods = ["random", "dm", "cafe"] # leave out for every installed method (not `whole`)
+    datasets = ["fashion-mnist"]      # names, or your own data by path (relative to this file):
+                                      # "./my_images" or { path = "./my_images", name = "mydata", size = 32 }
     ipcs = [1, 10]
     seeds = [0, 1, 2]                  # shared by all methods
     eval_archs = ["ConvNet"]
     eval_models = 2                    # default: the preset's
     eval_epochs = 150                  # default: the preset's
     eval_augmentation = "none"         # none | dsa | dc | native (each method's own paper's)
+    precision = "fp32"                 # fp32 | bf16: torch.autocast for condensation and evaluation
+    threads = 2                        # torch CPU threads per cell (default: torch's choice)
+    checkpoint_every = "10m"           # checkpoints inside a cell: iterations (500), a time (10m) or "off"
+    gpus_per_cell = 0.5                # Ray executor: GPUs per cell (default 1 when the cluster has GPUs)
+    tensorboard = true                 # TensorBoard event files per cell: true (<results>/tensorboard) or a dir
 
     [overrides.dm]                     # method settings, as `dcbench condense --set`
     iterations = 200
 """
 from __future__ import annotations
 
-import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dcbench.checkpoint import CheckpointPolicy
+from dcbench.compat import tomllib
 from dcbench.errors import DcbenchError
+from dcbench.folder_dataset import anchor_dataset_entry, resolve_dataset_entry
 from dcbench.methods import PRESETS
+from dcbench.runtime import PRECISIONS
+from dcbench.schema import Integer, ListOf, OneOf, Optional, Rule, Table, Text, check_fields
+from dcbench.seeding import SEED
 
 EVAL_AUGMENTATIONS = ("none", "dsa", "dc", "native")
+
+# Every spec key and the one shape it accepts (bool is not int, a string is not a list, lists are
+# non-empty and without repeats); a new key is one line here plus its field in Spec.
+class DatasetEntry(Rule):
+    """A dataset name, a path, or a table ``{ path = "...", name = "...", size = 32 }`` (whose keys
+    :func:`dcbench.folder_dataset.resolve_dataset_entry` checks)."""
+
+    expected = 'a name, a path or a table { path = "...", name = "..." }'
+
+    def accepts(self, value: Any) -> bool:
+        return (isinstance(value, str) and bool(value.strip())) or isinstance(value, dict)
+
+
+SPEC_SCHEMA: dict[str, Rule] = {
+    "name": Text(),
+    "preset": OneOf(PRESETS),
+    "methods": Optional(ListOf(Text(), if_empty="leave the key out to run every installed method")),
+    "datasets": ListOf(DatasetEntry()),
+    "ipcs": ListOf(Integer(minimum=1)),
+    "seeds": ListOf(SEED),
+    "eval_archs": ListOf(Text()),
+    "eval_models": Optional(Integer(minimum=1)),
+    "eval_epochs": Optional(Integer(minimum=0)),
+    "eval_augmentation": OneOf(EVAL_AUGMENTATIONS),
+    "overrides": Table(values=Table()),  # [overrides.METHOD] key = value, checked by the method's config
+    "precision": OneOf(PRECISIONS),
+    "threads": Optional(Integer(minimum=1)),
+}
 
 
 @dataclass
 class Spec:
     name: str = "fashion-mnist-quick"
     preset: str = "quick"
-    methods: list[str] = field(default_factory=list)  # empty = every installed method
-    datasets: list[str] = field(default_factory=lambda: ["fashion-mnist"])
+    methods: list[str] | None = None  # None = every installed method
+    datasets: list[str | dict[str, Any]] = field(default_factory=lambda: ["fashion-mnist"])
     ipcs: list[int] = field(default_factory=lambda: [1, 10])
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     eval_archs: list[str] = field(default_factory=lambda: ["ConvNet"])
     eval_models: int | None = None
     eval_epochs: int | None = None
     eval_augmentation: str = "none"
+    precision: str = "fp32"
+    threads: int | None = None
+    checkpoint_every: str | int = "10m"
+    gpus_per_cell: float | None = None  # None: 1 when the Ray cluster has GPUs, else 0
+    tensorboard: bool | str = False
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def validate(self) -> None:
-        if self.preset not in PRESETS:
-            raise DcbenchError(f"spec preset {self.preset!r} is not one of {', '.join(PRESETS)}")
-        if self.eval_augmentation not in EVAL_AUGMENTATIONS:
-            raise DcbenchError(f"spec eval_augmentation {self.eval_augmentation!r} is not one of "
-                               f"{', '.join(EVAL_AUGMENTATIONS)}")
-        for key in ("datasets", "ipcs", "seeds", "eval_archs"):
-            if not getattr(self, key):
-                raise DcbenchError(f"spec {key} is empty; list at least one")
-        for ipc in self.ipcs:
-            if not isinstance(ipc, int) or isinstance(ipc, bool) or ipc <= 0:
-                raise DcbenchError(f"spec ipcs must be positive integers, got {ipc!r}")
-        for seed in self.seeds:
-            if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-                raise DcbenchError(f"spec seeds must be non-negative integers, got {seed!r}")
-        if len(set(self.seeds)) != len(self.seeds):
-            raise DcbenchError("spec seeds contain duplicates; list each seed once")
-        for key in ("eval_models", "eval_epochs"):
-            value = getattr(self, key)
-            if value is not None and (not isinstance(value, int) or value < (1 if key == "eval_models" else 0)):
-                raise DcbenchError(f"spec {key} must be a positive integer, got {value!r}")
-        if not self.name or "/" in self.name or self.name.startswith("."):
+        """One-line errors naming the key and the type it expects (see :data:`SPEC_SCHEMA`)."""
+        check_fields(asdict(self), SPEC_SCHEMA, "spec")
+        names = [resolve_dataset_entry(entry)[0] for entry in self.datasets]
+        for name in names:
+            if names.count(name) > 1:
+                raise DcbenchError(f"spec datasets name {name!r} twice; give each path its own "
+                                   'name = "..."')
+        CheckpointPolicy.parse(self.checkpoint_every)
+        validate_gpus_per_cell(self.gpus_per_cell)
+        if not isinstance(self.tensorboard, (bool, str)) or self.tensorboard == "":
+            raise DcbenchError(f"spec tensorboard must be true, false or a directory, got {self.tensorboard!r}")
+        if "/" in self.name or "\x00" in self.name or self.name.startswith("."):
             raise DcbenchError(f"spec name {self.name!r} must be a plain directory name")
 
     def to_toml(self) -> str:
@@ -81,6 +116,15 @@ class Spec:
         return "\n".join(lines) + "\n"
 
 
+def validate_gpus_per_cell(value: Any) -> None:
+    """Ray schedules a fraction of a GPU (0.25: four cells share one) or whole GPUs."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0 or \
+            (value > 1 and value != int(value)):
+        raise DcbenchError(f"gpus_per_cell must be a fraction in [0, 1] or a whole number of GPUs, got {value!r}")
+
+
 def _toml_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -88,6 +132,8 @@ def _toml_value(value: Any) -> str:
         return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
     return repr(value)
 
 
@@ -101,7 +147,11 @@ def load_spec(path: Path | None, preset: str | None = None) -> Spec:
             values = tomllib.loads(path.read_text())
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise DcbenchError(f"spec file {path} is not valid TOML ({exc}); fix the line it names") from None
+        except OSError as exc:
+            raise DcbenchError(f"spec file {path} cannot be read ({exc.strerror}); check its permissions") from None
         values.setdefault("name", path.stem)
+        if isinstance(values.get("datasets"), list):
+            values["datasets"] = [anchor_dataset_entry(entry, path.parent) for entry in values["datasets"]]
     known = set(Spec.__dataclass_fields__)
     unknown = sorted(set(values) - known)
     if unknown:
@@ -111,7 +161,5 @@ def load_spec(path: Path | None, preset: str | None = None) -> Spec:
         if path is None:
             spec.name = f"fashion-mnist-{preset}"
         spec.preset = preset
-    if not isinstance(spec.overrides, dict) or not all(isinstance(v, dict) for v in spec.overrides.values()):
-        raise DcbenchError("spec overrides must be tables: [overrides.METHOD] key = value")
     spec.validate()
     return spec

@@ -19,10 +19,28 @@ import torch
 from torch import Tensor
 
 from dcbench.errors import DcbenchError
+from dcbench.safe_pickle import load_tensor_file
+from dcbench.schema import Flag, Integer, ListOf, Number, OneOf, Record, Rule, Text, check_fields, describe
+from dcbench.umask import chmod_as_created
 
 TENSOR_FILE = "synthetic.pt"
 MANIFEST_FILE = "manifest.json"
 GRID_FILE = "grid.png"
+
+# The manifest fields dcbench acts on, and their types (other fields are a record, not read back).
+MANIFEST_SCHEMA: dict[str, Rule] = {
+    "dataset": Text(),
+    "method": Text(),
+    "ipc": Integer(minimum=1),
+    "seed": Integer(minimum=0),
+    "num_classes": Integer(minimum=1),
+    "content_hash": Text(),
+    "labels": OneOf(("hard",)),
+    "native_eval_augmentation": OneOf(("none", "dsa", "dc")),
+    "preprocessing": Record({"normalised": Flag(), "zca": Flag(),
+                             "mean": ListOf(Number(), distinct=False),
+                             "std": ListOf(Number(positive=True), distinct=False)}),
+}
 
 
 def content_hash(images: Tensor, labels: Tensor) -> str:
@@ -45,6 +63,12 @@ class SyntheticSet:
     manifest: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.images, Tensor) or not isinstance(self.labels, Tensor):
+            raise DcbenchError(f"a synthetic set holds two tensors, got {type(self.images).__name__} images and "
+                               f"{type(self.labels).__name__} labels")
+        if self.labels.is_floating_point() or self.labels.is_complex() or self.labels.dtype == torch.bool:
+            raise DcbenchError(f"synthetic labels are {self.labels.dtype}; dcbench sets hold hard labels, integer "
+                               "class indices (soft or float labels are not supported)")
         self.images = self.images.detach().cpu().float().contiguous()
         self.labels = self.labels.detach().cpu().long().contiguous()
 
@@ -71,9 +95,23 @@ class SyntheticSet:
         if image_size is not None and tuple(x.shape[2:]) != tuple(image_size):
             raise DcbenchError(f"{source}: images are {tuple(x.shape[2:])}, the dataset's are {tuple(image_size)}; "
                                "evaluate it on the dataset it was condensed from")
-        if y.min() < 0 or (num_classes is not None and y.max() >= num_classes):
-            raise DcbenchError(f"{source}: labels must lie in 0..{(num_classes or 1) - 1}, "
-                               f"got {int(y.min())}..{int(y.max())}")
+        if y.min() < 0:
+            raise DcbenchError(f"{source}: labels must be class indices 0, 1, ..., got {int(y.min())}")
+        if num_classes is not None and y.max() >= num_classes:
+            raise DcbenchError(f"{source}: labels span {int(y.min())}..{int(y.max())}, but the dataset has "
+                               f"{num_classes} classes (0..{num_classes - 1}); evaluate it on the dataset it "
+                               "was condensed from")
+
+    def check_budget(self, ipc: int, num_classes: int, source: str = "synthetic set") -> None:
+        """Raise a one-line :class:`DcbenchError` unless every class has exactly ``ipc`` images
+        (the IPC budget of a benchmark cell: more images would buy accuracy, fewer lose it)."""
+        counts = torch.bincount(self.labels, minlength=num_classes)
+        wrong = [(c, int(n)) for c, n in enumerate(counts.tolist()) if n != ipc]
+        if wrong:
+            shown = ", ".join(f"class {c}: {n}" for c, n in wrong[:3]) + (" ..." if len(wrong) > 3 else "")
+            raise DcbenchError(f"{source}: returned a set outside the IPC budget ({shown} images; "
+                               f"expected {ipc} per class for {num_classes} classes); return exactly IPC "
+                               "images of every class")
 
     def save(self, directory: Path) -> None:
         """Write ``synthetic.pt`` and ``manifest.json`` atomically (temp file + rename)."""
@@ -106,13 +144,8 @@ def load_synthetic(path: Path) -> SyntheticSet:
     if not tensor_file.is_file():
         raise DcbenchError(f"{path}: no {TENSOR_FILE} there; pass a directory written by `dcbench condense` "
                            "or `dcbench import`")
-    try:
-        payload = torch.load(tensor_file, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - a corrupt file raises anything from KeyError to EOFError
-        why = ("it holds objects other than tensors, which are refused for safety"
-               if "weights only" in str(exc).lower() else f"unreadable: {type(exc).__name__}")
-        raise DcbenchError(f"{tensor_file}: not a dcbench synthetic set ({why}); "
-                           "use `dcbench import` for files from other projects") from None
+    payload = load_tensor_file(tensor_file, what="a dcbench synthetic set",
+                               advice="use `dcbench import` for files from other projects")
     if not isinstance(payload, dict) or not {"images", "labels"} <= set(payload) or \
             not all(isinstance(payload[k], Tensor) for k in ("images", "labels")):
         raise DcbenchError(f"{tensor_file}: expected a dict with tensors 'images' and 'labels'; "
@@ -122,10 +155,21 @@ def load_synthetic(path: Path) -> SyntheticSet:
     if manifest_file.is_file():
         try:
             manifest = json.loads(manifest_file.read_text())
-        except json.JSONDecodeError as exc:
-            raise DcbenchError(f"{manifest_file}: not valid JSON ({exc.msg} at line {exc.lineno}); "
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            why = f"{exc.msg} at line {exc.lineno}" if isinstance(exc, json.JSONDecodeError) else "not UTF-8 text"
+            raise DcbenchError(f"{manifest_file}: not valid JSON ({why}); "
                                "restore it or re-run the condensation") from None
-    synthetic = SyntheticSet(payload["images"], payload["labels"], manifest)
+        if not isinstance(manifest, dict):
+            raise DcbenchError(f"{manifest_file}: must be a JSON object, got {describe(manifest)}; "
+                               "restore it or re-run the condensation")
+        try:
+            check_fields(manifest, MANIFEST_SCHEMA, "")
+        except DcbenchError as exc:
+            raise DcbenchError(f"{manifest_file}: {exc}; restore it or re-run the condensation") from None
+    try:
+        synthetic = SyntheticSet(payload["images"], payload["labels"], manifest)
+    except DcbenchError as exc:
+        raise DcbenchError(f"{tensor_file}: {exc}") from None
     synthetic.validate(source=str(tensor_file))
     expected = manifest.get("content_hash")
     if expected and expected != content_hash(synthetic.images, synthetic.labels):
@@ -135,17 +179,26 @@ def load_synthetic(path: Path) -> SyntheticSet:
 
 
 def atomic_write(path: Path, write: Any) -> None:
-    """Call ``write(fileobj)`` on a temp file next to ``path``, then rename it over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    """Call ``write(fileobj)`` on a temp file next to ``path``, then rename it over ``path``.
+
+    An OSError (no space, no permission) becomes one line naming ``path`` and the cause; the old
+    file, if any, is left whole."""
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        chmod_as_created(tmp)  # mkstemp makes 0600 files; give the umask's mode like open() would
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as exc:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise DcbenchError(f"cannot write {path}: {exc.strerror or exc}; free some space or choose "
+                               "another path") from None
         raise
 
 

@@ -20,7 +20,10 @@ The checks (see :data:`CHECKS`) run the ``smoke`` preset through :func:`dcbench.
 on tiny random datasets (3 classes of 1x28x28 images at IPC 2, 12 classes of 3x32x32 images at IPC
 1), single-threaded so that a busy CPU does not distort the smoke time. A method
 whose output does not depend on the seed declares ``seed_independent = True`` on its class (or the
-caller passes ``seed_independent=True``); the seed-sensitivity check is then skipped.
+caller passes ``seed_independent=True``); the seed-sensitivity check is then skipped. A method
+that declares ``resumable = True`` is interrupted right after its first checkpoint and resumed
+from it (the state going through ``torch.save`` and ``torch.load(weights_only=True)`` as in the
+host); the result must be bitwise the uninterrupted one. For other methods the check is skipped.
 
 Also here: :func:`tiny_dataset` (a class-structured random :class:`RealDataset`) and
 :func:`write_fashion_mnist_idx` (tiny FashionMNIST IDX files for CLI and runner tests).
@@ -28,6 +31,7 @@ Also here: :func:`tiny_dataset` (a class-structured random :class:`RealDataset`)
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import math
 import random
@@ -43,15 +47,16 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from dcbench.checkpoint import plain_state
 from dcbench.condensation import condense
 from dcbench.datasets import RealDataset
-from dcbench.evaluation import AUGMENTATIONS
-from dcbench.methods import PRESETS, CondenseContext, Method, class_major_labels, config_to_dict
+from dcbench.evaluation import AUGMENTATIONS, NativeEvaluation
+from dcbench.methods import PRESETS, CondenseContext, Method, SavedState, class_major_labels, config_to_dict
 from dcbench.networks import Architecture
 
 #: every check, in the order :func:`check_method` runs them
 CHECKS = ("metadata", "config_roundtrip", "shapes", "labels", "determinism", "seed_sensitivity",
-          "global_rng", "device", "real_data_untouched", "metrics", "smoke_time")
+          "global_rng", "device", "real_data_untouched", "metrics", "resume", "smoke_time")
 #: what a method name may look like (it becomes a CLI word, a directory name and a package suffix)
 METHOD_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
@@ -146,6 +151,39 @@ class _RecordingContext(CondenseContext):
         return net
 
 
+class _Interrupted(BaseException):
+    """Stops a run right after its first checkpoint (a BaseException: a method's ``except
+    Exception`` must not swallow it, as it could not swallow a kill)."""
+
+
+class _MemoryStateStore:
+    """The kit's :class:`dcbench.methods.StateStore`: checkpoints every iteration, serialised as
+    the host does, and, when ``interrupt``, stops the run after the first one before the last
+    iteration."""
+
+    def __init__(self, saved: bytes | None = None, interrupt: bool = False) -> None:
+        self.saved = saved
+        self.saved_iteration: int | None = None
+        self.interrupt = interrupt
+
+    def load(self) -> SavedState | None:
+        if self.saved is None:
+            return None
+        try:
+            payload = torch.load(io.BytesIO(self.saved), weights_only=True)
+        except Exception as exc:  # noqa: BLE001
+            raise AssertionError(f"the checkpoint state does not load with torch.load(weights_only=True): "
+                                 f"{type(exc).__name__}") from None
+        return SavedState(payload["iteration"], payload["state"])
+
+    def save(self, step: int, total: int, make_state: Any) -> None:
+        if self.interrupt and self.saved is None and step < total:
+            buffer = io.BytesIO()
+            torch.save({"iteration": step, "state": plain_state(make_state(), "state")}, buffer)
+            self.saved, self.saved_iteration = buffer.getvalue(), step
+            raise _Interrupted
+
+
 @dataclass
 class _Run:
     case: _Case
@@ -158,6 +196,7 @@ class _Run:
     network_devices: set[torch.device]
     rng_touched: list[str]
     real_touched: list[str]
+    resumed_at: int | None = None
 
 
 def _global_rng_states(device: str) -> dict[str, Any]:
@@ -212,6 +251,8 @@ class ConformanceSuite:
     def skip_reason(self, check: str) -> str | None:
         if check == "seed_sensitivity" and self.seed_independent:
             return "the method is declared seed-independent"
+        if check == "resume" and not getattr(self.method, "resumable", False):
+            return "the method does not declare resumable = True (an interrupted cell restarts)"
         return None
 
     def run(self, check: str) -> None:
@@ -249,7 +290,7 @@ class ConformanceSuite:
             raise run
         return run
 
-    def _record(self, case: _Case) -> _Run:
+    def _record(self, case: _Case, state_store: _MemoryStateStore | None = None) -> _Run:
         real = case.dataset()
         tensors = ("train_images", "train_labels", "test_images", "test_labels")
         snapshot = {name: getattr(real, name).clone() for name in tensors}
@@ -264,7 +305,8 @@ class ConformanceSuite:
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
-            condensed = condense(self.method, real, case.ipc, case.seed, "smoke", None, ctx)
+            condensed = condense(self.method, real, case.ipc, case.seed, "smoke", None, ctx,
+                                 state_store=state_store)
         except Exception as exc:  # noqa: BLE001 - any failure of the method is a conformance failure
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             raise AssertionError(f"condensing {case} raised {type(exc).__name__}: {first}") from exc
@@ -275,7 +317,8 @@ class ConformanceSuite:
         synthetic = condensed.synthetic
         return _Run(case, synthetic.images, synthetic.labels, synthetic.manifest, condensed.seconds,
                     condensed.metrics, progress, ctx.network_devices,
-                    [k for k in before if not _same_state(before[k], after[k])], real_touched)
+                    [k for k in before if not _same_state(before[k], after[k])], real_touched,
+                    condensed.resumed_at)
 
     # --- the checks ---
 
@@ -288,6 +331,10 @@ class ConformanceSuite:
             "description must say in one line what the method does (`dcbench list` shows it)"
         assert m.native_eval_augmentation in AUGMENTATIONS, \
             f"native_eval_augmentation {m.native_eval_augmentation!r} is not one of {', '.join(AUGMENTATIONS)}"
+        for dataset in ("mnist", "fashion-mnist", "cifar10"):
+            native = m.native_evaluation(dataset)
+            assert isinstance(native, NativeEvaluation), \
+                f"native_evaluation({dataset!r}) must return a dcbench.evaluation.NativeEvaluation, got {native!r}"
         assert dataclasses.is_dataclass(getattr(m, "config_class", None)), "config_class must be a dataclass"
         unknown = sorted(set(getattr(m.config_class, "PRESETS", {})) - set(PRESETS))
         assert not unknown, f"config PRESETS names {unknown[0]!r}, which is not a preset ({', '.join(PRESETS)})"
@@ -379,6 +426,34 @@ class ConformanceSuite:
             for key, value in values.items():
                 assert isinstance(value, (int, float)) and math.isfinite(value), \
                     f"ctx.progress metric {key}={value!r} is not a finite number"
+
+    def _check_resume(self) -> None:
+        if not getattr(self.method, "resumable", False):
+            return
+        reference = self._condense(GREY)
+        interrupted = _MemoryStateStore(interrupt=True)
+        try:
+            self._record(GREY, interrupted)
+        except _Interrupted:
+            pass
+        else:
+            raise AssertionError(f"{GREY}: the method declares resumable = True but never called "
+                                 "ctx.checkpoint(step, total, make_state) before its last iteration "
+                                 "(the smoke preset needs at least 2 iterations)")
+        k = interrupted.saved_iteration
+        resumed = self._record(GREY, _MemoryStateStore(saved=interrupted.saved))
+        assert resumed.resumed_at == k, \
+            f"{GREY}: the method did not call ctx.resume() (or ignored the state saved at iteration {k})"
+        repeated = sorted({step for step, _, _ in resumed.progress if step <= k})
+        assert not repeated, f"{GREY}: resumed at iteration {k}, the method reported iterations {repeated} again"
+        if not torch.equal(resumed.images, reference.images):
+            diff = float((resumed.images - reference.images).abs().max())
+            raise AssertionError(
+                f"{GREY}: resuming at iteration {k} gave different images than an uninterrupted run (max "
+                f"difference {diff:.3g}); draw random numbers per iteration (make_generator(seed, purpose, it)) "
+                "and restore every tensor, optimiser state and counter the loop carries")
+        assert resumed.metrics.get("iterations") == reference.metrics.get("iterations"), \
+            f"{GREY}: ctx.metrics['iterations'] differs after resuming"
 
     def _check_smoke_time(self) -> None:
         # the faster of two runs: the first call in a process may pay one-off costs (lazy imports)

@@ -48,6 +48,8 @@ def test_condense_then_evaluate_twice_gives_identical_results(tmp_path: Path, fa
       "-o", "x"], "expected int"),
     (["condense", "--method", "random", "--dataset", "mnist", "--ipc", "1", "--data-root", "{empty}", "-o", "x"],
      "mnist not found"),
+    (["condense", "--method", "random", "--dataset", "fashion-mnist", "--ipc", "1", "-o", "{notes-file}"],
+     "is a file, not a directory"),
     (["evaluate", "{empty}"], "no synthetic.pt there"),
     (["evaluate", "{notes}"], "not a dcbench synthetic set"),
     (["evaluate", "{wrong}", "--data-root", "{fashion}"], "3 channels, the dataset has 1"),
@@ -62,6 +64,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, fashion_root: Path, ar
     torch.save({"images": torch.zeros(10, 3, 28, 28), "labels": torch.arange(10)}, tmp_path / "wrong" / "synthetic.pt")
     (tmp_path / "wrong" / "manifest.json").write_text('{"dataset": "fashion-mnist"}')
     subst = {"{empty}": str(tmp_path / "empty"), "{notes}": str(tmp_path / "notes"), "{wrong}": str(tmp_path / "wrong"),
+             "{notes-file}": str(tmp_path / "notes" / "synthetic.pt"),
              "{fashion}": str(fashion_root)}
     result = dcbench(*[subst.get(a, a) for a in args])
     assert result.returncode == 2, result.stderr

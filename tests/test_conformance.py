@@ -1,6 +1,7 @@
 """The conformance kit: every installed method passes it, and it catches each broken promise."""
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,7 +126,61 @@ def test_a_declared_seed_independent_method_skips_seed_sensitivity() -> None:
     check_method(ToyMethod("ignores seed"), seed_independent=True)
     cases = conformance_cases([ToyMethod("ignores seed")], seed_independent=True)
     skipped = [case.id for case in cases if case.marks]
-    assert skipped == ["toy-seed_sensitivity"]
+    assert skipped == ["toy-seed_sensitivity", "toy-resume"]  # the toy is not resumable either
+
+
+class IterativeToy(Method):
+    """A resumable toy: a few noisy SGD-with-momentum steps on real images; ``defect`` breaks resuming."""
+
+    name = "itoy"
+    version = "1.0.0"
+    description = "noisy momentum steps from real images"
+    config_class = ToyConfig
+    resumable = True
+
+    def __init__(self, defect: str | None = None) -> None:
+        self.defect = defect
+
+    def condense(self, real: RealDataset, ipc: int, config: ToyConfig, seed: int,
+                 ctx: CondenseContext) -> SyntheticSet:
+        images = init_synthetic_images(real, ipc, "real", make_generator(seed, "init")).requires_grad_(True)
+        optimizer = torch.optim.SGD([images], lr=0.1, momentum=0.9)
+        whole_run_stream = make_generator(seed, "noise")  # the "one stream for the run" defect
+        start, total = 0, 3
+        saved = ctx.resume() if self.defect != "never resumes" else None
+        if saved is not None:
+            with torch.no_grad():
+                images.copy_(saved.state["images"])
+            if self.defect != "forgets momentum":
+                optimizer.load_state_dict(saved.state["optimizer"])
+            start = saved.iteration
+        for it in range(start, total):
+            per_iteration = make_generator(seed, "noise", it)
+            stream = whole_run_stream if self.defect == "stream across iterations" else per_iteration
+            images.grad = torch.randn(images.shape, generator=stream)
+            optimizer.step()
+            ctx.progress(it + 1, total, loss=float(images.detach().abs().mean()))
+            if self.defect != "never checkpoints":
+                ctx.checkpoint(it + 1, total, lambda: {"images": images.detach(), "optimizer": optimizer.state_dict()})
+        ctx.metrics["iterations"] = total
+        return SyntheticSet(images.detach(), class_major_labels(real.num_classes, ipc))
+
+
+@pytest.mark.parametrize("defect, message", [
+    (None, None),
+    ("stream across iterations", "gave different images than an uninterrupted run"),
+    ("forgets momentum", "restore every tensor, optimiser state and counter"),
+    ("never resumes", "did not call ctx.resume()"),
+    ("never checkpoints", "never called ctx.checkpoint"),
+])
+def test_the_resume_check_catches_a_broken_resume(defect: str | None, message: str | None) -> None:
+    suite = ConformanceSuite(IterativeToy(defect))
+    if message is None:
+        suite.run("resume")
+        assert failing_checks(suite) == set()
+    else:
+        with pytest.raises(AssertionError, match=re.escape(message)):
+            suite.run("resume")
 
 
 def test_a_crashing_method_is_reported_with_its_case() -> None:

@@ -33,7 +33,7 @@ def test_gzipped_flat_directory_is_staged(fashion_root: Path, tmp_path: Path) ->
 
 
 def test_missing_dataset_names_files_and_fix(tmp_path: Path) -> None:
-    with pytest.raises(DcbenchError, match="mnist not found: expected train-images-idx3-ubyte"):
+    with pytest.raises(DcbenchError, match="mnist not found in --data-root .*: expected train-images-idx3-ubyte"):
         load_mnist(tmp_path)
     with pytest.raises(DcbenchError, match="cifar-10-batches-py"):
         load_cifar10(tmp_path)

@@ -7,7 +7,7 @@ import torch
 
 from dcbench.datasets import load_fashion_mnist
 from dcbench.errors import DcbenchError
-from dcbench.evaluation import Protocol, evaluate_synthetic
+from dcbench.evaluation import NativeEvaluation, Protocol, evaluate_synthetic, lr_drop_epoch
 from dcbench.methods import class_major_labels, init_synthetic_images
 from dcbench.seeding import make_generator
 from dcbench.synthetic import SyntheticSet
@@ -29,7 +29,7 @@ def test_presets_follow_the_reference_protocol() -> None:
         (20, 300, 0.01, 0.9, 5e-4, 256)
     dsa = Protocol.for_preset("paper", "mnist", "dsa")
     assert dsa.epochs == 1000 and dsa.dsa_strategy == "color_crop_cutout_scale_rotate"
-    assert Protocol.for_preset("quick", "fashion-mnist").name == "ConvNet-W32/150ep/none/v1"
+    assert Protocol.for_preset("quick", "fashion-mnist").name == "ConvNet-W32/150ep/none/v2"
     with pytest.raises(DcbenchError, match="augmentation"):
         Protocol(augmentation="autoaug")
 
@@ -71,3 +71,67 @@ def test_wrong_shape_is_refused(real) -> None:
     bad = SyntheticSet(torch.zeros(10, 3, 32, 32), class_major_labels(10, 1))
     with pytest.raises(DcbenchError, match="3 channels, the dataset has 1"):
         evaluate_synthetic(bad, real, Protocol.for_preset("smoke"), seed=0)
+
+
+def test_lr_drops_after_training_epoch_half_plus_one(real, monkeypatch: pytest.MonkeyPatch) -> None:
+    # reference: for ep in range(Epoch+1): train(ep); if ep == Epoch//2+1: lr *= 0.1
+    reference_lrs = []
+    lr = 0.01
+    for ep in range(300 + 1):
+        reference_lrs.append(lr)
+        if ep in [300 // 2 + 1]:
+            lr *= 0.1
+    assert reference_lrs.count(0.01) == 152 and lr_drop_epoch(300) == 152
+    steps: list[float] = []
+    step = torch.optim.SGD.step
+
+    def recording_step(self, *args, **kwargs):
+        steps.append(self.param_groups[0]["lr"])
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.SGD, "step", recording_step)
+    protocol = Protocol.for_preset("smoke", "fashion-mnist", models=1, epochs=300)
+    evaluate_synthetic(random_set(real, 1), real, protocol, seed=0)  # 10 images: one step per epoch
+    assert steps == pytest.approx(reference_lrs)
+
+
+@pytest.mark.parametrize("method,dataset,augmentation,epochs,strategy", [
+    ("cafe", "fashion-mnist", "none", 600, ""),
+    ("cafe", "mnist", "dc", 1000, ""),
+    ("cafe_dsa", "fashion-mnist", "dsa", 1000, "color_crop_cutout_flip_scale_rotate"),
+    ("dc", "fashion-mnist", "none", 300, ""),
+    ("dc", "mnist", "dc", 1000, ""),
+    ("dsa", "mnist", "dsa", 1000, "color_crop_cutout_scale_rotate"),
+    ("dm", "mnist", "dsa", 1000, "color_crop_cutout_flip_scale_rotate"),
+    ("random", "mnist", "none", 300, ""),
+])
+def test_native_epochs_per_method(method: str, dataset: str, augmentation: str, epochs: int, strategy: str) -> None:
+    from dcbench.plugins import load_plugins
+
+    native = load_plugins().method(method).native_evaluation(dataset)
+    paper = Protocol.for_preset("paper", dataset, native=native)
+    assert (paper.augmentation, paper.epochs, paper.dsa_strategy) == (augmentation, epochs, strategy)
+    quick = Protocol.for_preset("quick", dataset, native=native)  # quick keeps its CPU budget
+    assert (quick.augmentation, quick.epochs) == (augmentation, 150)
+    assert Protocol.for_preset("paper", dataset, native=native, epochs=7).epochs == 7  # an explicit override wins
+
+
+def test_native_evaluation_is_validated() -> None:
+    with pytest.raises(DcbenchError, match="augmentation"):
+        NativeEvaluation("autoaug")
+    with pytest.raises(DcbenchError, match="DSA family"):
+        NativeEvaluation("dsa", 1000, "crop_blur")
+
+
+def test_a_native_grid_gives_each_method_its_papers_protocol(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dcbench import runner
+    from dcbench.spec import Spec
+
+    # planning hashes each dataset's content; MNIST is not installed here and not needed for this
+    monkeypatch.setattr(runner, "_data_fingerprint", lambda *args: "not-loaded")
+    spec = Spec(name="native", preset="paper", methods=["cafe", "dc"], datasets=["mnist", "fashion-mnist"],
+                ipcs=[1], seeds=[0], eval_augmentation="native")
+    cells = runner.plan_cells(spec, runner._registry(), None, "cpu")
+    protocols = {(c.method, c.dataset): c.protocols[0]["name"] for c in cells}
+    assert protocols == {("cafe", "mnist"): "ConvNet/1000ep/dc/v2", ("cafe", "fashion-mnist"): "ConvNet/600ep/none/v2",
+                         ("dc", "mnist"): "ConvNet/1000ep/dc/v2", ("dc", "fashion-mnist"): "ConvNet/300ep/none/v2"}

@@ -220,7 +220,10 @@ def test_hook_dcbench_cell_started(tmp_path: Path, fashion_root: Path) -> None:
     recorder = Recorder()
     _run_one_cell(tmp_path, fashion_root, recorder)
     assert recorder.calls[0] == ("started", {"id": "herding-fashion-mnist-ipc1-s0", "method": "herding",
-                                             "dataset": "fashion-mnist", "ipc": 1, "seed": 0, "preset": "smoke"})
+                                             "dataset": "fashion-mnist", "ipc": 1, "seed": 0, "preset": "smoke",
+                                             "directory": str((tmp_path / "runs" / "herding-fashion-mnist-ipc1-s0")
+                                                              .resolve()),
+                                             "tracking": {}})
 
 
 def test_hook_dcbench_condense_progress(tmp_path: Path, fashion_root: Path) -> None:

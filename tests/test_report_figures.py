@@ -72,20 +72,20 @@ def test_figures_only_in_the_requested_formats(tmp_path: Path):
     root = make_results(tmp_path, {"MNIST": (1,)}, grids=True)
     report = write_report(root, formats=("pdf",))
     assert sorted(path.name for path in report.parent.glob("*.p*")) == [
-        "acc_vs_ipc_MNIST.pdf", "synthetic_grids_MNIST_ipc1.pdf"]
+        "acc_vs_cost_MNIST.pdf", "acc_vs_ipc_MNIST.pdf", "synthetic_grids_MNIST_ipc1.pdf"]
     assert "- [acc_vs_ipc_MNIST](acc_vs_ipc_MNIST.pdf)" in report.read_text()
     png_report = write_report(root, formats=("png",), out_dir=tmp_path / "png")
-    assert png_dpi(png_report.parent / "synthetic_grids_MNIST_ipc1.png") == pytest.approx(300,
-                                                                                          abs=0.5)
+    for stem in ("synthetic_grids_MNIST_ipc1", "acc_vs_cost_MNIST"):
+        assert png_dpi(png_report.parent / f"{stem}.png") == pytest.approx(300, abs=0.5)
     assert not list(png_report.parent.glob("*.pdf"))
 
 
 def test_condensation_records_the_class_names_the_grids_show():
     import torch
-    from dcbench_coresets.method import RandomMethod
 
     from dcbench.condensation import condense
     from dcbench.datasets import RealDataset
+    from dcbench_coresets.method import RandomMethod
 
     generator = torch.Generator().manual_seed(0)
     images = torch.randn(12, 1, 8, 8, generator=generator)

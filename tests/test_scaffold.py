@@ -5,13 +5,13 @@ import ast
 import os
 import subprocess
 import sys
-import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from dcbench.compat import tomllib
 from dcbench.errors import DcbenchError
 from dcbench.scaffold import scaffold_method
 

@@ -11,6 +11,7 @@ import pandas as pd
 
 from dcbench import stats
 from dcbench.errors import DcbenchError
+from dcbench.identity import identity_notes
 from dcbench.report.inputs import ACCURACY, WHOLE_DATASET
 
 FAMILY_LABELS = {stats.ALL_PAIRS: "all pairs of methods", stats.VS_REFERENCE: "each method vs "
@@ -65,7 +66,7 @@ class Analysis:
 def analyse(runs: pd.DataFrame, reference: str = "random", alpha: float = 0.05,
             paired: bool = False) -> Analysis:
     """Apply the statistics protocol to validated runs (see :func:`load_runs`)."""
-    trail: list[str] = []
+    trail: list[str] = identity_notes(runs)  # methods shown once per identity where they have several
     cells = stats.summarize_cells(runs, ACCURACY)
     compared_runs = runs[runs["method"] != WHOLE_DATASET]
     if compared_runs.empty:

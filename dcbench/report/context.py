@@ -7,11 +7,13 @@ their paths. A new part of the report is a function of this context added to one
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from dcbench import cost
 from dcbench.report.analysis import Analysis
 from dcbench.report.inputs import WHOLE_DATASET
 
@@ -30,12 +32,19 @@ class ReportContext:
     formats: tuple[str, ...]           # requested outputs: csv, tex, md, png, pdf
     failures: pd.DataFrame             # failures.csv, empty when absent
     spec: str | None                   # spec.toml text, None when absent
+    against: Path | None = None        # a reference to compare with, cell by cell (dcbench.compare)
     figures: list[Path] = field(default_factory=list)   # written figures, listed in report.md
     notes: list[str] = field(default_factory=list)      # what a writer left out and why (trail)
 
     @property
     def figure_formats(self) -> tuple[str, ...]:
         return tuple(kind for kind in FIGURE_FORMATS if kind in self.formats)
+
+    @cached_property
+    def pareto(self) -> pd.DataFrame:
+        """Per task and method: accuracy against condensation seconds and the Pareto front
+        (:func:`dcbench.cost.pareto_table`; empty when runs.csv records no condensation seconds)."""
+        return cost.pareto_table(self.analysis.cells, self.runs)
 
     @property
     def methods(self) -> list[str]:

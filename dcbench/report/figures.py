@@ -1,4 +1,5 @@
-"""The report's plots: accuracy vs IPC per dataset and the critical-difference diagram.
+"""The report's plots: accuracy vs IPC per dataset, the critical-difference diagram, accuracy vs
+condensation cost (:mod:`dcbench.cost`) and the condensation loss curves (:mod:`dcbench.curves`).
 
 Every figure is written as PNG (300 dpi) and PDF (vector) siblings, as ``formats`` asks.
 """
@@ -13,6 +14,7 @@ from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from dcbench import cost, curves
 from dcbench.report.context import ReportContext
 from dcbench.report.inputs import WHOLE_DATASET, WHOLE_DATASET_LABEL
 from dcbench.report.tables import whole_dataset_cells
@@ -181,3 +183,18 @@ def _cliques(sorted_ranks: np.ndarray, cd: float) -> list[tuple[int, int]]:
         if last > first and not any(last <= previous_last for _, previous_last in spans):
             spans.append((first, last))
     return spans
+
+
+def accuracy_vs_cost_figures(context: ReportContext) -> list[Path]:
+    """Per dataset, accuracy against condensation seconds with the Pareto front (none when
+    runs.csv records no condensation seconds)."""
+    figures = cost.accuracy_vs_cost_figures(context.pareto, context.analysis.cells,
+                                            method_colors(context.methods))
+    return [save_figure(figure, context.out_dir, stem, context.figure_formats)
+            for stem, figure in figures.items()]
+
+
+def loss_curve_figures(context: ReportContext) -> list[Path]:
+    """Per (dataset, IPC), the condensation loss of each finished cell that kept a ``curve.csv``."""
+    return [save_figure(figure, context.out_dir, stem, context.figure_formats)
+            for stem, figure in curves.loss_curve_figures(context.results_dir).items()]

@@ -5,6 +5,7 @@ report shows is in percent (accuracy points), in the column ACCURACY added here.
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +34,9 @@ def load_runs(results_dir: Path) -> pd.DataFrame:
         runs = pd.read_csv(path)
     except pd.errors.EmptyDataError:
         runs = pd.DataFrame()
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise DcbenchError(f"{path} is not a CSV table ({type(exc).__name__}); `dcbench run` on the same spec "
+                           "and --out rebuilds it from runs/*/metrics.json") from None
     if runs.empty:
         if (path.parent / "failures.csv").is_file():
             raise DcbenchError(f"{path} has no rows, every cell failed: see failures.csv, fix the "
@@ -77,6 +81,26 @@ def read_optional_csv(path: Path) -> pd.DataFrame:
         return pd.read_csv(path)
     except pd.errors.EmptyDataError:
         return pd.DataFrame()
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise DcbenchError(f"{path} is not a CSV table ({type(exc).__name__}); `dcbench run` on the same spec "
+                           "and --out rebuilds it") from None
+
+
+def dataset_manifests(results_dir: Path, runs: pd.DataFrame) -> dict[str, dict]:
+    """Per dataset, the first cell manifest (by run id) that records its class names; datasets
+    whose manifests record none (older results) are left out."""
+    found = {}
+    for dataset, run_ids in runs.groupby("dataset")["run_id"]:
+        for run_id in sorted(set(run_ids)):
+            path = Path(results_dir) / "runs" / str(run_id) / "manifest.json"
+            try:
+                manifest = json.loads(path.read_text()) if path.is_file() else {}
+            except (OSError, ValueError):
+                continue  # a damaged manifest only costs its dataset's line
+            if isinstance(manifest, dict) and manifest.get("class_names"):
+                found[str(dataset)] = manifest
+                break
+    return found
 
 
 def read_optional_text(path: Path) -> str | None:

@@ -6,13 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from dcbench import stats
+from dcbench import cost, stats
 from dcbench.report.analysis import FAMILY_LABELS, Analysis
 from dcbench.report.context import ReportContext
-from dcbench.report.formatting import (number, p_clause, p_value, render_markdown_table, span,
-                                       yes_no)
-from dcbench.report.inputs import COST_COLUMNS, WHOLE_DATASET
-from dcbench.report.tables import MARKDOWN, markdown_paper_table, paper_table, table_caption
+from dcbench.report.formatting import number, p_clause, p_value, render_markdown_table, span, yes_no
+from dcbench.report.inputs import COST_COLUMNS, WHOLE_DATASET, dataset_manifests
+from dcbench.report.tables import markdown_results_caption, markdown_results_table
 
 EFFECT_SIZE_LABELS = {stats.HEDGES_G: "Hedges' g", stats.G_AV: "g_av"}
 
@@ -71,12 +70,40 @@ def protocol_section(context: ReportContext) -> list[str]:
     ]
 
 
+def datasets_section(context: ReportContext, most: int = 20) -> list[str]:
+    """Each dataset's classes, image shape and, for a folder or file dataset, where it was read
+    from, taken from the first cell manifest that records them (older results record none)."""
+    lines = []
+    for dataset, manifest in sorted(dataset_manifests(context.results_dir, context.runs).items()):
+        names = [str(name) for name in manifest["class_names"]]
+        shown = ", ".join(names[:most]) + (f" and {len(names) - most} more" if len(names) > most else "")
+        line = f"- `{dataset}`: {len(names)} classes ({shown})"
+        if manifest.get("image_shape"):
+            line += "; images " + "×".join(str(v) for v in manifest["image_shape"])
+        source = manifest.get("dataset_source") or {}
+        if source.get("path"):
+            line += (f"; {source.get('kind', 'read from')} `{source['path']}` (content SHA-256 "
+                     f"{str(source.get('content_hash', ''))[:12]}, size: {source.get('size_rule', '?')})")
+        lines.append(line)
+    return ["## Datasets", "", *lines, ""] if lines else []
+
+
 def results_section(context: ReportContext) -> list[str]:
-    table = markdown_paper_table(paper_table(context.analysis, MARKDOWN))
-    return ["## Results", "", table_caption(context.analysis, context.alpha, latex=False), "",
-            table, "",
+    table = markdown_results_table(context.analysis, context.runs)
+    caption = markdown_results_caption(context.analysis, context.runs, context.alpha)
+    return ["## Results", "", caption, "", table, "",
             "Per-cell statistics: `cells.csv`; numeric table: `table_wide.csv`; "
             "LaTeX: `table.tex`.", ""]
+
+
+def reference_section(context: ReportContext) -> list[str]:
+    """The run held against ``--against`` cell by cell; writes reference_comparison.csv."""
+    if context.against is None:
+        return []
+    from dcbench.compare import write_comparison  # compare reads runs.csv through this package
+
+    lines = write_comparison(context.results_dir, context.against, context.out_dir, context.alpha)
+    return ["## Against the reference", "", *lines, ""]
 
 
 def comparisons_section(context: ReportContext) -> list[str]:
@@ -231,8 +258,14 @@ def cost_section(context: ReportContext) -> list[str]:
     if not present:
         return lines + ["No cost columns recorded.", ""]
     costs = runs.groupby("method")[present].mean()
-    return lines + ["Means over the rows of runs.csv (one row per evaluation model).", "",
-                    render_markdown_table(costs.map(lambda v: number(v, 1)), "method"), ""]
+    lines += ["Means over the rows of runs.csv (one row per evaluation model).", "",
+              render_markdown_table(costs.map(lambda v: number(v, 1)), "method"), ""]
+    if context.pareto.empty:
+        return lines
+    return lines + ["Pareto front of accuracy against condensation seconds per task (no other "
+                    "method is both as cheap and as accurate; by the means, see `acc_vs_cost_*` "
+                    "for the intervals and `pareto.csv`):", "", *cost.pareto_lines(context.pareto),
+                    ""]
 
 
 def failures_section(context: ReportContext) -> list[str]:

@@ -1,5 +1,6 @@
 """Paper tables: methods x (eval arch, dataset, IPC) of mean ± SD with the best marked, in LaTeX
-(table.tex), Markdown (table.md) and numbers (table_wide.csv).
+(table.tex), Markdown (table.md) and numbers (table_wide.csv); the Markdown and numeric twins also
+carry each task's cost (:mod:`dcbench.cost`).
 
 Marks, explained in the caption of both formats: bold = best mean, underline = second best,
 † = not significantly different from the best, ‡ = not tested against the best (one seed or no
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from dcbench import cost
 from dcbench.report.analysis import Analysis
 from dcbench.report.context import method_order
 from dcbench.report.formatting import render_markdown_table, span
@@ -161,11 +163,38 @@ def render_latex_table(table: pd.DataFrame, caption: str) -> str:
             "the text).\n" + latex)
 
 
-def markdown_paper_table(table: pd.DataFrame) -> str:
-    """The Markdown twin of the paper table: one header row, columns named 'arch dataset IPC n'."""
+def markdown_paper_table(table: pd.DataFrame, extra: pd.DataFrame | None = None) -> str:
+    """The Markdown twin of the paper table: one header row, columns named 'arch dataset IPC n';
+    ``extra`` text columns (rows keyed by the same method labels) are appended on the right."""
     table = _presentation_columns(table)
     table.columns = [" ".join(column[:-1]) + f" IPC {column[-1]}" for column in table.columns]
+    if extra is not None:
+        table = table.join(extra).fillna(MARKDOWN.missing)
     return render_markdown_table(table, "Method")
+
+
+def has_costs(runs: pd.DataFrame) -> bool:
+    """Whether runs.csv records any cost column (older or hand-made files may not)."""
+    return any(column in runs.columns and runs[column].notna().any() for column in cost.COSTS)
+
+
+def markdown_results_table(analysis: Analysis, runs: pd.DataFrame) -> str:
+    """table.md and report.md's results table: the paper table with, per task, a cost column
+    (condensation / evaluation seconds / peak memory, :mod:`dcbench.cost`) where runs.csv has costs."""
+    extra = (cost.markdown_cost_columns(runs, {WHOLE_DATASET: WHOLE_DATASET_LABEL})
+             if has_costs(runs) else None)
+    return markdown_paper_table(paper_table(analysis, MARKDOWN), extra)
+
+
+def markdown_results_caption(analysis: Analysis, runs: pd.DataFrame, alpha: float) -> str:
+    """The Markdown table caption: the marks' rule, and the cost columns' units where shown."""
+    caption = table_caption(analysis, alpha, latex=False)
+    return caption + " " + cost.COST_CAPTION if has_costs(runs) else caption
+
+
+def wide_table_with_costs(analysis: Analysis, runs: pd.DataFrame) -> pd.DataFrame:
+    """table_wide.csv: :func:`wide_table` with condense_s, eval_s and peak memory per column."""
+    return cost.with_cost_columns(wide_table(analysis), runs, {WHOLE_DATASET: WHOLE_DATASET_LABEL})
 
 
 def wide_table(analysis: Analysis) -> pd.DataFrame:

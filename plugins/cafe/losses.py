@@ -38,7 +38,10 @@ def default_map_weights(depth: int) -> tuple[float, ...]:
 
 
 def class_means(x: Tensor, counts: Sequence[int]) -> Tensor:
-    """Per-class mean of class-major ``x`` (sum(counts), ...) -> (len(counts), ...), shapes kept."""
+    """Per-class mean of class-major ``x`` (sum(counts), ...) -> (len(counts), ...), shapes kept.
+    Always float32: under bf16 autocast the features are bf16, and their class means are compared
+    by differences that bf16's 8-bit mantissa would round away."""
+    x = x.float()
     if len(set(counts)) == 1:  # the usual case: one reshape, one reduction
         return x.view(len(counts), counts[0], *x.shape[1:]).mean(1)
     return torch.stack([part.mean(0) for part in x.split(list(counts))])

@@ -5,9 +5,10 @@ steps and non-Siamese DSA to the inner-loop network training, as the official ``
 """
 from __future__ import annotations
 
-from dcbench.augment import dsa_strategy_for
+from dcbench.augment import dc_strategy_for, dsa_strategy_for
 from dcbench.datasets import RealDataset
 from dcbench.errors import DcbenchError
+from dcbench.evaluation import NativeEvaluation
 from dcbench.methods import CondenseContext, Method
 from dcbench.synthetic import SyntheticSet
 
@@ -26,8 +27,15 @@ class CafeMethod(Method):
     description = ("CAFE: layer-wise feature alignment + discrimination loss, dynamic bi-level "
                    "optimisation (Wang, Zhao et al., CVPR 2022)")
     config_class = CafeConfig
-    # CAFE's script evaluates non-DSA sets for 600 epochs without augmentation
     native_eval_augmentation = "none"
+    resumable = True
+
+    def native_evaluation(self, dataset: str) -> NativeEvaluation:
+        """CAFE's ``distill.py`` evaluates non-DSA sets with DC's ``get_daparam``: MNIST with the DC
+        augmentation for 1000 epochs, every other dataset without augmentation for 600."""
+        if dc_strategy_for(dataset) != "none":
+            return NativeEvaluation("dc", 1000)
+        return NativeEvaluation("none", 600)
 
     def condense(self, real: RealDataset, ipc: int, config: CafeConfig, seed: int,
                  ctx: CondenseContext) -> SyntheticSet:
@@ -41,6 +49,11 @@ class CafeDsaMethod(Method):
     description = "CAFE with Siamese differentiable augmentation (the official --method DSA)"
     config_class = CafeDsaConfig
     native_eval_augmentation = "dsa"
+    resumable = True
+
+    def native_evaluation(self, dataset: str) -> NativeEvaluation:
+        """``distill.py --method DSA``: 1000 epochs with per-sample DSA on every dataset."""
+        return NativeEvaluation("dsa", 1000)
 
     def condense(self, real: RealDataset, ipc: int, config: CafeDsaConfig, seed: int,
                  ctx: CondenseContext) -> SyntheticSet:

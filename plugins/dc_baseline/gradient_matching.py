@@ -104,8 +104,14 @@ def condense_by_gradient_matching(real: RealDataset, ipc: int, settings: Matchin
     strategy = settings.dsa_strategy
     shape = (real.channels, *real.image_size)
     total = settings.iterations
-    last_loss = float("nan")
-    for it in range(total):
+    start, last_loss = 0, float("nan")
+    saved = ctx.resume()
+    if saved is not None:  # every random stream is per iteration: images and momentum suffice
+        with torch.no_grad():
+            image_syn.copy_(saved.state["images"])
+        optimizer_img.load_state_dict(saved.state["optimizer"])
+        start, last_loss = saved.iteration, saved.state["loss"]
+    for it in range(start, total):
         net = ctx.build_network(settings.model, real, make_generator(seed, "net", it), **settings.net_options)
         net.train()
         optimizer_net = torch.optim.SGD(net.parameters(), lr=settings.lr_net)
@@ -114,7 +120,7 @@ def condense_by_gradient_matching(real: RealDataset, ipc: int, settings: Matchin
         order_stream = make_generator(seed, "shuffle", it)
         train_aug_stream = make_generator(seed, "dsa-train", it)
         batchnorm = _has_batchnorm(net)
-        loss_sum = 0.0
+        loss_sum: Tensor | float = 0.0
         for outer in range(settings.outer_loop):
             if batchnorm:
                 _set_batchnorm_statistics(net, real, real_stream)
@@ -129,18 +135,21 @@ def condense_by_gradient_matching(real: RealDataset, ipc: int, settings: Matchin
             grads_syn = class_gradients(net, images_syn, labels_syn.view(k, ipc), create_graph=True,
                                         batched=settings.class_batching != "none")
             loss = match_loss(grads_syn, grads_real, settings.dis_metric)
-            ctx.check_finite(loss.detach(), it)
             # autograd.grad instead of loss.backward(): only the images need a gradient.
             image_syn.grad = torch.autograd.grad(loss, image_syn)[0]
             optimizer_img.step()
-            loss_sum += float(loss.detach())
+            loss_sum = loss_sum + loss.detach()  # no host sync per matching step
             if outer == settings.outer_loop - 1:
                 break  # no network update after the last matching step
             train_on_synthetic(net, optimizer_net, image_syn.detach(), labels_syn, settings.inner_loop,
                                settings.batch_train, order_stream, strategy, train_aug_stream)
-        # the reference's logged loss: mean per class and matching step
-        last_loss = loss_sum / (k * settings.outer_loop)
+        # the reference's logged loss: mean per class and matching step (one host sync per iteration;
+        # a diverged step is caught here, before the next iteration builds on it)
+        last_loss = float(loss_sum) / (k * settings.outer_loop)
+        ctx.check_finite(last_loss, it)
         ctx.progress(it + 1, total, loss=last_loss)
+        ctx.checkpoint(it + 1, total, lambda: {
+            "images": image_syn.detach(), "optimizer": optimizer_img.state_dict(), "loss": last_loss})
     ctx.metrics.update({"iterations": total, "outer_loop": settings.outer_loop, "inner_loop": settings.inner_loop,
                         "final_match_loss_per_class": last_loss})
     return image_syn.detach(), labels_syn

@@ -4,9 +4,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from dcbench.augment import dsa_strategy_for, parse_strategy
+from dcbench.augment import dc_strategy_for, dsa_strategy_for, parse_strategy
 from dcbench.datasets import RealDataset
 from dcbench.errors import DcbenchError
+from dcbench.evaluation import NativeEvaluation
 from dcbench.methods import CondenseContext, Method
 from dcbench.synthetic import SyntheticSet
 
@@ -99,9 +100,15 @@ class DCMethod(Method):
     version = "1.0.0"
     description = "Dataset Condensation with gradient matching (Zhao, Mopuri & Bilen, ICLR 2021)"
     config_class = DCConfig
-    # The reference evaluates DC without augmentation except on MNIST (its crop/scale/rotate); a
-    # method-wide constant cannot depend on the dataset, so "none" is used everywhere.
     native_eval_augmentation = "none"
+    resumable = True
+
+    def native_evaluation(self, dataset: str) -> NativeEvaluation:
+        """``main.py`` evaluates DC sets with ``get_daparam``: MNIST with the DC augmentation
+        (crop_scale_rotate) for 1000 epochs, every other dataset without augmentation for 300."""
+        if dc_strategy_for(dataset) != "none":
+            return NativeEvaluation("dc", 1000)
+        return NativeEvaluation("none", 300)
 
     def condense(self, real: RealDataset, ipc: int, config: DCConfig, seed: int,
                  ctx: CondenseContext) -> SyntheticSet:
@@ -115,6 +122,7 @@ class DSAMethod(Method):
     description = "Dataset Condensation with Differentiable Siamese Augmentation (Zhao & Bilen, ICML 2021)"
     config_class = DSAConfig
     native_eval_augmentation = "dsa"
+    resumable = True
 
     def condense(self, real: RealDataset, ipc: int, config: DSAConfig, seed: int,
                  ctx: CondenseContext) -> SyntheticSet:

@@ -20,7 +20,9 @@ Embed = Callable[[Tensor], Tensor]
 
 
 def class_means(embeddings: Tensor, counts: Sequence[int]) -> Tensor:
-    """Per-class mean of class-major embeddings ``(sum(counts), D)`` -> ``(len(counts), D)``."""
+    """Per-class mean of class-major embeddings ``(sum(counts), D)`` -> ``(len(counts), D)``, in
+    float32 (under bf16 autocast the embeddings are bf16; their means are compared by differences)."""
+    embeddings = embeddings.float()
     if len(set(counts)) == 1:  # the usual case: one reshape, one reduction
         return embeddings.view(len(counts), counts[0], -1).mean(1)
     # a class smaller than the real batch (the reference then takes all of its images)

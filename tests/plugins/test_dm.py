@@ -211,3 +211,16 @@ def test_smoke_on_fashion_mnist() -> None:
     result = DMMethod().condense(real, 1, smoke(), 0, ctx)
     assert result.images.shape == (10, 1, 28, 28)
     assert ctx.metrics["dsa_strategy"] == "color_crop_cutout_flip_scale_rotate"
+
+
+def test_dm_keeps_flip_on_digit_datasets_as_main_dm() -> None:
+    from dcbench.evaluation import Protocol
+
+    real = tiny_dataset([12, 12, 12], name="mnist")
+    ctx = CondenseContext()
+    DMMethod().condense(real, 1, smoke(), 0, ctx)
+    assert ctx.metrics["dsa_strategy"] == "color_crop_cutout_flip_scale_rotate"
+    native = DMMethod().native_evaluation("mnist")
+    assert (native.augmentation, native.paper_epochs) == ("dsa", 1000)
+    protocol = Protocol.for_preset("paper", "mnist", native=native)
+    assert protocol.dsa_strategy == "color_crop_cutout_flip_scale_rotate" and protocol.epochs == 1000

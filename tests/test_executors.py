@@ -1,0 +1,140 @@
+"""The Ray executor: retries resume from the checkpoint, a lost cell is recorded and the grid goes
+on, results reach the driver without a shared filesystem, thread and GPU settings per task."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from dcbench import executors, runner
+from dcbench.checkpoint import CHECKPOINT_FILE, KILL_ENV
+from dcbench.errors import DcbenchError
+from dcbench.store import Store
+
+SPEC = """
+name = "faults"
+preset = "smoke"
+methods = ["random", "dm"]
+ipcs = [1]
+seeds = [0]
+checkpoint_every = 1
+
+[overrides.dm]
+iterations = 4
+"""
+DM_CELL = "dm-fashion-mnist-ipc1-s0"
+
+
+@pytest.fixture(autouse=True)
+def fresh_registry():
+    runner._registry.cache_clear()
+    runner._dataset.cache_clear()
+    yield
+    runner._registry.cache_clear()
+    runner._dataset.cache_clear()
+
+
+def cell(tmp_path: Path, fashion_root: Path) -> runner.Cell:
+    spec_path = tmp_path / "faults.toml"
+    spec_path.write_text(SPEC)
+    return next(c for c in runner.plan_cells(runner.load_spec(spec_path), runner._registry(), str(fashion_root),
+                                             "cpu") if c.method == "dm")
+
+
+def test_without_a_shared_filesystem_the_task_returns_the_files_and_the_driver_writes_them(
+        tmp_path: Path, fashion_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(executors, "assigned_cpus", lambda: 3.0)
+    seen_threads = []
+
+    def execute(c: runner.Cell, root: str) -> dict:
+        seen_threads.append(c.torch_threads)
+        directory = Store(Path(root)).cell_dir(c.id)
+        directory.mkdir(parents=True)
+        for name, text in (("metrics.json", '{"status": "done"}'), ("log.txt", "log"), (".tmp", "x"),
+                           (CHECKPOINT_FILE, "not sent")):
+            (directory / name).write_text(text)
+        return {"status": "done"}
+
+    dm = cell(tmp_path, fashion_root)
+    worker_root = tmp_path / "worker"  # the worker's disk: it holds no token of the driver
+    result = executors.run_cell_task(dm, str(worker_root), execute, token="driver-token")
+    assert seen_threads == [3] and not result.shared_filesystem
+    assert sorted(result.files) == ["log.txt", "metrics.json"]
+    driver = Store(tmp_path / "driver")
+    executors._copy_back(driver, dm.id, result.files)
+    assert (driver.cell_dir(dm.id) / "log.txt").read_text() == "log"
+    assert json.loads((driver.cell_dir(dm.id) / "metrics.json").read_text()) == {"status": "done"}
+    with pytest.raises(DcbenchError, match="refusing to write it"):
+        executors._copy_back(driver, dm.id, {"../escape": b""})
+
+    (worker_root / executors.TOKEN_FILE).write_text("driver-token")  # a shared filesystem: nothing to copy
+    worker_root.joinpath("runs").rename(tmp_path / "old-runs")
+    shared = executors.run_cell_task(dm, str(worker_root), execute, token="driver-token")
+    assert shared.shared_filesystem and shared.files == {}
+
+
+def test_a_lost_cell_is_recorded_like_a_failed_one(tmp_path: Path, fashion_root: Path) -> None:
+    store = Store(tmp_path)
+    metrics = executors._lost_cell(store, cell(tmp_path, fashion_root), RuntimeError("worker died\ntraceback"), 2)
+    assert metrics["status"] == "failed"
+    store.rebuild_tables()
+    failures = pd.read_csv(tmp_path / "failures.csv")
+    assert failures["reason"].tolist() == ["RuntimeError: worker died (Ray task failed, 2 retries)"]
+
+
+def test_gpus_per_cell_defaults_and_limits() -> None:
+    assert executors._gpus(None, 0) == 0 and executors._gpus(None, 4) == 1 and executors._gpus(0.25, 1) == 0.25
+    assert executors._gpus(0, 0) == 0
+    with pytest.raises(DcbenchError, match="the Ray cluster has 0 GPUs"):
+        executors._gpus(0.5, 0)
+    with pytest.raises(DcbenchError, match="has 1 GPUs"):
+        executors._gpus(2, 1)
+
+
+@pytest.mark.ray
+def test_a_killed_ray_worker_is_retried_and_resumes_and_a_lost_cell_does_not_stop_the_grid(
+        tmp_path: Path, fashion_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ray = pytest.importorskip("ray")
+    spec = tmp_path / "faults.toml"
+    spec.write_text(SPEC)
+
+    def run(out: str, **options) -> Path:
+        return runner.run_benchmark(spec, out=tmp_path / out, data_root=str(fashion_root), device="cpu",
+                                    show_progress=False, write_report=False, **options)
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the local reference: 1 thread, like a 1-CPU task
+    try:
+        reference = torch.load(run("local") / "runs" / DM_CELL / "synthetic.pt", weights_only=True)["images"]
+    finally:
+        torch.set_num_threads(threads)
+
+    # every dm worker SIGKILLs itself right after its checkpoint at iteration 2 (once: a resumed run
+    # starts at 3); the local instance inherits this environment
+    monkeypatch.setenv(KILL_ENV, f"2@{DM_CELL}")
+    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+    try:
+        retried = run("retried", executor="ray", max_retries=2)
+        log = (retried / "runs" / DM_CELL / "log.txt").read_text()
+        assert "checkpoint at iteration 2/4" in log and "resumed at iteration 2" in log
+        assert json.loads((retried / "runs" / DM_CELL / "metrics.json").read_text())["resumed_at_iteration"] == 2
+        assert not (retried / "runs" / DM_CELL / CHECKPOINT_FILE).exists()
+        assert torch.equal(torch.load(retried / "runs" / DM_CELL / "synthetic.pt", weights_only=True)["images"],
+                           reference)
+        assert set(pd.read_csv(retried / "runs.csv")["method"]) == {"random", "dm"}
+
+        given_up = run("given-up", executor="ray", max_retries=0)
+        failures = pd.read_csv(given_up / "failures.csv")
+        assert failures["run_id"].tolist() == [DM_CELL] and "Ray task failed" in failures["reason"][0]
+        assert set(pd.read_csv(given_up / "runs.csv")["method"]) == {"random"}  # the grid went on
+        assert (given_up / "runs" / DM_CELL / CHECKPOINT_FILE).exists()
+
+        run("given-up", executor="ray", max_retries=0)  # the same command again: resumes the lost cell
+        assert "resumed at iteration 2" in (given_up / "runs" / DM_CELL / "log.txt").read_text()
+        assert not (given_up / "failures.csv").exists()
+        assert set(pd.read_csv(given_up / "runs.csv")["method"]) == {"random", "dm"}
+    finally:
+        ray.shutdown()
