@@ -254,6 +254,7 @@ def bench_quick_cell(method_name: str, ipc: int) -> dict[str, Any]:
 
 
 def worker(args: argparse.Namespace) -> None:
+    import dcbench  # noqa: F401 - before torch: it sets the allocator and OpenMP's spin (dcbench.runtime)
     import torch
 
     if args.threads:
