@@ -240,7 +240,8 @@ def _train_group(models: _StackedModels | _SingleModel, indices: list[int], imag
             yb = labels[idx]
             with autocast(protocol.precision, images.device.type):
                 logits = models.logits(xb)
-            loss = F.cross_entropy(logits.float().flatten(0, 1), yb.flatten(), reduction="none").view(k, -1).mean(1).sum()
+            per_sample = F.cross_entropy(logits.float().flatten(0, 1), yb.flatten(), reduction="none")
+            loss = per_sample.view(k, -1).mean(1).sum()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

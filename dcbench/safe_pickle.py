@@ -97,7 +97,8 @@ def load_tensor_file(path: Path, safe_globals: Iterable[Any] = (), what: str = "
         with open(path, "rb") as f:
             f.read(1)
     except OSError as exc:  # the file itself is unreadable; anything torch raises later is about its content
-        raise DcbenchError(f"{path}: cannot be read ({exc.strerror or exc}); check the path and its permissions") from None
+        raise DcbenchError(f"{path}: cannot be read ({exc.strerror or exc}); "
+                           "check the path and its permissions") from None
     try:
         with torch.serialization.safe_globals(list(safe_globals)):
             return torch.load(path, map_location="cpu", weights_only=True)

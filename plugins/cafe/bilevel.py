@@ -18,6 +18,7 @@ parameters and are zeroed before any network step) and the per-epoch ``epoch('te
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -140,7 +141,8 @@ def train_epoch(net: nn.Module, optimizer: torch.optim.Optimizer, images: Tensor
 
 
 def class_batches(real: RealDataset, images: Tensor, ipc: int, batch_real: int, real_gen: torch.Generator,
-                  dsa_strategy: str, dsa_gen: torch.Generator, device: torch.device) -> tuple[list[Tensor], list[Tensor]]:
+                  dsa_strategy: str, dsa_gen: torch.Generator,
+                  device: torch.device) -> tuple[list[Tensor], list[Tensor]]:
     """Fresh real images and the synthetic images of every class, under one Siamese DSA draw per
     class (no augmentation for an empty strategy)."""
     real_batches, syn_batches = [], []
@@ -183,12 +185,8 @@ def condense_cafe(real: RealDataset, ipc: int, config: CafeConfig, seed: int, ct
         real_gen, query_gen = make_generator(seed, "real", it), make_generator(seed, "query", it)
         order_gen, dsa_gen = make_generator(seed, "order", it), make_generator(seed, "dsa", it)
         inner_dsa_gen = make_generator(seed, "inner-dsa", it)
-
-        def check() -> list[float]:
-            return query_accuracy(net, real, config.query_per_class, query_gen, device)
-
-        def inner_transform(x: Tensor) -> Tensor:
-            return augment(x, dsa_strategy, inner_dsa_gen)
+        check = functools.partial(query_accuracy, net, real, config.query_per_class, query_gen, device)
+        inner_transform = functools.partial(augment, strategy=dsa_strategy, generator=inner_dsa_gen)
 
         outer = OuterStop(num_classes, config.window, running_sum, config.max_image_steps, config.lambda_1)
         inner_epochs = 0
@@ -221,9 +219,9 @@ def condense_cafe(real: RealDataset, ipc: int, config: CafeConfig, seed: int, ct
         counts.inner_epochs.append(inner_epochs)
         counts.seconds.append(time.perf_counter() - started)
         ctx.progress(it + 1, config.iterations, loss=loss_value, image_steps=outer.checks, inner_epochs=inner_epochs)
-        ctx.checkpoint(it + 1, config.iterations, lambda: {
+        ctx.checkpoint(it + 1, config.iterations, lambda loss=loss_value: {
             "images": images.detach(), "optimizer": image_optimizer.state_dict(),
-            "counts": dataclasses.asdict(counts), "loss": loss_value})
+            "counts": dataclasses.asdict(counts), "loss": loss})
     ctx.metrics.update(iterations=config.iterations, final_loss=loss_value, map_weights=list(map_weights),
                        dsa_strategy=dsa_strategy or "none", **counts.as_metrics())
     return SyntheticSet(images.detach(), labels)
