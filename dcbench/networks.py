@@ -185,7 +185,7 @@ class AlexNet(nn.Module):
 class VGG11(nn.Module):
     """VGG11 with instance norm (GroupNorm(C, C)), as the reference's non-BN VGG11."""
 
-    CFG = (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M")
+    CFG: tuple[int | str, ...] = (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M")
 
     def __init__(self, channels: int, num_classes: int, image_size: tuple[int, int],
                  norm: str = "instancenorm") -> None:
@@ -193,7 +193,7 @@ class VGG11(nn.Module):
         layers: list[nn.Module] = []
         in_ch, side = channels, image_size[0] + (4 if channels == 1 else 0)
         for i, v in enumerate(self.CFG):
-            if v == "M":
+            if isinstance(v, str):  # "M", a max-pool
                 layers.append(nn.MaxPool2d(2))
                 side //= 2
             else:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -87,10 +87,11 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _trace(manager: pluggy.PluginManager) -> None:
-    def before(hook_name: str, impls: list, kwargs: dict) -> None:
+    def before(hook_name: str, impls: Sequence[pluggy.HookImpl], kwargs: Mapping[str, Any]) -> None:
         print(f"[dcbench trace] {hook_name} -> {[i.plugin_name for i in impls]} {sorted(kwargs)}", file=sys.stderr)
 
-    def after(outcome: Any, hook_name: str, impls: list, kwargs: dict) -> None:
+    def after(outcome: pluggy.Result[Any], hook_name: str, impls: Sequence[pluggy.HookImpl],
+              kwargs: Mapping[str, Any]) -> None:
         pass
 
     manager.add_hookcall_monitoring(before, after)

@@ -22,10 +22,10 @@ from dcbench.errors import DcbenchError
 
 try:  # NumPy 2 moved its internals to numpy._core; pickles name either path
     from numpy._core.multiarray import _reconstruct
-    from numpy._core.numeric import _frombuffer
+    from numpy._core.numeric import _frombuffer  # type: ignore[attr-defined]  # private: not in NumPy's stubs
 except ImportError:  # pragma: no cover - NumPy 1
-    from numpy.core.multiarray import _reconstruct
-    from numpy.core.numeric import _frombuffer
+    from numpy.core.multiarray import _reconstruct  # type: ignore[no-redef]  # the same function, older path
+    from numpy.core.numeric import _frombuffer  # type: ignore[no-redef]  # the same function, older path
 
 
 def _latin1_encode(text: str, encoding: str = "latin1") -> bytes:

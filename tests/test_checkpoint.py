@@ -140,7 +140,7 @@ class ThirdPartyMethod(Method):
         assert ctx.resume() is None
         for it in range(config.iterations):
             images = images + 0.01 * torch.randn(images.shape, generator=make_generator(seed, "step", it))
-            ctx.checkpoint(it + 1, config.iterations, lambda images=images: {"images": images})
+            ctx.checkpoint(it + 1, config.iterations, lambda: {"images": images})  # noqa: B023 - called inside ctx.checkpoint, in this iteration
         ctx.metrics["iterations"] = config.iterations
         return SyntheticSet(images, class_major_labels(real.num_classes, ipc))
 

@@ -219,9 +219,9 @@ def condense_cafe(real: RealDataset, ipc: int, config: CafeConfig, seed: int, ct
         counts.inner_epochs.append(inner_epochs)
         counts.seconds.append(time.perf_counter() - started)
         ctx.progress(it + 1, config.iterations, loss=loss_value, image_steps=outer.checks, inner_epochs=inner_epochs)
-        ctx.checkpoint(it + 1, config.iterations, lambda loss=loss_value: {
+        ctx.checkpoint(it + 1, config.iterations, lambda: {
             "images": images.detach(), "optimizer": image_optimizer.state_dict(),
-            "counts": dataclasses.asdict(counts), "loss": loss})
+            "counts": dataclasses.asdict(counts), "loss": loss_value})  # noqa: B023 - called inside ctx.checkpoint, in this iteration
     ctx.metrics.update(iterations=config.iterations, final_loss=loss_value, map_weights=list(map_weights),
                        dsa_strategy=dsa_strategy or "none", **counts.as_metrics())
     return SyntheticSet(images.detach(), labels)

@@ -136,7 +136,7 @@ class DMMethod(Method):
             loss.backward()
             optimizer.step()
             ctx.progress(it + 1, config.iterations, loss=loss_value)
-            ctx.checkpoint(it + 1, config.iterations, lambda loss=loss_value: {
-                "images": images.detach(), "optimizer": optimizer.state_dict(), "loss": loss})
+            ctx.checkpoint(it + 1, config.iterations, lambda: {
+                "images": images.detach(), "optimizer": optimizer.state_dict(), "loss": loss_value})  # noqa: B023 - called inside ctx.checkpoint, in this iteration
         ctx.metrics.update(iterations=config.iterations, final_loss=loss_value, dsa_strategy=strategy)
         return SyntheticSet(images.detach(), class_major_labels(num_classes, ipc))
