@@ -31,6 +31,7 @@ from torch.nn import functional as F
 from dcbench.augment import augment, siamese_augment
 from dcbench.datasets import RealDataset
 from dcbench.methods import CondenseContext, class_major_labels, init_synthetic_images
+from dcbench.networks import ConvNet
 from dcbench.seeding import make_generator
 from dcbench.synthetic import SyntheticSet
 
@@ -93,7 +94,7 @@ def query_accuracy(net: nn.Module, real: RealDataset, per_class: int, generator:
 REAL_CHUNK_IMAGES = 256
 
 
-def real_class_statistics(net: nn.Module, real_batches: Sequence[Tensor],
+def real_class_statistics(net: ConvNet, real_batches: Sequence[Tensor],
                           chunk_images: int = REAL_CHUNK_IMAGES) -> tuple[list[Tensor], Tensor]:
     """Class means of every feature map and the flattened embeddings of the real batches, forwarded
     a few whole classes at a time (the network treats every image on its own, so chunking at class
@@ -109,7 +110,7 @@ def real_class_statistics(net: nn.Module, real_batches: Sequence[Tensor],
     return [torch.cat(per_map) for per_map in zip(*means)], torch.cat(embeddings)
 
 
-def cafe_loss(net: nn.Module, real_batches: Sequence[Tensor], syn_batches: Sequence[Tensor],
+def cafe_loss(net: ConvNet, real_batches: Sequence[Tensor], syn_batches: Sequence[Tensor],
               map_weights: Sequence[float], embed_weight: float, inner_weight: float) -> Tensor:
     """The image objective on class batches ``real_batches[c]`` / ``syn_batches[c]``.
 
@@ -181,6 +182,7 @@ def condense_cafe(real: RealDataset, ipc: int, config: CafeConfig, seed: int, ct
             group["lr"] = image_lr(config, it)
         net = ctx.build_network("ConvNet", real, make_generator(seed, "net", it),
                                 width=config.net_width, depth=config.net_depth).train()
+        assert isinstance(net, ConvNet)  # the registered "ConvNet": CAFE reads its per-layer features
         net_optimizer = torch.optim.SGD(net.parameters(), lr=config.lr_net)
         real_gen, query_gen = make_generator(seed, "real", it), make_generator(seed, "query", it)
         order_gen, dsa_gen = make_generator(seed, "order", it), make_generator(seed, "dsa", it)
