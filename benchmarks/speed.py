@@ -346,7 +346,8 @@ def main() -> None:
     parser.add_argument("--eval-widths", default="32,128")
     parser.add_argument("--eval-models", default="2")
     parser.add_argument("--eval-ipcs", default="1,10,50")
-    parser.add_argument("--quick-cell", action="store_true", help="a quick cafe IPC-1 cell alone and beside a busy process")
+    parser.add_argument("--quick-cell", action="store_true",
+                        help="a quick cafe IPC-1 cell alone and beside a busy process")
     parser.add_argument("--json", help="write all results here")
     parser.add_argument("--label", default="", help="a name for this run in the JSON (e.g. before/after)")
     parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)

@@ -203,7 +203,8 @@ def dc_augment(x: Tensor, generator: torch.Generator, strategy: str = DC_AUG_STR
     if strategy in NO_AUGMENTATION:
         return x
     if not set(ops) <= set(DC_AUG_OPS):
-        raise DcbenchError(f"unknown DC augmentation in {strategy!r}; use '_'-joined names from {', '.join(DC_AUG_OPS)}")
+        raise DcbenchError(f"unknown DC augmentation in {strategy!r}; "
+                           f"use '_'-joined names from {', '.join(DC_AUG_OPS)}")
     x = x.detach()
     n, c, h, w = x.shape
     mean = x.mean(dim=(0, 2, 3))  # per channel, over the batch (as the reference)

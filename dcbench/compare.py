@@ -326,7 +326,8 @@ def find_reference(datasets: list[str], preset: str, root: Path = REFERENCE_ROOT
                 and (spec_path.parent / "runs.csv").is_file():
             matches.append(spec_path.parent)
     named = [m for m in matches if m.name == name]
-    return (named or matches or [None])[0]
+    candidates = named or matches
+    return candidates[0] if candidates else None
 
 
 def resolve_reference(option: str | None, datasets: list[str], preset: str, run_root: Path,

@@ -115,7 +115,7 @@ def pareto_front(seconds: np.ndarray, accuracy: np.ndarray) -> np.ndarray:
     seconds, accuracy = np.asarray(seconds, dtype=float), np.asarray(accuracy, dtype=float)
     no_worse = (seconds[None, :] <= seconds[:, None]) & (accuracy[None, :] >= accuracy[:, None])
     better = (seconds[None, :] < seconds[:, None]) | (accuracy[None, :] > accuracy[:, None])
-    return ~(no_worse & better).any(axis=1)
+    return np.logical_not((no_worse & better).any(axis=1))
 
 
 def pareto_table(cells: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:

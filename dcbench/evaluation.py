@@ -187,7 +187,7 @@ class _StackedModels:
         """Copy the trained stacked parameters back into the K separate networks."""
         for i, net in enumerate(nets):
             for name, tensor in [*net.named_parameters(), *net.named_buffers()]:
-                tensor.copy_((self.params.get(name) if name in self.params else self.buffers[name])[i])
+                tensor.copy_((self.params[name] if name in self.params else self.buffers[name])[i])
 
     def logits(self, x: Tensor) -> Tensor:
         return self.forward_each(self.params, self.buffers, x)
@@ -240,7 +240,8 @@ def _train_group(models: _StackedModels | _SingleModel, indices: list[int], imag
             yb = labels[idx]
             with autocast(protocol.precision, images.device.type):
                 logits = models.logits(xb)
-            loss = F.cross_entropy(logits.float().flatten(0, 1), yb.flatten(), reduction="none").view(k, -1).mean(1).sum()
+            per_sample = F.cross_entropy(logits.float().flatten(0, 1), yb.flatten(), reduction="none")
+            loss = per_sample.view(k, -1).mean(1).sum()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -259,6 +260,7 @@ def _test_group(models: _StackedModels | _SingleModel, real: RealDataset, batch_
             logits = models.logits_shared(x)
         hits = (logits.argmax(-1) == y).sum(1)
         correct = hits if correct is None else correct + hits
+    assert correct is not None, "the test set is empty"  # the loaders refuse a dataset without test images
     return (correct.float() / real.test_images.shape[0]).tolist()
 
 

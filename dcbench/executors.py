@@ -114,7 +114,8 @@ def run_ray(cells: list[Any], root: Path, address: str | None, execute: Callable
         atomic_write(Path(root) / TOKEN_FILE, lambda f: f.write(token.encode()))
         # Retry lost workers (system failures) and I/O errors; a method's own failure is recorded
         # by execute() and not retried, since it would fail again.
-        task = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=max_retries,
+        # ray's stub types retry_exceptions as bool only; its documentation allows a list of exceptions
+        task = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=max_retries,  # type: ignore[call-overload]
                           retry_exceptions=[OSError])(run_cell_task)
         cell_of = {task.remote(cell, str(root), execute, token): cell for cell in cells}
         pending = list(cell_of)

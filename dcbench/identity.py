@@ -90,7 +90,7 @@ def data_fingerprint(train_images: torch.Tensor, train_labels: torch.Tensor, tes
     for tensor in (train_images, train_labels, test_images, test_labels):
         t = tensor.detach().cpu().contiguous()
         h.update(f"{tuple(t.shape)}{t.dtype}".encode())
-        h.update(t.view(torch.uint8).reshape(-1).numpy() if t.numel() else b"")
+        h.update(t.view(torch.uint8).reshape(-1).numpy().data if t.numel() else b"")
     return h.hexdigest()
 
 

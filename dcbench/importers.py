@@ -36,7 +36,7 @@ from dcbench.testing import METHOD_NAME
 try:
     from numpy._core.multiarray import scalar as _numpy_scalar  # NumPy 2
 except ImportError:  # pragma: no cover - NumPy 1
-    from numpy.core.multiarray import scalar as _numpy_scalar
+    from numpy.core.multiarray import scalar as _numpy_scalar  # type: ignore[no-redef]  # the same, older path
 
 # What a NumPy float/int scalar needs to unpickle, under the module paths of NumPy 1 (files written
 # years ago) and NumPy 2. Rebuilding a scalar from its dtype and bytes runs no user code.

@@ -149,7 +149,8 @@ class LeNet(nn.Module):
         )
         h = ((image_size[0] + 2 * pad - 4) // 2 - 4) // 2
         w = ((image_size[1] + 2 * pad - 4) // 2 - 4) // 2
-        self.head = nn.Sequential(nn.Linear(16 * h * w, 120), nn.ReLU(inplace=True), nn.Linear(120, 84), nn.ReLU(inplace=True))
+        self.head = nn.Sequential(nn.Linear(16 * h * w, 120), nn.ReLU(inplace=True),
+                                  nn.Linear(120, 84), nn.ReLU(inplace=True))
         self.classifier = nn.Linear(84, num_classes)
 
     def embed(self, x: Tensor) -> Tensor:
@@ -184,14 +185,15 @@ class AlexNet(nn.Module):
 class VGG11(nn.Module):
     """VGG11 with instance norm (GroupNorm(C, C)), as the reference's non-BN VGG11."""
 
-    CFG = (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M")
+    CFG: tuple[int | str, ...] = (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M")
 
-    def __init__(self, channels: int, num_classes: int, image_size: tuple[int, int], norm: str = "instancenorm") -> None:
+    def __init__(self, channels: int, num_classes: int, image_size: tuple[int, int],
+                 norm: str = "instancenorm") -> None:
         super().__init__()
         layers: list[nn.Module] = []
         in_ch, side = channels, image_size[0] + (4 if channels == 1 else 0)
         for i, v in enumerate(self.CFG):
-            if v == "M":
+            if isinstance(v, str):  # "M", a max-pool
                 layers.append(nn.MaxPool2d(2))
                 side //= 2
             else:
@@ -229,7 +231,8 @@ class _BasicBlock(nn.Module):
 class ResNet18(nn.Module):
     """ResNet18 with instance norm, 3x3 stem, stride-2 stages and a 4x4 average pool (reference)."""
 
-    def __init__(self, channels: int, num_classes: int, image_size: tuple[int, int], norm: str = "instancenorm") -> None:
+    def __init__(self, channels: int, num_classes: int, image_size: tuple[int, int],
+                 norm: str = "instancenorm") -> None:
         super().__init__()
         self.stem = nn.Sequential(nn.Conv2d(channels, 64, 3, stride=1, padding=1, bias=False),
                                   _norm(norm, 64, (0, 0)), nn.ReLU(inplace=True))

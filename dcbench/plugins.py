@@ -18,7 +18,7 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -87,10 +87,11 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _trace(manager: pluggy.PluginManager) -> None:
-    def before(hook_name: str, impls: list, kwargs: dict) -> None:
+    def before(hook_name: str, impls: Sequence[pluggy.HookImpl], kwargs: Mapping[str, Any]) -> None:
         print(f"[dcbench trace] {hook_name} -> {[i.plugin_name for i in impls]} {sorted(kwargs)}", file=sys.stderr)
 
-    def after(outcome: Any, hook_name: str, impls: list, kwargs: dict) -> None:
+    def after(outcome: pluggy.Result[Any], hook_name: str, impls: Sequence[pluggy.HookImpl],
+              kwargs: Mapping[str, Any]) -> None:
         pass
 
     manager.add_hookcall_monitoring(before, after)
@@ -176,17 +177,18 @@ def _collect(registry: Registry, fail: Callable[[str, str], None]) -> None:
             plugin_name = impl.plugin_name
             staged: dict[str, Any] = {}
 
-            def register(item: Any, _staged: dict[str, Any] = staged, _plugin: str = plugin_name) -> None:
-                if not isinstance(item, expected_type):
-                    raise DcbenchError(f"register() expects a {expected_type.__name__}, got {type(item).__name__}")
+            def register(item: Any, _staged: dict[str, Any] = staged, _plugin: str = plugin_name,
+                         _kind: str = kind, _expected: type = expected_type) -> None:
+                if not isinstance(item, _expected):
+                    raise DcbenchError(f"register() expects a {_expected.__name__}, got {type(item).__name__}")
                 name = getattr(item, "name", None)
                 if not isinstance(name, str) or not name:
-                    raise DcbenchError(f"a registered {kind} has no name")
-                owner = registry.owners.get((kind, name)) or (_plugin if name in _staged else None)
+                    raise DcbenchError(f"a registered {_kind} has no name")
+                owner = registry.owners.get((_kind, name)) or (_plugin if name in _staged else None)
                 if owner is not None:
                     # suggest disabling the third-party one: the built-ins ship with dcbench itself
                     culprit = next((p for p in (_plugin, owner) if not _is_builtin(registry, p)), _plugin)
-                    raise DcbenchError(f"{kind} {name!r} is registered by both {owner!r} and {_plugin!r}; "
+                    raise DcbenchError(f"{_kind} {name!r} is registered by both {owner!r} and {_plugin!r}; "
                                        f"uninstall or disable one (DCBENCH_DISABLE_PLUGINS={culprit})")
                 _staged[name] = item
 

@@ -38,7 +38,7 @@ def check_ray_address(address: str, timeout: float = 3.0) -> None:
         with socket.create_connection(target, timeout=timeout) as conn:
             conn.sendall(HTTP2_PREFACE)
             header = _read(conn, 9)
-    except socket.timeout:
+    except TimeoutError:
         raise DcbenchError(f"cannot reach the Ray cluster at {address}: no answer within {timeout:g}s; {FIX}") from None
     except OSError as exc:
         raise DcbenchError(f"cannot reach the Ray cluster at {address}: {exc.strerror or exc}; {FIX}") from None

@@ -29,10 +29,10 @@ import torch
 from dcbench import __version__
 from dcbench.devices import device_name, resolve_device
 from dcbench.errors import DcbenchError
+from dcbench.folder_dataset import DatasetSource, resolve_dataset_entry
 from dcbench.identity import CellIdentity, data_fingerprint, identity_notes, protocol_hash
 from dcbench.lock import StoreLock
 from dcbench.outputs import check_output_dir
-from dcbench.folder_dataset import DatasetSource, resolve_dataset_entry
 from dcbench.spec import Spec, load_spec
 from dcbench.store import Store
 
@@ -107,7 +107,8 @@ def plan_cells(spec: Spec, registry: Any, data_root: str | None, device: str,
                 protocols.append(Protocol.for_preset(spec.preset, dataset, spec.eval_augmentation, arch, native=native,
                                                      precision=spec.precision, **extra).to_dict())
             fingerprint = CellIdentity(
-                method_name=method_name, method_version=method.version, plugin_version=plugin.version if plugin else None,
+                method_name=method_name, method_version=method.version,
+                plugin_version=plugin.version if plugin else None,
                 config_hash=config_hash(method_name, config, spec.precision), protocol_hash=protocol_hash(protocols),
                 data_fingerprint=_data_fingerprint(dataset, data_root, source),
                 precision=spec.precision,
@@ -241,7 +242,8 @@ def execute_cell(cell: Cell, root: str) -> dict[str, Any]:
         try:
             registry.manager.hook.dcbench_cell_started(cell=observed)
             method = registry.method(cell.method)
-            if _data_fingerprint(cell.dataset, cell.data_root, cell.dataset_source) != cell.fingerprint["data_fingerprint"]:
+            found = _data_fingerprint(cell.dataset, cell.data_root, cell.dataset_source)
+            if found != cell.fingerprint["data_fingerprint"]:
                 raise DcbenchError(f"the {cell.dataset} data found here differs from the data the grid was "
                                    "planned with (content hash); give every worker the same --data-root files")
             shared = _dataset(cell.dataset, cell.data_root, str(device), cell.dataset_source)
@@ -338,7 +340,8 @@ class RunOutcome:
 def run_benchmark(spec_path: Path | None = None, preset: str | None = None, out: Path | None = None,
                   executor: str = "local", ray_address: str | None = None, data_root: str | None = None,
                   device: str = "auto", show_progress: bool = True, write_report: bool = True,
-                  threads: int | None = None, precision: str | None = None, reference: str | None = "auto", checkpoint_every: str | None = None,
+                  threads: int | None = None, precision: str | None = None, reference: str | None = "auto",
+                  checkpoint_every: str | None = None,
                   gpus_per_cell: float | None = None, tensorboard: bool | str | None = None,
                   max_retries: int = 3) -> Path:
     """Run a grid (see :func:`run_grid`) and return its results directory."""

@@ -22,10 +22,10 @@ from dcbench.errors import DcbenchError
 
 try:  # NumPy 2 moved its internals to numpy._core; pickles name either path
     from numpy._core.multiarray import _reconstruct
-    from numpy._core.numeric import _frombuffer
+    from numpy._core.numeric import _frombuffer  # type: ignore[attr-defined]  # private: not in NumPy's stubs
 except ImportError:  # pragma: no cover - NumPy 1
-    from numpy.core.multiarray import _reconstruct
-    from numpy.core.numeric import _frombuffer
+    from numpy.core.multiarray import _reconstruct  # type: ignore[no-redef]  # the same function, older path
+    from numpy.core.numeric import _frombuffer  # type: ignore[no-redef]  # the same function, older path
 
 
 def _latin1_encode(text: str, encoding: str = "latin1") -> bytes:
@@ -97,7 +97,8 @@ def load_tensor_file(path: Path, safe_globals: Iterable[Any] = (), what: str = "
         with open(path, "rb") as f:
             f.read(1)
     except OSError as exc:  # the file itself is unreadable; anything torch raises later is about its content
-        raise DcbenchError(f"{path}: cannot be read ({exc.strerror or exc}); check the path and its permissions") from None
+        raise DcbenchError(f"{path}: cannot be read ({exc.strerror or exc}); "
+                           "check the path and its permissions") from None
     try:
         with torch.serialization.safe_globals(list(safe_globals)):
             return torch.load(path, map_location="cpu", weights_only=True)

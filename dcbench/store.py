@@ -225,7 +225,8 @@ class Store:
                         "synth_iters": (metrics.get("method_metrics") or {}).get("iterations"),
                         "preset": cell["preset"], "protocol": ev["protocol"]["name"],
                         "eval_epochs": ev["protocol"]["epochs"], "eval_augmentation": ev["protocol"]["augmentation"],
-                        "eval_models": ev["protocol"]["models"], "device": metrics.get("device"), "device_name": metrics.get("device_name"),
+                        "eval_models": ev["protocol"]["models"], "device": metrics.get("device"),
+                        "device_name": metrics.get("device_name"),
                         "dcbench_version": metrics.get("dcbench_version"), "data_root": metrics.get("data_root"),
                     })
         runs = pd.DataFrame(rows, columns=RUNS_COLUMNS)

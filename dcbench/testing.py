@@ -441,6 +441,7 @@ class ConformanceSuite:
                                  "ctx.checkpoint(step, total, make_state) before its last iteration "
                                  "(the smoke preset needs at least 2 iterations)")
         k = interrupted.saved_iteration
+        assert k is not None  # _Interrupted is raised only after a save
         resumed = self._record(GREY, _MemoryStateStore(saved=interrupted.saved))
         assert resumed.resumed_at == k, \
             f"{GREY}: the method did not call ctx.resume() (or ignored the state saved at iteration {k})"

@@ -4,8 +4,21 @@ import numpy as np
 import pytest
 import torch
 
-from dcbench.augment import DEFAULT_DSA, FAMILIES, _apply, _dc_crop, _dc_rotate, _dc_scale, _draw, augment, \
-    dc_augment, dc_strategy_for, dsa_strategy_for, parse_strategy, siamese_augment
+from dcbench.augment import (
+    DEFAULT_DSA,
+    FAMILIES,
+    _apply,
+    _dc_crop,
+    _dc_rotate,
+    _dc_scale,
+    _draw,
+    augment,
+    dc_augment,
+    dc_strategy_for,
+    dsa_strategy_for,
+    parse_strategy,
+    siamese_augment,
+)
 from dcbench.errors import DcbenchError
 from dcbench.seeding import make_generator
 

@@ -11,8 +11,15 @@ from typing import ClassVar
 import pytest
 import torch
 
-from dcbench.checkpoint import (CHECKPOINT_FILE, KILL_ENV, Checkpointer, CheckpointPolicy, check_compatible,
-                                checkpoint_identity, read_checkpoint)
+from dcbench.checkpoint import (
+    CHECKPOINT_FILE,
+    KILL_ENV,
+    Checkpointer,
+    CheckpointPolicy,
+    check_compatible,
+    checkpoint_identity,
+    read_checkpoint,
+)
 from dcbench.cli import main
 from dcbench.condensation import condense
 from dcbench.errors import DcbenchError
@@ -133,7 +140,7 @@ class ThirdPartyMethod(Method):
         assert ctx.resume() is None
         for it in range(config.iterations):
             images = images + 0.01 * torch.randn(images.shape, generator=make_generator(seed, "step", it))
-            ctx.checkpoint(it + 1, config.iterations, lambda: {"images": images})
+            ctx.checkpoint(it + 1, config.iterations, lambda: {"images": images})  # noqa: B023 - called inside ctx.checkpoint, in this iteration
         ctx.metrics["iterations"] = config.iterations
         return SyntheticSet(images, class_major_labels(real.num_classes, ipc))
 

@@ -40,8 +40,10 @@ def test_condense_then_evaluate_twice_gives_identical_results(tmp_path: Path, fa
 
 @pytest.mark.parametrize("args,message", [
     (["condense", "--method", "nope", "--dataset", "fashion-mnist", "--ipc", "1", "-o", "x"], "unknown method 'nope'"),
-    (["condense", "--method", "random", "--dataset", "imagenet", "--ipc", "1", "-o", "x"], "unknown dataset 'imagenet'"),
-    (["condense", "--method", "random", "--dataset", "fashion-mnist", "--ipc", "0", "-o", "x"], "--ipc must be a positive"),
+    (["condense", "--method", "random", "--dataset", "imagenet", "--ipc", "1", "-o", "x"],
+     "unknown dataset 'imagenet'"),
+    (["condense", "--method", "random", "--dataset", "fashion-mnist", "--ipc", "0", "-o", "x"],
+     "--ipc must be a positive"),
     (["condense", "--method", "herding", "--dataset", "fashion-mnist", "--ipc", "1", "--set", "colour=3", "-o", "x"],
      "no setting 'colour'"),
     (["condense", "--method", "herding", "--dataset", "fashion-mnist", "--ipc", "1", "--set", "net_width=wide",

@@ -11,8 +11,7 @@ from scipy import stats as sps
 
 from dcbench import runner
 from dcbench.cli import main
-from dcbench.compare import compare_paths, find_reference, load_cells, resolve_reference, summary_line, \
-    welch_from_stats
+from dcbench.compare import compare_paths, find_reference, load_cells, resolve_reference, summary_line, welch_from_stats
 from dcbench.errors import DcbenchError
 from dcbench.stats import holm
 
@@ -95,7 +94,8 @@ def test_a_shifted_method_differs_and_is_named(tmp_path: Path) -> None:
 
 
 def test_a_changed_protocol_is_flagged(tmp_path: Path) -> None:
-    table = compare_paths(write_store(tmp_path / "run"), write_store(tmp_path / "ref", protocol="ConvNet/300ep/none/v1"))
+    table = compare_paths(write_store(tmp_path / "run"),
+                          write_store(tmp_path / "ref", protocol="ConvNet/300ep/none/v1"))
     assert not table["same_protocol"].any()
     from dcbench.compare import warnings
     assert "another protocol than the reference" in warnings(table)[0]

@@ -403,7 +403,8 @@ def synthetic_dir(tmp_path: Path, labels: torch.Tensor | None = None, manifest: 
                   raw_manifest: bytes | None = None) -> Path:
     directory = tmp_path / "set"
     directory.mkdir(exist_ok=True)
-    torch.save({"images": torch.zeros(10, 1, 28, 28), "labels": class_major_labels(10, 1) if labels is None else labels},
+    torch.save({"images": torch.zeros(10, 1, 28, 28),
+                "labels": class_major_labels(10, 1) if labels is None else labels},
                directory / "synthetic.pt")
     text = raw_manifest if raw_manifest is not None else json.dumps(
         {"dataset": "fashion-mnist"} if manifest is None else manifest).encode()
@@ -419,7 +420,8 @@ def synthetic_dir(tmp_path: Path, labels: torch.Tensor | None = None, manifest: 
     (None, {"dataset": "fashion-mnist", "preprocessing": "mean/std"}, None,
      "preprocessing must be a table, got the string 'mean/std'"),
     (None, {"dataset": "fashion-mnist", "preprocessing": {"mean": "0.5"}}, None, "preprocessing mean must be a list"),
-    (None, {"dataset": "fashion-mnist", "preprocessing": {"std": [0.0]}}, None, "preprocessing std[0] must be a positive finite number"),
+    (None, {"dataset": "fashion-mnist", "preprocessing": {"std": [0.0]}}, None,
+     "preprocessing std[0] must be a positive finite number"),
     (None, {"dataset": "fashion-mnist", "native_eval_augmentation": "fancy"}, None,
      "native_eval_augmentation must be one of none, dsa, dc"),
     (None, {"dataset": 7}, None, "dataset must be a non-empty string, got 7 (an int)"),

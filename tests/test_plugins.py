@@ -5,9 +5,7 @@ import importlib.metadata
 import re
 import sys
 import textwrap
-from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
 
 import pytest
 

@@ -14,7 +14,6 @@ import socket
 import subprocess
 import sys
 import time
-
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -24,9 +23,9 @@ import pandas as pd
 import pytest
 import torch
 
-from dcbench.compat import tomllib
 from dcbench import lock, runner
 from dcbench.cli import main
+from dcbench.compat import tomllib
 from dcbench.errors import DcbenchError
 from dcbench.identity import CellIdentity, data_fingerprint, identity_notes
 from dcbench.methods import Method, class_major_labels
@@ -199,7 +198,8 @@ def test_2_other_data_and_another_plugin_version_are_not_pooled(tmp_path: Path, 
     assert runs["identity"].nunique() == 3 and runs["method"].nunique() == 3
     assert runs.at[0, "data_fingerprint"] != runs.at[1, "data_fingerprint"]
     assert runs.at[0, "data_fingerprint"] == runs.at[2, "data_fingerprint"]
-    assert runs.at[0, "data_root"] == str(fashion_root.resolve()) and runs.at[1, "data_root"] == str(other_root.resolve())
+    assert runs.at[0, "data_root"] == str(fashion_root.resolve())
+    assert runs.at[1, "data_root"] == str(other_root.resolve())
     assert runs.at[2, "plugin_version"] == "9.9.9" and runs.at[0, "plugin_version"] != "9.9.9"
     [note] = identity_notes(pd.read_csv(out / "runs.csv"))
     assert "3 identities" in note and "data_fingerprint" in note

@@ -55,4 +55,4 @@ class ReportContext:
 def method_order(methods: list[str] | np.ndarray, reference: str | None) -> list[str]:
     """Table and legend order: the reference first, then the other methods alphabetically."""
     others = sorted(m for m in set(methods) if m not in (reference, WHOLE_DATASET))
-    return ([reference] if reference in set(methods) else []) + others
+    return ([reference] if reference is not None and reference in set(methods) else []) + others

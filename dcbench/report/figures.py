@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
-from matplotlib import colormaps
+from matplotlib import color_sequences
 from matplotlib.axes import Axes
+from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 
 from dcbench import cost, curves
@@ -37,7 +39,7 @@ def save_figure(figure: Figure, out_dir: Path, stem: str, formats: tuple[str, ..
 
 def method_colors(methods: list[str]) -> dict[str, tuple[float, ...]]:
     """One colour per method, the same in every plot of the report."""
-    palette = colormaps["tab10"].colors
+    palette = [to_rgb(color) for color in color_sequences["tab10"]]
     return {method: palette[i % len(palette)] for i, method in enumerate(methods)}
 
 
@@ -100,8 +102,8 @@ def _plot_whole_dataset(ax: Axes, whole: pd.Series) -> None:
     """The whole-dataset line and its 95% CI band; across the panel when it does not vary by IPC."""
     means, lows, highs = (np.array([cell[key] for cell in whole], dtype=float)
                           for key in ("mean", "ci_low", "ci_high"))
-    style = {"color": "0.3", "linestyle": "--", "label": WHOLE_DATASET_LABEL}
-    band = {"color": "0.3", "alpha": 0.15, "linewidth": 0}
+    style: dict[str, Any] = {"color": "0.3", "linestyle": "--", "label": WHOLE_DATASET_LABEL}
+    band: dict[str, Any] = {"color": "0.3", "alpha": 0.15, "linewidth": 0}
     if np.all(means == means[0]):  # one cell shown under every IPC
         ax.axhline(means[0], **style)
         if np.isfinite(lows[0]):

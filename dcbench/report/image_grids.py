@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from matplotlib.figure import Figure
+from matplotlib.layout_engine import ConstrainedLayoutEngine
 
 from dcbench.errors import DcbenchError
 from dcbench.report.context import ReportContext
@@ -133,8 +134,7 @@ def plot_panels(panels: list[Panel], title: str) -> Figure:
         area_height = MAX_HEIGHT_IN - chrome
         area_width = area_height * columns * width / (rows * height)
     figure = Figure(figsize=(area_width + LABEL_WIDTH_IN, area_height + chrome),
-                    layout="constrained")
-    figure.get_layout_engine().set(w_pad=0.02, h_pad=0.02, wspace=0.01, hspace=0.01)
+                    layout=ConstrainedLayoutEngine(w_pad=0.02, h_pad=0.02, wspace=0.01, hspace=0.01))
     axes = figure.subplots(rows, columns, squeeze=False)
     class_rows = len(panels[0].class_names)
     row_points = 72.0 * area_height / (rows * class_rows)

@@ -15,22 +15,63 @@ after seeing the data:
 Everything here is pure (numpy / scipy / pandas, no I/O). Scores are in whatever unit the caller
 passes; dcbench's report passes accuracy in percent.
 """
-from dcbench.stats.across_tasks import (ALL_PAIRS, VS_REFERENCE, WILCOXON_COLUMNS,
-                                        WILCOXON_DECIMALS, PairFamily, candidate_families,
-                                        choose_family, smallest_wilcoxon_p, tasks_needed,
-                                        wilcoxon_across_tasks)
-from dcbench.stats.cells import (CELL_KEYS, CELL_SUMMARY_COLUMNS, TASK_KEYS, seed_scores,
-                                 summarize_cell, summarize_cells, t_interval)
-from dcbench.stats.friedman import (APPROXIMATION_MIN_METHODS, APPROXIMATION_MIN_TASKS,
-                                    NEMENYI_COLUMNS, NEMENYI_MIN_TASKS, PERMUTATIONS,
-                                    FriedmanResult, friedman_exact_p, friedman_permutation_p,
-                                    friedman_test, nemenyi_cd, nemenyi_posthoc, nemenyi_q,
-                                    omnibus_tests, rank_within_tasks, task_score_matrix)
+from dcbench.stats.across_tasks import (
+    ALL_PAIRS,
+    VS_REFERENCE,
+    WILCOXON_COLUMNS,
+    WILCOXON_DECIMALS,
+    PairFamily,
+    candidate_families,
+    choose_family,
+    smallest_wilcoxon_p,
+    tasks_needed,
+    wilcoxon_across_tasks,
+)
+from dcbench.stats.cells import (
+    CELL_KEYS,
+    CELL_SUMMARY_COLUMNS,
+    TASK_KEYS,
+    seed_scores,
+    summarize_cell,
+    summarize_cells,
+    t_interval,
+)
+from dcbench.stats.friedman import (
+    APPROXIMATION_MIN_METHODS,
+    APPROXIMATION_MIN_TASKS,
+    NEMENYI_COLUMNS,
+    NEMENYI_MIN_TASKS,
+    PERMUTATIONS,
+    FriedmanResult,
+    friedman_exact_p,
+    friedman_permutation_p,
+    friedman_test,
+    nemenyi_cd,
+    nemenyi_posthoc,
+    nemenyi_q,
+    omnibus_tests,
+    rank_within_tasks,
+    task_score_matrix,
+)
 from dcbench.stats.multiplicity import holm, smallest_holm_p
-from dcbench.stats.two_sample import (EFFECT_SIZE_KINDS, G_AV, HEDGES_G, TwoSampleTest,
-                                      compare_samples, g_av, hedges_g, paired_t, welch_t)
-from dcbench.stats.within_tasks import (COMPARISON_COLUMNS, WIN_TIE_LOSS_COLUMNS,
-                                        compare_within_tasks, planned_pairs, win_tie_loss)
+from dcbench.stats.two_sample import (
+    EFFECT_SIZE_KINDS,
+    G_AV,
+    HEDGES_G,
+    TwoSampleTest,
+    compare_samples,
+    g_av,
+    hedges_g,
+    paired_t,
+    welch_t,
+)
+from dcbench.stats.within_tasks import (
+    COMPARISON_COLUMNS,
+    WIN_TIE_LOSS_COLUMNS,
+    compare_within_tasks,
+    planned_pairs,
+    win_tie_loss,
+)
 
 __all__ = [
     "ALL_PAIRS", "APPROXIMATION_MIN_METHODS", "APPROXIMATION_MIN_TASKS", "CELL_KEYS",

@@ -86,7 +86,7 @@ def friedman_exact_p(scores: np.ndarray, max_states: int = EXACT_MAX_STATES) -> 
     n_tasks, k = doubled.shape
     observed = _sum_of_squared_rank_sums(doubled)
     states = np.zeros((1, k), dtype=np.int64)
-    probabilities = np.ones(1)
+    probabilities: np.ndarray = np.ones(1)
     base = int(doubled.max()) * n_tasks + 1  # every doubled rank sum is below it
     if np.prod(np.arange(1, k + 1, dtype=float)) > max_states or float(base) ** k >= 2.0 ** 62:
         return None

@@ -51,7 +51,9 @@ class TwoSampleTest:
     def untestable(cls, test: str, paired: bool, n_a: int, n_b: int, diff: float,
                    effect_size_kind: str) -> TwoSampleTest:
         """The difference alone, for samples a t-test cannot judge (NaN for everything else)."""
-        return cls(test, paired, n_a, n_b, diff, *[np.nan] * 6, effect_size_kind)
+        nan = float("nan")
+        return cls(test, paired, n_a, n_b, diff, diff_ci_low=nan, diff_ci_high=nan, statistic=nan, df=nan,
+                   p_raw=nan, effect_size=nan, effect_size_kind=effect_size_kind)
 
 
 def _small_sample_correction(n_a: int, n_b: int) -> float:

@@ -33,7 +33,7 @@ def planned_pairs(methods: Sequence[str], best: str,
     """
     tested: set[frozenset[str]] = set()
     for kind, target in (("vs_best", best), ("vs_reference", reference)):
-        if target not in methods:
+        if target is None or target not in methods:
             continue
         for method in methods:
             pair = frozenset((method, target))

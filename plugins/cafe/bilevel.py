@@ -18,6 +18,7 @@ parameters and are zeroed before any network step) and the per-epoch ``epoch('te
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from torch.nn import functional as F
 from dcbench.augment import augment, siamese_augment
 from dcbench.datasets import RealDataset
 from dcbench.methods import CondenseContext, class_major_labels, init_synthetic_images
+from dcbench.networks import ConvNet
 from dcbench.seeding import make_generator
 from dcbench.synthetic import SyntheticSet
 
@@ -92,7 +94,7 @@ def query_accuracy(net: nn.Module, real: RealDataset, per_class: int, generator:
 REAL_CHUNK_IMAGES = 256
 
 
-def real_class_statistics(net: nn.Module, real_batches: Sequence[Tensor],
+def real_class_statistics(net: ConvNet, real_batches: Sequence[Tensor],
                           chunk_images: int = REAL_CHUNK_IMAGES) -> tuple[list[Tensor], Tensor]:
     """Class means of every feature map and the flattened embeddings of the real batches, forwarded
     a few whole classes at a time (the network treats every image on its own, so chunking at class
@@ -108,7 +110,7 @@ def real_class_statistics(net: nn.Module, real_batches: Sequence[Tensor],
     return [torch.cat(per_map) for per_map in zip(*means)], torch.cat(embeddings)
 
 
-def cafe_loss(net: nn.Module, real_batches: Sequence[Tensor], syn_batches: Sequence[Tensor],
+def cafe_loss(net: ConvNet, real_batches: Sequence[Tensor], syn_batches: Sequence[Tensor],
               map_weights: Sequence[float], embed_weight: float, inner_weight: float) -> Tensor:
     """The image objective on class batches ``real_batches[c]`` / ``syn_batches[c]``.
 
@@ -140,7 +142,8 @@ def train_epoch(net: nn.Module, optimizer: torch.optim.Optimizer, images: Tensor
 
 
 def class_batches(real: RealDataset, images: Tensor, ipc: int, batch_real: int, real_gen: torch.Generator,
-                  dsa_strategy: str, dsa_gen: torch.Generator, device: torch.device) -> tuple[list[Tensor], list[Tensor]]:
+                  dsa_strategy: str, dsa_gen: torch.Generator,
+                  device: torch.device) -> tuple[list[Tensor], list[Tensor]]:
     """Fresh real images and the synthetic images of every class, under one Siamese DSA draw per
     class (no augmentation for an empty strategy)."""
     real_batches, syn_batches = [], []
@@ -179,16 +182,13 @@ def condense_cafe(real: RealDataset, ipc: int, config: CafeConfig, seed: int, ct
             group["lr"] = image_lr(config, it)
         net = ctx.build_network("ConvNet", real, make_generator(seed, "net", it),
                                 width=config.net_width, depth=config.net_depth).train()
+        assert isinstance(net, ConvNet)  # the registered "ConvNet": CAFE reads its per-layer features
         net_optimizer = torch.optim.SGD(net.parameters(), lr=config.lr_net)
         real_gen, query_gen = make_generator(seed, "real", it), make_generator(seed, "query", it)
         order_gen, dsa_gen = make_generator(seed, "order", it), make_generator(seed, "dsa", it)
         inner_dsa_gen = make_generator(seed, "inner-dsa", it)
-
-        def check() -> list[float]:
-            return query_accuracy(net, real, config.query_per_class, query_gen, device)
-
-        def inner_transform(x: Tensor) -> Tensor:
-            return augment(x, dsa_strategy, inner_dsa_gen)
+        check = functools.partial(query_accuracy, net, real, config.query_per_class, query_gen, device)
+        inner_transform = functools.partial(augment, strategy=dsa_strategy, generator=inner_dsa_gen)
 
         outer = OuterStop(num_classes, config.window, running_sum, config.max_image_steps, config.lambda_1)
         inner_epochs = 0
@@ -223,7 +223,7 @@ def condense_cafe(real: RealDataset, ipc: int, config: CafeConfig, seed: int, ct
         ctx.progress(it + 1, config.iterations, loss=loss_value, image_steps=outer.checks, inner_epochs=inner_epochs)
         ctx.checkpoint(it + 1, config.iterations, lambda: {
             "images": images.detach(), "optimizer": image_optimizer.state_dict(),
-            "counts": dataclasses.asdict(counts), "loss": loss_value})
+            "counts": dataclasses.asdict(counts), "loss": loss_value})  # noqa: B023 - called inside ctx.checkpoint, in this iteration
     ctx.metrics.update(iterations=config.iterations, final_loss=loss_value, map_weights=list(map_weights),
                        dsa_strategy=dsa_strategy or "none", **counts.as_metrics())
     return SyntheticSet(images.detach(), labels)

@@ -14,6 +14,7 @@ from torch import Tensor
 from dcbench.datasets import RealDataset
 from dcbench.errors import DcbenchError
 from dcbench.methods import CondenseContext, Method, class_major_labels, init_synthetic_images
+from dcbench.networks import ConvNet
 from dcbench.seeding import make_generator
 from dcbench.synthetic import SyntheticSet
 
@@ -85,6 +86,7 @@ class HerdingMethod(Method):
                  ctx: CondenseContext) -> SyntheticSet:
         net = ctx.build_network("ConvNet", real, make_generator(seed, "net"), width=config.net_width,
                                 depth=config.net_depth).eval()
+        assert isinstance(net, ConvNet)  # the registered "ConvNet", whose embed() herding selects in
         pool_gen = make_generator(seed, "pool")
         selected = []
         for c in range(real.num_classes):

@@ -149,7 +149,7 @@ def condense_by_gradient_matching(real: RealDataset, ipc: int, settings: Matchin
         ctx.check_finite(last_loss, it)
         ctx.progress(it + 1, total, loss=last_loss)
         ctx.checkpoint(it + 1, total, lambda: {
-            "images": image_syn.detach(), "optimizer": optimizer_img.state_dict(), "loss": last_loss})
+            "images": image_syn.detach(), "optimizer": optimizer_img.state_dict(), "loss": last_loss})  # noqa: B023 - called inside ctx.checkpoint, in this iteration
     ctx.metrics.update({"iterations": total, "outer_loop": settings.outer_loop, "inner_loop": settings.inner_loop,
                         "final_match_loss_per_class": last_loss})
     return image_syn.detach(), labels_syn

@@ -6,8 +6,9 @@ one SGD step on the synthetic images to bring each class's mean embedding toward
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import torch
 from torch import Tensor, nn
@@ -129,7 +130,8 @@ class DMMethod(Method):
                 real_c, syn_c = siamese_augment([real_c.to(ctx.device), syn_c], strategy, dsa_gen)
                 real_batches.append(real_c)
                 syn_batches.append(syn_c)
-            loss = distribution_matching_loss(net.embed, real_batches, syn_batches, classes_per_forward)
+            embed = cast(Callable[[Tensor], Tensor], net.embed)  # _frozen_network checked it is a method
+            loss = distribution_matching_loss(embed, real_batches, syn_batches, classes_per_forward)
             loss_value = float(loss.detach())  # the iteration's one host sync
             ctx.check_finite(loss_value, it)
             optimizer.zero_grad(set_to_none=True)
@@ -137,6 +139,6 @@ class DMMethod(Method):
             optimizer.step()
             ctx.progress(it + 1, config.iterations, loss=loss_value)
             ctx.checkpoint(it + 1, config.iterations, lambda: {
-                "images": images.detach(), "optimizer": optimizer.state_dict(), "loss": loss_value})
+                "images": images.detach(), "optimizer": optimizer.state_dict(), "loss": loss_value})  # noqa: B023 - called inside ctx.checkpoint, in this iteration
         ctx.metrics.update(iterations=config.iterations, final_loss=loss_value, dsa_strategy=strategy)
         return SyntheticSet(images.detach(), class_major_labels(num_classes, ipc))

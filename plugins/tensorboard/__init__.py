@@ -29,11 +29,11 @@ def _directory(cell: Mapping[str, Any]) -> str | None:
     return (cell.get("tracking") or {}).get("tensorboard")
 
 
-def _writer(cell: Mapping[str, Any], first_step: int) -> Any:
+def _writer(cell: Mapping[str, Any], directory: str, first_step: int) -> Any:
     if cell["id"] not in _writers:
         from torch.utils.tensorboard import SummaryWriter
 
-        _writers[cell["id"]] = SummaryWriter(log_dir=str(Path(_directory(cell)) / cell["id"]),
+        _writers[cell["id"]] = SummaryWriter(log_dir=str(Path(directory) / cell["id"]),
                                              purge_step=first_step)
     return _writers[cell["id"]]
 
@@ -41,19 +41,21 @@ def _writer(cell: Mapping[str, Any], first_step: int) -> Any:
 @hookimpl
 def dcbench_condense_progress(cell: Mapping[str, Any], step: int, total: int,
                               metrics: Mapping[str, float]) -> None:
-    if _directory(cell) is None:
+    directory = _directory(cell)
+    if directory is None:
         return
-    writer = _writer(cell, step)
+    writer = _writer(cell, directory, step)
     for name, value in metrics.items():
         writer.add_scalar(f"condense/{name}", value, step)
 
 
 @hookimpl
 def dcbench_cell_finished(cell: Mapping[str, Any], result: Mapping[str, Any]) -> None:
-    if _directory(cell) is None:
+    directory = _directory(cell)
+    if directory is None:
         return
     step = int((result.get("method_metrics") or {}).get("iterations") or 0)
-    writer = _writer(cell, step)
+    writer = _writer(cell, directory, step)
     try:
         if result.get("status") == "done":
             for evaluation in result.get("evaluations", []):

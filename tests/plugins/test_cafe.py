@@ -15,8 +15,7 @@ from dcbench.testing import conformance_cases
 from dcbench_cafe import dcbench_register_methods
 from dcbench_cafe.bilevel import cafe_loss, image_lr, query_accuracy
 from dcbench_cafe.config import CafeConfig
-from dcbench_cafe.losses import (alignment_loss, class_means, default_map_weights, discrimination_loss,
-                                 squared_error)
+from dcbench_cafe.losses import alignment_loss, class_means, default_map_weights, discrimination_loss, squared_error
 from dcbench_cafe.method import CafeDsaMethod, CafeMethod
 from dcbench_cafe.stopping import CAP, FROZEN, MOVED, STABLE, AccuracyWindow, InnerStop, OuterStop
 
