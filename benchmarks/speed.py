@@ -254,8 +254,9 @@ def bench_quick_cell(method_name: str, ipc: int) -> dict[str, Any]:
 
 
 def worker(args: argparse.Namespace) -> None:
-    import dcbench  # noqa: F401 - before torch: it sets the allocator and OpenMP's spin (dcbench.runtime)
     import torch
+
+    import dcbench  # noqa: F401 - before torch: it sets the allocator and OpenMP's spin (dcbench.runtime)
 
     if args.threads:
         torch.set_num_threads(args.threads)
