@@ -322,7 +322,10 @@ def find_reference(datasets: list[str], preset: str, root: Path = REFERENCE_ROOT
             spec = tomllib.loads(spec_path.read_text())
         except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError):
             continue  # not a reference we can read; an explicit --reference still reports why
-        if spec.get("preset") == preset and set(datasets) <= set(spec.get("datasets", [])) \
+        # spec.toml is a history of [[runs]] (dcbench.store.record_spec); older stores hold one spec
+        recorded = [r.get("spec", {}) for r in spec["runs"] if isinstance(r, dict)] \
+            if isinstance(spec.get("runs"), list) else [spec]
+        if any(s.get("preset") == preset and set(datasets) <= set(s.get("datasets", [])) for s in recorded) \
                 and (spec_path.parent / "runs.csv").is_file():
             matches.append(spec_path.parent)
     named = [m for m in matches if m.name == name]

@@ -46,6 +46,15 @@ class SavedState:
     state: Mapping[str, Any]
     seconds: float = 0.0
 
+    def restore_images(self, images: Tensor, optimizer: torch.optim.Optimizer) -> float:
+        """Copy the saved ``images`` and image-optimiser state (momentum) back into a run that was
+        built afresh; return the saved ``loss``. The common part of the built-in methods' resume:
+        their random streams are per iteration, so nothing else is needed to continue."""
+        with torch.no_grad():
+            images.copy_(self.state["images"])
+        optimizer.load_state_dict(self.state["optimizer"])
+        return float(self.state["loss"])
+
 
 class StateStore(Protocol):
     """Where a resumable method's state goes between runs (the host's ``checkpoint.pt``, or memory

@@ -171,11 +171,9 @@ def condense_cafe(real: RealDataset, ipc: int, config: CafeConfig, seed: int, ct
     start, loss_value = 0, 0.0
     saved = ctx.resume()
     if saved is not None:  # every random stream is per iteration: images, momentum and counts suffice
-        with torch.no_grad():
-            images.copy_(saved.state["images"])
-        image_optimizer.load_state_dict(saved.state["optimizer"])
+        loss_value = saved.restore_images(images, image_optimizer)
         counts = LoopCounts(**saved.state["counts"])
-        start, loss_value = saved.iteration, saved.state["loss"]
+        start = saved.iteration
     for it in range(start, config.iterations):
         started = time.perf_counter()
         for group in image_optimizer.param_groups:

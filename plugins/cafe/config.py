@@ -46,7 +46,8 @@ class CafeConfig:
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "smoke": {"iterations": 2, "batch_real": 4, "query_per_class": 4, "window": 2, "max_image_steps": 3,
                   "max_inner_epochs": 3, "net_width": 16, "faithful": False},
-        # CPU budget: about 6 s per cell like every method's quick preset (README), from real images
+        # CPU budget: about 6 s per cell like every method's quick preset (README), from real images;
+        # lr_img (the paper's 0.1) confirmed on a validation split: benchmarks/selection/cafe-fashion-mnist.md
         "quick": {"iterations": 10, "batch_real": 16, "query_per_class": 10, "window": 3, "max_image_steps": 5,
                   "max_inner_epochs": 10, "net_width": 32, "faithful": False, "init": "real"},
         "paper": {},

@@ -107,10 +107,8 @@ def condense_by_gradient_matching(real: RealDataset, ipc: int, settings: Matchin
     start, last_loss = 0, float("nan")
     saved = ctx.resume()
     if saved is not None:  # every random stream is per iteration: images and momentum suffice
-        with torch.no_grad():
-            image_syn.copy_(saved.state["images"])
-        optimizer_img.load_state_dict(saved.state["optimizer"])
-        start, last_loss = saved.iteration, saved.state["loss"]
+        last_loss = saved.restore_images(image_syn, optimizer_img)
+        start = saved.iteration
     for it in range(start, total):
         net = ctx.build_network(settings.model, real, make_generator(seed, "net", it), **settings.net_options)
         net.train()
