@@ -91,8 +91,6 @@ class Timed:
 
 def bench_iterations(method_name: str, ipc: int, repeats: int, precision: str) -> dict[str, Any]:
     """DM, DC, DSA: seconds per outer iteration of ``condense`` at paper settings."""
-    import torch
-
     from dcbench.datasets import load_fashion_mnist
     from dcbench.methods import CondenseContext
     from dcbench.plugins import load_plugins
@@ -113,7 +111,6 @@ def bench_iterations(method_name: str, ipc: int, repeats: int, precision: str) -
               "cpu_user_s": timed.user, "cpu_system_s": timed.system}
     if method_name == "dm":
         result["forward"] = bench_dm_forward(real, method, precision, repeats)
-    del torch
     return result
 
 

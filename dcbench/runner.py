@@ -86,7 +86,7 @@ def plan_cells(spec: Spec, registry: Any, data_root: str | None, device: str,
             raise DcbenchError(f"spec dataset {source.path} is named {name!r}, like a registered dataset; "
                                'give it another name: { path = "...", name = "..." }')
         # Read (decode, check, cache) a folder before any cell runs; its content joins the identity.
-        _dataset(name, data_root, "cpu", source)
+        _loaded(name, data_root, source)
     for name in spec.eval_archs:
         registry.architecture(name)
     threads = spec.threads or torch.get_num_threads()
