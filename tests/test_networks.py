@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from dcbench.errors import DcbenchError
-from dcbench.networks import BUILTIN_ARCHITECTURES, ConvNet, build_network
+from dcbench.networks import BUILTIN_ARCHITECTURES, AvgPool2x2, ConvNet, build_network
 from dcbench.seeding import make_generator
 
 ARCHS = {a.name: a for a in BUILTIN_ARCHITECTURES}
@@ -55,3 +55,35 @@ def test_default_init_has_pytorch_scale() -> None:
     bound = 1 / (conv.weight[0].numel() ** 0.5)  # kaiming_uniform(a=sqrt(5)) bound equals 1/sqrt(fan_in)
     assert conv.weight.abs().max() <= bound + 1e-6
     assert conv.weight.abs().max() > 0.9 * bound
+
+
+@pytest.mark.parametrize("shape", [(3, 5, 8, 8), (2, 4, 7, 9), (1, 1, 2, 2)])
+def test_avgpool2x2_matches_avg_pool2d_forward_backward_and_double_backward(shape: tuple[int, ...]) -> None:
+    # Odd sizes are floored, as nn.AvgPool2d(2, 2) does. Double backward is what gradient matching needs.
+    x = torch.randn(*shape, generator=make_generator(0, "x"), dtype=torch.float64, requires_grad=True)
+    outputs = []
+    for pool in (torch.nn.AvgPool2d(2, 2), AvgPool2x2()):
+        y = pool(x)
+        (g,) = torch.autograd.grad((y ** 3).sum(), x, create_graph=True)
+        (gg,) = torch.autograd.grad((g ** 2).sum(), x)
+        outputs.append((y, g, gg))
+    for ref, got in zip(*outputs):
+        assert got.shape == ref.shape
+        torch.testing.assert_close(got, ref)
+    assert torch.autograd.gradcheck(AvgPool2x2(), (x,))
+
+
+def test_avgpool2x2_under_vmap_and_autocast() -> None:
+    pool, ref = AvgPool2x2(), torch.nn.AvgPool2d(2, 2)
+    x = torch.randn(3, 2, 4, 6, 6, generator=make_generator(1, "x"))
+    torch.testing.assert_close(torch.vmap(pool)(x), torch.stack([ref(xi) for xi in x]))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = pool(x[0])
+    assert y.dtype == torch.float32  # pools in the input's dtype, as avg_pool2d does under autocast
+    torch.testing.assert_close(y, ref(x[0]))
+
+
+def test_convnet_average_pooling_is_the_depthwise_pool() -> None:
+    net = build_network(ARCHS["ConvNet"], 1, 10, (28, 28), make_generator(0))
+    assert all(isinstance(p, AvgPool2x2) for p in net.pools)
+    assert not any(k.startswith("pools.") for k in net.state_dict())  # checkpoints keep their keys
