@@ -4,6 +4,7 @@
     python benchmarks/speed.py --methods dm --ipcs 1 --repeats 5 --precision bf16
     python benchmarks/speed.py --eval               # evaluation throughput only
     python benchmarks/speed.py --quick-cell         # one quick cafe IPC-1 cell, alone and beside a busy process
+    python benchmarks/speed.py --quick-grid         # a 6-cell quick `dcbench run`, alone and beside a busy process
 
 Each measurement runs in a fresh subprocess (its own allocator state and peak RSS) and reports:
 seconds per outer iteration (CAFE: per image step and per inner epoch, its two units of work),
@@ -255,9 +256,13 @@ def worker(args: argparse.Namespace) -> None:
 
     import dcbench  # noqa: F401 - before torch: it sets the allocator and OpenMP's spin (dcbench.runtime)
 
+    kind, *params = args.worker
     if args.threads:
         torch.set_num_threads(args.threads)
-    kind, *params = args.worker
+    elif kind == "cell":  # the threads `dcbench run` gives a cell of the default grid (42 cells)
+        with contextlib.suppress(ImportError):
+            from dcbench.runner import plan_workers
+            torch.set_num_threads(plan_workers(None, None, "cpu", "quick", 42, []).threads)
     if kind == "method":
         name, ipc = params[0], int(params[1])
         bench = bench_cafe if name.startswith("cafe") else bench_iterations
@@ -289,6 +294,31 @@ def busy_process(enabled: bool) -> Iterator[None]:
         if proc is not None:
             proc.kill()
             proc.wait()
+
+
+QUICK_GRID_SPEC = """
+name = "speed-quick-grid"
+preset = "quick"
+methods = ["random", "dm", "cafe"]
+ipcs = [1]
+seeds = [0, 1]
+"""
+
+
+def run_quick_grid(extra: list[str], busy: bool) -> float:
+    """Wall seconds of `dcbench run` on a 6-cell quick grid (a fresh results directory)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        spec = os.path.join(tmp, "spec.toml")
+        with open(spec, "w") as f:
+            f.write(QUICK_GRID_SPEC)
+        cmd = [sys.executable, "-m", "dcbench.cli", "run", spec, "--out", os.path.join(tmp, "out"), "--quiet",
+               "--reference", "none", *extra]
+        with busy_process(busy):
+            start = time.perf_counter()
+            subprocess.run(cmd, check=True, capture_output=True)
+            return time.perf_counter() - start
 
 
 def run_worker(job: list[str], args: argparse.Namespace, busy: bool = False) -> dict[str, Any]:
@@ -346,6 +376,9 @@ def main() -> None:
     parser.add_argument("--eval-ipcs", default="1,10,50")
     parser.add_argument("--quick-cell", action="store_true",
                         help="a quick cafe IPC-1 cell alone and beside a busy process")
+    parser.add_argument("--quick-grid", action="store_true",
+                        help="a 6-cell quick `dcbench run` alone and beside a busy process, with the default "
+                             "workers and with --workers 1 --threads 2")
     parser.add_argument("--json", help="write all results here")
     parser.add_argument("--label", default="", help="a name for this run in the JSON (e.g. before/after)")
     parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
@@ -363,7 +396,19 @@ def main() -> None:
             rows.append(["cafe ipc1 quick cell", "busy" if busy else "alone",
                          f"{r.get('seconds', {}).get('min', float('nan')):.1f}", r.get("error", "")])
         print_table(["what", "load", "seconds", "error"], rows)
-    if not args.eval and not args.quick_cell:
+    if args.quick_grid:
+        rows = []
+        settings = {"default": [], "--workers 1 --threads 2": ["--workers", "1", "--threads", "2"]}
+        for _ in range(max(1, args.repeats // 2)):
+            for name, extra in settings.items():
+                for busy in (False, True):
+                    seconds = run_quick_grid(extra, busy)
+                    out["results"].append({"kind": "quick-grid", "setting": name, "busy": busy, "seconds": seconds})
+                    rows.append(["6-cell quick grid", name, "busy" if busy else "alone", f"{seconds:.1f}"])
+                    print(f"# quick grid {name} {'busy' if busy else 'alone'}: {seconds:.1f}s", file=sys.stderr,
+                          flush=True)
+        print_table(["what", "setting", "load", "seconds"], rows)
+    if not args.eval and not args.quick_cell and not args.quick_grid:
         rows = []
         for name in args.methods.split(","):
             for ipc in (int(i) for i in args.ipcs.split(",")):

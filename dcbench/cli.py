@@ -238,7 +238,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                        show_progress=not args.quiet, threads=args.threads,
                        precision=args.precision, reference=args.reference,
                        checkpoint_every=args.checkpoint_every, gpus_per_cell=args.gpus_per_cell,
-                       tensorboard=args.tensorboard, max_retries=args.max_retries)
+                       tensorboard=args.tensorboard, max_retries=args.max_retries, workers=args.workers)
     return outcome.exit_status
 
 
@@ -287,8 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("--data-root", help="directory with torchvision-layout datasets (default: $DCBENCH_DATA)")
         p.add_argument("--device", default="auto", help=f"{DEVICE_CHOICES} (auto: a CUDA GPU when there is one)")
-        p.add_argument("--threads", type=_positive_int, help="torch CPU threads (default: torch's choice, "
-                       "or the spec's `threads` for run)")
+        p.add_argument("--threads", type=_positive_int, help="torch CPU threads (default: torch's choice; for run, "
+                       "the spec's `threads`, else the cores split between the workers)")
         p.add_argument("--precision", choices=PRECISIONS, help="fp32 (default) or bf16 autocast for "
                        "condensation and evaluation (recorded with the results)")
 
@@ -346,8 +346,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gpus-per-cell", type=float, metavar="G",
                    help="Ray: GPUs per cell, e.g. 0.25 to share a GPU between four cells "
                         "(default: the spec's, else 1 when the cluster has GPUs)")
+    p.add_argument("--workers", type=_positive_int, metavar="N",
+                   help="local executor: cells at once, each in its own worker process (default: one per core "
+                        "on a CPU, with --threads 1 unless given; 1 on a GPU or for smoke grids)")
     p.add_argument("--max-retries", type=int, default=3, metavar="N",
-                   help="Ray: reruns of a cell whose worker died; the rerun resumes from its checkpoint (default 3)")
+                   help="reruns of a cell whose worker process died (Ray or --workers); the rerun resumes from "
+                        "its checkpoint (default 3)")
     p.add_argument("--tensorboard", nargs="?", const=True, default=None, metavar="DIR",
                    help="TensorBoard event files per cell in DIR (default DIR: RESULTS/tensorboard); "
                         "needs pip install 'dcbench[tensorboard]'")

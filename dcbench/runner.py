@@ -2,13 +2,16 @@
 
 A cell is one (method, dataset, IPC, seed) condensation and its evaluations on every evaluation
 architecture. Cells are independent, so an executor may run them anywhere: ``local`` runs them
-one after another in this process (with a progress line for the running cell); ``ray`` sends each
-to a Ray task (see :mod:`dcbench.executors`). Either way a cell writes its own directory in the
-store, so the executors produce the same ``runs.csv`` for the same seeds. Inside a cell, a
-resumable method checkpoints (``checkpoint.pt``) and every progress row goes to ``curve.csv``.
+one after another in this process (with a progress line for the running cell), or side by side
+in worker processes (``--workers``; by default one single-threaded worker per core on a CPU, see
+:func:`plan_workers`); ``ray`` sends each to a Ray task (see :mod:`dcbench.executors`). Either way
+a cell writes its own directory in the store, so the executors produce the same ``runs.csv`` for
+the same seeds and thread counts. Inside a cell, a resumable method checkpoints
+(``checkpoint.pt``) and every progress row goes to ``curve.csv``.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib.util
 import math
@@ -121,6 +124,79 @@ def plan_cells(spec: Spec, registry: Any, data_root: str | None, device: str,
     return cells
 
 
+# --- how many cells at once ---------------------------------------------------------------------
+
+#: memory one worker process may need: a DC cell at paper settings peaks near 3.4 GB
+WORKER_MEMORY_BYTES = 4 * 2**30
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask, e.g. a container's or taskset's share)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def available_memory() -> int | None:
+    """Bytes the kernel could give new processes without swapping (Linux MemAvailable), or None."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+@dataclass(frozen=True)
+class WorkerPlan:
+    """How many cells run at once (worker processes) and the torch threads each cell gets."""
+
+    workers: int
+    threads: int
+
+    def describe(self) -> str:
+        unit = "thread" if self.threads == 1 else "threads"
+        if self.workers == 1:
+            return f"in this process, {self.threads} torch {unit}"
+        return f"{self.workers} worker processes x {self.threads} torch {unit}"
+
+
+def plan_workers(workers: int | None, threads: int | None, device_type: str, preset: str, cells: int,
+                 in_process_only: list[str], cpus: int | None = None, memory: int | None = None) -> WorkerPlan:
+    """``workers`` None (auto): on a CPU, one worker per ``threads`` cores (1 thread each unless
+    given), as many as there are cells and memory for (:data:`WORKER_MEMORY_BYTES` each); one
+    process on a GPU, for ``smoke`` grids (starting workers costs more than their cells) and
+    when a plugin was registered in this process only (a worker process could not load it).
+    A thread count that is not given splits the cores between the workers."""
+    cpus = usable_cpus() if cpus is None else cpus
+    if workers is not None:
+        if workers < 1:
+            raise DcbenchError(f"--workers must be >= 1, got {workers}")
+        if workers > 1 and in_process_only:
+            raise DcbenchError(f"{', '.join(in_process_only)} was registered in this process, not by an installed "
+                               "plugin, so worker processes cannot load it; use --workers 1")
+        return WorkerPlan(workers, threads or max(1, cpus // workers))
+    if device_type != "cpu" or preset == "smoke" or cells < 2 or in_process_only:
+        return WorkerPlan(1, threads or torch.get_num_threads())
+    memory = available_memory() if memory is None else memory
+    by_memory = max(1, memory // WORKER_MEMORY_BYTES) if memory is not None else cpus
+    count = max(1, min(cpus // (threads or 1), cells, by_memory))
+    return WorkerPlan(count, threads or max(1, cpus // count))
+
+
+def in_process_only(registry: Any, cells: list[Cell]) -> list[str]:
+    """The methods, datasets and architectures of ``cells`` that no loaded plugin provides (added
+    to this process's registry by hand): a fresh worker process would not know them."""
+    loaded = set(registry.plugins)
+    wanted = {("method", c.method) for c in cells}
+    wanted |= {("dataset", c.dataset) for c in cells if c.dataset_source is None}
+    wanted |= {("architecture", p["arch"]) for c in cells for p in c.protocols}
+    return sorted(f"{kind} {name!r}" for kind, name in wanted if registry.owners.get((kind, name)) not in loaded)
+
+
 # --- running one cell (in this process or in a worker) -------------------------------------------
 
 @functools.lru_cache(maxsize=1)
@@ -202,14 +278,24 @@ def checkpoint_identity_of(cell: Cell, method: Any) -> dict[str, Any]:
 def execute_cell(cell: Cell, root: str) -> dict[str, Any]:
     """Condense and evaluate one cell; write its directory; return its metrics (never raises for
     a failure of the method itself: that is recorded with its reason). A resumable method
-    continues from the cell's ``checkpoint.pt``; progress rows go to ``curve.csv``."""
+    continues from the cell's ``checkpoint.pt``; progress rows go to ``curve.csv``. Runs on the
+    cell's torch thread count (equal counts keep executors' numbers equal), then restores the
+    caller's."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(cell.torch_threads)
+    try:
+        return _execute_cell(cell, root)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _execute_cell(cell: Cell, root: str) -> dict[str, Any]:
     from dcbench.checkpoint import Checkpointer, CheckpointPolicy
     from dcbench.condensation import condense
     from dcbench.curves import CURVE_FILE, CurveWriter
     from dcbench.evaluation import Protocol, evaluate_synthetic
     from dcbench.methods import CondenseContext
 
-    torch.set_num_threads(cell.torch_threads)  # equal thread counts keep executors' numbers equal
     store = Store(Path(root))
     directory = store.cell_dir(cell.id)
     directory.mkdir(parents=True, exist_ok=True)
@@ -343,11 +429,11 @@ def run_benchmark(spec_path: Path | None = None, preset: str | None = None, out:
                   threads: int | None = None, precision: str | None = None, reference: str | None = "auto",
                   checkpoint_every: str | None = None,
                   gpus_per_cell: float | None = None, tensorboard: bool | str | None = None,
-                  max_retries: int = 3) -> Path:
+                  max_retries: int = 3, workers: int | None = None) -> Path:
     """Run a grid (see :func:`run_grid`) and return its results directory."""
     return run_grid(spec_path, preset, out, executor, ray_address, data_root, device, show_progress,
                     write_report, threads, precision, reference, checkpoint_every, gpus_per_cell,
-                    tensorboard, max_retries).root
+                    tensorboard, max_retries, workers).root
 
 
 def run_grid(spec_path: Path | None = None, preset: str | None = None, out: Path | None = None,
@@ -356,12 +442,13 @@ def run_grid(spec_path: Path | None = None, preset: str | None = None, out: Path
              threads: int | None = None, precision: str | None = None,
              reference: str | None = "auto", checkpoint_every: str | None = None,
              gpus_per_cell: float | None = None, tensorboard: bool | str | None = None,
-             max_retries: int = 3) -> RunOutcome:
+             max_retries: int = 3, workers: int | None = None) -> RunOutcome:
     """Expand the spec, run its unfinished cells with the store locked, rebuild the tables, write
     the report and end with the comparison against ``reference`` (see
-    :func:`dcbench.compare.resolve_reference`). ``checkpoint_every``, ``gpus_per_cell`` and
-    ``tensorboard`` override the spec's keys; ``max_retries`` is how often Ray reruns a cell whose
-    worker died."""
+    :func:`dcbench.compare.resolve_reference`). ``checkpoint_every``, ``gpus_per_cell``,
+    ``tensorboard`` and ``workers`` (local executor: cells at once, see :func:`plan_workers`)
+    override the spec's keys; ``max_retries`` is how often a cell whose worker process died is
+    rerun (Ray, or the local worker processes)."""
     from dcbench.checkpoint import check_compatible
     from dcbench.cli import resolve_device
     from dcbench.compare import compare_paths, comparison_text, resolve_reference
@@ -373,11 +460,14 @@ def run_grid(spec_path: Path | None = None, preset: str | None = None, out: Path
     if precision is not None:
         spec.precision = precision
     for key, value in (("checkpoint_every", checkpoint_every), ("gpus_per_cell", gpus_per_cell),
-                       ("tensorboard", tensorboard)):
+                       ("tensorboard", tensorboard), ("workers", workers)):
         if value is not None:
             setattr(spec, key, value)
     spec.validate()
-    resolve_device(device)  # fail early on a bad --device
+    device_type = resolve_device(device).type  # fails early on a bad --device
+    if executor != "local" and spec.workers is not None:
+        raise DcbenchError("workers is for the local executor (Ray runs one cell per CPU it has); drop it for "
+                           "--executor ray")
     data_root_option(data_root)  # an empty --data-root is a mistake, not "the default"
     if executor == "ray" and ray_address is not None:
         from dcbench.ray_probe import check_ray_address
@@ -404,11 +494,22 @@ def run_grid(spec_path: Path | None = None, preset: str | None = None, out: Path
         for cell in todo:  # refuse a checkpoint of another config before any work
             check_compatible(store.cell_dir(cell.id), checkpoint_identity_of(cell, registry.method(cell.method)))
         store.record_spec(spec.to_toml(), __version__)
+        plan = None
+        if executor == "local":
+            plan = plan_workers(spec.workers, spec.threads, device_type, spec.preset, len(todo),
+                                in_process_only(registry, todo))
+            todo = [dataclasses.replace(cell, torch_threads=plan.threads) for cell in todo]
         print(f"dcbench run {spec.name}: {len(cells)} cells, {len(cells) - len(todo)} already done, "
-              f"{len(todo)} to run -> {root}", file=sys.stderr)
+              f"{len(todo)} to run -> {root}" + (f" ({plan.describe()})" if plan and todo else ""), file=sys.stderr)
         start = time.perf_counter()
         if todo:
-            if executor == "local":
+            if plan is not None and plan.workers > 1:
+                from dcbench.executors import run_pool
+                # larger sets first (condensing and training on them take longest), so that the
+                # last cells to start are short and no worker waits long for another at the end
+                ordered = sorted(todo, key=lambda cell: -cell.ipc)
+                _show(run_pool(ordered, root, execute_cell, plan.workers, max_retries), len(todo), show_progress)
+            elif executor == "local":
                 _run_local_with_progress(todo, root, registry, show_progress)
             else:
                 from dcbench.executors import run_ray

@@ -14,7 +14,9 @@ A spec is a TOML file (or the built-in default). Example::
     eval_epochs = 150                  # default: the preset's
     eval_augmentation = "none"         # none | dsa | dc | native (each method's own paper's)
     precision = "fp32"                 # fp32 | bf16: torch.autocast for condensation and evaluation
-    threads = 2                        # torch CPU threads per cell (default: torch's choice)
+    threads = 2                        # torch CPU threads per cell (default: the cores / workers)
+    workers = 2                        # cells at once in worker processes (default: one per core on a
+                                       # CPU, 1 on a GPU; see dcbench.runner.plan_workers)
     checkpoint_every = "10m"           # checkpoints inside a cell: iterations (500), a time (10m) or "off"
     gpus_per_cell = 0.5                # Ray executor: GPUs per cell (default 1 when the cluster has GPUs)
     tensorboard = true                 # TensorBoard event files per cell: true (<results>/tensorboard) or a dir
@@ -65,6 +67,7 @@ SPEC_SCHEMA: dict[str, Rule] = {
     "overrides": Table(values=Table()),  # [overrides.METHOD] key = value, checked by the method's config
     "precision": OneOf(PRECISIONS),
     "threads": Optional(Integer(minimum=1)),
+    "workers": Optional(Integer(minimum=1)),
 }
 
 
@@ -82,6 +85,7 @@ class Spec:
     eval_augmentation: str = "none"
     precision: str = "fp32"
     threads: int | None = None
+    workers: int | None = None  # None: dcbench.runner.plan_workers decides
     checkpoint_every: str | int = "10m"
     gpus_per_cell: float | None = None  # None: 1 when the Ray cluster has GPUs, else 0
     tensorboard: bool | str = False

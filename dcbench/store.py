@@ -41,7 +41,7 @@ _BASE_COLUMNS = [
     "run_id", "method", "method_name", "method_version", "plugin_version", "dataset", "ipc", "eval_arch",
     "synth_seed", "eval_seed", "eval_index", "test_acc", "train_acc", "condense_s", "eval_s", "peak_rss_mb",
     "cuda_peak_mb", "synth_iters", "config_hash", "preset", "protocol", "eval_epochs", "eval_augmentation",
-    "eval_models", "device", "device_name", "dcbench_version", IDENTITY_COLUMN,
+    "eval_models", "device", "device_name", "threads", "dcbench_version", IDENTITY_COLUMN,
 ]
 #: runs.csv columns: every identity field has its own column (a new field adds one by itself)
 RUNS_COLUMNS = _BASE_COLUMNS + [f for f in IDENTITY_FIELDS if f not in _BASE_COLUMNS] + ["data_root"]
@@ -226,7 +226,7 @@ class Store:
                         "preset": cell["preset"], "protocol": ev["protocol"]["name"],
                         "eval_epochs": ev["protocol"]["epochs"], "eval_augmentation": ev["protocol"]["augmentation"],
                         "eval_models": ev["protocol"]["models"], "device": metrics.get("device"),
-                        "device_name": metrics.get("device_name"),
+                        "device_name": metrics.get("device_name"), "threads": metrics.get("threads"),
                         "dcbench_version": metrics.get("dcbench_version"), "data_root": metrics.get("data_root"),
                     })
         runs = pd.DataFrame(rows, columns=RUNS_COLUMNS)

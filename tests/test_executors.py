@@ -1,5 +1,7 @@
-"""The Ray executor: retries resume from the checkpoint, a lost cell is recorded and the grid goes
-on, results reach the driver without a shared filesystem, thread and GPU settings per task."""
+"""The executors beyond the sequential one. Worker processes: the same results as one process,
+how many run at once, a killed worker's cells rerun and resume. Ray: retries resume from the
+checkpoint, a lost cell is recorded and the grid goes on, results reach the driver without a
+shared filesystem, thread and GPU settings per task."""
 from __future__ import annotations
 
 import json
@@ -138,3 +140,107 @@ def test_a_killed_ray_worker_is_retried_and_resumes_and_a_lost_cell_does_not_sto
         assert set(pd.read_csv(given_up / "runs.csv")["method"]) == {"random", "dm"}
     finally:
         ray.shutdown()
+
+
+# --- worker processes (dcbench run --workers) ------------------------------------------------------
+
+GiB = 2**30
+
+
+@pytest.mark.parametrize("workers,threads,device,preset,cells,memory,expected", [
+    (None, None, "cpu", "quick", 42, 24 * GiB, (2, 1)),  # this project's 2-core CPU: a cell per core
+    (None, 2, "cpu", "quick", 42, 24 * GiB, (1, 2)),  # --threads 2 takes both cores: one worker
+    (None, None, "cpu", "quick", 1, 24 * GiB, (1, None)),  # one cell: no pool to start
+    (None, None, "cpu", "smoke", 42, 24 * GiB, (1, None)),  # starting workers costs more than smoke cells
+    (None, None, "cuda", "quick", 42, 24 * GiB, (1, None)),  # one GPU: one cell at a time
+    (None, None, "cpu", "quick", 42, 5 * GiB, (1, 2)),  # memory for one worker only
+    (3, None, "cpu", "quick", 42, 24 * GiB, (3, 1)),  # asked for: kept, threads split what is left
+    (1, None, "cpu", "quick", 42, 24 * GiB, (1, 2)),
+])
+def test_plan_workers(workers, threads, device, preset, cells, memory, expected) -> None:
+    plan = runner.plan_workers(workers, threads, device, preset, cells, [], cpus=2, memory=memory)
+    assert (plan.workers, plan.threads) == (expected[0], expected[1] or torch.get_num_threads())
+
+
+def test_plan_workers_keeps_in_process_plugins_in_this_process() -> None:
+    plan = runner.plan_workers(None, None, "cpu", "quick", 42, ["method 'mine'"], cpus=2, memory=24 * GiB)
+    assert plan.workers == 1
+    with pytest.raises(DcbenchError, match="method 'mine' was registered in this process.*--workers 1"):
+        runner.plan_workers(2, None, "cpu", "quick", 42, ["method 'mine'"], cpus=2, memory=24 * GiB)
+
+
+def test_a_plugin_registered_by_hand_is_found(tmp_path: Path, fashion_root: Path) -> None:
+    registry = runner._registry()
+    dm = cell(tmp_path, fashion_root)
+    assert runner.in_process_only(registry, [dm]) == []
+    registry.owners[("method", "dm")] = "a test"  # as a plugin registered in this process only
+    assert runner.in_process_only(registry, [dm]) == ["method 'dm'"]
+
+
+def test_worker_processes_give_the_results_of_one_process(tmp_path: Path, fashion_root: Path) -> None:
+    spec = tmp_path / "faults.toml"
+    spec.write_text(SPEC)
+
+    def run(out: str, workers: int) -> Path:
+        return runner.run_benchmark(spec, out=tmp_path / out, data_root=str(fashion_root), device="cpu",
+                                    show_progress=False, write_report=False, threads=1, workers=workers)
+
+    one, two = run("one", 1), run("two", 2)
+    columns = ["run_id", "test_acc", "threads"]
+    assert pd.read_csv(one / "runs.csv")[columns].equals(pd.read_csv(two / "runs.csv")[columns])
+    assert torch.equal(torch.load(one / "runs" / DM_CELL / "synthetic.pt", weights_only=True)["images"],
+                       torch.load(two / "runs" / DM_CELL / "synthetic.pt", weights_only=True)["images"])
+
+
+def test_a_killed_worker_process_is_rerun_and_resumes_and_a_lost_cell_is_recorded(
+        tmp_path: Path, fashion_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = tmp_path / "faults.toml"
+    spec.write_text(SPEC)
+    alone = tmp_path / "alone.toml"
+    alone.write_text(SPEC.replace('methods = ["random", "dm"]', 'methods = ["dm"]'))
+
+    def run(spec: Path, out: str, **options) -> Path:
+        return runner.run_benchmark(spec, out=tmp_path / out, data_root=str(fashion_root), device="cpu",
+                                    show_progress=False, write_report=False, threads=1, **options)
+
+    reference = torch.load(run(spec, "local", workers=1) / "runs" / DM_CELL / "synthetic.pt",
+                           weights_only=True)["images"]
+    # the dm worker SIGKILLs itself right after its checkpoint at iteration 2 (once: a resumed run
+    # starts at 3); spawned workers inherit this environment
+    monkeypatch.setenv(KILL_ENV, f"2@{DM_CELL}")
+    retried = run(spec, "retried", workers=2, max_retries=2)
+    log = (retried / "runs" / DM_CELL / "log.txt").read_text()
+    assert "checkpoint at iteration 2/4" in log and "resumed at iteration 2" in log
+    assert json.loads((retried / "runs" / DM_CELL / "metrics.json").read_text())["resumed_at_iteration"] == 2
+    assert torch.equal(torch.load(retried / "runs" / DM_CELL / "synthetic.pt", weights_only=True)["images"],
+                       reference)
+    assert set(pd.read_csv(retried / "runs.csv")["method"]) == {"random", "dm"}
+
+    given_up = run(alone, "given-up", workers=2, max_retries=0)
+    failures = pd.read_csv(given_up / "failures.csv")
+    assert failures["run_id"].tolist() == [DM_CELL]
+    assert "worker process failed, 0 retries" in failures["reason"][0]
+    assert (given_up / "runs" / DM_CELL / CHECKPOINT_FILE).exists()
+    run(alone, "given-up", workers=2, max_retries=0)  # the same command again: resumes the lost cell
+    assert "resumed at iteration 2" in (given_up / "runs" / DM_CELL / "log.txt").read_text()
+    assert not (given_up / "failures.csv").exists()
+
+
+def test_workers_are_for_the_local_executor(tmp_path: Path, fashion_root: Path) -> None:
+    spec = tmp_path / "faults.toml"
+    spec.write_text(SPEC)
+    with pytest.raises(DcbenchError, match="workers is for the local executor"):
+        runner.run_benchmark(spec, out=tmp_path / "out", data_root=str(fashion_root), device="cpu",
+                             executor="ray", workers=2)
+
+
+def test_workers_is_checked_in_the_spec_and_on_the_command_line(tmp_path: Path, capsys) -> None:
+    from dcbench.cli import main
+
+    spec = tmp_path / "bad.toml"
+    spec.write_text("workers = 0\n" + SPEC)
+    with pytest.raises(DcbenchError, match="workers"):
+        runner.load_spec(spec).validate()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", "--workers", "0", "--out", str(tmp_path / "out")])
+    assert exit_info.value.code == 2 and "--workers" in capsys.readouterr().err
