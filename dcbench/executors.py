@@ -35,7 +35,6 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from queue import Empty
 from typing import Any
 
 from dcbench.checkpoint import CHECKPOINT_FILE
@@ -122,11 +121,9 @@ def _pool_task(execute: Callable[[Any, str], dict[str, Any]], cell: Any, root: s
 
 def _drain(queue: Any) -> set[str]:
     found = set()
-    while True:
-        try:
-            found.add(queue.get_nowait())
-        except Empty:
-            return found
+    while not queue.empty():
+        found.add(queue.get())
+    return found
 
 
 def run_pool(cells: list[Any], root: Path, execute: Callable[[Any, str], dict[str, Any]], workers: int,
@@ -145,7 +142,7 @@ def run_pool(cells: list[Any], root: Path, execute: Callable[[Any, str], dict[st
     store = Store(Path(root))
     # spawn, not fork: forking a process whose OpenMP and allocator threads are running is unsafe
     context = multiprocessing.get_context("spawn")
-    started = context.Queue()
+    started = context.SimpleQueue()  # put() writes through at once: a worker may die right after it
     attempts = {cell.id: 0 for cell in cells}
     todo = list(cells)
     while todo:
@@ -172,6 +169,9 @@ def run_pool(cells: list[Any], root: Path, execute: Callable[[Any, str], dict[st
         if broken is None:
             break
         running = _drain(started)
+        if not running & {cell.id for cell in todo}:  # nothing to blame: workers die as they start
+            raise DcbenchError(f"worker processes die before running a cell ({broken}); run with --workers 1 "
+                               "to see the error in this process")
         for cell in list(todo):
             finished = store.read_metrics(cell.id) if store.cell_state(cell.id, cell.fingerprint).done else None
             if finished is not None:  # finished on disk, but its worker died before it could say so

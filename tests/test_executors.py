@@ -5,6 +5,7 @@ shared filesystem, thread and GPU settings per task."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -244,3 +245,30 @@ def test_workers_is_checked_in_the_spec_and_on_the_command_line(tmp_path: Path, 
     with pytest.raises(SystemExit) as exit_info:
         main(["run", "--workers", "0", "--out", str(tmp_path / "out")])
     assert exit_info.value.code == 2 and "--workers" in capsys.readouterr().err
+
+
+def _die(cell, root: str) -> dict:
+    os._exit(1)
+
+
+def _die_at_start(parent: int, started) -> None:
+    os._exit(1)
+
+
+def test_workers_that_die_before_any_cell_are_a_one_line_error(tmp_path: Path, fashion_root: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    dm = cell(tmp_path, fashion_root)
+    monkeypatch.setattr(executors, "_worker_init", _die_at_start)  # spawned workers import the original
+    with pytest.raises(DcbenchError, match="die before running a cell"):
+        list(executors.run_pool([dm], tmp_path, _die_at_start_execute, workers=2))
+
+
+def _die_at_start_execute(cell, root: str) -> dict:
+    raise AssertionError("never runs")
+
+
+def test_a_cell_that_always_kills_its_worker_is_recorded_after_its_retries(tmp_path: Path,
+                                                                           fashion_root: Path) -> None:
+    dm = cell(tmp_path, fashion_root)
+    (metrics,) = list(executors.run_pool([dm], tmp_path, _die, workers=2, max_retries=1))
+    assert metrics["status"] == "failed" and "worker process failed, 1 retries" in metrics["reason"]
