@@ -204,8 +204,8 @@ def test_a_killed_worker_process_is_rerun_and_resumes_and_a_lost_cell_is_recorde
         return runner.run_benchmark(spec, out=tmp_path / out, data_root=str(fashion_root), device="cpu",
                                     show_progress=False, write_report=False, threads=1, **options)
 
-    reference = torch.load(run(spec, "local", workers=1) / "runs" / DM_CELL / "synthetic.pt",
-                           weights_only=True)["images"]
+    reference_dir = run(spec, "local", workers=1) / "runs" / DM_CELL
+    reference = torch.load(reference_dir / "synthetic.pt", weights_only=True)["images"]
     # the dm worker SIGKILLs itself right after its checkpoint at iteration 2 (once: a resumed run
     # starts at 3); spawned workers inherit this environment
     monkeypatch.setenv(KILL_ENV, f"2@{DM_CELL}")
