@@ -149,11 +149,13 @@ def run_pool(cells: list[Any], root: Path, execute: Callable[[Any, str], dict[st
         pool = ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=context,
                                    initializer=_worker_init, initargs=(os.getpid(), started))
         broken: BaseException | None = None
+        running: set[str] = set()  # cells this pool started (read as they come: the pipe must not fill up)
         try:
             cell_of = {pool.submit(_pool_task, execute, cell, str(root)): cell for cell in todo}
             pending = set(cell_of)
             while pending:
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                running |= _drain(started)
                 for future in done:
                     try:
                         metrics = future.result()
@@ -168,7 +170,7 @@ def run_pool(cells: list[Any], root: Path, execute: Callable[[Any, str], dict[st
         pool.shutdown(wait=True)
         if broken is None:
             break
-        running = _drain(started)
+        running |= _drain(started)
         if not running & {cell.id for cell in todo}:  # nothing to blame: workers die as they start
             raise DcbenchError(f"worker processes die before running a cell ({broken}); run with --workers 1 "
                                "to see the error in this process")

@@ -172,9 +172,7 @@ def plan_workers(workers: int | None, threads: int | None, device_type: str, pre
     when a plugin was registered in this process only (a worker process could not load it).
     A thread count that is not given splits the cores between the workers."""
     cpus = usable_cpus() if cpus is None else cpus
-    if workers is not None:
-        if workers < 1:
-            raise DcbenchError(f"--workers must be >= 1, got {workers}")
+    if workers is not None:  # >= 1: the spec's schema checks it
         if workers > 1 and in_process_only:
             raise DcbenchError(f"{', '.join(in_process_only)} was registered in this process, not by an installed "
                                "plugin, so worker processes cannot load it; use --workers 1")

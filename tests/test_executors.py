@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -272,3 +273,21 @@ def test_a_cell_that_always_kills_its_worker_is_recorded_after_its_retries(tmp_p
     dm = cell(tmp_path, fashion_root)
     (metrics,) = list(executors.run_pool([dm], tmp_path, _die, workers=2, max_retries=1))
     assert metrics["status"] == "failed" and "worker process failed, 1 retries" in metrics["reason"]
+
+
+@dataclass(frozen=True)
+class _NamedCell:
+    id: str
+    fingerprint: dict
+
+
+def _done(cell, root: str) -> dict:
+    return {"status": "done", "id": cell.id}
+
+
+def test_a_large_grid_does_not_fill_the_started_cells_pipe(tmp_path: Path) -> None:
+    # 1000 long ids are over 200 KB of "started" messages, more than a pipe holds (64 KB on Linux):
+    # the driver must read them as cells finish, or the workers block on it (this hung before)
+    cells = [_NamedCell(f"{i:05d}-" + "x" * 200, {}) for i in range(1000)]
+    finished = [m["id"] for m in executors.run_pool(cells, tmp_path, _done, workers=2)]
+    assert sorted(finished) == [c.id for c in cells]
