@@ -35,6 +35,17 @@ SYSTEM_SHARE_LIMIT = 0.10
 
 # --- measurement helpers (in the worker) ---------------------------------------------------------
 
+def cpu_model() -> str:
+    """The CPU's model name. The "of fp32 matmul" column is relative to this CPU's GEMM rate, which
+    differs between CPUs far more than the memory-bound passes do (benchmarks/RESULTS.md)."""
+    with contextlib.suppress(OSError):
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
 def cpu_times() -> tuple[float, float]:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime, usage.ru_stime
@@ -355,6 +366,15 @@ def method_rows(name: str, ipc: int, r: dict[str, Any]) -> list[list[str]]:
     return rows
 
 
+def print_machine(cpu: str, results: list[dict[str, Any]]) -> None:
+    """The line the "of fp32 matmul" column is read against: the CPU, the threads, and the 2048^2
+    fp32 GEMM rate that each worker measured for itself (a shared VM's rate drifts between them)."""
+    rates = [r["matmul_gflops_fp32"] for r in results if "matmul_gflops_fp32" in r]
+    threads = sorted({r["threads"] for r in results if "threads" in r})
+    gemm = f"{min(rates):.0f}-{max(rates):.0f} GFLOP/s" if rates else "not measured"
+    print(f"# {cpu}, {'/'.join(map(str, threads)) or '?'} torch threads, fp32 GEMM (2048^2 torch.mm) {gemm}")
+
+
 def print_table(header: list[str], rows: list[list[str]]) -> None:
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
     for row in [header, ["-" * w for w in widths], *rows]:
@@ -386,8 +406,9 @@ def main() -> None:
     if args.worker:
         worker(args)
         return
-    out: dict[str, Any] = {"label": args.label, "platform": platform.platform(), "python": sys.version.split()[0],
-                           "precision": args.precision, "threads": args.threads, "results": []}
+    out: dict[str, Any] = {"label": args.label, "platform": platform.platform(), "cpu": cpu_model(),
+                           "python": sys.version.split()[0], "precision": args.precision, "threads": args.threads,
+                           "results": []}
     if args.quick_cell:
         rows = []
         for busy in (False, True, False, True):
@@ -416,6 +437,7 @@ def main() -> None:
                 out["results"].append({"kind": "method", "method": name, "ipc": ipc, **r})
                 rows += method_rows(name, ipc, r)
                 print(f"# {name} ipc {ipc} done", file=sys.stderr, flush=True)
+        print_machine(out["cpu"], [r for r in out["results"] if r.get("kind") == "method"])
         print_table(["method", "ipc", "unit", "min s", "median s", "of fp32 matmul", "peak RSS MB", "system CPU"],
                     rows)
     if args.eval or args.with_eval:
@@ -432,6 +454,7 @@ def main() -> None:
                     rows.append([f"ConvNet-{width}", str(models), str(ipc), f"{r['train_s_per_epoch']:.3f}",
                                  f"{r['test_pass_s']:.2f}", f"{r['peak_rss_mb']:.0f}",
                                  f"{r['cpu_system_s'] / cpu:.0%}" if cpu else "-"])
+        print_machine(out["cpu"], [r for r in out["results"] if r.get("kind") == "eval"])
         print_table(["network", "models", "ipc", "train s/epoch", "test pass s", "peak RSS MB", "system CPU"], rows)
     if args.json:
         with open(args.json, "w") as f:

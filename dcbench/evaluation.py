@@ -104,7 +104,7 @@ class Protocol:
         if not self.lr > 0:
             raise DcbenchError(f"protocol lr must be > 0, got {self.lr}")
         parse_strategy(self.dsa_strategy)
-        check_precision(self.precision, "cpu")
+        check_precision(self.precision)  # the name; the hardware when the device is known
 
     @property
     def name(self) -> str:
@@ -279,6 +279,7 @@ def evaluate_synthetic(synthetic: SyntheticSet, real: RealDataset, protocol: Pro
     if arch is None:
         raise DcbenchError(f"unknown evaluation architecture {protocol.arch!r}; `dcbench list` shows them")
     check_seed(seed)
+    check_precision(protocol.precision, device.type)
     synthetic.validate(real.channels, real.image_size, real.num_classes)
     real = real.to(device) if real.device != device else real
     images, labels = synthetic.images.to(device), synthetic.labels.to(device)

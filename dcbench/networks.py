@@ -62,6 +62,16 @@ class AvgPool2x2(nn.AvgPool2d):
     def forward(self, x: Tensor) -> Tensor:
         if x.device.type != "cpu" or x.dim() != 4:
             return super().forward(x)
+        if x.dtype in (torch.bfloat16, torch.float16) and x.requires_grad and torch.is_grad_enabled():
+            # oneDNN's bf16 depthwise *backward* is a generic strided kernel on CPUs without AMX (17 ms
+            # against 2.7 ms in fp32 for 100 x 32 x 32^2 on a Zen 4; its forward is the faster one,
+            # benchmarks/RESULTS.md). Through fp32 the numbers are the same, forward and backward: a
+            # sum of four, times 1/4, rounded to bf16 once.
+            return self._pool(x.float()).to(x.dtype)
+        return self._pool(x)
+
+    @staticmethod
+    def _pool(x: Tensor) -> Tensor:
         channels = x.shape[1]
         weight = torch.full((channels, 1, 2, 2), 0.25, dtype=x.dtype, device=x.device)
         if torch.is_autocast_enabled("cpu"):  # pool in the input's dtype, as avg_pool2d does under autocast

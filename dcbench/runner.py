@@ -36,6 +36,7 @@ from dcbench.folder_dataset import DatasetSource, resolve_dataset_entry
 from dcbench.identity import CellIdentity, data_fingerprint, identity_notes, protocol_hash
 from dcbench.lock import StoreLock
 from dcbench.outputs import check_output_dir
+from dcbench.runtime import check_precision
 from dcbench.spec import Spec, load_spec
 from dcbench.store import Store
 
@@ -448,7 +449,6 @@ def run_grid(spec_path: Path | None = None, preset: str | None = None, out: Path
     override the spec's keys; ``max_retries`` is how often a cell whose worker process died is
     rerun (Ray, or the local worker processes)."""
     from dcbench.checkpoint import check_compatible
-    from dcbench.cli import resolve_device
     from dcbench.compare import compare_paths, comparison_text, resolve_reference
     from dcbench.datasets import data_root_option
 
@@ -463,6 +463,8 @@ def run_grid(spec_path: Path | None = None, preset: str | None = None, out: Path
             setattr(spec, key, value)
     spec.validate()
     device_type = resolve_device(device).type  # fails early on a bad --device
+    if executor == "local":  # Ray's cells check on the machines they run on
+        check_precision(spec.precision, device_type)
     if executor != "local" and spec.workers is not None:
         raise DcbenchError("workers is for the local executor (Ray runs one cell per CPU it has); drop it for "
                            "--executor ray")

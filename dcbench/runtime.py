@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import functools
 import os
 import sys
 from collections.abc import Iterator
@@ -97,12 +98,34 @@ def set_threads(threads: int | None) -> int:
     return torch.get_num_threads()
 
 
-def check_precision(precision: str, device_type: str) -> str:
-    """``precision`` if the device supports it, else a one-line :class:`DcbenchError`."""
+@functools.cache
+def native_bf16(device_type: str) -> bool:
+    """Whether bf16 runs natively on this kind of device: a CPU with AVX-512 BF16 or AMX (what oneDNN
+    reports, so ``ONEDNN_MAX_CPU_ISA`` counts), a CUDA GPU from Ampere on. Elsewhere autocast
+    emulates it: measured 11x slower than fp32 with oneDNN held to AVX2 (benchmarks/RESULTS.md)."""
+    import torch
+
+    if device_type == "cpu":
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    if device_type == "cuda":
+        try:
+            return bool(torch.cuda.is_bf16_supported(including_emulation=False))
+        except TypeError:  # torch before the argument
+            return bool(torch.cuda.is_bf16_supported())
+    return True  # other backends: torch.autocast itself says what it cannot do
+
+
+def check_precision(precision: str, device_type: str | None = None) -> str:
+    """``precision`` if it is known and (given ``device_type``) native there, else a one-line
+    :class:`DcbenchError`: an emulated bf16 would only make a run many times slower."""
     from dcbench.errors import DcbenchError
 
     if precision not in PRECISIONS:
         raise DcbenchError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    if precision == "bf16" and device_type is not None and not native_bf16(device_type):
+        what = "CPU has neither AVX-512 BF16 nor AMX" if device_type == "cpu" else f"{device_type} device has no bf16"
+        raise DcbenchError(f"bf16 is not native here (this {what}): autocast would emulate it, about 10x slower "
+                           f"than fp32; use --precision fp32")
     return precision
 
 

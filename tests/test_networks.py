@@ -83,6 +83,23 @@ def test_avgpool2x2_under_vmap_and_autocast() -> None:
     torch.testing.assert_close(y, ref(x[0]))
 
 
+@pytest.mark.parametrize("shape", [(4, 32, 16, 16), (2, 3, 7, 9)])
+def test_avgpool2x2_of_bf16_input_equals_avg_pool2d_in_bf16(shape: tuple[int, ...]) -> None:
+    """bf16 pools through fp32 (oneDNN's bf16 depthwise backward is slow): the same bits, forward and
+    backward, as PyTorch's own bf16 average pooling, and the dtype stays bf16."""
+    x = torch.randn(*shape, generator=make_generator(2, "x")).bfloat16().requires_grad_(True)
+    out_shape = (shape[0], shape[1], shape[2] // 2, shape[3] // 2)
+    grad_out = torch.randn(*out_shape, generator=make_generator(2, "g")).bfloat16()
+    results = []
+    for pool in (torch.nn.AvgPool2d(2, 2), AvgPool2x2()):
+        y = pool(x)
+        (g,) = torch.autograd.grad(y, x, grad_out)
+        results.append((y, g))
+    (y_ref, g_ref), (y, g) = results
+    assert y.dtype == g.dtype == torch.bfloat16
+    assert torch.equal(y, y_ref) and torch.equal(g, g_ref)
+
+
 def test_convnet_average_pooling_is_the_depthwise_pool() -> None:
     net = build_network(ARCHS["ConvNet"], 1, 10, (28, 28), make_generator(0))
     assert all(isinstance(p, AvgPool2x2) for p in net.pools)
