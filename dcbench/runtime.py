@@ -106,7 +106,10 @@ def native_bf16(device_type: str) -> bool:
     import torch
 
     if device_type == "cpu":
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        try:
+            return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        except (AttributeError, RuntimeError):  # a build without oneDNN: no grounds to refuse
+            return True
     if device_type == "cuda":
         try:
             return bool(torch.cuda.is_bf16_supported(including_emulation=False))
