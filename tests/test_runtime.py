@@ -86,7 +86,7 @@ def test_allocator_keeps_freed_memory_so_a_training_loop_stops_faulting() -> Non
     """After the first step, a step reuses the pages of the last one: almost no minor page faults,
     where glibc's defaults map and fault every large activation in again, every step. Counted in
     fresh processes: in the test process, other tests' threads and arenas add faults of their own
-    (this count once exceeded its bound inside a full run and never alone)."""
+    (counted there, it once exceeded its bound in a full run)."""
     def faults(env: dict[str, str]) -> tuple[str, int]:
         done = subprocess.run([sys.executable, "-c", FAULTS_OF_THREE_STEPS], capture_output=True, text=True,
                               check=True, env={**os.environ, **env})
