@@ -37,7 +37,8 @@ SYSTEM_SHARE_LIMIT = 0.10
 
 def cpu_model() -> str:
     """The CPU's model name. The "of fp32 matmul" column is relative to this CPU's GEMM rate, which
-    differs between CPUs far more than the memory-bound passes do (benchmarks/RESULTS.md)."""
+    differs between CPUs far more than the memory-bound passes do (benchmarks/RESULTS.md). Read
+    here, not through ``dcbench.devices``: the driver imports no dcbench, so it measures old checkouts."""
     with contextlib.suppress(OSError):
         with open("/proc/cpuinfo") as f:
             for line in f:
