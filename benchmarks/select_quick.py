@@ -35,14 +35,14 @@ from typing import Any
 import pandas as pd
 import torch
 
-from dcbench.compat import tomllib
-from dcbench.condensation import condense
-from dcbench.datasets import RealDataset
-from dcbench.errors import DcbenchError
+from dcbench.data.real import RealDataset
 from dcbench.evaluation import Protocol, evaluate_synthetic
-from dcbench.methods import CondenseContext
+from dcbench.host.compat import tomllib
+from dcbench.host.errors import DcbenchError
+from dcbench.method.condense import condense
+from dcbench.method.contract import CondenseContext
+from dcbench.method.seeding import make_generator
 from dcbench.plugins import load_plugins
-from dcbench.seeding import make_generator
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "selection"
 

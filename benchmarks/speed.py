@@ -38,7 +38,7 @@ SYSTEM_SHARE_LIMIT = 0.10
 def cpu_model() -> str:
     """The CPU's model name. The "of fp32 matmul" column is relative to this CPU's GEMM rate, which
     differs between CPUs far more than the memory-bound passes do (benchmarks/RESULTS.md). Read
-    here, not through ``dcbench.devices``: the driver imports no dcbench, so it measures old checkouts."""
+    here, not through ``dcbench.host.devices``: the driver imports no dcbench, so it measures old checkouts."""
     with contextlib.suppress(OSError):
         with open("/proc/cpuinfo") as f:
             for line in f:
@@ -79,7 +79,7 @@ def count_flops(fn: Callable[[], Any]) -> int:
 def precision_context(precision: str) -> contextlib.AbstractContextManager[None]:
     if precision == "fp32":
         return contextlib.nullcontext()
-    from dcbench.runtime import autocast  # not in checkouts before --precision existed
+    from dcbench.host.runtime import autocast  # not in checkouts before --precision existed
 
     return autocast(precision, "cpu")
 
@@ -104,8 +104,8 @@ class Timed:
 
 def bench_iterations(method_name: str, ipc: int, repeats: int, precision: str) -> dict[str, Any]:
     """DM, DC, DSA: seconds per outer iteration of ``condense`` at paper settings."""
-    from dcbench.datasets import load_fashion_mnist
-    from dcbench.methods import CondenseContext
+    from dcbench.data.builtin import load_fashion_mnist
+    from dcbench.method.contract import CondenseContext
     from dcbench.plugins import load_plugins
 
     registry = load_plugins()
@@ -131,8 +131,8 @@ def bench_dm_forward(real: Any, method: Any, precision: str, repeats: int) -> di
     """DM's real-side pass alone: the no-grad embedding of 256 images of each class."""
     import torch
 
-    from dcbench.methods import CondenseContext
-    from dcbench.seeding import make_generator
+    from dcbench.method.contract import CondenseContext
+    from dcbench.method.seeding import make_generator
     from dcbench_dm import loss as dm_loss
     from dcbench_dm.method import sample_real_batches
 
@@ -162,11 +162,11 @@ def bench_cafe(method_name: str, ipc: int, repeats: int, precision: str) -> dict
     accuracy query) and an inner epoch (SGD epoch on the synthetic set, accuracy query)."""
     import torch
 
-    from dcbench.augment import augment, dsa_strategy_for
-    from dcbench.datasets import load_fashion_mnist
-    from dcbench.methods import CondenseContext, class_major_labels, init_synthetic_images
+    from dcbench.data.builtin import load_fashion_mnist
+    from dcbench.method.contract import CondenseContext, class_major_labels, init_synthetic_images
+    from dcbench.method.seeding import make_generator
+    from dcbench.nn.augment import augment, dsa_strategy_for
     from dcbench.plugins import load_plugins
-    from dcbench.seeding import make_generator
     from dcbench_cafe import bilevel
     from dcbench_cafe.losses import default_map_weights
 
@@ -223,10 +223,10 @@ def bench_cafe(method_name: str, ipc: int, repeats: int, precision: str) -> dict
 
 def bench_evaluation(width: int, models: int, ipc: int, epochs: int, precision: str) -> dict[str, Any]:
     """Evaluation protocol throughput: train seconds per epoch and one test pass (10,000 images)."""
-    from dcbench.datasets import load_fashion_mnist
+    from dcbench.data.builtin import load_fashion_mnist
     from dcbench.evaluation import Protocol, evaluate_synthetic
-    from dcbench.seeding import make_generator
-    from dcbench.synthetic import SyntheticSet
+    from dcbench.method.seeding import make_generator
+    from dcbench.method.synthetic import SyntheticSet
 
     real = load_fashion_mnist(None)
     images, labels = real.sample_per_class(ipc, make_generator(0, "bench-eval"))
@@ -248,9 +248,9 @@ def bench_evaluation(width: int, models: int, ipc: int, epochs: int, precision: 
 
 def bench_quick_cell(method_name: str, ipc: int) -> dict[str, Any]:
     """One quick cell (condense + evaluate), as `dcbench run` runs it."""
-    from dcbench.condensation import condense
-    from dcbench.datasets import load_fashion_mnist
+    from dcbench.data.builtin import load_fashion_mnist
     from dcbench.evaluation import Protocol, evaluate_synthetic
+    from dcbench.method.condense import condense
     from dcbench.plugins import load_plugins
 
     registry = load_plugins()
@@ -266,14 +266,14 @@ def bench_quick_cell(method_name: str, ipc: int) -> dict[str, Any]:
 def worker(args: argparse.Namespace) -> None:
     import torch
 
-    import dcbench  # noqa: F401 - before torch: it sets the allocator and OpenMP's spin (dcbench.runtime)
+    import dcbench  # noqa: F401 - before torch: it sets the allocator and OpenMP's spin (dcbench.host.runtime)
 
     kind, *params = args.worker
     if args.threads:
         torch.set_num_threads(args.threads)
     elif kind == "cell":  # the threads `dcbench run` gives a cell of the default grid (42 cells)
         with contextlib.suppress(ImportError):
-            from dcbench.runner import plan_workers
+            from dcbench.run.grid import plan_workers
             torch.set_num_threads(plan_workers(None, None, "cpu", "quick", 42, []).threads)
     if kind == "method":
         name, ipc = params[0], int(params[1])

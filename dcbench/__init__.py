@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import pluggy
 
-from dcbench import runtime
+from dcbench.host import runtime
 
 # Before torch is imported anywhere (libgomp reads its environment once) and before any large
-# allocation: see dcbench/runtime.py.
+# allocation: see dcbench/host/runtime.py.
 runtime.prefer_passive_waiting()
 runtime.keep_freed_memory()
 

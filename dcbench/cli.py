@@ -10,10 +10,10 @@ from typing import Any
 import torch
 
 from dcbench import __version__
-from dcbench.compat import tomllib
-from dcbench.devices import DEVICE_CHOICES, resolve_device
-from dcbench.errors import DcbenchError
-from dcbench.runtime import PRECISIONS, set_threads
+from dcbench.host.compat import tomllib
+from dcbench.host.devices import DEVICE_CHOICES, resolve_device
+from dcbench.host.errors import DcbenchError, first_line
+from dcbench.host.runtime import PRECISIONS, set_threads
 
 EXIT_USAGE = 2
 
@@ -46,7 +46,7 @@ def _positive_int(text: str) -> int:
 
 
 def _load_real(registry: Any, name: str, data_root: str | None, device: torch.device) -> Any:
-    from dcbench.datasets import data_root_option
+    from dcbench.data.builtin import data_root_option
 
     return registry.dataset(name).loader(data_root_option(data_root)).to(device)
 
@@ -88,14 +88,15 @@ def cmd_plugins(args: argparse.Namespace) -> None:
 def cmd_condense(args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
-    from dcbench.checkpoint import Checkpointer, CheckpointPolicy, check_compatible, checkpoint_identity
-    from dcbench.condensation import condense, config_hash
-    from dcbench.curves import CURVE_FILE, CurveWriter
-    from dcbench.datasets import data_root_option, path_dataset
-    from dcbench.methods import CondenseContext, config_to_dict
+    from dcbench.data.builtin import data_root_option
+    from dcbench.data.paths import path_dataset
+    from dcbench.method.checkpoint import Checkpointer, CheckpointPolicy, check_compatible, checkpoint_identity
+    from dcbench.method.condense import condense, config_hash
+    from dcbench.method.contract import CondenseContext, config_to_dict
+    from dcbench.method.seeding import check_seed
     from dcbench.plugins import load_plugins
-    from dcbench.progress import CellProgressBar
-    from dcbench.seeding import check_seed
+    from dcbench.results.curves import CURVE_FILE, CurveWriter
+    from dcbench.run.progress import CellProgressBar
 
     registry = load_plugins()
     method = registry.method(args.method)
@@ -144,8 +145,8 @@ def cmd_condense(args: argparse.Namespace) -> None:
 
 def _check_condense_output(out: Path, overwrite: bool) -> None:
     """Before any work: a usable directory, and an existing set kept unless --overwrite."""
-    from dcbench.outputs import check_output_dir
-    from dcbench.synthetic import MANIFEST_FILE, TENSOR_FILE
+    from dcbench.host.outputs import check_output_dir
+    from dcbench.method.synthetic import MANIFEST_FILE, TENSOR_FILE
 
     if not overwrite and out.is_dir() and any((out / name).exists() for name in (TENSOR_FILE, MANIFEST_FILE)):
         raise DcbenchError(f"{out} already holds a synthetic set; pass --overwrite to replace it or choose "
@@ -154,11 +155,12 @@ def _check_condense_output(out: Path, overwrite: bool) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    from dcbench.evaluation import NativeEvaluation, Protocol, evaluate_synthetic
-    from dcbench.folder_dataset import source_for_evaluation
+    from dcbench.data.paths import source_for_evaluation
+    from dcbench.evaluation import Protocol, evaluate_synthetic
+    from dcbench.method.contract import NativeEvaluation
+    from dcbench.method.seeding import check_seed
+    from dcbench.method.synthetic import load_synthetic
     from dcbench.plugins import load_plugins
-    from dcbench.seeding import check_seed
-    from dcbench.synthetic import load_synthetic
 
     check_seed(args.seed, "--seed")
     synthetic = load_synthetic(Path(args.path))
@@ -228,7 +230,7 @@ def _check_preprocessing(manifest: dict[str, Any], real: Any, path: str) -> None
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Exit status 0: every cell of the grid is finished; 1: some (or all) cells failed."""
-    from dcbench.runner import run_grid
+    from dcbench.run.grid import run_grid
 
     if args.ray_address is not None and args.executor != "ray":
         raise DcbenchError("--ray-address is only used by the ray executor; add --executor ray (or drop the address)")
@@ -243,7 +245,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> None:
-    from dcbench.compare import compare_paths, comparison_text
+    from dcbench.report.compare import compare_paths, comparison_text
 
     table = compare_paths(Path(args.run), Path(args.reference), args.alpha, require_overlap=True)
     if args.csv:
@@ -252,7 +254,7 @@ def cmd_compare(args: argparse.Namespace) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> None:
-    from dcbench.outputs import check_output_dir
+    from dcbench.host.outputs import check_output_dir
     from dcbench.report import KNOWN_FORMATS, write_report
 
     formats = tuple(f.strip() for f in args.format.split(",")) if args.format else KNOWN_FORMATS
@@ -265,14 +267,14 @@ def cmd_report(args: argparse.Namespace) -> None:
 
 
 def cmd_new_method(args: argparse.Namespace) -> None:
-    from dcbench.scaffold import scaffold_method
+    from dcbench.tools.scaffold import scaffold_method
 
     path = scaffold_method(args.name, Path(args.path) if args.path else None)
     print(f"plugin package written to {path}; install it with: pip install -e {path}")
 
 
 def cmd_import(args: argparse.Namespace) -> None:
-    from dcbench.importers import import_synthetic
+    from dcbench.tools.importers import import_synthetic
 
     written = import_synthetic(Path(args.file), args.format, args.dataset, Path(args.output), args.method)
     for path in written:
@@ -402,7 +404,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"dcbench: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except OSError as exc:  # a full disk or a path that went away mid-run: the path and the cause
-        from dcbench.outputs import describe_os_error
+        from dcbench.host.outputs import describe_os_error
 
         print(f"dcbench: error: {describe_os_error(exc)}", file=sys.stderr)
         return EXIT_USAGE
@@ -412,7 +414,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - an internal bug still gets one line unless debugging
         if os.environ.get("DCBENCH_DEBUG"):
             raise
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        first = first_line(exc)
         print(f"dcbench: internal error: {type(exc).__name__}: {first} (set DCBENCH_DEBUG=1 for the traceback)",
               file=sys.stderr)
         return 1

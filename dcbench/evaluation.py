@@ -29,51 +29,22 @@ from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state, vmap
 from torch.nn import functional as F
 
-from dcbench.augment import augment, dc_augment, dsa_strategy_for, parse_strategy
-from dcbench.datasets import RealDataset
-from dcbench.errors import DcbenchError
-from dcbench.networks import BUILTIN_ARCHITECTURES, Architecture, build_network, set_inplace_activations
-from dcbench.runtime import autocast, check_precision
-from dcbench.seeding import check_seed, derive_seed, make_generator
-from dcbench.synthetic import SyntheticSet
+from dcbench.data.real import RealDataset
+from dcbench.host.errors import DcbenchError
+from dcbench.host.runtime import autocast, check_precision
+from dcbench.method.contract import AUGMENTATIONS, REFERENCE_EPOCHS, NativeEvaluation
+from dcbench.method.seeding import check_seed, derive_seed, make_generator
+from dcbench.method.synthetic import SyntheticSet
+from dcbench.nn.augment import augment, dc_augment, dsa_strategy_for, parse_strategy
+from dcbench.nn.networks import BUILTIN_ARCHITECTURES, Architecture, build_network, set_inplace_activations
 
-AUGMENTATIONS = ("none", "dsa", "dc")
 # 2: lr step one epoch later (as the reference), dc augmentation as the reference (zero fill on
 #    scaling down, cubic-spline rotation), paper preset's native epochs per method.
 PROTOCOL_VERSION = "2"
-#: evaluation epochs of the reference scripts without / with augmentation (DC, DSA and DM)
-REFERENCE_EPOCHS = {False: 300, True: 1000}
-
-
 def lr_drop_epoch(epochs: int) -> int:
     """The first epoch trained at the reduced lr: the reference multiplies it by 0.1 after training
     epoch ``epochs // 2 + 1``, so epochs ``0 .. epochs // 2 + 1`` use the initial lr."""
     return epochs // 2 + 2
-
-
-@dataclass(frozen=True)
-class NativeEvaluation:
-    """How a method's own paper evaluates its sets on one dataset (``Method.native_evaluation``).
-
-    ``epochs`` None means the reference scripts' default: 300 without augmentation, 1000 with;
-    ``dsa_strategy`` "" means the dataset's reference strategy string.
-    """
-
-    augmentation: str = "none"
-    epochs: int | None = None
-    dsa_strategy: str = ""
-
-    def __post_init__(self) -> None:
-        if self.augmentation not in AUGMENTATIONS:
-            raise DcbenchError(f"unknown native evaluation augmentation {self.augmentation!r}; "
-                               f"choose one of {', '.join(AUGMENTATIONS)}")
-        if self.epochs is not None and self.epochs < 0:
-            raise DcbenchError(f"native evaluation epochs must be >= 0, got {self.epochs}")
-        parse_strategy(self.dsa_strategy)
-
-    @property
-    def paper_epochs(self) -> int:
-        return self.epochs if self.epochs is not None else REFERENCE_EPOCHS[self.augmentation != "none"]
 
 
 @dataclass(frozen=True)

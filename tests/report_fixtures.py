@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from dcbench.synthetic import SyntheticSet
+from dcbench.method.synthetic import SyntheticSet
 
 # Level of each method in accuracy (fraction); IPC adds a log-shaped gain.
 METHOD_LEVELS = {"random": 0.30, "dc": 0.45, "dm": 0.47, "whole": 0.88}

@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from dcbench.augment import (
+from dcbench.host.errors import DcbenchError
+from dcbench.method.seeding import make_generator
+from dcbench.nn.augment import (
     DEFAULT_DSA,
     FAMILIES,
     _apply,
@@ -19,8 +21,6 @@ from dcbench.augment import (
     parse_strategy,
     siamese_augment,
 )
-from dcbench.errors import DcbenchError
-from dcbench.seeding import make_generator
 
 
 def images(n: int, c: int = 3, size: int = 32, seed: int = 0) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""dcbench.compare and `dcbench compare`: a run held against a reference store or published numbers."""
+"""dcbench.report.compare and `dcbench compare`: a run held against a reference store or published numbers."""
 from __future__ import annotations
 
 import shutil
@@ -11,8 +11,15 @@ from scipy import stats as sps
 
 from dcbench import runner
 from dcbench.cli import main
-from dcbench.compare import compare_paths, find_reference, load_cells, resolve_reference, summary_line, welch_from_stats
-from dcbench.errors import DcbenchError
+from dcbench.host.errors import DcbenchError
+from dcbench.report.compare import (
+    compare_paths,
+    find_reference,
+    load_cells,
+    resolve_reference,
+    summary_line,
+    welch_from_stats,
+)
 from dcbench.stats import holm
 
 REPO = Path(__file__).resolve().parents[1]
@@ -97,7 +104,7 @@ def test_a_changed_protocol_is_flagged(tmp_path: Path) -> None:
     table = compare_paths(write_store(tmp_path / "run"),
                           write_store(tmp_path / "ref", protocol="ConvNet/300ep/none/v1"))
     assert not table["same_protocol"].any()
-    from dcbench.compare import warnings
+    from dcbench.report.compare import warnings
     assert "another protocol than the reference" in warnings(table)[0]
 
 
@@ -117,7 +124,7 @@ def test_a_run_against_published_numbers(tmp_path: Path) -> None:
     table = compare_paths(write_store(tmp_path / "run"), csv)
     assert dict(zip(table["ipc"], table["verdict"])) == {1: "reproduced", 10: "differs"}
     assert table["same_protocol"].isna().all()  # a paper records no dcbench protocol
-    from dcbench.compare import warnings
+    from dcbench.report.compare import warnings
     assert warnings(table) == ["2 cell(s) ran another preset than the reference (run quick vs reference paper): "
                                "the settings differ"]
 

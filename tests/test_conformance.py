@@ -10,12 +10,13 @@ from typing import ClassVar
 import pytest
 import torch
 
-from dcbench.datasets import RealDataset, load_fashion_mnist
-from dcbench.errors import DcbenchError
-from dcbench.methods import CondenseContext, Method, class_major_labels, init_synthetic_images
+from dcbench.data.builtin import load_fashion_mnist
+from dcbench.data.real import RealDataset
+from dcbench.host.errors import DcbenchError
+from dcbench.method.contract import CondenseContext, Method, class_major_labels, init_synthetic_images
+from dcbench.method.seeding import make_generator
+from dcbench.method.synthetic import SyntheticSet
 from dcbench.plugins import load_plugins
-from dcbench.seeding import make_generator
-from dcbench.synthetic import SyntheticSet
 from dcbench.testing import CHECKS, ConformanceSuite, check_method, conformance_cases, tiny_dataset
 
 INSTALLED = [method for name, method in sorted(load_plugins().methods.items()) if name != "whole"]

@@ -1,4 +1,4 @@
-"""dcbench.cost: cost per cell, the Pareto front of accuracy against condensation seconds, report outputs."""
+"""dcbench.report.cost: cost per cell, the Pareto front of accuracy against condensation seconds, report outputs."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dcbench.cost import cell_costs, pareto_front
 from dcbench.report import write_report
+from dcbench.report.cost import cell_costs, pareto_front
 
 # method: (accuracy % at IPC 1, condensation seconds per seed)
 METHODS = {"random": (48.0, 0.001), "herding": (66.0, 6.0), "dm": (70.0, 18.0), "dc": (67.0, 22.0),

@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 from matplotlib.image import imread
 
-from dcbench.curves import CURVE_FILE, CurveWriter, plot_loss_curves, read_curves
-from dcbench.progress import CellProgressBar
+from dcbench.results.curves import CURVE_FILE, CurveWriter, plot_loss_curves, read_curves
+from dcbench.run.progress import CellProgressBar
 
 
 def rows(path: Path) -> list[list[str]]:

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from dcbench.datasets import RealDataset, load_cifar10, load_fashion_mnist, load_mnist, load_svhn
-from dcbench.errors import DcbenchError
-from dcbench.seeding import make_generator
+from dcbench.data.real import RealDataset, load_cifar10, load_fashion_mnist, load_mnist, load_svhn
+from dcbench.host.errors import DcbenchError
+from dcbench.method.seeding import make_generator
 
 
 def test_tiny_fashion_mnist_loads_normalised_with_a_class_index(fashion_root: Path) -> None:

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from dcbench.cli import main
-from dcbench.devices import device_name, resolve_device
-from dcbench.errors import DcbenchError
+from dcbench.host.devices import device_name, resolve_device
+from dcbench.host.errors import DcbenchError
 
 
 @pytest.fixture

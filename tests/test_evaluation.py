@@ -5,12 +5,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from dcbench.datasets import load_fashion_mnist
-from dcbench.errors import DcbenchError
-from dcbench.evaluation import NativeEvaluation, Protocol, evaluate_synthetic, lr_drop_epoch
-from dcbench.methods import class_major_labels, init_synthetic_images
-from dcbench.seeding import make_generator
-from dcbench.synthetic import SyntheticSet
+from dcbench.data.builtin import load_fashion_mnist
+from dcbench.evaluation import Protocol, evaluate_synthetic, lr_drop_epoch
+from dcbench.host.errors import DcbenchError
+from dcbench.method.contract import NativeEvaluation, class_major_labels, init_synthetic_images
+from dcbench.method.seeding import make_generator
+from dcbench.method.synthetic import SyntheticSet
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +61,7 @@ def test_training_learns_the_synthetic_set(real) -> None:
 
 def test_batchnorm_architecture_trains_model_by_model(real) -> None:
     protocol = Protocol.for_preset("smoke", "fashion-mnist", arch="ConvNetBN")
-    from dcbench.networks import BUILTIN_ARCHITECTURES
+    from dcbench.nn.networks import BUILTIN_ARCHITECTURES
     arch = {a.name: a for a in BUILTIN_ARCHITECTURES}["ConvNetBN"]
     result = evaluate_synthetic(random_set(real, 1), real, protocol, seed=0, architecture=arch)
     assert len(result.test_accs) == protocol.models
@@ -125,7 +125,7 @@ def test_native_evaluation_is_validated() -> None:
 
 def test_a_native_grid_gives_each_method_its_papers_protocol(monkeypatch: pytest.MonkeyPatch) -> None:
     from dcbench import runner
-    from dcbench.spec import Spec
+    from dcbench.run.spec import Spec
 
     # planning hashes each dataset's content; MNIST is not installed here and not needed for this
     monkeypatch.setattr(runner, "_data_fingerprint", lambda *args: "not-loaded")

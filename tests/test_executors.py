@@ -14,9 +14,9 @@ import pytest
 import torch
 
 from dcbench import executors, runner
-from dcbench.checkpoint import CHECKPOINT_FILE, KILL_ENV
-from dcbench.errors import DcbenchError
-from dcbench.store import Store
+from dcbench.host.errors import DcbenchError
+from dcbench.method.checkpoint import CHECKPOINT_FILE, KILL_ENV
+from dcbench.results.store import Store
 
 SPEC = """
 name = "faults"

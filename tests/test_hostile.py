@@ -29,12 +29,12 @@ from test_plugins import GOOD_PLUGIN, extra_plugins  # noqa: F401 - the fixture 
 
 from dcbench import data_cache, datasets
 from dcbench.cli import main
-from dcbench.errors import DcbenchError
-from dcbench.methods import class_major_labels
-from dcbench.ray_probe import check_ray_address
-from dcbench.safe_pickle import load_numpy_pickle
-from dcbench.store import Store
-from dcbench.synthetic import SyntheticSet
+from dcbench.data.safe_pickle import load_numpy_pickle
+from dcbench.host.errors import DcbenchError
+from dcbench.method.contract import class_major_labels
+from dcbench.method.synthetic import SyntheticSet
+from dcbench.results.store import Store
+from dcbench.run.ray_probe import check_ray_address
 from dcbench.testing import write_fashion_mnist_idx
 
 REPO = Path(__file__).parents[1]
@@ -235,7 +235,7 @@ def test_source_audit_every_deserialisation_is_data_only() -> None:
                 if not (isinstance(value, ast.Constant) and value.value is False):
                     problems.append(f"{where}: np.load without allow_pickle=False")
             if (owner, name) in UNSAFE_LOADERS and path.name != "safe_pickle.py":
-                problems.append(f"{where}: {owner}.{name} (use dcbench.safe_pickle)")
+                problems.append(f"{where}: {owner}.{name} (use dcbench.data.safe_pickle)")
     assert not problems, problems
 
 
@@ -618,9 +618,9 @@ def test_broken_plugin_is_skipped_in_one_line_and_the_rest_works(extra_plugins, 
 
 @pytest.mark.parametrize("source,message", [
     (GOOD_PLUGIN.replace("{name}", "random"), "method 'random' is registered by both"),
-    ("from dcbench import hookimpl\nfrom dcbench.datasets import DatasetSpec\n@hookimpl\n"
+    ("from dcbench import hookimpl\nfrom dcbench.data.real import DatasetSpec\n@hookimpl\n"
      "def dcbench_register_datasets(register):\n    register(DatasetSpec('fashion-mnist', lambda root: None))\n",
-     "dataset 'fashion-mnist' is registered by both 'dcbench.core_plugin' and 'clash'"),
+     "dataset 'fashion-mnist' is registered by both 'dcbench.plugins.core' and 'clash'"),
 ])
 def test_plugin_clashing_with_a_builtin_name_is_refused(extra_plugins, capsys, source: str,  # noqa: F811
                                                         message: str) -> None:

@@ -14,9 +14,9 @@ import torch
 
 from dcbench import datasets
 from dcbench.cli import main
-from dcbench.errors import DcbenchError
-from dcbench.importers import DATASETS, import_synthetic
-from dcbench.synthetic import load_synthetic
+from dcbench.host.errors import DcbenchError
+from dcbench.method.synthetic import load_synthetic
+from dcbench.tools.importers import DATASETS, import_synthetic
 
 FILE_NAME = "res_DC_FashionMNIST_ConvNet_2ipc.pt"
 

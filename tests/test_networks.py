@@ -3,9 +3,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dcbench.errors import DcbenchError
-from dcbench.networks import BUILTIN_ARCHITECTURES, AvgPool2x2, ConvNet, build_network
-from dcbench.seeding import make_generator
+from dcbench.host.errors import DcbenchError
+from dcbench.method.seeding import make_generator
+from dcbench.nn.networks import BUILTIN_ARCHITECTURES, AvgPool2x2, ConvNet, build_network
 
 ARCHS = {a.name: a for a in BUILTIN_ARCHITECTURES}
 

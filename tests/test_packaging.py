@@ -5,7 +5,7 @@ import ast
 import re
 from pathlib import Path
 
-from dcbench.compat import tomllib
+from dcbench.host.compat import tomllib
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
@@ -24,7 +24,7 @@ def test_py_typed_is_shipped() -> None:
 
 
 def test_toml_parser_has_a_fallback_below_the_first_python_with_tomllib() -> None:
-    """requires-python says 3.10: nothing may import tomllib (3.11+) except through dcbench.compat,
+    """requires-python says 3.10: nothing may import tomllib (3.11+) except through dcbench.host.compat,
     and tomli must be a dependency exactly where tomllib is missing."""
     assert PROJECT["project"]["requires-python"] == ">=3.10"
     assert "tomli>=2; python_version<'3.11'" in PROJECT["project"]["dependencies"]
@@ -33,7 +33,7 @@ def test_toml_parser_has_a_fallback_below_the_first_python_with_tomllib() -> Non
             continue
         imported = {alias.name for node in ast.walk(ast.parse(path.read_text())) if isinstance(node, ast.Import)
                     for alias in node.names}
-        assert "tomllib" not in imported, f"{path} imports tomllib: use `from dcbench.compat import tomllib`"
+        assert "tomllib" not in imported, f"{path} imports tomllib: use `from dcbench.host.compat import tomllib`"
 
 
 def test_lint_and_type_check_are_configured_and_pinned() -> None:

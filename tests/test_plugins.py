@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from dcbench import hookimpl, hookspecs
-from dcbench.errors import DcbenchError
-from dcbench.methods import Method
+from dcbench.host.errors import DcbenchError
+from dcbench.method.contract import Method
 from dcbench.plugins import ENTRY_POINT_GROUP, load_plugins
 
 REAL_ENTRY_POINTS = importlib.metadata.entry_points
@@ -41,8 +41,8 @@ GOOD_PLUGIN = """
     from dataclasses import dataclass
     from typing import ClassVar
     from dcbench import hookimpl
-    from dcbench.methods import Method, class_major_labels
-    from dcbench.synthetic import SyntheticSet
+    from dcbench.method.contract import Method, class_major_labels
+    from dcbench.method.synthetic import SyntheticSet
     import torch
 
     @dataclass
@@ -178,7 +178,7 @@ def test_hook_dcbench_register_methods(extra_plugins) -> None:
 def test_hook_dcbench_register_datasets(extra_plugins) -> None:
     extra_plugins("toy", """
         from dcbench import hookimpl
-        from dcbench.datasets import DatasetSpec
+        from dcbench.data.real import DatasetSpec
         @hookimpl
         def dcbench_register_datasets(register):
             register(DatasetSpec("toy", lambda root: None, "a toy"))
@@ -190,7 +190,7 @@ def test_hook_dcbench_register_architectures(extra_plugins) -> None:
     extra_plugins("tiny", """
         import torch
         from dcbench import hookimpl
-        from dcbench.networks import Architecture
+        from dcbench.nn.networks import Architecture
         @hookimpl
         def dcbench_register_architectures(register):
             register(Architecture("Tiny", lambda c, k, size: torch.nn.Linear(c * size[0] * size[1], k)))
@@ -200,7 +200,7 @@ def test_hook_dcbench_register_architectures(extra_plugins) -> None:
 
 def _run_one_cell(tmp_path: Path, fashion_root: Path, recorder: Recorder, method: str = "herding") -> dict:
     from dcbench import runner
-    from dcbench.spec import Spec
+    from dcbench.run.spec import Spec
 
     runner._registry.cache_clear()
     registry = runner._registry()

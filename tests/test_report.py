@@ -12,7 +12,7 @@ from scipy import stats as sps
 
 from dcbench import stats
 from dcbench.cli import main
-from dcbench.errors import DcbenchError
+from dcbench.host.errors import DcbenchError
 from dcbench.report import FIGURE_WRITERS, SECTIONS, write_report
 
 # A scipy or numpy warning during a report is a bug (it would reach the user's stderr).

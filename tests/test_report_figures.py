@@ -83,8 +83,8 @@ def test_figures_only_in_the_requested_formats(tmp_path: Path):
 def test_condensation_records_the_class_names_the_grids_show():
     import torch
 
-    from dcbench.condensation import condense
-    from dcbench.datasets import RealDataset
+    from dcbench.data.real import RealDataset
+    from dcbench.method.condense import condense
     from dcbench_coresets.method import RandomMethod
 
     generator = torch.Generator().manual_seed(0)

@@ -15,10 +15,10 @@ import pytest
 import torch
 
 from dcbench import runner
-from dcbench.errors import DcbenchError
-from dcbench.methods import Method, class_major_labels
-from dcbench.spec import load_spec
-from dcbench.synthetic import SyntheticSet
+from dcbench.host.errors import DcbenchError
+from dcbench.method.contract import Method, class_major_labels
+from dcbench.method.synthetic import SyntheticSet
+from dcbench.run.spec import load_spec
 
 TIMING_COLUMNS = ["condense_s", "eval_s", "peak_rss_mb", "cuda_peak_mb"]
 SPEC = """

@@ -11,14 +11,14 @@ import torch
 
 from dcbench import runtime
 from dcbench.cli import main
-from dcbench.condensation import condense
-from dcbench.datasets import load_fashion_mnist
-from dcbench.errors import DcbenchError
+from dcbench.data.builtin import load_fashion_mnist
 from dcbench.evaluation import Protocol, evaluate_synthetic
-from dcbench.networks import BUILTIN_ARCHITECTURES, build_network, set_inplace_activations
+from dcbench.host.errors import DcbenchError
+from dcbench.method.condense import condense
+from dcbench.method.seeding import make_generator
+from dcbench.nn.networks import BUILTIN_ARCHITECTURES, build_network, set_inplace_activations
 from dcbench.plugins import load_plugins
-from dcbench.seeding import make_generator
-from dcbench.spec import load_spec
+from dcbench.run.spec import load_spec
 
 ARCHS = {a.name: a for a in BUILTIN_ARCHITECTURES}
 
@@ -67,8 +67,8 @@ def test_networks_are_built_with_inplace_activations_and_can_switch_them_off() -
 FAULTS_OF_THREE_STEPS = """
 import resource
 import dcbench, torch
-from dcbench.networks import BUILTIN_ARCHITECTURES, build_network
-from dcbench.seeding import make_generator
+from dcbench.nn.networks import BUILTIN_ARCHITECTURES, build_network
+from dcbench.method.seeding import make_generator
 convnet = next(a for a in BUILTIN_ARCHITECTURES if a.name == "ConvNet")
 net = build_network(convnet, 1, 10, (28, 28), make_generator(0), width=32)
 x, y = torch.randn(128, 1, 28, 28, generator=make_generator(0, "x")), torch.arange(128) % 10
@@ -79,7 +79,7 @@ step(); step()
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 for _ in range(3):
     step()
-print(dcbench.runtime.allocator(), resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+print(dcbench.host.runtime.allocator(), resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 """
 
 
@@ -105,7 +105,7 @@ def test_allocator_keeps_freed_memory_so_a_training_loop_stops_faulting() -> Non
 
 
 def test_allocator_can_be_switched_off_and_is_applied_in_every_process(tmp_path: Path) -> None:
-    code = "import dcbench.runtime as r, dcbench; print(r.allocator())"
+    code = "import dcbench.host.runtime as r, dcbench; print(r.allocator())"
     on = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     off = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={"DCBENCH_MALLOC": "system", "PATH": "/usr/bin:/bin"})
@@ -229,7 +229,7 @@ def test_cli_precision_reaches_condense_and_evaluate(tmp_path: Path, fashion_roo
 
 def test_native_bf16_follows_what_onednn_can_run() -> None:
     """Held to AVX2 (a CPU without AVX-512 BF16 or AMX), oneDNN has no bf16 kernels: detected."""
-    code = "import dcbench.runtime as r; print(r.native_bf16('cpu'))"
+    code = "import dcbench.host.runtime as r; print(r.native_bf16('cpu'))"
     capped = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                             env={**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2"})
     assert capped.stdout.strip() == "False"

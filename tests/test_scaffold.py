@@ -11,9 +11,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from dcbench.compat import tomllib
-from dcbench.errors import DcbenchError
-from dcbench.scaffold import scaffold_method
+from dcbench.host.compat import tomllib
+from dcbench.host.errors import DcbenchError
+from dcbench.tools.scaffold import scaffold_method
 
 
 def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:

@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 import torch
 
-from dcbench.datasets import load_fashion_mnist
-from dcbench.errors import DcbenchError
+from dcbench.data.builtin import load_fashion_mnist
+from dcbench.host.errors import DcbenchError
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "select_quick.py"
 

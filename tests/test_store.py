@@ -25,13 +25,14 @@ import torch
 
 from dcbench import lock, runner
 from dcbench.cli import main
-from dcbench.compat import tomllib
-from dcbench.errors import DcbenchError
-from dcbench.identity import CellIdentity, data_fingerprint, identity_notes
-from dcbench.methods import Method, class_major_labels
-from dcbench.outputs import staged_directory
-from dcbench.store import Store
-from dcbench.synthetic import SyntheticSet, atomic_write_text
+from dcbench.host.compat import tomllib
+from dcbench.host.errors import DcbenchError
+from dcbench.host.files import atomic_write_text
+from dcbench.host.outputs import staged_directory
+from dcbench.method.contract import Method, class_major_labels
+from dcbench.method.synthetic import SyntheticSet
+from dcbench.results.identity import CellIdentity, data_fingerprint, identity_notes
+from dcbench.results.store import Store
 
 TESTS = Path(__file__).parent
 BASE = """
@@ -456,8 +457,8 @@ def test_8_condense_into_an_unwritable_directory_fails_before_loading_data(tmp_p
     def denied(*args, **kwargs):
         raise PermissionError(errno.EACCES, "Permission denied")
 
-    monkeypatch.setattr("dcbench.outputs.tempfile.mkstemp", denied)  # a read-only directory, even for root
-    monkeypatch.setattr("dcbench.condensation.condense", lambda *a, **k: pytest.fail("condensed"))
+    monkeypatch.setattr("dcbench.host.outputs.tempfile.mkstemp", denied)  # a read-only directory, even for root
+    monkeypatch.setattr("dcbench.method.condense.condense", lambda *a, **k: pytest.fail("condensed"))
     assert main(["condense", "--method", "random", "--dataset", "fashion-mnist", "--ipc", "1", "--data-root",
                  str(fashion_root), "-o", str(tmp_path / "set")]) == 2
     [line] = capsys.readouterr().err.strip().splitlines()
@@ -476,7 +477,7 @@ def test_8_condense_keeps_an_existing_set_unless_overwrite(tmp_path: Path, fashi
     assert main([*args, "--seed", "1", "--overwrite"]) == 0
     assert (tmp_path / "set" / "synthetic.pt").read_bytes() != before
     (tmp_path / "file").write_text("x")
-    monkeypatch.setattr("dcbench.condensation.condense", lambda *a, **k: pytest.fail("condensed"))
+    monkeypatch.setattr("dcbench.method.condense.condense", lambda *a, **k: pytest.fail("condensed"))
     assert main([*args[:-1], str(tmp_path / "file")]) == 2
     assert "is a file" in capsys.readouterr().err
 
@@ -488,7 +489,7 @@ def test_8_a_failed_write_names_the_path_and_keeps_the_old_file(tmp_path: Path) 
     def full_disk(_f) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    from dcbench.synthetic import atomic_write
+    from dcbench.host.files import atomic_write
     with pytest.raises(DcbenchError, match=f"cannot write {path}: No space left on device"):
         atomic_write(path, full_disk)
     assert path.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["runs.csv"]

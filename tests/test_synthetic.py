@@ -5,9 +5,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from dcbench.errors import DcbenchError
-from dcbench.methods import class_major_labels
-from dcbench.synthetic import SyntheticSet, content_hash, load_synthetic
+from dcbench.host.errors import DcbenchError
+from dcbench.method.contract import class_major_labels
+from dcbench.method.synthetic import SyntheticSet, content_hash, load_synthetic
 
 
 def make_set() -> SyntheticSet:

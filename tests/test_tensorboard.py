@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from dcbench import runner
-from dcbench.checkpoint import CHECKPOINT_FILE, Checkpointer, CheckpointPolicy, checkpoint_identity
-from dcbench.errors import DcbenchError
-from dcbench.spec import load_spec
+from dcbench.host.errors import DcbenchError
+from dcbench.method.checkpoint import CHECKPOINT_FILE, Checkpointer, CheckpointPolicy, checkpoint_identity
+from dcbench.run.spec import load_spec
 
 SPEC = """
 name = "tb"

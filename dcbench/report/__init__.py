@@ -5,10 +5,10 @@ Reads ``runs.csv`` (one row per trained evaluation model) and, when present, ``f
 per module: :mod:`.inputs` (validation), :mod:`.analysis` (the protocol's decisions),
 :mod:`.tables` (paper tables), :mod:`.figures` and :mod:`.image_grids` (plots),
 :mod:`.markdown` (report.md sections); the numbers come from :mod:`dcbench.stats`, the cost
-columns, Pareto front and accuracy-vs-cost figure from :mod:`dcbench.cost`, the loss curves from
-:mod:`dcbench.curves` and the optional comparison with a reference from :mod:`dcbench.compare`.
+columns, Pareto front and accuracy-vs-cost figure from :mod:`dcbench.report.cost`, the loss curves from
+:mod:`dcbench.results.curves` and the optional comparison with a reference from :mod:`dcbench.report.compare`.
 Every file is written into a staging directory and renamed into place at the end
-(:func:`dcbench.outputs.staged_directory`), so a failed report leaves the old one whole.
+(:func:`dcbench.host.outputs.staged_directory`), so a failed report leaves the old one whole.
 
 Extending the report: write a function of :class:`ReportContext` and add it to
 :data:`FIGURE_WRITERS` (writes figures with :func:`save_figure`, returns their paths; report.md
@@ -19,8 +19,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from dcbench.errors import DcbenchError
-from dcbench.outputs import staged_directory
+from dcbench.host.errors import DcbenchError
+from dcbench.host.outputs import staged_directory
 from dcbench.report import markdown
 from dcbench.report.analysis import Analysis, analyse
 from dcbench.report.context import FIGURE_FORMATS, ReportContext, method_order
@@ -32,14 +32,7 @@ from dcbench.report.figures import (
     save_figure,
 )
 from dcbench.report.image_grids import synthetic_grid_figures
-from dcbench.report.inputs import (
-    ACCURACY,
-    WHOLE_DATASET,
-    WHOLE_DATASET_LABEL,
-    load_runs,
-    read_optional_csv,
-    read_optional_text,
-)
+from dcbench.report.inputs import WHOLE_DATASET, WHOLE_DATASET_LABEL, read_optional_text
 from dcbench.report.tables import (
     LATEX,
     MARKDOWN,
@@ -51,6 +44,7 @@ from dcbench.report.tables import (
     wide_table,
     wide_table_with_costs,
 )
+from dcbench.results.runs_table import ACCURACY, load_runs, read_optional_csv
 
 KNOWN_FORMATS = ("csv", "tex", "md", *FIGURE_FORMATS)
 
@@ -99,7 +93,7 @@ def write_report(results_dir: Path, out_dir: Path | None = None, reference: str 
     and Pareto tables), tex (table.tex), md (table.md), png and pdf (figures); report.md is always
     written. Returns the path of report.md (in ``out_dir``, default ``results_dir/report``).
     ``against``: a reference (results directory or published-numbers CSV) to compare with, cell
-    by cell (:mod:`dcbench.compare`; ``reference_comparison.csv`` and a report section).
+    by cell (:mod:`dcbench.report.compare`; ``reference_comparison.csv`` and a report section).
     """
     results_dir = Path(results_dir)
     unknown = sorted(set(formats) - set(KNOWN_FORMATS))

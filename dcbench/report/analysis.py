@@ -10,9 +10,10 @@ import numpy as np
 import pandas as pd
 
 from dcbench import stats
-from dcbench.errors import DcbenchError
-from dcbench.identity import identity_notes
-from dcbench.report.inputs import ACCURACY, WHOLE_DATASET
+from dcbench.host.errors import DcbenchError
+from dcbench.report.inputs import WHOLE_DATASET
+from dcbench.results.identity import identity_notes
+from dcbench.results.runs_table import ACCURACY
 
 FAMILY_LABELS = {stats.ALL_PAIRS: "all pairs of methods", stats.VS_REFERENCE: "each method vs "
                  "the reference"}

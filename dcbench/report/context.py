@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dcbench import cost
+from dcbench.report import cost
 from dcbench.report.analysis import Analysis
 from dcbench.report.inputs import WHOLE_DATASET
 
@@ -32,7 +32,7 @@ class ReportContext:
     formats: tuple[str, ...]           # requested outputs: csv, tex, md, png, pdf
     failures: pd.DataFrame             # failures.csv, empty when absent
     spec: str | None                   # spec.toml text, None when absent
-    against: Path | None = None        # a reference to compare with, cell by cell (dcbench.compare)
+    against: Path | None = None        # a reference to compare with, cell by cell (dcbench.report.compare)
     figures: list[Path] = field(default_factory=list)   # written figures, listed in report.md
     notes: list[str] = field(default_factory=list)      # what a writer left out and why (trail)
 
@@ -43,7 +43,7 @@ class ReportContext:
     @cached_property
     def pareto(self) -> pd.DataFrame:
         """Per task and method: accuracy against condensation seconds and the Pareto front
-        (:func:`dcbench.cost.pareto_table`; empty when runs.csv records no condensation seconds)."""
+        (:func:`dcbench.report.cost.pareto_table`; empty when runs.csv records no condensation seconds)."""
         return cost.pareto_table(self.analysis.cells, self.runs)
 
     @property

@@ -1,5 +1,5 @@
 """The report's plots: accuracy vs IPC per dataset, the critical-difference diagram, accuracy vs
-condensation cost (:mod:`dcbench.cost`) and the condensation loss curves (:mod:`dcbench.curves`).
+condensation cost (:mod:`dcbench.report.cost`) and the condensation loss curves (:mod:`dcbench.results.curves`).
 
 Every figure is written as PNG (300 dpi) and PDF (vector) siblings, as ``formats`` asks.
 """
@@ -16,7 +16,7 @@ from matplotlib.axes import Axes
 from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 
-from dcbench import cost, curves
+from dcbench.report import cost, curves
 from dcbench.report.context import ReportContext
 from dcbench.report.inputs import WHOLE_DATASET, WHOLE_DATASET_LABEL
 from dcbench.report.tables import whole_dataset_cells

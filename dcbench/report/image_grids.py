@@ -16,11 +16,11 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.layout_engine import ConstrainedLayoutEngine
 
-from dcbench.errors import DcbenchError
+from dcbench.host.errors import DcbenchError
+from dcbench.method.synthetic import TENSOR_FILE, load_synthetic
 from dcbench.report.context import ReportContext
 from dcbench.report.figures import file_part, save_figure
 from dcbench.report.inputs import WHOLE_DATASET
-from dcbench.synthetic import TENSOR_FILE, load_synthetic
 
 MAX_PER_CLASS = 10        # images shown per class
 PAD = 1                   # white pixels between images

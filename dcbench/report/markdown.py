@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from dcbench import cost, stats
+from dcbench import stats
+from dcbench.report import cost
 from dcbench.report.analysis import FAMILY_LABELS, Analysis
 from dcbench.report.context import ReportContext
 from dcbench.report.formatting import number, p_clause, p_value, render_markdown_table, span, yes_no
@@ -100,7 +101,7 @@ def reference_section(context: ReportContext) -> list[str]:
     """The run held against ``--against`` cell by cell; writes reference_comparison.csv."""
     if context.against is None:
         return []
-    from dcbench.compare import write_comparison  # compare reads runs.csv through this package
+    from dcbench.report.compare import write_comparison  # compare reads runs.csv through this package
 
     lines = write_comparison(context.results_dir, context.against, context.out_dir, context.alpha)
     return ["## Against the reference", "", *lines, ""]

@@ -1,6 +1,6 @@
 """Paper tables: methods x (eval arch, dataset, IPC) of mean ± SD with the best marked, in LaTeX
 (table.tex), Markdown (table.md) and numbers (table_wide.csv); the Markdown and numeric twins also
-carry each task's cost (:mod:`dcbench.cost`).
+carry each task's cost (:mod:`dcbench.report.cost`).
 
 Marks, explained in the caption of both formats: bold = best mean, underline = second best,
 † = not significantly different from the best, ‡ = not tested against the best (one seed or no
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from dcbench import cost
+from dcbench.report import cost
 from dcbench.report.analysis import Analysis
 from dcbench.report.context import method_order
 from dcbench.report.formatting import render_markdown_table, span
@@ -180,7 +180,7 @@ def has_costs(runs: pd.DataFrame) -> bool:
 
 def markdown_results_table(analysis: Analysis, runs: pd.DataFrame) -> str:
     """table.md and report.md's results table: the paper table with, per task, a cost column
-    (condensation / evaluation seconds / peak memory, :mod:`dcbench.cost`) where runs.csv has costs."""
+    (condensation / evaluation seconds / peak memory, :mod:`dcbench.report.cost`) where runs.csv has costs."""
     extra = (cost.markdown_cost_columns(runs, {WHOLE_DATASET: WHOLE_DATASET_LABEL})
              if has_costs(runs) else None)
     return markdown_paper_table(paper_table(analysis, MARKDOWN), extra)

@@ -28,12 +28,12 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from dcbench.augment import augment, siamese_augment
-from dcbench.datasets import RealDataset
-from dcbench.methods import CondenseContext, class_major_labels, init_synthetic_images
-from dcbench.networks import ConvNet
-from dcbench.seeding import make_generator
-from dcbench.synthetic import SyntheticSet
+from dcbench.data.real import RealDataset
+from dcbench.method.contract import CondenseContext, class_major_labels, init_synthetic_images
+from dcbench.method.seeding import make_generator
+from dcbench.method.synthetic import SyntheticSet
+from dcbench.nn.augment import augment, siamese_augment
+from dcbench.nn.networks import ConvNet
 
 from .config import CafeConfig
 from .losses import alignment_loss, class_means, default_map_weights, discrimination_loss

@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from dcbench.augment import parse_strategy
-from dcbench.errors import DcbenchError
+from dcbench.host.errors import DcbenchError
+from dcbench.nn.augment import parse_strategy
 
 INITS = ("noise", "real")
 

@@ -5,12 +5,11 @@ steps and non-Siamese DSA to the inner-loop network training, as the official ``
 """
 from __future__ import annotations
 
-from dcbench.augment import dc_strategy_for, dsa_strategy_for
-from dcbench.datasets import RealDataset
-from dcbench.errors import DcbenchError
-from dcbench.evaluation import NativeEvaluation
-from dcbench.methods import CondenseContext, Method
-from dcbench.synthetic import SyntheticSet
+from dcbench.data.real import RealDataset
+from dcbench.host.errors import DcbenchError
+from dcbench.method.contract import CondenseContext, Method, NativeEvaluation
+from dcbench.method.synthetic import SyntheticSet
+from dcbench.nn.augment import dc_strategy_for, dsa_strategy_for
 
 from .bilevel import condense_cafe
 from .config import CafeConfig, CafeDsaConfig

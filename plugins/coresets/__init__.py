@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from dcbench import hookimpl
-from dcbench.methods import Method
+from dcbench.method.contract import Method
 
 from .method import HerdingMethod, RandomMethod, WholeDatasetMethod
 

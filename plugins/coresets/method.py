@@ -11,12 +11,12 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from dcbench.datasets import RealDataset
-from dcbench.errors import DcbenchError
-from dcbench.methods import CondenseContext, Method, class_major_labels, init_synthetic_images
-from dcbench.networks import ConvNet
-from dcbench.seeding import make_generator
-from dcbench.synthetic import SyntheticSet
+from dcbench.data.real import RealDataset
+from dcbench.host.errors import DcbenchError
+from dcbench.method.contract import CondenseContext, Method, class_major_labels, init_synthetic_images
+from dcbench.method.seeding import make_generator
+from dcbench.method.synthetic import SyntheticSet
+from dcbench.nn.networks import ConvNet
 
 
 @dataclass

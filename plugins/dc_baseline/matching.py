@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from dcbench.errors import DcbenchError
+from dcbench.host.errors import DcbenchError
 
 METRICS = ("ours", "mse", "cos")
 #: added to the product of norms, as in the reference, so zero gradients give distance 1, not NaN

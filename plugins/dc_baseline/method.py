@@ -4,12 +4,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from dcbench.augment import dc_strategy_for, dsa_strategy_for, parse_strategy
-from dcbench.datasets import RealDataset
-from dcbench.errors import DcbenchError
-from dcbench.evaluation import NativeEvaluation
-from dcbench.methods import CondenseContext, Method
-from dcbench.synthetic import SyntheticSet
+from dcbench.data.real import RealDataset
+from dcbench.host.errors import DcbenchError
+from dcbench.method.contract import CondenseContext, Method, NativeEvaluation
+from dcbench.method.synthetic import SyntheticSet
+from dcbench.nn.augment import dc_strategy_for, dsa_strategy_for, parse_strategy
 
 from .gradient_matching import MatchingSettings, condense_by_gradient_matching
 from .loops import get_loops

@@ -13,13 +13,12 @@ from typing import Any, ClassVar, cast
 import torch
 from torch import Tensor, nn
 
-from dcbench.augment import parse_strategy, siamese_augment
-from dcbench.datasets import RealDataset
-from dcbench.errors import DcbenchError
-from dcbench.evaluation import NativeEvaluation
-from dcbench.methods import CondenseContext, Method, class_major_labels, init_synthetic_images
-from dcbench.seeding import make_generator
-from dcbench.synthetic import SyntheticSet
+from dcbench.data.real import RealDataset
+from dcbench.host.errors import DcbenchError
+from dcbench.method.contract import CondenseContext, Method, NativeEvaluation, class_major_labels, init_synthetic_images
+from dcbench.method.seeding import make_generator
+from dcbench.method.synthetic import SyntheticSet
+from dcbench.nn.augment import parse_strategy, siamese_augment
 
 from .loss import distribution_matching_loss
 

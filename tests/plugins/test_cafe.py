@@ -6,11 +6,11 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from dcbench.datasets import RealDataset
-from dcbench.errors import DcbenchError
-from dcbench.methods import CondenseContext
-from dcbench.networks import ConvNet
-from dcbench.seeding import make_generator
+from dcbench.data.real import RealDataset
+from dcbench.host.errors import DcbenchError
+from dcbench.method.contract import CondenseContext
+from dcbench.method.seeding import make_generator
+from dcbench.nn.networks import ConvNet
 from dcbench.testing import conformance_cases
 from dcbench_cafe import dcbench_register_methods
 from dcbench_cafe.bilevel import cafe_loss, image_lr, query_accuracy
@@ -310,7 +310,7 @@ def test_ipc_must_be_positive() -> None:
 
 @pytest.mark.slow
 def test_smoke_on_fashion_mnist() -> None:
-    from dcbench.datasets import load_fashion_mnist
+    from dcbench.data.builtin import load_fashion_mnist
 
     try:
         real = load_fashion_mnist(None)

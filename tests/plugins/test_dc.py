@@ -6,11 +6,11 @@ import math
 import pytest
 import torch
 
-from dcbench.datasets import RealDataset
-from dcbench.errors import DcbenchError
-from dcbench.methods import CondenseContext, class_major_labels, init_synthetic_images
-from dcbench.networks import BUILTIN_ARCHITECTURES, build_network
-from dcbench.seeding import make_generator
+from dcbench.data.real import RealDataset
+from dcbench.host.errors import DcbenchError
+from dcbench.method.contract import CondenseContext, class_major_labels, init_synthetic_images
+from dcbench.method.seeding import make_generator
+from dcbench.nn.networks import BUILTIN_ARCHITECTURES, build_network
 from dcbench_dc import dcbench_register_methods
 from dcbench_dc.gradients import class_gradients
 from dcbench_dc.loops import get_loops
@@ -195,7 +195,7 @@ def test_batchnorm_network_and_other_metrics_run() -> None:
 
 
 def test_diverging_images_stop_the_cell() -> None:
-    from dcbench.methods import NonFiniteLossError
+    from dcbench.method.contract import NonFiniteLossError
 
     with pytest.raises(NonFiniteLossError):
         condense(DCMethod(), tiny_dataset(2, 6), 1, seed=0, iterations=2, lr_img=1e38, dis_metric="mse")

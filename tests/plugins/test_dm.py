@@ -5,11 +5,11 @@ import pytest
 import torch
 from torch import Tensor
 
-from dcbench.datasets import RealDataset
-from dcbench.errors import DcbenchError
-from dcbench.methods import CondenseContext, NonFiniteLossError, init_synthetic_images, make_config
-from dcbench.networks import Architecture, ConvNet, init_parameters
-from dcbench.seeding import make_generator
+from dcbench.data.real import RealDataset
+from dcbench.host.errors import DcbenchError
+from dcbench.method.contract import CondenseContext, NonFiniteLossError, init_synthetic_images, make_config
+from dcbench.method.seeding import make_generator
+from dcbench.nn.networks import Architecture, ConvNet, init_parameters
 from dcbench_dm.loss import class_means, distribution_matching_loss, embed_class_means
 from dcbench_dm.method import DMConfig, DMMethod, sample_real_batches
 
@@ -201,7 +201,7 @@ def test_the_plugin_registers_dm() -> None:
 
 
 def test_smoke_on_fashion_mnist() -> None:
-    from dcbench.datasets import load_fashion_mnist
+    from dcbench.data.builtin import load_fashion_mnist
 
     try:
         real = load_fashion_mnist(None)

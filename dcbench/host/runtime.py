@@ -1,0 +1,145 @@
+"""How dcbench runs on its hardware: the memory allocator, CPU threads and numeric precision.
+
+Three process-wide settings make the difference between time spent on arithmetic and time spent
+elsewhere on a CPU:
+
+* **The allocator.** glibc ``malloc`` serves every allocation above its mmap threshold (at most
+  32 MiB) with a fresh ``mmap`` and returns it to the OS on ``free``. A ConvNet-128 activation of a
+  real batch is 100 MiB-1.3 GiB, so every training step faults its activations in again page by
+  page: measured here, 1.7 million minor faults and more system than user time per DM iteration.
+  :func:`keep_freed_memory` makes glibc keep freed memory in the process (no mmap'd chunks, no
+  trimming), so after the first iteration the same pages are reused. Resident memory then stays at
+  the run's peak, which the chunked real passes of the methods keep small. ``DCBENCH_MALLOC=system``
+  leaves glibc's defaults alone. It is applied when :mod:`dcbench` is imported, so the CLI, Ray
+  workers and pytest all get it.
+* **Threads.** :func:`set_threads` is the ``--threads N`` option. OpenMP's default busy-waiting
+  (libgomp spins for up to 300,000 iterations after a parallel region) collapses when another
+  process competes for the cores; :func:`prefer_passive_waiting` lowers the spin count before
+  torch loads libgomp (measured in ``benchmarks/RESULTS.md``).
+* **Precision.** :func:`autocast` is ``--precision``: ``fp32`` (default) or ``bf16`` (CPU with
+  AVX-512 BF16 or AMX, CUDA from Ampere on), through ``torch.autocast``.
+"""
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import functools
+import os
+import sys
+from collections.abc import Iterator
+
+#: fp16 is not offered: without loss scaling its image gradients underflow; bf16 has fp32's range.
+PRECISIONS = ("fp32", "bf16")
+
+# glibc mallopt parameters (malloc.h)
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_MAX = -4
+
+#: libgomp's spin count when the user has not chosen a wait policy: long enough to keep a quiet
+#: machine's short parallel regions hot, short enough that a thread yields its core to a competing
+#: process within ~0.1 ms instead of ~30 ms (the default 300,000).
+DEFAULT_SPINCOUNT = "10000"
+
+_allocator_state: str | None = None
+
+
+def keep_freed_memory() -> str:
+    """Make glibc keep freed memory in the process; returns what was done (``"mallopt"``,
+    ``"system"`` when switched off by ``DCBENCH_MALLOC=system``, or ``"unavailable"``).
+    Idempotent."""
+    global _allocator_state
+    if _allocator_state is not None:
+        return _allocator_state
+    if os.environ.get("DCBENCH_MALLOC", "").lower() == "system":
+        _allocator_state = "system"
+        return _allocator_state
+    _allocator_state = "unavailable"
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+            mallopt = libc.mallopt
+        except (OSError, AttributeError):  # musl and other libcs have no mallopt
+            return _allocator_state
+        mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+        # No mmap'd chunks: large blocks come from the heap and are reused after free ...
+        ok = mallopt(_M_MMAP_MAX, 0)
+        # ... and the heap's top is never handed back (the largest int: "never").
+        ok = ok and mallopt(_M_TRIM_THRESHOLD, 2**31 - 1)
+        if ok:
+            _allocator_state = "mallopt"
+    return _allocator_state
+
+
+def allocator() -> str:
+    """What :func:`keep_freed_memory` did in this process (``"not set"`` before it ran)."""
+    return _allocator_state or "not set"
+
+
+def prefer_passive_waiting() -> None:
+    """Shorten OpenMP's busy-wait unless the user chose a policy. Only effective before torch is
+    imported (libgomp reads its environment once, when it is loaded)."""
+    if "torch" in sys.modules:
+        return
+    if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
+        os.environ["GOMP_SPINCOUNT"] = DEFAULT_SPINCOUNT
+
+
+def set_threads(threads: int | None) -> int:
+    """Use ``threads`` intra-op CPU threads (None: leave torch's choice); returns the count in use."""
+    import torch
+
+    if threads is not None:
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            from dcbench.host.errors import DcbenchError
+
+            raise DcbenchError(f"threads must be a whole number >= 1, got {threads!r}")
+        torch.set_num_threads(threads)
+    return torch.get_num_threads()
+
+
+@functools.cache
+def native_bf16(device_type: str) -> bool:
+    """Whether bf16 runs natively on this kind of device: a CPU with AVX-512 BF16 or AMX (what oneDNN
+    reports, so ``ONEDNN_MAX_CPU_ISA`` counts), a CUDA GPU from Ampere on. Elsewhere autocast
+    emulates it: measured 11x slower than fp32 with oneDNN held to AVX2 (benchmarks/RESULTS.md)."""
+    import torch
+
+    if device_type == "cpu":
+        try:
+            return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        except (AttributeError, RuntimeError):  # a build without oneDNN: no grounds to refuse
+            return True
+    if device_type == "cuda":
+        try:
+            return bool(torch.cuda.is_bf16_supported(including_emulation=False))
+        except TypeError:  # torch before the argument
+            return bool(torch.cuda.is_bf16_supported())
+    return True  # other backends: torch.autocast itself says what it cannot do
+
+
+def check_precision(precision: str, device_type: str | None = None) -> str:
+    """``precision`` if it is known and (given ``device_type``) native there, else a one-line
+    :class:`DcbenchError`: an emulated bf16 would only make a run many times slower."""
+    from dcbench.host.errors import DcbenchError
+
+    if precision not in PRECISIONS:
+        raise DcbenchError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    if precision == "bf16" and device_type is not None and not native_bf16(device_type):
+        what = "CPU has neither AVX-512 BF16 nor AMX" if device_type == "cpu" else f"{device_type} device has no bf16"
+        raise DcbenchError(f"bf16 is not native here (this {what}): autocast would emulate it, about 10x slower "
+                           f"than fp32; use --precision fp32")
+    return precision
+
+
+@contextlib.contextmanager
+def autocast(precision: str, device_type: str) -> Iterator[None]:
+    """Mixed precision for the enclosed forward passes: a no-op for ``fp32``."""
+    check_precision(precision, device_type)
+    if precision == "fp32":
+        yield
+        return
+    import torch
+
+    with torch.autocast(device_type=device_type, dtype=torch.bfloat16):
+        yield

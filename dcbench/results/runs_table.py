@@ -1,0 +1,81 @@
+"""``runs.csv``: one row per trained evaluation model, rebuilt from the cells' records by the store
+(:meth:`dcbench.results.store.Store.rebuild_tables`) and read back, validated, by :func:`load_runs`
+for the report and the reference comparison. Accuracy is stored as a fraction; :data:`ACCURACY` is
+the same in percent, the unit of every reported number."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from dcbench import stats
+from dcbench.host.errors import DcbenchError
+
+ACCURACY = "acc_pct"  # test_acc in percent: the unit of every reported number
+STATISTICS_COLUMNS = ("run_id", "method", "dataset", "ipc", "eval_arch", "synth_seed",
+                      "eval_index", "test_acc")
+
+
+def load_runs(results_dir: Path) -> pd.DataFrame:
+    """Read and validate ``results_dir/runs.csv``; add the accuracy in percent.
+
+    Raises DcbenchError with a one-line cause and fix for anything the statistics cannot use.
+    """
+    path = Path(results_dir) / "runs.csv"
+    if not path.is_file():
+        raise DcbenchError(f"{path} not found: pass the results directory written by `dcbench run`")
+    try:
+        runs = pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        runs = pd.DataFrame()
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise DcbenchError(f"{path} is not a CSV table ({type(exc).__name__}); `dcbench run` on the same spec "
+                           "and --out rebuilds it from runs/*/metrics.json") from None
+    if runs.empty:
+        if (path.parent / "failures.csv").is_file():
+            raise DcbenchError(f"{path} has no rows, every cell failed: see failures.csv, fix the "
+                               "cause and re-run `dcbench run`")
+        raise DcbenchError(f"{path} has no rows: run at least one cell with `dcbench run`")
+    missing = [column for column in STATISTICS_COLUMNS if column not in runs.columns]
+    if missing:
+        raise DcbenchError(f"{path} lacks column(s) {', '.join(missing)}: "
+                           "regenerate it with the current `dcbench run`")
+    for column in ("method", "dataset", "eval_arch", "run_id"):
+        runs[column] = runs[column].astype(str)
+    for column in ("ipc", "synth_seed", "eval_index", "test_acc"):
+        values = pd.to_numeric(runs[column], errors="coerce")
+        bad = runs.loc[values.isna(), "run_id"].unique()
+        if bad.size:
+            raise DcbenchError(f"{path} has a missing or non-numeric {column} in run(s) "
+                               f"{some(bad)}: re-run those cells or delete their rows")
+        runs[column] = values if column == "test_acc" else values.astype(int)
+    outside = runs.loc[~runs["test_acc"].between(0.0, 1.0), "run_id"].unique()
+    if outside.size:
+        raise DcbenchError(f"{path} has test_acc outside [0, 1] in run(s) {some(outside)}: "
+                           "runs.csv stores accuracy as a fraction, fix the writer")
+    duplicated = runs.duplicated([*stats.CELL_KEYS, "synth_seed", "eval_index"])
+    if duplicated.any():
+        raise DcbenchError(f"{path} repeats evaluations of run(s) "
+                           f"{some(runs.loc[duplicated, 'run_id'].unique())}: rebuild runs.csv")
+    runs[ACCURACY] = 100.0 * runs["test_acc"]
+    return runs
+
+
+def some(values: np.ndarray, limit: int = 3) -> str:
+    """At most ``limit`` values for an error line, and how many more there are."""
+    shown = ", ".join(map(str, values[:limit]))
+    return shown + (f" (+{values.size - limit} more)" if values.size > limit else "")
+
+
+def read_optional_csv(path: Path) -> pd.DataFrame:
+    """A CSV that may be absent or empty (no failures is the normal case)."""
+    if not path.is_file():
+        return pd.DataFrame()
+    try:
+        return pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        return pd.DataFrame()
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise DcbenchError(f"{path} is not a CSV table ({type(exc).__name__}); `dcbench run` on the same spec "
+                           "and --out rebuilds it") from None

@@ -1,0 +1,245 @@
+"""The results store: ``results/<name>/`` with one directory per cell and tables rebuilt from them.
+
+Layout::
+
+    spec.toml                   every spec that wrote to the store, oldest first ([[runs]] entries)
+    .dcbench.results.lock               the lock a running ``dcbench run`` holds (see dcbench.results.lock)
+    runs/<cell-id>/synthetic.pt, manifest.json, grid.png, log.txt
+    runs/<cell-id>/metrics.json written last, atomically: its presence with status "done" is
+                                what "the cell is finished" means, so a kill loses no finished cell
+    runs.csv                    one row per evaluation model, rebuilt from every metrics.json
+    failures.csv                cells that failed (or whose files are damaged), with the reason
+
+Every cell stores its identity (:mod:`dcbench.results.identity`). A rerun whose spec would compute a
+finished cell differently stops instead of mixing results; cells of one (method, dataset, IPC)
+with different identities (a spec that added seeds with another config, other data, another
+plugin version) are kept apart in ``runs.csv``: their ``method`` column is ``name#identity``.
+A finished cell is re-checked before it is skipped: ``metrics.json`` against its schema and
+``synthetic.pt`` against the content hash in its manifest; a damaged cell is named and re-run.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pandas as pd
+
+from dcbench.host.compat import tomllib
+from dcbench.host.errors import DcbenchError
+from dcbench.results.identity import IDENTITY_COLUMN, IDENTITY_FIELDS, CellIdentity, identity_of_metrics, label_identities
+from dcbench.method.synthetic import MANIFEST_FILE, load_synthetic
+from dcbench.host.files import atomic_write_text
+
+METRICS_FILE = "metrics.json"
+SPEC_FILE = "spec.toml"
+_BASE_COLUMNS = [
+    "run_id", "method", "method_name", "method_version", "plugin_version", "dataset", "ipc", "eval_arch",
+    "synth_seed", "eval_seed", "eval_index", "test_acc", "train_acc", "condense_s", "eval_s", "peak_rss_mb",
+    "cuda_peak_mb", "synth_iters", "config_hash", "preset", "protocol", "eval_epochs", "eval_augmentation",
+    "eval_models", "device", "device_name", "threads", "dcbench_version", IDENTITY_COLUMN,
+]
+#: runs.csv columns: every identity field has its own column (a new field adds one by itself)
+RUNS_COLUMNS = _BASE_COLUMNS + [f for f in IDENTITY_FIELDS if f not in _BASE_COLUMNS] + ["data_root"]
+FAILURE_COLUMNS = ["run_id", "method", "dataset", "ipc", "synth_seed", "reason"]
+
+_CELL = {"type": "object", "required": ["id", "method", "dataset", "ipc", "seed", "preset"],
+         "properties": {"id": {"type": "string", "minLength": 1}, "method": {"type": "string"},
+                        "dataset": {"type": "string"}, "ipc": {"type": "integer", "minimum": 0},
+                        "seed": {"type": "integer", "minimum": 0}, "preset": {"type": "string"}}}
+_NUMBERS = {"type": "array", "minItems": 1, "items": {"type": "number"}}
+_EVALUATION = {
+    "type": "object", "required": ["arch", "protocol", "seconds", "test_accs", "train_accs", "eval_seeds"],
+    "properties": {
+        "arch": {"type": "string"},
+        "protocol": {"type": "object", "required": ["name", "epochs", "augmentation", "models"]},
+        "seconds": {"type": "number"},
+        "test_accs": {**_NUMBERS, "items": {"type": "number", "minimum": 0, "maximum": 1}},
+        "train_accs": _NUMBERS,
+        "eval_seeds": {"type": "array", "minItems": 1, "items": {"type": "integer"}},
+    },
+}
+#: what rebuild_tables reads from a metrics.json; checked before a cell counts as finished
+METRICS_SCHEMA = {
+    "type": "object",
+    "required": ["cell", "status"],
+    "properties": {"cell": _CELL, "status": {"enum": ["done", "failed"]}},
+    "if": {"properties": {"status": {"const": "done"}}},
+    "then": {"required": ["fingerprint", "method_version", "condense_s", "evaluations"],
+             "properties": {"fingerprint": {"type": "object"}, "method_version": {"type": ["string", "null"]},
+                            "condense_s": {"type": "number"},
+                            "evaluations": {"type": "array", "minItems": 1, "items": _EVALUATION}}},
+    "else": {"required": ["reason"], "properties": {"reason": {"type": "string"}}},
+}
+_VALIDATOR = jsonschema.Draft202012Validator(METRICS_SCHEMA)
+
+
+def metrics_problem(metrics: Any, cell_id: str) -> str | None:
+    """Why a parsed metrics.json cannot be used (None when it can): schema, then consistency."""
+    error = jsonschema.exceptions.best_match(_VALIDATOR.iter_errors(metrics))
+    if error is not None:
+        return f"{METRICS_FILE} {error.json_path}: {error.message}"
+    if metrics["cell"]["id"] != cell_id:
+        return f"{METRICS_FILE} belongs to cell {metrics['cell']['id']!r}, not to its directory {cell_id!r}"
+    for ev in metrics.get("evaluations", []) if metrics["status"] == "done" else []:
+        if not len(ev["test_accs"]) == len(ev["train_accs"]) == len(ev["eval_seeds"]):
+            return f"{METRICS_FILE}: evaluation on {ev['arch']} has lists of different lengths"
+        if not all(math.isfinite(a) for a in ev["test_accs"]):
+            return f"{METRICS_FILE}: evaluation on {ev['arch']} has a non-finite accuracy"
+    return None
+
+
+@dataclass(frozen=True)
+class CellState:
+    """A cell on disk: ``done`` (finished, verified, same identity) or not; ``damage`` says why
+    a cell that claims to be finished cannot be trusted (it is then re-run)."""
+
+    done: bool
+    damage: str | None = None
+
+
+class Store:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.runs = root / "runs"
+
+    def cell_dir(self, cell_id: str) -> Path:
+        return self.runs / cell_id
+
+    def load_metrics(self, cell_id: str) -> tuple[dict[str, Any] | None, str | None]:
+        """``(metrics, None)``, ``(None, None)`` when the cell has none, ``(None, problem)`` when
+        its metrics.json is unreadable or breaks the schema."""
+        path = self.cell_dir(cell_id) / METRICS_FILE
+        if not path.is_file():
+            return None, None
+        try:
+            metrics = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            return None, f"{METRICS_FILE} is unreadable ({type(exc).__name__})"
+        problem = metrics_problem(metrics, cell_id)
+        return (None, problem) if problem else (metrics, None)
+
+    def read_metrics(self, cell_id: str) -> dict[str, Any] | None:
+        """A cell's metrics, or None when it has none or they are damaged."""
+        return self.load_metrics(cell_id)[0]
+
+    def cell_state(self, cell_id: str, identity: dict[str, Any]) -> CellState:
+        """Whether a cell is finished; raises a one-line DcbenchError when it was finished with
+        another identity (rerunning it would mix results)."""
+        metrics, problem = self.load_metrics(cell_id)
+        if problem:
+            return CellState(False, problem)
+        if metrics is None or metrics["status"] != "done":
+            return CellState(False)
+        stored, wanted = identity_of_metrics(metrics), CellIdentity.from_dict(identity)
+        if stored != wanted:
+            raise DcbenchError(
+                f"cell {cell_id} in {self.root} was computed with a different config, protocol, data, precision "
+                f"or method version ({'; '.join(stored.differences(wanted))}, stored vs this run); use another "
+                f"--out or delete {self.cell_dir(cell_id)}")
+        damage = self._synthetic_damage(cell_id, metrics)
+        return CellState(damage is None, damage)
+
+    def _synthetic_damage(self, cell_id: str, metrics: dict[str, Any]) -> str | None:
+        directory = self.cell_dir(cell_id)
+        manifest_path = directory / MANIFEST_FILE
+        try:
+            manifest = json.loads(manifest_path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            return f"{MANIFEST_FILE} is missing or unreadable ({type(exc).__name__})"
+        if not isinstance(manifest, dict) or not manifest.get("content_hash"):
+            return f"{MANIFEST_FILE} records no content hash"
+        if metrics.get("synthetic_hash") not in (None, manifest["content_hash"]):
+            return f"{MANIFEST_FILE} is not the one its {METRICS_FILE} was written with"
+        try:
+            load_synthetic(directory)  # checks synthetic.pt against the manifest's content hash
+        except DcbenchError as exc:
+            return str(exc).removeprefix(f"{directory}/")
+        return None
+
+    def discard(self, cell_id: str, reason: str) -> None:
+        """Forget a damaged cell's result (so no table counts it) before it is re-run."""
+        (self.cell_dir(cell_id) / METRICS_FILE).unlink(missing_ok=True)
+        log = self.cell_dir(cell_id) / "log.txt"
+        if log.parent.is_dir():
+            with open(log, "a") as f:
+                f.write(f"{_now()} damaged, re-running: {reason}\n")
+
+    def write_metrics(self, cell_id: str, metrics: dict[str, Any]) -> None:
+        atomic_write_text(self.cell_dir(cell_id) / METRICS_FILE, json.dumps(metrics, indent=2, sort_keys=True))
+
+    def record_spec(self, toml_text: str, dcbench_version: str) -> None:
+        """Append the spec to ``spec.toml`` unless it is the last one recorded there: the file
+        keeps every spec that wrote to the store (older text is never changed)."""
+        path = self.root / SPEC_FILE
+        old = path.read_text() if path.is_file() else ""
+        try:
+            recorded = tomllib.loads(old)
+        except tomllib.TOMLDecodeError as exc:
+            raise DcbenchError(f"{path} is not valid TOML ({exc}); it records the specs that wrote to "
+                               "this directory: repair it or move it away") from None
+        history = [entry.get("spec") for entry in recorded.get("runs", []) if isinstance(entry, dict)]
+        if not history and {k: v for k, v in recorded.items() if k != "runs"}:  # a single-spec file
+            history = [{k: v for k, v in recorded.items() if k != "runs"}]
+        if history and history[-1] == tomllib.loads(toml_text):
+            return
+        header = "" if old else "# Every spec that wrote to this results directory, oldest first (dcbench appends).\n"
+        body = re.sub(r"^\[(.+)\]$", r"[runs.spec.\1]", toml_text.strip(), flags=re.MULTILINE)
+        block = (f"\n[[runs]]\nwritten = {json.dumps(_now())}\ndcbench_version = {json.dumps(dcbench_version)}\n\n"
+                 f"[runs.spec]\n{body}\n")
+        atomic_write_text(path, old + ("\n" if old and not old.endswith("\n") else "") + header + block)
+
+    def rebuild_tables(self) -> pd.DataFrame:
+        """Rebuild ``runs.csv`` and ``failures.csv`` from the cell directories; return the runs.
+
+        A damaged metrics.json is listed as a failure with its problem instead of stopping."""
+        rows: list[dict[str, Any]] = []
+        failures: list[dict[str, Any]] = []
+        for directory in sorted(p for p in self.runs.iterdir() if p.is_dir()) if self.runs.is_dir() else []:
+            metrics, problem = self.load_metrics(directory.name)
+            if problem:
+                failures.append({"run_id": directory.name, "reason": f"damaged: {problem}; re-run or delete it"})
+                continue
+            if metrics is None:
+                continue
+            cell = metrics["cell"]
+            if metrics["status"] != "done":
+                failures.append({"run_id": cell["id"], "method": cell["method"], "dataset": cell["dataset"],
+                                 "ipc": cell["ipc"], "synth_seed": cell["seed"], "reason": metrics["reason"]})
+                continue
+            identity = identity_of_metrics(metrics)
+            for ev in metrics["evaluations"]:
+                for k, (test_acc, train_acc, eval_seed) in enumerate(zip(ev["test_accs"], ev["train_accs"],
+                                                                        ev["eval_seeds"])):
+                    rows.append({
+                        **identity.to_dict(), IDENTITY_COLUMN: identity.key,
+                        "run_id": cell["id"], "method": cell["method"], "method_name": cell["method"],
+                        "dataset": cell["dataset"], "ipc": cell["ipc"], "eval_arch": ev["arch"],
+                        "synth_seed": cell["seed"], "eval_seed": eval_seed, "eval_index": k, "test_acc": test_acc,
+                        "train_acc": train_acc, "condense_s": metrics["condense_s"], "eval_s": ev["seconds"],
+                        "peak_rss_mb": metrics.get("peak_rss_mb"), "cuda_peak_mb": metrics.get("cuda_peak_mb"),
+                        "synth_iters": (metrics.get("method_metrics") or {}).get("iterations"),
+                        "preset": cell["preset"], "protocol": ev["protocol"]["name"],
+                        "eval_epochs": ev["protocol"]["epochs"], "eval_augmentation": ev["protocol"]["augmentation"],
+                        "eval_models": ev["protocol"]["models"], "device": metrics.get("device"),
+                        "device_name": metrics.get("device_name"), "threads": metrics.get("threads"),
+                        "dcbench_version": metrics.get("dcbench_version"), "data_root": metrics.get("data_root"),
+                    })
+        runs = pd.DataFrame(rows, columns=RUNS_COLUMNS)
+        runs["method"] = label_identities(runs)
+        atomic_write_text(self.root / "runs.csv", runs.to_csv(index=False))
+        failures_path = self.root / "failures.csv"
+        if failures:
+            atomic_write_text(failures_path, pd.DataFrame(failures, columns=FAILURE_COLUMNS).to_csv(index=False))
+        else:
+            failures_path.unlink(missing_ok=True)
+        return runs
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")

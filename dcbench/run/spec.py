@@ -1,0 +1,169 @@
+"""A benchmark spec: which methods, datasets, IPCs, seeds and evaluation architectures to run.
+
+A spec is a TOML file (or the built-in default). Example::
+
+    name = "my-grid"
+    preset = "quick"                  # smoke | quick | paper: chooses every unset knob
+    methods = ["random", "dm", "cafe"] # leave out for every installed method (not `whole`)
+    datasets = ["fashion-mnist"]      # names, or your own data by path (relative to this file):
+                                      # "./my_images" or { path = "./my_images", name = "mydata", size = 32 }
+    ipcs = [1, 10]
+    seeds = [0, 1, 2]                  # shared by all methods
+    eval_archs = ["ConvNet"]
+    eval_models = 2                    # default: the preset's
+    eval_epochs = 150                  # default: the preset's
+    eval_augmentation = "none"         # none | dsa | dc | native (each method's own paper's)
+    precision = "fp32"                 # fp32 | bf16: torch.autocast for condensation and evaluation
+    threads = 2                        # torch CPU threads per cell (default: the cores / workers)
+    workers = 2                        # cells at once in worker processes (default: one per core on a
+                                       # CPU, 1 on a GPU; see dcbench.run.grid.plan_workers)
+    checkpoint_every = "10m"           # checkpoints inside a cell: iterations (500), a time (10m) or "off"
+    gpus_per_cell = 0.5                # Ray executor: GPUs per cell (default 1 when the cluster has GPUs)
+    tensorboard = true                 # TensorBoard event files per cell: true (<results>/tensorboard) or a dir
+
+    [overrides.dm]                     # method settings, as `dcbench condense --set`
+    iterations = 200
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dcbench.data.paths import anchor_dataset_entry, resolve_dataset_entry
+from dcbench.host.compat import tomllib
+from dcbench.host.errors import DcbenchError
+from dcbench.host.runtime import PRECISIONS
+from dcbench.host.schema import Integer, ListOf, OneOf, Optional, Rule, Table, Text, check_fields
+from dcbench.method.checkpoint import CheckpointPolicy
+from dcbench.method.contract import PRESETS
+from dcbench.method.seeding import SEED
+
+EVAL_AUGMENTATIONS = ("none", "dsa", "dc", "native")
+
+# Every spec key and the one shape it accepts (bool is not int, a string is not a list, lists are
+# non-empty and without repeats); a new key is one line here plus its field in Spec.
+class DatasetEntry(Rule):
+    """A dataset name, a path, or a table ``{ path = "...", name = "...", size = 32 }`` (whose keys
+    :func:`dcbench.data.paths.resolve_dataset_entry` checks)."""
+
+    expected = 'a name, a path or a table { path = "...", name = "..." }'
+
+    def accepts(self, value: Any) -> bool:
+        return (isinstance(value, str) and bool(value.strip())) or isinstance(value, dict)
+
+
+SPEC_SCHEMA: dict[str, Rule] = {
+    "name": Text(),
+    "preset": OneOf(PRESETS),
+    "methods": Optional(ListOf(Text(), if_empty="leave the key out to run every installed method")),
+    "datasets": ListOf(DatasetEntry()),
+    "ipcs": ListOf(Integer(minimum=1)),
+    "seeds": ListOf(SEED),
+    "eval_archs": ListOf(Text()),
+    "eval_models": Optional(Integer(minimum=1)),
+    "eval_epochs": Optional(Integer(minimum=0)),
+    "eval_augmentation": OneOf(EVAL_AUGMENTATIONS),
+    "overrides": Table(values=Table()),  # [overrides.METHOD] key = value, checked by the method's config
+    "precision": OneOf(PRECISIONS),
+    "threads": Optional(Integer(minimum=1)),
+    "workers": Optional(Integer(minimum=1)),
+}
+
+
+@dataclass
+class Spec:
+    name: str = "fashion-mnist-quick"
+    preset: str = "quick"
+    methods: list[str] | None = None  # None = every installed method
+    datasets: list[str | dict[str, Any]] = field(default_factory=lambda: ["fashion-mnist"])
+    ipcs: list[int] = field(default_factory=lambda: [1, 10])
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    eval_archs: list[str] = field(default_factory=lambda: ["ConvNet"])
+    eval_models: int | None = None
+    eval_epochs: int | None = None
+    eval_augmentation: str = "none"
+    precision: str = "fp32"
+    threads: int | None = None
+    workers: int | None = None  # None: dcbench.run.grid.plan_workers decides
+    checkpoint_every: str | int = "10m"
+    gpus_per_cell: float | None = None  # None: 1 when the Ray cluster has GPUs, else 0
+    tensorboard: bool | str = False
+    overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        """One-line errors naming the key and the type it expects (see :data:`SPEC_SCHEMA`)."""
+        check_fields(asdict(self), SPEC_SCHEMA, "spec")
+        names = [resolve_dataset_entry(entry)[0] for entry in self.datasets]
+        for name in names:
+            if names.count(name) > 1:
+                raise DcbenchError(f"spec datasets name {name!r} twice; give each path its own "
+                                   'name = "..."')
+        CheckpointPolicy.parse(self.checkpoint_every)
+        validate_gpus_per_cell(self.gpus_per_cell)
+        if not isinstance(self.tensorboard, (bool, str)) or self.tensorboard == "":
+            raise DcbenchError(f"spec tensorboard must be true, false or a directory, got {self.tensorboard!r}")
+        if "/" in self.name or "\x00" in self.name or self.name.startswith("."):
+            raise DcbenchError(f"spec name {self.name!r} must be a plain directory name")
+
+    def to_toml(self) -> str:
+        """The resolved spec as TOML (written to the results directory)."""
+        lines = []
+        data = asdict(self)
+        overrides = data.pop("overrides")
+        for key, value in data.items():
+            if value is not None:
+                lines.append(f"{key} = {_toml_value(value)}")
+        for method, values in sorted(overrides.items()):
+            lines.append(f"\n[overrides.{method}]")
+            lines += [f"{k} = {_toml_value(v)}" for k, v in sorted(values.items())]
+        return "\n".join(lines) + "\n"
+
+
+def validate_gpus_per_cell(value: Any) -> None:
+    """Ray schedules a fraction of a GPU (0.25: four cells share one) or whole GPUs."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0 or \
+            (value > 1 and value != int(value)):
+        raise DcbenchError(f"gpus_per_cell must be a fraction in [0, 1] or a whole number of GPUs, got {value!r}")
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    return repr(value)
+
+
+def load_spec(path: Path | None, preset: str | None = None) -> Spec:
+    """Read a TOML spec (or take the default one) and apply a ``--preset`` override."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        if not path.is_file():
+            raise DcbenchError(f"spec file {path} not found; pass a TOML file or no spec for the default benchmark")
+        try:
+            values = tomllib.loads(path.read_text())
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise DcbenchError(f"spec file {path} is not valid TOML ({exc}); fix the line it names") from None
+        except OSError as exc:
+            raise DcbenchError(f"spec file {path} cannot be read ({exc.strerror}); check its permissions") from None
+        values.setdefault("name", path.stem)
+        if isinstance(values.get("datasets"), list):
+            values["datasets"] = [anchor_dataset_entry(entry, path.parent) for entry in values["datasets"]]
+    known = set(Spec.__dataclass_fields__)
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise DcbenchError(f"spec has no field {unknown[0]!r}; fields are {', '.join(sorted(known))}")
+    spec = Spec(**values)
+    if preset is not None:
+        if path is None:
+            spec.name = f"fashion-mnist-{preset}"
+        spec.preset = preset
+    spec.validate()
+    return spec
