@@ -382,6 +382,61 @@ def print_table(header: list[str], rows: list[list[str]]) -> None:
         print("  ".join(str(x).ljust(w) for x, w in zip(row, widths)))
 
 
+def quick_cell_rows(args: argparse.Namespace, out: dict[str, Any]) -> None:
+    rows = []
+    for busy in (False, True, False, True):
+        r = run_worker(["cell", "cafe", "1"], args, busy=busy)
+        out["results"].append({"kind": "quick-cell", "busy": busy, **r})
+        rows.append(["cafe ipc1 quick cell", "busy" if busy else "alone",
+                     f"{r.get('seconds', {}).get('min', float('nan')):.1f}", r.get("error", "")])
+    print_table(["what", "load", "seconds", "error"], rows)
+
+
+def quick_grid_rows(args: argparse.Namespace, out: dict[str, Any]) -> None:
+    rows = []
+    settings = {"default": [], "--workers 1 --threads 2": ["--workers", "1", "--threads", "2"]}
+    for _ in range(max(1, args.repeats // 2)):
+        for name, extra in settings.items():
+            for busy in (False, True):
+                seconds = run_quick_grid(extra, busy)
+                out["results"].append({"kind": "quick-grid", "setting": name, "busy": busy, "seconds": seconds})
+                rows.append(["6-cell quick grid", name, "busy" if busy else "alone", f"{seconds:.1f}"])
+                print(f"# quick grid {name} {'busy' if busy else 'alone'}: {seconds:.1f}s", file=sys.stderr,
+                      flush=True)
+    print_table(["what", "setting", "load", "seconds"], rows)
+
+
+def method_tables(args: argparse.Namespace, out: dict[str, Any]) -> None:
+    rows = []
+    for name in args.methods.split(","):
+        for ipc in (int(i) for i in args.ipcs.split(",")):
+            r = run_worker(["method", name, str(ipc)], args)
+            out["results"].append({"kind": "method", "method": name, "ipc": ipc, **r})
+            rows += method_rows(name, ipc, r)
+            print(f"# {name} ipc {ipc} done", file=sys.stderr, flush=True)
+    print_machine(out["cpu"], [r for r in out["results"] if r.get("kind") == "method"])
+    print_table(["method", "ipc", "unit", "min s", "median s", "of fp32 matmul", "peak RSS MB", "system CPU"],
+                rows)
+
+
+def eval_tables(args: argparse.Namespace, out: dict[str, Any]) -> None:
+    rows = []
+    for width in (int(w) for w in args.eval_widths.split(",")):
+        for models in (int(k) for k in args.eval_models.split(",")):
+            for ipc in (int(i) for i in args.eval_ipcs.split(",")):
+                r = run_worker(["eval", str(width), str(models), str(ipc)], args)
+                out["results"].append({"kind": "eval", "width": width, "models": models, "ipc": ipc, **r})
+                if "error" in r:
+                    rows.append([f"ConvNet-{width}", str(models), str(ipc), "ERROR", r["error"], "", ""])
+                    continue
+                cpu = r["cpu_user_s"] + r["cpu_system_s"]
+                rows.append([f"ConvNet-{width}", str(models), str(ipc), f"{r['train_s_per_epoch']:.3f}",
+                             f"{r['test_pass_s']:.2f}", f"{r['peak_rss_mb']:.0f}",
+                             f"{r['cpu_system_s'] / cpu:.0%}" if cpu else "-"])
+    print_machine(out["cpu"], [r for r in out["results"] if r.get("kind") == "eval"])
+    print_table(["network", "models", "ipc", "train s/epoch", "test pass s", "peak RSS MB", "system CPU"], rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--methods", default=",".join(METHODS))
@@ -411,52 +466,13 @@ def main() -> None:
                            "python": sys.version.split()[0], "precision": args.precision, "threads": args.threads,
                            "results": []}
     if args.quick_cell:
-        rows = []
-        for busy in (False, True, False, True):
-            r = run_worker(["cell", "cafe", "1"], args, busy=busy)
-            out["results"].append({"kind": "quick-cell", "busy": busy, **r})
-            rows.append(["cafe ipc1 quick cell", "busy" if busy else "alone",
-                         f"{r.get('seconds', {}).get('min', float('nan')):.1f}", r.get("error", "")])
-        print_table(["what", "load", "seconds", "error"], rows)
+        quick_cell_rows(args, out)
     if args.quick_grid:
-        rows = []
-        settings = {"default": [], "--workers 1 --threads 2": ["--workers", "1", "--threads", "2"]}
-        for _ in range(max(1, args.repeats // 2)):
-            for name, extra in settings.items():
-                for busy in (False, True):
-                    seconds = run_quick_grid(extra, busy)
-                    out["results"].append({"kind": "quick-grid", "setting": name, "busy": busy, "seconds": seconds})
-                    rows.append(["6-cell quick grid", name, "busy" if busy else "alone", f"{seconds:.1f}"])
-                    print(f"# quick grid {name} {'busy' if busy else 'alone'}: {seconds:.1f}s", file=sys.stderr,
-                          flush=True)
-        print_table(["what", "setting", "load", "seconds"], rows)
+        quick_grid_rows(args, out)
     if not args.eval and not args.quick_cell and not args.quick_grid:
-        rows = []
-        for name in args.methods.split(","):
-            for ipc in (int(i) for i in args.ipcs.split(",")):
-                r = run_worker(["method", name, str(ipc)], args)
-                out["results"].append({"kind": "method", "method": name, "ipc": ipc, **r})
-                rows += method_rows(name, ipc, r)
-                print(f"# {name} ipc {ipc} done", file=sys.stderr, flush=True)
-        print_machine(out["cpu"], [r for r in out["results"] if r.get("kind") == "method"])
-        print_table(["method", "ipc", "unit", "min s", "median s", "of fp32 matmul", "peak RSS MB", "system CPU"],
-                    rows)
+        method_tables(args, out)
     if args.eval or args.with_eval:
-        rows = []
-        for width in (int(w) for w in args.eval_widths.split(",")):
-            for models in (int(k) for k in args.eval_models.split(",")):
-                for ipc in (int(i) for i in args.eval_ipcs.split(",")):
-                    r = run_worker(["eval", str(width), str(models), str(ipc)], args)
-                    out["results"].append({"kind": "eval", "width": width, "models": models, "ipc": ipc, **r})
-                    if "error" in r:
-                        rows.append([f"ConvNet-{width}", str(models), str(ipc), "ERROR", r["error"], "", ""])
-                        continue
-                    cpu = r["cpu_user_s"] + r["cpu_system_s"]
-                    rows.append([f"ConvNet-{width}", str(models), str(ipc), f"{r['train_s_per_epoch']:.3f}",
-                                 f"{r['test_pass_s']:.2f}", f"{r['peak_rss_mb']:.0f}",
-                                 f"{r['cpu_system_s'] / cpu:.0%}" if cpu else "-"])
-        print_machine(out["cpu"], [r for r in out["results"] if r.get("kind") == "eval"])
-        print_table(["network", "models", "ipc", "train s/epoch", "test pass s", "peak RSS MB", "system CPU"], rows)
+        eval_tables(args, out)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(out, f, indent=2)

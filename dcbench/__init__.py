@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import pluggy
 
-from dcbench.host import runtime
+from dcbench.host import legacy_imports, runtime
 
 # Before torch is imported anywhere (libgomp reads its environment once) and before any large
 # allocation: see dcbench/host/runtime.py.
 runtime.prefer_passive_waiting()
 runtime.keep_freed_memory()
+# dcbench 0.1's flat module names answer for one more release (with a warning)
+legacy_imports.install()
 
 __version__ = "0.1.0"
 

@@ -10,12 +10,31 @@ from typing import Any
 import torch
 
 from dcbench import __version__
+from dcbench.data.builtin import data_root_option
+from dcbench.data.paths import path_dataset, source_for_evaluation
+from dcbench.evaluation import Protocol, evaluate_synthetic
 from dcbench.host.compat import tomllib
 from dcbench.host.devices import DEVICE_CHOICES, resolve_device
 from dcbench.host.errors import DcbenchError, first_line
+from dcbench.host.outputs import check_output_dir, describe_os_error
 from dcbench.host.runtime import PRECISIONS, set_threads
+from dcbench.method.checkpoint import Checkpointer, CheckpointPolicy, check_compatible, checkpoint_identity
+from dcbench.method.condense import config_hash
+from dcbench.method.contract import NativeEvaluation, config_to_dict
+from dcbench.method.seeding import check_seed
+from dcbench.method.synthetic import MANIFEST_FILE, TENSOR_FILE, load_synthetic
+from dcbench.plugins import load_plugins
+from dcbench.report import KNOWN_FORMATS, write_report
+from dcbench.report.compare import compare_paths, comparison_text
+from dcbench.results.record import cell_id
+from dcbench.run.cell import CondenseRequest, condense_into
+from dcbench.run.grid import RunOptions, run_grid
+from dcbench.run.progress import CellProgressBar
+from dcbench.tools.importers import import_synthetic
+from dcbench.tools.scaffold import scaffold_method
 
 EXIT_USAGE = 2
+Subcommands = argparse._SubParsersAction  # what add_subparsers returns (typeshed's name for it)
 
 
 def parse_overrides(items: list[str] | None) -> dict[str, Any]:
@@ -46,7 +65,6 @@ def _positive_int(text: str) -> int:
 
 
 def _load_real(registry: Any, name: str, data_root: str | None, device: torch.device) -> Any:
-    from dcbench.data.builtin import data_root_option
 
     return registry.dataset(name).loader(data_root_option(data_root)).to(device)
 
@@ -54,7 +72,6 @@ def _load_real(registry: Any, name: str, data_root: str | None, device: torch.de
 # --- commands -----------------------------------------------------------------------------------
 
 def cmd_list(args: argparse.Namespace) -> None:
-    from dcbench.plugins import load_plugins
 
     registry = load_plugins()
     print("methods:")
@@ -74,7 +91,6 @@ def cmd_list(args: argparse.Namespace) -> None:
 
 
 def cmd_plugins(args: argparse.Namespace) -> None:
-    from dcbench.plugins import load_plugins
 
     registry = load_plugins()
     for info in registry.plugins.values():
@@ -87,16 +103,6 @@ def cmd_plugins(args: argparse.Namespace) -> None:
 
 def cmd_condense(args: argparse.Namespace) -> None:
     from tqdm import tqdm
-
-    from dcbench.data.builtin import data_root_option
-    from dcbench.data.paths import path_dataset
-    from dcbench.method.checkpoint import Checkpointer, CheckpointPolicy, check_compatible, checkpoint_identity
-    from dcbench.method.condense import condense, config_hash
-    from dcbench.method.contract import CondenseContext, config_to_dict
-    from dcbench.method.seeding import check_seed
-    from dcbench.plugins import load_plugins
-    from dcbench.results.curves import CURVE_FILE, CurveWriter
-    from dcbench.run.progress import CellProgressBar
 
     registry = load_plugins()
     method = registry.method(args.method)
@@ -119,25 +125,15 @@ def cmd_condense(args: argparse.Namespace) -> None:
     _check_condense_output(out, args.overwrite)
     real = spec.loader(data_root_option(args.data_root)).to(device)
     bar = CellProgressBar(position=0)
-    curve = CurveWriter(out / CURVE_FILE)
-    label = {"id": f"{method.name}-{args.dataset}-ipc{args.ipc}-s{args.seed}"}
-
-    def on_progress(step: int, total: int, values: Any) -> None:
-        curve.add(step, total, values)
-        bar.dcbench_condense_progress(cell=label, step=step, total=total, metrics=values)
-
+    label = {"id": cell_id(method.name, args.dataset, args.ipc, args.seed)}
     checkpointer = Checkpointer(out, identity, policy, lambda text: tqdm.write(f"dcbench: {text}", file=sys.stderr))
-    ctx = CondenseContext(device=device, architectures=registry.architectures, on_progress=on_progress)
-    plugin = registry.plugins.get(registry.owners[("method", method.name)])
     try:
-        result = condense(method, real, args.ipc, args.seed, args.preset, overrides, ctx,
-                          plugin_version=plugin.version if plugin else None, state_store=checkpointer,
-                          precision=args.precision or "fp32")
+        request = CondenseRequest(args.ipc, args.seed, args.preset, overrides, precision, device)
+        result = condense_into(out, method, real, registry, request, checkpointer,
+                               observe=lambda step, total, values: bar.dcbench_condense_progress(
+                                   cell=label, step=step, total=total, metrics=values))
     finally:
         bar.close()
-        curve.close()
-    result.synthetic.save(out)
-    result.synthetic.save_grid(out / "grid.png", real.mean, real.std)
     checkpointer.discard()
     print(f"{method.name}: {len(result.synthetic.images)} images ({result.synthetic.ipc} per class) "
           f"of {real.name} in {result.seconds:.1f}s -> {out}")
@@ -145,8 +141,6 @@ def cmd_condense(args: argparse.Namespace) -> None:
 
 def _check_condense_output(out: Path, overwrite: bool) -> None:
     """Before any work: a usable directory, and an existing set kept unless --overwrite."""
-    from dcbench.host.outputs import check_output_dir
-    from dcbench.method.synthetic import MANIFEST_FILE, TENSOR_FILE
 
     if not overwrite and out.is_dir() and any((out / name).exists() for name in (TENSOR_FILE, MANIFEST_FILE)):
         raise DcbenchError(f"{out} already holds a synthetic set; pass --overwrite to replace it or choose "
@@ -155,12 +149,6 @@ def _check_condense_output(out: Path, overwrite: bool) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    from dcbench.data.paths import source_for_evaluation
-    from dcbench.evaluation import Protocol, evaluate_synthetic
-    from dcbench.method.contract import NativeEvaluation
-    from dcbench.method.seeding import check_seed
-    from dcbench.method.synthetic import load_synthetic
-    from dcbench.plugins import load_plugins
 
     check_seed(args.seed, "--seed")
     synthetic = load_synthetic(Path(args.path))
@@ -230,22 +218,21 @@ def _check_preprocessing(manifest: dict[str, Any], real: Any, path: str) -> None
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Exit status 0: every cell of the grid is finished; 1: some (or all) cells failed."""
-    from dcbench.run.grid import run_grid
 
     if args.ray_address is not None and args.executor != "ray":
         raise DcbenchError("--ray-address is only used by the ray executor; add --executor ray (or drop the address)")
-    outcome = run_grid(spec_path=Path(args.spec) if args.spec else None, preset=args.preset,
-                       out=Path(args.out) if args.out else None, executor=args.executor,
-                       ray_address=args.ray_address, data_root=args.data_root, device=args.device,
-                       show_progress=not args.quiet, threads=args.threads,
-                       precision=args.precision, reference=args.reference,
-                       checkpoint_every=args.checkpoint_every, gpus_per_cell=args.gpus_per_cell,
-                       tensorboard=args.tensorboard, max_retries=args.max_retries, workers=args.workers)
+    options = RunOptions(spec_path=Path(args.spec) if args.spec else None, preset=args.preset,
+                         out=Path(args.out) if args.out else None, executor=args.executor,
+                         ray_address=args.ray_address, data_root=args.data_root, device=args.device,
+                         show_progress=not args.quiet, threads=args.threads, precision=args.precision,
+                         reference=args.reference, checkpoint_every=args.checkpoint_every,
+                         gpus_per_cell=args.gpus_per_cell, tensorboard=args.tensorboard,
+                         max_retries=args.max_retries, workers=args.workers)
+    outcome = run_grid(options)
     return outcome.exit_status
 
 
 def cmd_compare(args: argparse.Namespace) -> None:
-    from dcbench.report.compare import compare_paths, comparison_text
 
     table = compare_paths(Path(args.run), Path(args.reference), args.alpha, require_overlap=True)
     if args.csv:
@@ -254,8 +241,6 @@ def cmd_compare(args: argparse.Namespace) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> None:
-    from dcbench.host.outputs import check_output_dir
-    from dcbench.report import KNOWN_FORMATS, write_report
 
     formats = tuple(f.strip() for f in args.format.split(",")) if args.format else KNOWN_FORMATS
     if (Path(args.results_dir) / "runs.csv").is_file():  # else write_report names the missing input
@@ -267,42 +252,34 @@ def cmd_report(args: argparse.Namespace) -> None:
 
 
 def cmd_new_method(args: argparse.Namespace) -> None:
-    from dcbench.tools.scaffold import scaffold_method
 
     path = scaffold_method(args.name, Path(args.path) if args.path else None)
     print(f"plugin package written to {path}; install it with: pip install -e {path}")
 
 
 def cmd_import(args: argparse.Namespace) -> None:
-    from dcbench.tools.importers import import_synthetic
 
     written = import_synthetic(Path(args.file), args.format, args.dataset, Path(args.output), args.method)
     for path in written:
         print(f"imported -> {path}")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dcbench", description="Benchmark dataset condensation methods.")
-    parser.add_argument("--version", action="version", version=f"dcbench {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-root", help="directory with torchvision-layout datasets (default: $DCBENCH_DATA)")
+    p.add_argument("--device", default="auto", help=f"{DEVICE_CHOICES} (auto: a CUDA GPU when there is one)")
+    p.add_argument("--threads", type=_positive_int, help="torch CPU threads (default: torch's choice; for run, "
+                   "the spec's `threads`, else the cores split between the workers)")
+    p.add_argument("--precision", choices=PRECISIONS, help="fp32 (default) or bf16 autocast for "
+                   "condensation and evaluation (recorded with the results)")
 
-    def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--data-root", help="directory with torchvision-layout datasets (default: $DCBENCH_DATA)")
-        p.add_argument("--device", default="auto", help=f"{DEVICE_CHOICES} (auto: a CUDA GPU when there is one)")
-        p.add_argument("--threads", type=_positive_int, help="torch CPU threads (default: torch's choice; for run, "
-                       "the spec's `threads`, else the cores split between the workers)")
-        p.add_argument("--precision", choices=PRECISIONS, help="fp32 (default) or bf16 autocast for "
-                       "condensation and evaluation (recorded with the results)")
+def _checkpoints(p: argparse.ArgumentParser, default: str | None) -> None:
+    p.add_argument("--checkpoint-every", default=default, metavar="N|TIME",
+                   help="write checkpoint.pt every N iterations (500) or every TIME (30s, 10m, 2h), or 'off'; "
+                        "running the same command again resumes from it (default: "
+                        f"{default or 'the spec, 10m'})")
 
-    def checkpoints(p: argparse.ArgumentParser, default: str | None) -> None:
-        p.add_argument("--checkpoint-every", default=default, metavar="N|TIME",
-                       help="write checkpoint.pt every N iterations (500) or every TIME (30s, 10m, 2h), or 'off'; "
-                            "running the same command again resumes from it (default: "
-                            f"{default or 'the spec, 10m'})")
 
-    sub.add_parser("list", help="show methods, datasets and architectures").set_defaults(func=cmd_list)
-    sub.add_parser("plugins", help="show loaded plugins and their hooks").set_defaults(func=cmd_plugins)
-
+def _add_condense(sub: Subcommands) -> None:
     p = sub.add_parser("condense", help="condense one dataset with one method")
     p.add_argument("--method", required=True)
     p.add_argument("--dataset", required=True,
@@ -316,10 +293,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a method setting (repeatable)")
     p.add_argument("-o", "--output", required=True, help="output directory")
     p.add_argument("--overwrite", action="store_true", help="replace a synthetic set already in the output directory")
-    common(p)
-    checkpoints(p, "10m")
+    _common(p)
+    _checkpoints(p, "10m")
     p.set_defaults(func=cmd_condense)
 
+
+def _add_evaluate(sub: Subcommands) -> None:
     p = sub.add_parser("evaluate", help="train fresh networks on a saved synthetic set and test them")
     p.add_argument("path", help="a directory written by `dcbench condense` or `dcbench import`")
     p.add_argument("--arch", default="ConvNet")
@@ -330,9 +309,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", default="quick", choices=("smoke", "quick", "paper"))
     p.add_argument("--dataset", help="override the manifest's dataset (a name, an image folder or a .pt/.npz file)")
     p.add_argument("--seed", type=int, default=0, help="evaluation seed")
-    common(p)
+    _common(p)
     p.set_defaults(func=cmd_evaluate)
 
+
+def _add_run(sub: Subcommands) -> None:
     p = sub.add_parser("run", help="run a benchmark grid (default: the quick FashionMNIST benchmark)")
     p.add_argument("spec", nargs="?", help="a TOML spec (default: the built-in benchmark)")
     p.add_argument("--preset", choices=("smoke", "quick", "paper"), help="overrides the spec's preset")
@@ -344,7 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--executor", default="local", choices=("local", "ray"))
     p.add_argument("--ray-address", help="join this Ray cluster (default: start a local one)")
     p.add_argument("--quiet", action="store_true", help="no progress display")
-    checkpoints(p, None)
+    _checkpoints(p, None)
     p.add_argument("--gpus-per-cell", type=float, metavar="G",
                    help="Ray: GPUs per cell, e.g. 0.25 to share a GPU between four cells "
                         "(default: the spec's, else 1 when the cluster has GPUs)")
@@ -357,9 +338,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tensorboard", nargs="?", const=True, default=None, metavar="DIR",
                    help="TensorBoard event files per cell in DIR (default DIR: RESULTS/tensorboard); "
                         "needs pip install 'dcbench[tensorboard]'")
-    common(p)
+    _common(p)
     p.set_defaults(func=cmd_run)
 
+
+def _add_report(sub: Subcommands) -> None:
     p = sub.add_parser("report", help="statistics, tables and plots from a results directory")
     p.add_argument("results_dir")
     p.add_argument("--out", help="output directory (default: RESULTS_DIR/report)")
@@ -370,6 +353,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--against", help="also compare with these results (a results directory or a published-numbers CSV)")
     p.set_defaults(func=cmd_report)
 
+
+def _add_compare(sub: Subcommands) -> None:
     p = sub.add_parser("compare", help="hold a run against a reference, cell by cell (Welch t, Holm)")
     p.add_argument("run", help="a results directory")
     p.add_argument("reference", help="a results directory, or a CSV of published numbers with columns "
@@ -378,11 +363,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--csv", help="also write the per-cell comparison to this CSV file")
     p.set_defaults(func=cmd_compare)
 
+
+def _add_new_method(sub: Subcommands) -> None:
     p = sub.add_parser("new-method", help="write a plugin package skeleton for a new method")
     p.add_argument("name")
     p.add_argument("--path", help="where to write it (default: ./dcbench-NAME)")
     p.set_defaults(func=cmd_new_method)
 
+
+def _add_import(sub: Subcommands) -> None:
     p = sub.add_parser("import", help="turn a synthetic set released by another project into a dcbench set")
     p.add_argument("file")
     p.add_argument("--format", required=True, choices=("dc-repo",))
@@ -390,6 +379,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", help="method name to record (default: from the file name)")
     p.add_argument("-o", "--output", required=True)
     p.set_defaults(func=cmd_import)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dcbench", description="Benchmark dataset condensation methods.")
+    parser.add_argument("--version", action="version", version=f"dcbench {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="show methods, datasets and architectures").set_defaults(func=cmd_list)
+    sub.add_parser("plugins", help="show loaded plugins and their hooks").set_defaults(func=cmd_plugins)
+    _add_condense(sub)
+    _add_evaluate(sub)
+    _add_run(sub)
+    _add_report(sub)
+    _add_compare(sub)
+    _add_new_method(sub)
+    _add_import(sub)
     return parser
 
 
@@ -404,8 +408,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"dcbench: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except OSError as exc:  # a full disk or a path that went away mid-run: the path and the cause
-        from dcbench.host.outputs import describe_os_error
-
         print(f"dcbench: error: {describe_os_error(exc)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

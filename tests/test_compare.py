@@ -9,7 +9,6 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from dcbench import runner
 from dcbench.cli import main
 from dcbench.host.errors import DcbenchError
 from dcbench.report.compare import (
@@ -20,6 +19,8 @@ from dcbench.report.compare import (
     summary_line,
     welch_from_stats,
 )
+from dcbench.run.grid import run_benchmark
+from dcbench.run.shared import forget_data, reset_caches
 from dcbench.stats import holm
 
 REPO = Path(__file__).resolve().parents[1]
@@ -200,19 +201,19 @@ seeds = [0, 1]
 
 
 def test_run_ends_with_the_comparison(tmp_path: Path, fashion_root: Path, capsys) -> None:
-    runner._registry.cache_clear()
-    runner._dataset.cache_clear()
+    reset_caches()
+    forget_data()
     spec = tmp_path / "tiny.toml"
     spec.write_text(SPEC)
     with pytest.raises(DcbenchError, match="not found"):  # a bad reference is refused before any work
-        runner.run_benchmark(spec, out=tmp_path / "run", data_root=str(fashion_root), device="cpu",
+        run_benchmark(spec, out=tmp_path / "run", data_root=str(fashion_root), device="cpu",
                              show_progress=False, reference=str(tmp_path / "missing"))
     assert not (tmp_path / "run").exists()
-    reference = runner.run_benchmark(spec, out=tmp_path / "reference", data_root=str(fashion_root), device="cpu",
+    reference = run_benchmark(spec, out=tmp_path / "reference", data_root=str(fashion_root), device="cpu",
                                      show_progress=False, write_report=False, reference="none")
     shutil.copytree(reference, tmp_path / "run")
     capsys.readouterr()
-    runner.run_benchmark(spec, out=tmp_path / "run", data_root=str(fashion_root), device="cpu",
+    run_benchmark(spec, out=tmp_path / "run", data_root=str(fashion_root), device="cpu",
                          show_progress=False, reference=str(reference))
     assert capsys.readouterr().out.strip().splitlines()[-1].startswith("1 of 1 cells reproduced")
     report = (tmp_path / "run" / "report" / "report.md").read_text()

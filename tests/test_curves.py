@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 from matplotlib.image import imread
 
-from dcbench.results.curves import CURVE_FILE, CurveWriter, plot_loss_curves, read_curves
+from dcbench.report.curves import plot_loss_curves
+from dcbench.results.curves import CURVE_FILE, CurveWriter, read_curves
 from dcbench.run.progress import CellProgressBar
 
 

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from dcbench.data.real import RealDataset, load_cifar10, load_fashion_mnist, load_mnist, load_svhn
+from dcbench.data.builtin import load_cifar10, load_fashion_mnist, load_mnist, load_svhn
+from dcbench.data.real import RealDataset
 from dcbench.host.errors import DcbenchError
 from dcbench.method.seeding import make_generator
 

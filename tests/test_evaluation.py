@@ -11,6 +11,8 @@ from dcbench.host.errors import DcbenchError
 from dcbench.method.contract import NativeEvaluation, class_major_labels, init_synthetic_images
 from dcbench.method.seeding import make_generator
 from dcbench.method.synthetic import SyntheticSet
+from dcbench.run.plan import plan_cells
+from dcbench.run.shared import registry as shared_registry
 
 
 @pytest.fixture(scope="module")
@@ -124,14 +126,14 @@ def test_native_evaluation_is_validated() -> None:
 
 
 def test_a_native_grid_gives_each_method_its_papers_protocol(monkeypatch: pytest.MonkeyPatch) -> None:
-    from dcbench import runner
+    from dcbench.run import plan
     from dcbench.run.spec import Spec
 
     # planning hashes each dataset's content; MNIST is not installed here and not needed for this
-    monkeypatch.setattr(runner, "_data_fingerprint", lambda *args: "not-loaded")
+    monkeypatch.setattr(plan, "dataset_fingerprint", lambda *args: "not-loaded")
     spec = Spec(name="native", preset="paper", methods=["cafe", "dc"], datasets=["mnist", "fashion-mnist"],
                 ipcs=[1], seeds=[0], eval_augmentation="native")
-    cells = runner.plan_cells(spec, runner._registry(), None, "cpu")
+    cells = plan_cells(spec, shared_registry(), None, "cpu")
     protocols = {(c.method, c.dataset): c.protocols[0]["name"] for c in cells}
     assert protocols == {("cafe", "mnist"): "ConvNet/1000ep/dc/v2", ("cafe", "fashion-mnist"): "ConvNet/600ep/none/v2",
                          ("dc", "mnist"): "ConvNet/1000ep/dc/v2", ("dc", "fashion-mnist"): "ConvNet/300ep/none/v2"}

@@ -13,10 +13,15 @@ import pandas as pd
 import pytest
 import torch
 
-from dcbench import executors, runner
 from dcbench.host.errors import DcbenchError
 from dcbench.method.checkpoint import CHECKPOINT_FILE, KILL_ENV
 from dcbench.results.store import Store
+from dcbench.run import executors
+from dcbench.run.grid import run_benchmark
+from dcbench.run.plan import Cell, plan_cells
+from dcbench.run.shared import registry as shared_registry
+from dcbench.run.spec import load_spec
+from dcbench.run.workers import in_process_only, plan_workers
 
 SPEC = """
 name = "faults"
@@ -32,19 +37,11 @@ iterations = 4
 DM_CELL = "dm-fashion-mnist-ipc1-s0"
 
 
-@pytest.fixture(autouse=True)
-def fresh_registry():
-    runner._registry.cache_clear()
-    runner._dataset.cache_clear()
-    yield
-    runner._registry.cache_clear()
-    runner._dataset.cache_clear()
 
-
-def cell(tmp_path: Path, fashion_root: Path) -> runner.Cell:
+def cell(tmp_path: Path, fashion_root: Path) -> Cell:
     spec_path = tmp_path / "faults.toml"
     spec_path.write_text(SPEC)
-    return next(c for c in runner.plan_cells(runner.load_spec(spec_path), runner._registry(), str(fashion_root),
+    return next(c for c in plan_cells(load_spec(spec_path), shared_registry(), str(fashion_root),
                                              "cpu") if c.method == "dm")
 
 
@@ -53,7 +50,7 @@ def test_without_a_shared_filesystem_the_task_returns_the_files_and_the_driver_w
     monkeypatch.setattr(executors, "assigned_cpus", lambda: 3.0)
     seen_threads = []
 
-    def execute(c: runner.Cell, root: str) -> dict:
+    def execute(c: Cell, root: str) -> dict:
         seen_threads.append(c.torch_threads)
         directory = Store(Path(root)).cell_dir(c.id)
         directory.mkdir(parents=True)
@@ -106,7 +103,7 @@ def test_a_killed_ray_worker_is_retried_and_resumes_and_a_lost_cell_does_not_sto
     spec.write_text(SPEC)
 
     def run(out: str, **options) -> Path:
-        return runner.run_benchmark(spec, out=tmp_path / out, data_root=str(fashion_root), device="cpu",
+        return run_benchmark(spec, out=tmp_path / out, data_root=str(fashion_root), device="cpu",
                                     show_progress=False, write_report=False, **options)
 
     threads = torch.get_num_threads()
@@ -160,23 +157,23 @@ GiB = 2**30
     (1, None, "cpu", "quick", 42, 24 * GiB, (1, 2)),
 ])
 def test_plan_workers(workers, threads, device, preset, cells, memory, expected) -> None:
-    plan = runner.plan_workers(workers, threads, device, preset, cells, [], cpus=2, memory=memory)
+    plan = plan_workers(workers, threads, device, preset, cells, [], cpus=2, memory=memory)
     assert (plan.workers, plan.threads) == (expected[0], expected[1] or torch.get_num_threads())
 
 
 def test_plan_workers_keeps_in_process_plugins_in_this_process() -> None:
-    plan = runner.plan_workers(None, None, "cpu", "quick", 42, ["method 'mine'"], cpus=2, memory=24 * GiB)
+    plan = plan_workers(None, None, "cpu", "quick", 42, ["method 'mine'"], cpus=2, memory=24 * GiB)
     assert plan.workers == 1
     with pytest.raises(DcbenchError, match="method 'mine' was registered in this process.*--workers 1"):
-        runner.plan_workers(2, None, "cpu", "quick", 42, ["method 'mine'"], cpus=2, memory=24 * GiB)
+        plan_workers(2, None, "cpu", "quick", 42, ["method 'mine'"], cpus=2, memory=24 * GiB)
 
 
 def test_a_plugin_registered_by_hand_is_found(tmp_path: Path, fashion_root: Path) -> None:
-    registry = runner._registry()
+    registry = shared_registry()
     dm = cell(tmp_path, fashion_root)
-    assert runner.in_process_only(registry, [dm]) == []
+    assert in_process_only(registry, [dm]) == []
     registry.owners[("method", "dm")] = "a test"  # as a plugin registered in this process only
-    assert runner.in_process_only(registry, [dm]) == ["method 'dm'"]
+    assert in_process_only(registry, [dm]) == ["method 'dm'"]
 
 
 def test_worker_processes_give_the_results_of_one_process(tmp_path: Path, fashion_root: Path) -> None:
@@ -184,7 +181,7 @@ def test_worker_processes_give_the_results_of_one_process(tmp_path: Path, fashio
     spec.write_text(SPEC)
 
     def run(out: str, workers: int) -> Path:
-        return runner.run_benchmark(spec, out=tmp_path / out, data_root=str(fashion_root), device="cpu",
+        return run_benchmark(spec, out=tmp_path / out, data_root=str(fashion_root), device="cpu",
                                     show_progress=False, write_report=False, threads=1, workers=workers)
 
     one, two = run("one", 1), run("two", 2)
@@ -202,7 +199,7 @@ def test_a_killed_worker_process_is_rerun_and_resumes_and_a_lost_cell_is_recorde
     alone.write_text(SPEC.replace('methods = ["random", "dm"]', 'methods = ["dm"]'))
 
     def run(spec: Path, out: str, **options) -> Path:
-        return runner.run_benchmark(spec, out=tmp_path / out, data_root=str(fashion_root), device="cpu",
+        return run_benchmark(spec, out=tmp_path / out, data_root=str(fashion_root), device="cpu",
                                     show_progress=False, write_report=False, threads=1, **options)
 
     reference_dir = run(spec, "local", workers=1) / "runs" / DM_CELL
@@ -232,7 +229,7 @@ def test_workers_are_for_the_local_executor(tmp_path: Path, fashion_root: Path) 
     spec = tmp_path / "faults.toml"
     spec.write_text(SPEC)
     with pytest.raises(DcbenchError, match="workers is for the local executor"):
-        runner.run_benchmark(spec, out=tmp_path / "out", data_root=str(fashion_root), device="cpu",
+        run_benchmark(spec, out=tmp_path / "out", data_root=str(fashion_root), device="cpu",
                              executor="ray", workers=2)
 
 
@@ -242,7 +239,7 @@ def test_workers_is_checked_in_the_spec_and_on_the_command_line(tmp_path: Path, 
     spec = tmp_path / "bad.toml"
     spec.write_text("workers = 0\n" + SPEC)
     with pytest.raises(DcbenchError, match="workers"):
-        runner.load_spec(spec).validate()
+        load_spec(spec).validate()
     with pytest.raises(SystemExit) as exit_info:
         main(["run", "--workers", "0", "--out", str(tmp_path / "out")])
     assert exit_info.value.code == 2 and "--workers" in capsys.readouterr().err

@@ -14,10 +14,13 @@ import pytest
 import torch
 from torchvision.io import write_png
 
-from dcbench import folder_dataset, runner
 from dcbench.cli import main
+from dcbench.data import folders
 from dcbench.data.paths import DatasetSource
 from dcbench.host.errors import DcbenchError
+from dcbench.run.plan import plan_cells
+from dcbench.run.shared import forget_data
+from dcbench.run.shared import registry as shared_registry
 from dcbench.run.spec import load_spec
 
 CLASSES = ("cat", "dog", "frog")
@@ -46,13 +49,6 @@ def image_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """3 classes x (20 training, 10 test) RGB PNGs of 24x24."""
     return write_image_folder(tmp_path_factory.mktemp("folders") / "pets")
 
-
-@pytest.fixture(autouse=True)
-def fresh_runner_caches():
-    runner._registry.cache_clear()
-    runner._forget_data()
-    yield
-    runner._forget_data()
 
 
 def one_line_error(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
@@ -104,8 +100,8 @@ def test_second_load_reads_the_cache_and_any_content_change_decodes_again(tmp_pa
     root = write_image_folder(tmp_path / "data", train=3, test=2)
     first = DatasetSource.from_entry(str(root)).load()
     decoded: list[Path] = []
-    real_decode = folder_dataset.decode
-    monkeypatch.setattr(folder_dataset, "decode", lambda path: decoded.append(path) or real_decode(path))
+    real_decode = folders.decode
+    monkeypatch.setattr(folders, "decode", lambda path: decoded.append(path) or real_decode(path))
     second = DatasetSource.from_entry(str(root)).load()
     assert decoded == [] and second.source["from_cache"]
     assert torch.equal(first.train_images, second.train_images)
@@ -144,7 +140,7 @@ def test_greyscale_jpeg_and_palette_png_images(tmp_path: Path) -> None:
     palette_png = root / "train" / "dog" / "000.png"
     expected = np.asarray(Image.open(palette_png).convert("P").convert("RGB"))
     Image.open(palette_png).convert("P").save(palette_png)
-    assert folder_dataset.decode(palette_png).permute(1, 2, 0).numpy().tolist() == expected.tolist()
+    assert folders.decode(palette_png).permute(1, 2, 0).numpy().tolist() == expected.tolist()
     assert DatasetSource.from_entry(str(root)).load().channels == 3
 
 
@@ -373,10 +369,10 @@ def test_changed_folder_changes_the_cells_fingerprint(tmp_path: Path) -> None:
     spec_path = tmp_path / "s.toml"
     spec_path.write_text('preset = "smoke"\nmethods = ["random"]\nipcs = [1]\nseeds = [0]\ndatasets = ["./imgs"]\n')
     spec = load_spec(spec_path)
-    before = runner.plan_cells(spec, runner._registry(), None, "cpu")[0]
+    before = plan_cells(spec, shared_registry(), None, "cpu")[0]
     write_png(torch.full((3, 8, 8), 9, dtype=torch.uint8), str(root / "train" / "cat" / "000.png"))
-    runner._forget_data()
-    after = runner.plan_cells(spec, runner._registry(), None, "cpu")[0]
+    forget_data()
+    after = plan_cells(spec, shared_registry(), None, "cpu")[0]
     assert before.dataset == after.dataset == "imgs"
     assert before.fingerprint["data_fingerprint"] != after.fingerprint["data_fingerprint"]
 
@@ -401,4 +397,4 @@ def test_folder_named_like_a_registered_dataset_is_refused(tmp_path: Path) -> No
     spec = tmp_path / "s.toml"
     spec.write_text('preset = "smoke"\nmethods = ["random"]\ndatasets = [{ path = "x", name = "mnist" }]\n')
     with pytest.raises(DcbenchError, match="like a registered dataset"):
-        runner.plan_cells(load_spec(spec), runner._registry(), None, "cpu")
+        plan_cells(load_spec(spec), shared_registry(), None, "cpu")

@@ -25,10 +25,12 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from test_plugins import GOOD_PLUGIN, extra_plugins  # noqa: F401 - the fixture registers test plugins
+from plugin_sources import GOOD_PLUGIN
 
-from dcbench import data_cache, datasets
 from dcbench.cli import main
+from dcbench.data import builtin
+from dcbench.data import cache as data_cache
+from dcbench.data.real import normalise
 from dcbench.data.safe_pickle import load_numpy_pickle
 from dcbench.host.errors import DcbenchError
 from dcbench.method.contract import class_major_labels
@@ -138,11 +140,11 @@ def test_codecs_encode_is_admitted_for_latin1_only(tmp_path: Path) -> None:
 @pytest.mark.parametrize("protocol", [0, 2, 4, 5])
 def test_genuine_cifar_loads_under_every_pickle_protocol(tmp_path: Path, protocol: int) -> None:
     write_cifar(tmp_path, protocol=protocol)
-    real = datasets.load_cifar10(tmp_path)
+    real = builtin.load_cifar10(tmp_path)
     assert real.train_images.shape == (100, 3, 32, 32) and real.test_images.shape == (20, 3, 32, 32)
     assert real.class_names[:2] == ("c0", "c1")
     write_cifar(tmp_path, "cifar100", protocol)
-    assert datasets.load_cifar100(tmp_path).num_classes == 100
+    assert builtin.load_cifar100(tmp_path).num_classes == 100
 
 
 def test_safe_readers_give_torchvisions_data(tmp_path: Path) -> None:
@@ -154,10 +156,10 @@ def test_safe_readers_give_torchvisions_data(tmp_path: Path) -> None:
     unchecked = {"_check_integrity": lambda self: True, "_load_meta": lambda self: None}
     cifar = type("Cifar", (tvd.CIFAR10,), unchecked)(str(tmp_path), train=False)
     svhn = type("Svhn", (tvd.SVHN,), unchecked)(str(tmp_path), split="train")
-    ours, our_svhn = datasets.load_cifar10(tmp_path), datasets.load_svhn(tmp_path)
-    assert torch.equal(ours.test_images, datasets._normalise(cifar.data, ours.mean, ours.std))
+    ours, our_svhn = builtin.load_cifar10(tmp_path), builtin.load_svhn(tmp_path)
+    assert torch.equal(ours.test_images, normalise(cifar.data, ours.mean, ours.std))
     assert ours.test_labels.tolist() == cifar.targets
-    assert torch.equal(our_svhn.train_images, datasets._normalise(svhn.data, our_svhn.mean, our_svhn.std))
+    assert torch.equal(our_svhn.train_images, normalise(svhn.data, our_svhn.mean, our_svhn.std))
     assert our_svhn.train_labels.tolist() == svhn.labels.tolist()
 
 
@@ -173,7 +175,7 @@ def test_safe_readers_give_torchvisions_data(tmp_path: Path) -> None:
 def test_malformed_cifar_is_refused_naming_the_file(tmp_path: Path, replace: dict, message: str) -> None:
     write_cifar(tmp_path, replace=replace)
     with pytest.raises(DcbenchError, match=message) as info:
-        datasets.load_cifar10(tmp_path)
+        builtin.load_cifar10(tmp_path)
     assert str(tmp_path / "cifar-10-batches-py" / next(iter(replace))) in str(info.value)
 
 
@@ -196,16 +198,16 @@ def write_svhn(root: Path, x: Any = None, y: Any = None) -> None:
 def test_svhn_mat_files_are_data_only_and_checked(tmp_path: Path, x: Any, y: Any, message: str) -> None:
     write_svhn(tmp_path, x, y)
     with pytest.raises(DcbenchError, match=message) as info:
-        datasets.load_svhn(tmp_path)
+        builtin.load_svhn(tmp_path)
     assert "train_32x32.mat" in str(info.value)
 
 
 def test_svhn_garbage_mat_names_the_file(tmp_path: Path) -> None:
     write_svhn(tmp_path)
-    assert datasets.load_svhn(tmp_path).test_labels.tolist()[:3] == [0, 1, 2]  # digit 0 stored as 10
+    assert builtin.load_svhn(tmp_path).test_labels.tolist()[:3] == [0, 1, 2]  # digit 0 stored as 10
     (tmp_path / "test_32x32.mat").write_bytes(os.urandom(512))
     with pytest.raises(DcbenchError, match=r"test_32x32.mat is corrupt or not a MATLAB v5 file"):
-        datasets.load_svhn(tmp_path)
+        builtin.load_svhn(tmp_path)
 
 
 UNSAFE_LOADERS = {("pickle", "load"), ("pickle", "loads"), ("pickle", "Unpickler"), ("yaml", "load"),
@@ -262,7 +264,7 @@ def system_fashion(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A stand-in for /usr/share/datasets/fashion-mnist (40 test images) and a private cache."""
     system = gzipped_fashion(tmp_path / "usr-share-fashion-mnist", test_per_class=4, seed=0)
     set_mtime(system, time.time() - 86400)
-    monkeypatch.setattr(datasets, "DEBIAN_FASHION_MNIST", system)
+    monkeypatch.setattr(builtin, "DEBIAN_FASHION_MNIST", system)
     monkeypatch.setenv("DCBENCH_CACHE", str(tmp_path / "cache"))
     return system
 
@@ -270,12 +272,12 @@ def system_fashion(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_a_data_root_run_does_not_change_what_a_later_default_run_loads(tmp_path: Path, system_fashion: Path) -> None:
     """Must show: a subset passed with --data-root (older, then newer than the cache) is used when
     asked for and never afterwards."""
-    before = datasets.load_fashion_mnist(None)
+    before = builtin.load_fashion_mnist(None)
     subset = gzipped_fashion(tmp_path / "subset", test_per_class=2, seed=1)
     for when in (time.time() - 10 * 86400, time.time() + 86400):  # older than the cache, then newer
         set_mtime(subset, when)
-        assert len(datasets.load_fashion_mnist(subset).test_labels) == 20  # what was asked for
-        after = datasets.load_fashion_mnist(None)
+        assert len(builtin.load_fashion_mnist(subset).test_labels) == 20  # what was asked for
+        after = builtin.load_fashion_mnist(None)
         assert torch.equal(after.test_images, before.test_images) and len(after.test_labels) == 40
 
 
@@ -291,40 +293,40 @@ def test_a_truncated_copy_elsewhere_never_makes_the_system_copy_look_corrupt(tmp
                     "--data-root", copy, "-o", tmp_path / "o")
     assert_refused(code, err, f"{copy / 'train-images-idx3-ubyte.gz'} is corrupt or truncated")
     assert str(system_fashion) not in err[0]
-    assert len(datasets.load_fashion_mnist(None).test_labels) == 40
+    assert len(builtin.load_fashion_mnist(None).test_labels) == 40
     code, err = cli(capsys, "condense", "--method", "random", "--dataset", "fashion-mnist", "--ipc", "1",
                     "--preset", "smoke", "--device", "cpu", "-o", tmp_path / "o")
     assert code == 0 and not any("corrupt" in line for line in err)
 
 
 def test_changed_source_with_an_old_date_rebuilds_the_entry(tmp_path: Path, system_fashion: Path) -> None:
-    first = datasets.load_fashion_mnist(None)
+    first = builtin.load_fashion_mnist(None)
     stamp = (system_fashion / "t10k-images-idx3-ubyte.gz").stat().st_mtime
     other = gzipped_fashion(tmp_path / "other", test_per_class=4, seed=7)  # same sizes, other pixels
     for f in other.iterdir():
         shutil.copyfile(f, system_fashion / f.name)
     set_mtime(system_fashion, stamp)  # e.g. restored with `cp -p` from an older backup
-    second = datasets.load_fashion_mnist(None)
+    second = builtin.load_fashion_mnist(None)
     assert not torch.equal(first.test_images, second.test_images)
-    assert torch.equal(second.test_images, datasets.load_fashion_mnist(other).test_images)
+    assert torch.equal(second.test_images, builtin.load_fashion_mnist(other).test_images)
 
 
 def test_entry_records_the_source_hashes_and_a_damaged_entry_is_rebuilt(tmp_path: Path, system_fashion: Path) -> None:
-    reference = datasets.load_fashion_mnist(None)
+    reference = builtin.load_fashion_mnist(None)
     (entry,) = (tmp_path / "cache" / "fashion-mnist").iterdir()
     record = json.loads((entry / data_cache.ENTRY_FILE).read_text())
     for name, source in record["sources"].items():
         assert source["sha256"] == hashlib.sha256((system_fashion / f"{name}.gz").read_bytes()).hexdigest()
     staged = entry / "train-images-idx3-ubyte"
     staged.write_bytes(staged.read_bytes()[:1000])  # a damaged cache is the cache's problem, not the data's
-    assert torch.equal(datasets.load_fashion_mnist(None).train_images, reference.train_images)
+    assert torch.equal(builtin.load_fashion_mnist(None).train_images, reference.train_images)
 
 
 def test_two_data_roots_never_share_an_entry(tmp_path: Path, system_fashion: Path) -> None:
     twin = tmp_path / "twin"
     shutil.copytree(system_fashion, twin)  # the very same bytes elsewhere
-    datasets.load_fashion_mnist(None)
-    datasets.load_fashion_mnist(twin)
+    builtin.load_fashion_mnist(None)
+    builtin.load_fashion_mnist(twin)
     assert len(list((tmp_path / "cache" / "fashion-mnist").iterdir())) == 2
 
 
@@ -385,7 +387,7 @@ def test_impossible_idx_content_is_refused_naming_the_file(tmp_path: Path, file:
     raw = write_fashion_mnist_idx(tmp_path, per_class=12, test_per_class=10)
     write_idx(raw / file, array)
     with pytest.raises(DcbenchError, match=message.replace("(", r"\(").replace(")", r"\)")) as info:
-        datasets.load_fashion_mnist(tmp_path)
+        builtin.load_fashion_mnist(tmp_path)
     assert file in str(info.value)
 
 

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from dcbench import datasets
 from dcbench.cli import main
+from dcbench.data import builtin
 from dcbench.host.errors import DcbenchError
 from dcbench.method.synthetic import load_synthetic
 from dcbench.tools.importers import DATASETS, import_synthetic
@@ -170,12 +170,12 @@ def test_cli_error_is_one_line_and_exit_2(tmp_path: Path, capsys) -> None:
 
 
 def test_normalisation_constants_match_the_dataset_loaders(monkeypatch: pytest.MonkeyPatch) -> None:
-    """importers.DATASETS repeats the constants of dcbench/datasets.py; they must not drift apart."""
+    """importers.DATASETS repeats the constants of dcbench/data/builtin.py; they must not drift apart."""
     used: dict[str, tuple] = {}
-    monkeypatch.setattr(datasets, "_load_mnist_like", lambda name, folder, tv_name, mean, std, root, extra_dirs=():
+    monkeypatch.setattr(builtin, "_load_mnist_like", lambda name, folder, tv_name, mean, std, root, extra_dirs=():
                         used.setdefault(name, ((mean,), (std,))))
-    monkeypatch.setattr(datasets, "_load_torchvision", lambda name, build, expected, root, mean, std:
+    monkeypatch.setattr(builtin, "_load_torchvision", lambda name, build, expected, root, mean, std:
                         used.setdefault(name, (mean, std)))
-    for spec in datasets.BUILTIN_DATASETS:
+    for spec in builtin.BUILTIN_DATASETS:
         spec.loader(None)
     assert used == {name: (encoding.mean, encoding.std) for name, encoding in DATASETS.items()}

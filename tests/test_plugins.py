@@ -3,66 +3,19 @@ from __future__ import annotations
 
 import importlib.metadata
 import re
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
+from plugin_sources import GOOD_PLUGIN
 
-from dcbench import hookimpl, hookspecs
+from dcbench import hookimpl
 from dcbench.host.errors import DcbenchError
 from dcbench.method.contract import Method
-from dcbench.plugins import ENTRY_POINT_GROUP, load_plugins
-
-REAL_ENTRY_POINTS = importlib.metadata.entry_points
-
-
-@pytest.fixture
-def extra_plugins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """Install plugin modules written by a test as extra entry points of the ``dcbench`` group."""
-    monkeypatch.syspath_prepend(str(tmp_path))
-    added: list[importlib.metadata.EntryPoint] = []
-
-    def add(name: str, source: str) -> None:
-        module = f"dcbench_test_{name}"
-        (tmp_path / f"{module}.py").write_text(textwrap.dedent(source))
-        sys.modules.pop(module, None)
-        added.append(importlib.metadata.EntryPoint(name, module, ENTRY_POINT_GROUP))
-
-    def entry_points(**kwargs):
-        return [*REAL_ENTRY_POINTS(**kwargs), *added] if kwargs.get("group") == ENTRY_POINT_GROUP \
-            else REAL_ENTRY_POINTS(**kwargs)
-
-    monkeypatch.setattr(importlib.metadata, "entry_points", entry_points)
-    return add
-
-
-GOOD_PLUGIN = """
-    from dataclasses import dataclass
-    from typing import ClassVar
-    from dcbench import hookimpl
-    from dcbench.method.contract import Method, class_major_labels
-    from dcbench.method.synthetic import SyntheticSet
-    import torch
-
-    @dataclass
-    class ZeroConfig:
-        PRESETS: ClassVar[dict] = {}
-
-    class Zero(Method):
-        name = "{name}"
-        version = "9.9"
-        description = "all-zero images"
-        config_class = ZeroConfig
-
-        def condense(self, real, ipc, config, seed, ctx):
-            return SyntheticSet(torch.zeros(real.num_classes * ipc, real.channels, *real.image_size),
-                                class_major_labels(real.num_classes, ipc))
-
-    @hookimpl
-    def dcbench_register_methods(register):
-        register(Zero())
-"""
+from dcbench.plugins import ENTRY_POINT_GROUP, hookspecs, load_plugins
+from dcbench.run.cell import execute_cell
+from dcbench.run.plan import plan_cells
+from dcbench.run.shared import registry as shared_registry
+from dcbench.run.shared import reset_caches
 
 
 def test_builtin_plugins_come_through_the_entry_point_group() -> None:
@@ -199,19 +152,18 @@ def test_hook_dcbench_register_architectures(extra_plugins) -> None:
 
 
 def _run_one_cell(tmp_path: Path, fashion_root: Path, recorder: Recorder, method: str = "herding") -> dict:
-    from dcbench import runner
     from dcbench.run.spec import Spec
 
-    runner._registry.cache_clear()
-    registry = runner._registry()
+    reset_caches()
+    registry = shared_registry()
     registry.manager.register(recorder, name="recorder")
     try:
         spec = Spec(name="t", preset="smoke", methods=[method], ipcs=[1], seeds=[0])
-        [cell] = runner.plan_cells(spec, registry, str(fashion_root), "cpu")
-        return runner.execute_cell(cell, str(tmp_path))
+        [cell] = plan_cells(spec, registry, str(fashion_root), "cpu")
+        return execute_cell(cell, str(tmp_path))
     finally:
         registry.manager.unregister(name="recorder")
-        runner._registry.cache_clear()
+        reset_caches()
 
 
 def test_hook_dcbench_cell_started(tmp_path: Path, fashion_root: Path) -> None:

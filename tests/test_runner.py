@@ -14,10 +14,12 @@ import pandas as pd
 import pytest
 import torch
 
-from dcbench import runner
 from dcbench.host.errors import DcbenchError
 from dcbench.method.contract import Method, class_major_labels
 from dcbench.method.synthetic import SyntheticSet
+from dcbench.run.grid import run_benchmark
+from dcbench.run.plan import plan_cells
+from dcbench.run.shared import registry as shared_registry
 from dcbench.run.spec import load_spec
 
 TIMING_COLUMNS = ["condense_s", "eval_s", "peak_rss_mb", "cuda_peak_mb"]
@@ -29,14 +31,6 @@ ipcs = [1, 2]
 seeds = [0, 1]
 """
 
-
-@pytest.fixture(autouse=True)
-def fresh_registry():
-    runner._registry.cache_clear()
-    runner._forget_data()
-    yield
-    runner._registry.cache_clear()
-    runner._forget_data()
 
 
 def write_spec(tmp_path: Path, text: str = SPEC) -> Path:
@@ -51,7 +45,7 @@ def numbers(out: Path) -> pd.DataFrame:
 
 
 def run(tmp_path: Path, out: Path, fashion_root: Path, **kwargs) -> Path:
-    return runner.run_benchmark(write_spec(tmp_path), out=out, data_root=str(fashion_root), device="cpu",
+    return run_benchmark(write_spec(tmp_path), out=out, data_root=str(fashion_root), device="cpu",
                                 show_progress=False, write_report=False, **kwargs)
 
 
@@ -59,8 +53,8 @@ def test_default_spec_is_the_quick_fashion_mnist_benchmark() -> None:
     spec = load_spec(None)
     assert (spec.name, spec.preset, spec.datasets, spec.ipcs, spec.seeds) == \
         ("fashion-mnist-quick", "quick", ["fashion-mnist"], [1, 10], [0, 1, 2])
-    registry = runner._registry()
-    cells = runner.plan_cells(spec, registry, None, "cpu")
+    registry = shared_registry()
+    cells = plan_cells(spec, registry, None, "cpu")
     methods = {c.method for c in cells}
     assert "random" in methods and "whole" not in methods and methods == set(registry.methods) - {"whole"}
     assert len(cells) == len(methods) * 2 * 3
@@ -105,7 +99,7 @@ def test_changed_config_is_detected(tmp_path: Path, fashion_root: Path) -> None:
     run(tmp_path, out, fashion_root)
     write_spec(tmp_path, SPEC + "\n[overrides.herding]\nnet_width = 8\n")
     with pytest.raises(DcbenchError, match="computed with a different config"):
-        runner.run_benchmark(tmp_path / "tiny.toml", out=out, data_root=str(fashion_root), device="cpu",
+        run_benchmark(tmp_path / "tiny.toml", out=out, data_root=str(fashion_root), device="cpu",
                              show_progress=False, write_report=False)
 
 
@@ -125,11 +119,11 @@ class DivergingMethod(Method):
 
 
 def test_failed_cell_is_recorded_and_others_go_on(tmp_path: Path, fashion_root: Path) -> None:
-    registry = runner._registry()
+    registry = shared_registry()
     registry.methods["diverging"] = DivergingMethod()
     registry.owners[("method", "diverging")] = "test"
     spec = write_spec(tmp_path, SPEC.replace('["random", "herding"]', '["random", "diverging"]'))
-    out = runner.run_benchmark(spec, out=tmp_path / "out", data_root=str(fashion_root), device="cpu",
+    out = run_benchmark(spec, out=tmp_path / "out", data_root=str(fashion_root), device="cpu",
                                show_progress=False, write_report=False)
     failures = pd.read_csv(out / "failures.csv")
     assert len(failures) == 4 and failures["reason"].str.contains("NonFiniteLossError: loss became nan").all()

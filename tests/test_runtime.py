@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from dcbench import runtime
 from dcbench.cli import main
 from dcbench.data.builtin import load_fashion_mnist
 from dcbench.evaluation import Protocol, evaluate_synthetic
+from dcbench.host import runtime
 from dcbench.host.errors import DcbenchError
 from dcbench.method.condense import condense
 from dcbench.method.seeding import make_generator

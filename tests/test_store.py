@@ -23,7 +23,6 @@ import pandas as pd
 import pytest
 import torch
 
-from dcbench import lock, runner
 from dcbench.cli import main
 from dcbench.host.compat import tomllib
 from dcbench.host.errors import DcbenchError
@@ -31,8 +30,13 @@ from dcbench.host.files import atomic_write_text
 from dcbench.host.outputs import staged_directory
 from dcbench.method.contract import Method, class_major_labels
 from dcbench.method.synthetic import SyntheticSet
+from dcbench.results import lock
 from dcbench.results.identity import CellIdentity, data_fingerprint, identity_notes
 from dcbench.results.store import Store
+from dcbench.run import grid, shared
+from dcbench.run.grid import RunOptions, RunOutcome, run_grid
+from dcbench.run.shared import dataset_fingerprint, forget_data, loaded_dataset, reset_caches
+from dcbench.run.shared import registry as shared_registry
 
 TESTS = Path(__file__).parent
 BASE = """
@@ -45,14 +49,6 @@ seeds = {seeds}
 """
 
 
-@pytest.fixture(autouse=True)
-def fresh_registry():
-    runner._registry.cache_clear()
-    runner._forget_data()
-    yield
-    runner._registry.cache_clear()
-    runner._forget_data()
-
 
 def spec_file(tmp_path: Path, methods: list[str], seeds: list[int], extra: str = "", name: str = "spec") -> Path:
     path = tmp_path / f"{name}.toml"
@@ -60,13 +56,13 @@ def spec_file(tmp_path: Path, methods: list[str], seeds: list[int], extra: str =
     return path
 
 
-def run(spec: Path, out: Path, data_root: Path) -> runner.RunOutcome:
-    return runner.run_grid(spec, out=out, data_root=str(data_root), device="cpu", show_progress=False,
-                           write_report=False)
+def run(spec: Path, out: Path, data_root: Path) -> RunOutcome:
+    return run_grid(RunOptions(spec, out=out, data_root=str(data_root), device="cpu", show_progress=False,
+                               write_report=False))
 
 
 def register(method: Method) -> None:
-    registry = runner._registry()
+    registry = shared_registry()
     registry.methods[method.name] = method
     registry.owners[("method", method.name)] = "test"
 
@@ -190,8 +186,8 @@ def test_2_other_data_and_another_plugin_version_are_not_pooled(tmp_path: Path, 
     out = tmp_path / "out"
     run(spec_file(tmp_path, ["random"], [0]), out, fashion_root)
     run(spec_file(tmp_path, ["random"], [1]), out, other_root)
-    runner._registry.cache_clear()
-    registry = runner._registry()
+    reset_caches()
+    registry = shared_registry()
     registry.plugins[registry.owners[("method", "random")]].version = "9.9.9"
     run(spec_file(tmp_path, ["random"], [2]), out, fashion_root)
 
@@ -227,7 +223,7 @@ def test_identity_fields_default_for_older_cells_and_precision_is_fp32() -> None
 
 
 def test_data_fingerprint_is_content_only_and_cached_per_process(fashion_root: Path, monkeypatch) -> None:
-    real = runner._loaded("fashion-mnist", str(fashion_root))
+    real = loaded_dataset("fashion-mnist", str(fashion_root))
     tensors = (real.train_images, real.train_labels, real.test_images, real.test_labels, real.num_classes)
     reference = data_fingerprint(*tensors)
     copies = [t.clone() if isinstance(t, torch.Tensor) else t for t in tensors]
@@ -235,10 +231,10 @@ def test_data_fingerprint_is_content_only_and_cached_per_process(fashion_root: P
     copies[0][3, 0, 5, 5] += 1e-3
     assert data_fingerprint(*copies) != reference
     calls = []
-    monkeypatch.setattr(runner, "data_fingerprint", lambda *a: calls.append(1) or reference)
-    runner._data_fingerprint.cache_clear()
+    monkeypatch.setattr(shared, "data_fingerprint", lambda *a: calls.append(1) or reference)
+    forget_data()
     for _ in range(3):
-        assert runner._data_fingerprint("fashion-mnist", str(fashion_root)) == reference
+        assert dataset_fingerprint("fashion-mnist", str(fashion_root)) == reference
     assert len(calls) == 1
 
 
@@ -296,7 +292,7 @@ def test_exit_status_all_cells_failed_is_1_all_done_is_0_and_no_method_is_2(tmp_
                  *common]) == 0
     capsys.readouterr()
     monkeypatch.setenv("DCBENCH_LOAD_PLUGINS", "")  # no method plugin at all
-    runner._registry.cache_clear()
+    reset_caches()
     (tmp_path / "all.toml").write_text('preset = "smoke"\nipcs = [1]\nseeds = [0]\n')
     assert main(["run", str(tmp_path / "all.toml"), "--out", str(tmp_path / "c"), *common]) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -308,9 +304,10 @@ def test_exit_status_all_cells_failed_is_1_all_done_is_0_and_no_method_is_2(tmp_
 DRIVER = f"""
 import sys
 sys.path.insert(0, {str(TESTS)!r})
-from dcbench import cli, runner
+from dcbench import cli
+from dcbench.run.shared import registry as shared_registry
 from test_store import GateMethod
-registry = runner._registry()
+registry = shared_registry()
 registry.methods["gate"] = GateMethod()
 registry.owners[("method", "gate")] = "test"
 sys.exit(cli.main(sys.argv[1:]))
@@ -420,7 +417,7 @@ def test_8_run_refuses_an_unusable_out_before_any_work(tmp_path: Path, fashion_r
     spec = spec_file(tmp_path, ["random"], [0])
     (tmp_path / "a-file").write_text("x")
     common = ["--data-root", str(fashion_root), "--device", "cpu", "--quiet"]
-    monkeypatch.setattr(runner, "plan_cells", lambda *a: pytest.fail("work started"))
+    monkeypatch.setattr(grid, "plan_cells", lambda *a: pytest.fail("work started"))
     assert main(["run", str(spec), "--out", str(tmp_path / "a-file"), *common]) == 2
     assert main(["run", str(spec), "--out", str(tmp_path / "a-file" / "below"), *common]) == 2
     monkeypatch.setattr("shutil.disk_usage", lambda path: SimpleNamespace(free=3 * 2**20))

@@ -1,14 +1,16 @@
 """`dcbench run` options of issue 15 end to end: curves, TensorBoard, checkpoint settings and refusals."""
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import pytest
 import torch
 
-from dcbench import runner
 from dcbench.host.errors import DcbenchError
 from dcbench.method.checkpoint import CHECKPOINT_FILE, Checkpointer, CheckpointPolicy, checkpoint_identity
+from dcbench.run.grid import run_benchmark
+from dcbench.run.shared import registry as shared_registry
 from dcbench.run.spec import load_spec
 
 SPEC = """
@@ -21,14 +23,6 @@ checkpoint_every = 1
 """
 
 
-@pytest.fixture(autouse=True)
-def fresh_registry():
-    runner._registry.cache_clear()
-    runner._dataset.cache_clear()
-    yield
-    runner._registry.cache_clear()
-    runner._dataset.cache_clear()
-
 
 def write_spec(tmp_path: Path, text: str = SPEC) -> Path:
     path = tmp_path / "tb.toml"
@@ -38,7 +32,7 @@ def write_spec(tmp_path: Path, text: str = SPEC) -> Path:
 
 def test_run_writes_curves_tensorboard_events_and_a_loss_figure(tmp_path: Path, fashion_root: Path) -> None:
     event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
-    out = runner.run_benchmark(write_spec(tmp_path), out=tmp_path / "out", data_root=str(fashion_root),
+    out = run_benchmark(write_spec(tmp_path), out=tmp_path / "out", data_root=str(fashion_root),
                                device="cpu", show_progress=False, tensorboard=True)
     dm = out / "runs" / "dm-fashion-mnist-ipc1-s0"
     assert (dm / "curve.csv").read_text().splitlines()[0] == "step,total,loss"
@@ -58,11 +52,11 @@ def test_run_writes_curves_tensorboard_events_and_a_loss_figure(tmp_path: Path, 
 
 def test_tensorboard_without_the_package_is_refused_before_work(tmp_path: Path, fashion_root: Path,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    real_find_spec = runner.importlib.util.find_spec
-    monkeypatch.setattr(runner.importlib.util, "find_spec",
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *a: None if name == "tensorboard" else real_find_spec(name, *a))
     with pytest.raises(DcbenchError, match=r"pip install 'dcbench\[tensorboard\]'"):
-        runner.run_benchmark(write_spec(tmp_path), out=tmp_path / "out", data_root=str(fashion_root),
+        run_benchmark(write_spec(tmp_path), out=tmp_path / "out", data_root=str(fashion_root),
                              device="cpu", show_progress=False, tensorboard=str(tmp_path / "tb"))
     assert not (tmp_path / "out").exists()
 
@@ -70,10 +64,10 @@ def test_tensorboard_without_the_package_is_refused_before_work(tmp_path: Path, 
 def test_a_cell_checkpoint_of_another_config_stops_the_run_before_any_work(tmp_path: Path,
                                                                            fashion_root: Path) -> None:
     cell_dir = tmp_path / "out" / "runs" / "dm-fashion-mnist-ipc1-s0"
-    stale = checkpoint_identity("dm", runner._registry().method("dm").version, "0ldc0nf1g", "fashion-mnist", 1, 0)
+    stale = checkpoint_identity("dm", shared_registry().method("dm").version, "0ldc0nf1g", "fashion-mnist", 1, 0)
     Checkpointer(cell_dir, stale, CheckpointPolicy(iterations=1)).save(1, 2, lambda: {"images": torch.zeros(1)})
     with pytest.raises(DcbenchError, match="written by a different config .*config_hash '0ldc0nf1g'"):
-        runner.run_benchmark(write_spec(tmp_path), out=tmp_path / "out", data_root=str(fashion_root),
+        run_benchmark(write_spec(tmp_path), out=tmp_path / "out", data_root=str(fashion_root),
                              device="cpu", show_progress=False, write_report=False)
     assert not (tmp_path / "out" / "runs" / "random-fashion-mnist-ipc1-s0").exists()
     assert (cell_dir / CHECKPOINT_FILE).exists()

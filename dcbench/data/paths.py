@@ -168,8 +168,6 @@ def is_dataset_path(name: str) -> bool:
 
 def path_dataset(name: str, size: object = None) -> DatasetSpec:
     """The dispatch hook for a path-like dataset name: read by :mod:`dcbench.data.paths`."""
-    from dcbench.data.paths import DatasetSource
-
     return DatasetSource.from_entry(name, size=size).spec()
 
 

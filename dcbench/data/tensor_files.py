@@ -12,8 +12,8 @@ import torch
 from torch import Tensor
 
 from dcbench.data.real import SPLITS, TENSOR_KEYS, Decoded, channel_stats
-from dcbench.host.errors import DcbenchError
 from dcbench.data.safe_pickle import load_tensor_file
+from dcbench.host.errors import DcbenchError
 from dcbench.host.files import file_sha256
 
 TENSOR_SUFFIXES = (".pt", ".npz")

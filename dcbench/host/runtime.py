@@ -29,6 +29,8 @@ import os
 import sys
 from collections.abc import Iterator
 
+from dcbench.host.errors import DcbenchError
+
 #: fp16 is not offered: without loss scaling its image gradients underflow; bf16 has fp32's range.
 PRECISIONS = ("fp32", "bf16")
 
@@ -91,7 +93,6 @@ def set_threads(threads: int | None) -> int:
 
     if threads is not None:
         if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-            from dcbench.host.errors import DcbenchError
 
             raise DcbenchError(f"threads must be a whole number >= 1, got {threads!r}")
         torch.set_num_threads(threads)
@@ -121,7 +122,6 @@ def native_bf16(device_type: str) -> bool:
 def check_precision(precision: str, device_type: str | None = None) -> str:
     """``precision`` if it is known and (given ``device_type``) native there, else a one-line
     :class:`DcbenchError`: an emulated bf16 would only make a run many times slower."""
-    from dcbench.host.errors import DcbenchError
 
     if precision not in PRECISIONS:
         raise DcbenchError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")

@@ -53,12 +53,12 @@ def condense(method: Method, real: RealDataset, ipc: int, seed: int, preset: str
         raise DcbenchError(f"IPC must be a positive integer, got {ipc!r}")
     check_seed(seed)
     smallest = min(len(i) for i in real.indices_by_class)
-    if ipc > smallest and not getattr(method, "reference_only", False):
+    if ipc > smallest and not method.reference_only:
         raise DcbenchError(f"IPC {ipc} exceeds the {smallest} training images of the smallest class of {real.name}")
     config = method.make_config(preset, overrides)
     ctx = ctx or CondenseContext(device=real.device)
     check_precision(precision, ctx.device.type)
-    if state_store is not None and getattr(method, "resumable", False):
+    if state_store is not None and method.resumable:
         ctx.state_store = state_store
     start = time.perf_counter()
     with autocast(precision, ctx.device.type):
@@ -67,7 +67,7 @@ def condense(method: Method, real: RealDataset, ipc: int, seed: int, preset: str
     if not isinstance(synthetic, SyntheticSet):
         raise DcbenchError(f"method {method.name!r} returned {type(synthetic).__name__}, not a SyntheticSet")
     synthetic.validate(real.channels, real.image_size, real.num_classes, source=f"method {method.name!r}")
-    if not getattr(method, "reference_only", False):
+    if not method.reference_only:
         synthetic.check_budget(ipc, real.num_classes, source=f"method {method.name!r}")
     config_dict = config_to_dict(config)
     native = method.native_evaluation(real.name)

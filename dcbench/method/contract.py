@@ -171,6 +171,13 @@ class Method:
     #: interrupted cell continues from its last checkpoint (the conformance kit checks that the
     #: result is then bitwise the uninterrupted one); a method that leaves it False restarts
     resumable: ClassVar[bool] = False
+    #: True when the output does not depend on the seed (e.g. a deterministic coreset such as
+    #: herding): the conformance kit then skips its seed-sensitivity check
+    seed_independent: ClassVar[bool] = False
+    #: True for a reference line rather than a condensation (the whole training set): it may return
+    #: more than IPC images per class, a grid runs it only when a spec names it, and the report
+    #: shows it on top of a table, never ranked or tested
+    reference_only: ClassVar[bool] = False
 
     def native_evaluation(self, dataset: str) -> NativeEvaluation:
         """How the method's own paper evaluates its sets on ``dataset`` (``eval_augmentation =

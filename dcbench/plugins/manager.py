@@ -24,6 +24,7 @@ from typing import Any
 
 import pluggy
 
+from dcbench import __version__
 from dcbench.data.paths import is_dataset_path, path_dataset
 from dcbench.data.real import DatasetSpec
 from dcbench.host.errors import DcbenchError
@@ -65,6 +66,11 @@ class Registry:
 
     def architecture(self, name: str) -> Architecture:
         return self._lookup("architecture", self.architectures, name)
+
+    def plugin_version(self, method: str) -> str | None:
+        """The version of the distribution whose plugin registered ``method`` (None if unknown)."""
+        info = self.plugins.get(self.owners.get(("method", method), ""))
+        return info.version if info else None
 
     @staticmethod
     def _lookup(kind: str, table: dict[str, Any], name: str) -> Any:
@@ -225,5 +231,4 @@ def _check_method(method: Method) -> None:
 
 
 def _own_version() -> str:
-    from dcbench import __version__
     return __version__

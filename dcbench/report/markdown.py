@@ -9,6 +9,7 @@ import pandas as pd
 from dcbench import stats
 from dcbench.report import cost
 from dcbench.report.analysis import FAMILY_LABELS, Analysis
+from dcbench.report.compare import write_comparison
 from dcbench.report.context import ReportContext
 from dcbench.report.formatting import number, p_clause, p_value, render_markdown_table, span, yes_no
 from dcbench.report.inputs import COST_COLUMNS, WHOLE_DATASET, dataset_manifests
@@ -101,8 +102,6 @@ def reference_section(context: ReportContext) -> list[str]:
     """The run held against ``--against`` cell by cell; writes reference_comparison.csv."""
     if context.against is None:
         return []
-    from dcbench.report.compare import write_comparison  # compare reads runs.csv through this package
-
     lines = write_comparison(context.results_dir, context.against, context.out_dir, context.alpha)
     return ["## Against the reference", "", *lines, ""]
 

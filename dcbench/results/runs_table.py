@@ -11,7 +11,17 @@ import pandas as pd
 
 from dcbench import stats
 from dcbench.host.errors import DcbenchError
+from dcbench.results.identity import IDENTITY_COLUMN, IDENTITY_FIELDS
 
+_BASE_COLUMNS = [
+    "run_id", "method", "method_name", "method_version", "plugin_version", "dataset", "ipc", "eval_arch",
+    "synth_seed", "eval_seed", "eval_index", "test_acc", "train_acc", "condense_s", "eval_s", "peak_rss_mb",
+    "cuda_peak_mb", "synth_iters", "config_hash", "preset", "protocol", "eval_epochs", "eval_augmentation",
+    "eval_models", "device", "device_name", "threads", "dcbench_version", IDENTITY_COLUMN,
+]
+#: runs.csv columns: every identity field has its own column (a new field adds one by itself)
+RUNS_COLUMNS = _BASE_COLUMNS + [f for f in IDENTITY_FIELDS if f not in _BASE_COLUMNS] + ["data_root"]
+FAILURE_COLUMNS = ["run_id", "method", "dataset", "ipc", "synth_seed", "reason"]
 ACCURACY = "acc_pct"  # test_acc in percent: the unit of every reported number
 STATISTICS_COLUMNS = ("run_id", "method", "dataset", "ipc", "eval_arch", "synth_seed",
                       "eval_index", "test_acc")

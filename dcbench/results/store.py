@@ -27,71 +27,21 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import pandas as pd
 
 from dcbench.host.compat import tomllib
 from dcbench.host.errors import DcbenchError
-from dcbench.results.identity import IDENTITY_COLUMN, IDENTITY_FIELDS, CellIdentity, identity_of_metrics, label_identities
+from dcbench.results.record import METRICS_FILE, CellRecord, record_problem
+from dcbench.results.identity import CellIdentity, identity_of_metrics, label_identities
+from dcbench.results.runs_table import FAILURE_COLUMNS, RUNS_COLUMNS
 from dcbench.method.synthetic import MANIFEST_FILE, load_synthetic
 from dcbench.host.files import atomic_write_text
 
-METRICS_FILE = "metrics.json"
 SPEC_FILE = "spec.toml"
-_BASE_COLUMNS = [
-    "run_id", "method", "method_name", "method_version", "plugin_version", "dataset", "ipc", "eval_arch",
-    "synth_seed", "eval_seed", "eval_index", "test_acc", "train_acc", "condense_s", "eval_s", "peak_rss_mb",
-    "cuda_peak_mb", "synth_iters", "config_hash", "preset", "protocol", "eval_epochs", "eval_augmentation",
-    "eval_models", "device", "device_name", "threads", "dcbench_version", IDENTITY_COLUMN,
-]
-#: runs.csv columns: every identity field has its own column (a new field adds one by itself)
-RUNS_COLUMNS = _BASE_COLUMNS + [f for f in IDENTITY_FIELDS if f not in _BASE_COLUMNS] + ["data_root"]
-FAILURE_COLUMNS = ["run_id", "method", "dataset", "ipc", "synth_seed", "reason"]
-
-_CELL = {"type": "object", "required": ["id", "method", "dataset", "ipc", "seed", "preset"],
-         "properties": {"id": {"type": "string", "minLength": 1}, "method": {"type": "string"},
-                        "dataset": {"type": "string"}, "ipc": {"type": "integer", "minimum": 0},
-                        "seed": {"type": "integer", "minimum": 0}, "preset": {"type": "string"}}}
-_NUMBERS = {"type": "array", "minItems": 1, "items": {"type": "number"}}
-_EVALUATION = {
-    "type": "object", "required": ["arch", "protocol", "seconds", "test_accs", "train_accs", "eval_seeds"],
-    "properties": {
-        "arch": {"type": "string"},
-        "protocol": {"type": "object", "required": ["name", "epochs", "augmentation", "models"]},
-        "seconds": {"type": "number"},
-        "test_accs": {**_NUMBERS, "items": {"type": "number", "minimum": 0, "maximum": 1}},
-        "train_accs": _NUMBERS,
-        "eval_seeds": {"type": "array", "minItems": 1, "items": {"type": "integer"}},
-    },
-}
-#: what rebuild_tables reads from a metrics.json; checked before a cell counts as finished
-METRICS_SCHEMA = {
-    "type": "object",
-    "required": ["cell", "status"],
-    "properties": {"cell": _CELL, "status": {"enum": ["done", "failed"]}},
-    "if": {"properties": {"status": {"const": "done"}}},
-    "then": {"required": ["fingerprint", "method_version", "condense_s", "evaluations"],
-             "properties": {"fingerprint": {"type": "object"}, "method_version": {"type": ["string", "null"]},
-                            "condense_s": {"type": "number"},
-                            "evaluations": {"type": "array", "minItems": 1, "items": _EVALUATION}}},
-    "else": {"required": ["reason"], "properties": {"reason": {"type": "string"}}},
-}
-_VALIDATOR = jsonschema.Draft202012Validator(METRICS_SCHEMA)
-
 
 def metrics_problem(metrics: Any, cell_id: str) -> str | None:
-    """Why a parsed metrics.json cannot be used (None when it can): schema, then consistency."""
-    error = jsonschema.exceptions.best_match(_VALIDATOR.iter_errors(metrics))
-    if error is not None:
-        return f"{METRICS_FILE} {error.json_path}: {error.message}"
-    if metrics["cell"]["id"] != cell_id:
-        return f"{METRICS_FILE} belongs to cell {metrics['cell']['id']!r}, not to its directory {cell_id!r}"
-    for ev in metrics.get("evaluations", []) if metrics["status"] == "done" else []:
-        if not len(ev["test_accs"]) == len(ev["train_accs"]) == len(ev["eval_seeds"]):
-            return f"{METRICS_FILE}: evaluation on {ev['arch']} has lists of different lengths"
-        if not all(math.isfinite(a) for a in ev["test_accs"]):
-            return f"{METRICS_FILE}: evaluation on {ev['arch']} has a non-finite accuracy"
-    return None
+    """Why a parsed metrics.json cannot be used (None when it can): see :func:`record_problem`."""
+    return record_problem(metrics, cell_id)
 
 
 @dataclass(frozen=True)
@@ -170,8 +120,9 @@ class Store:
             with open(log, "a") as f:
                 f.write(f"{_now()} damaged, re-running: {reason}\n")
 
-    def write_metrics(self, cell_id: str, metrics: dict[str, Any]) -> None:
-        atomic_write_text(self.cell_dir(cell_id) / METRICS_FILE, json.dumps(metrics, indent=2, sort_keys=True))
+    def write_metrics(self, cell_id: str, metrics: CellRecord | dict[str, Any]) -> None:
+        data = metrics.to_json() if isinstance(metrics, CellRecord) else metrics
+        atomic_write_text(self.cell_dir(cell_id) / METRICS_FILE, json.dumps(data, indent=2, sort_keys=True))
 
     def record_spec(self, toml_text: str, dcbench_version: str) -> None:
         """Append the spec to ``spec.toml`` unless it is the last one recorded there: the file
@@ -207,29 +158,13 @@ class Store:
                 continue
             if metrics is None:
                 continue
-            cell = metrics["cell"]
-            if metrics["status"] != "done":
-                failures.append({"run_id": cell["id"], "method": cell["method"], "dataset": cell["dataset"],
-                                 "ipc": cell["ipc"], "synth_seed": cell["seed"], "reason": metrics["reason"]})
+            record = CellRecord.from_json(metrics)
+            if record.status != "done":
+                cell = record.cell
+                failures.append({"run_id": cell.id, "method": cell.method, "dataset": cell.dataset,
+                                 "ipc": cell.ipc, "synth_seed": cell.seed, "reason": record.reason})
                 continue
-            identity = identity_of_metrics(metrics)
-            for ev in metrics["evaluations"]:
-                for k, (test_acc, train_acc, eval_seed) in enumerate(zip(ev["test_accs"], ev["train_accs"],
-                                                                        ev["eval_seeds"])):
-                    rows.append({
-                        **identity.to_dict(), IDENTITY_COLUMN: identity.key,
-                        "run_id": cell["id"], "method": cell["method"], "method_name": cell["method"],
-                        "dataset": cell["dataset"], "ipc": cell["ipc"], "eval_arch": ev["arch"],
-                        "synth_seed": cell["seed"], "eval_seed": eval_seed, "eval_index": k, "test_acc": test_acc,
-                        "train_acc": train_acc, "condense_s": metrics["condense_s"], "eval_s": ev["seconds"],
-                        "peak_rss_mb": metrics.get("peak_rss_mb"), "cuda_peak_mb": metrics.get("cuda_peak_mb"),
-                        "synth_iters": (metrics.get("method_metrics") or {}).get("iterations"),
-                        "preset": cell["preset"], "protocol": ev["protocol"]["name"],
-                        "eval_epochs": ev["protocol"]["epochs"], "eval_augmentation": ev["protocol"]["augmentation"],
-                        "eval_models": ev["protocol"]["models"], "device": metrics.get("device"),
-                        "device_name": metrics.get("device_name"), "threads": metrics.get("threads"),
-                        "dcbench_version": metrics.get("dcbench_version"), "data_root": metrics.get("data_root"),
-                    })
+            rows.extend(record.rows())
         runs = pd.DataFrame(rows, columns=RUNS_COLUMNS)
         runs["method"] = label_identities(runs)
         atomic_write_text(self.root / "runs.csv", runs.to_csv(index=False))

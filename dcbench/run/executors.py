@@ -40,7 +40,8 @@ from typing import Any
 from dcbench.host.errors import DcbenchError
 from dcbench.host.files import atomic_write
 from dcbench.method.checkpoint import CHECKPOINT_FILE
-from dcbench.results.store import METRICS_FILE, Store
+from dcbench.results.record import METRICS_FILE
+from dcbench.results.store import Store
 
 TOKEN_FILE = ".dcbench-driver-token"
 

@@ -30,8 +30,9 @@ from torch import Tensor
 from dcbench import __version__
 from dcbench.data.safe_pickle import load_tensor_file
 from dcbench.host.errors import DcbenchError
-from dcbench.method.contract import METHOD_NAME
+from dcbench.method.contract import METHOD_NAME, NativeEvaluation
 from dcbench.method.synthetic import GRID_FILE, SyntheticSet
+from dcbench.plugins import load_plugins
 
 try:
     from numpy._core.multiarray import scalar as _numpy_scalar  # NumPy 2
@@ -194,9 +195,6 @@ def _reported_accs(accs: Any, source: str) -> dict[str, list[float]]:
 def _native_evaluation(method: str, dataset: str) -> dict[str, Any]:
     """How the method's own paper evaluates its sets on ``dataset`` when it is installed; else
     the reference scripts' default (no augmentation)."""
-    from dcbench.method.contract import NativeEvaluation
-    from dcbench.plugins import load_plugins
-
     installed = load_plugins().methods.get(method)
     return dataclasses.asdict(installed.native_evaluation(dataset) if installed else NativeEvaluation())
 

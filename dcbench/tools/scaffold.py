@@ -15,6 +15,7 @@ from string import Template
 from dcbench import __version__
 from dcbench.host.errors import DcbenchError
 from dcbench.method.contract import METHOD_NAME
+from dcbench.plugins import ENTRY_POINT_GROUP, load_plugins
 
 TEMPLATE_DIR = Path(__file__).parent / "templates" / "method"
 #: template file -> where it goes in the package (a Template itself)
@@ -30,7 +31,6 @@ MAX_NAME_LENGTH = 40
 
 def check_method_name(name: str) -> None:
     """Raise a one-line :class:`DcbenchError` unless ``name`` can be a new method and package name."""
-    from dcbench.plugins import ENTRY_POINT_GROUP, load_plugins
 
     if not METHOD_NAME.match(name) or len(name) > MAX_NAME_LENGTH or keyword.iskeyword(name):
         raise DcbenchError(f"method name {name!r} must be 1-{MAX_NAME_LENGTH} lower-case letters, digits and '_', "

@@ -28,12 +28,17 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from dcbench.data.real import RealDataset
-from dcbench.method.contract import CondenseContext, class_major_labels, init_synthetic_images
-from dcbench.method.seeding import make_generator
-from dcbench.method.synthetic import SyntheticSet
-from dcbench.nn.augment import augment, siamese_augment
-from dcbench.nn.networks import ConvNet
+from dcbench.api import (
+    CondenseContext,
+    ConvNet,
+    RealDataset,
+    SyntheticSet,
+    augment,
+    class_major_labels,
+    init_synthetic_images,
+    make_generator,
+    siamese_augment,
+)
 
 from .config import CafeConfig
 from .losses import alignment_loss, class_means, default_map_weights, discrimination_loss

@@ -6,8 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from dcbench.host.errors import DcbenchError
-from dcbench.nn.augment import parse_strategy
+from dcbench.api import DcbenchError, parse_strategy
 
 INITS = ("noise", "real")
 

@@ -5,11 +5,16 @@ steps and non-Siamese DSA to the inner-loop network training, as the official ``
 """
 from __future__ import annotations
 
-from dcbench.data.real import RealDataset
-from dcbench.host.errors import DcbenchError
-from dcbench.method.contract import CondenseContext, Method, NativeEvaluation
-from dcbench.method.synthetic import SyntheticSet
-from dcbench.nn.augment import dc_strategy_for, dsa_strategy_for
+from dcbench.api import (
+    CondenseContext,
+    DcbenchError,
+    Method,
+    NativeEvaluation,
+    RealDataset,
+    SyntheticSet,
+    dc_strategy_for,
+    dsa_strategy_for,
+)
 
 from .bilevel import condense_cafe
 from .config import CafeConfig, CafeDsaConfig

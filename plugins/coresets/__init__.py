@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from dcbench import hookimpl
-from dcbench.method.contract import Method
+from dcbench.api import Method, hookimpl
 
 from .method import HerdingMethod, RandomMethod, WholeDatasetMethod
 

@@ -11,12 +11,17 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from dcbench.data.real import RealDataset
-from dcbench.host.errors import DcbenchError
-from dcbench.method.contract import CondenseContext, Method, class_major_labels, init_synthetic_images
-from dcbench.method.seeding import make_generator
-from dcbench.method.synthetic import SyntheticSet
-from dcbench.nn.networks import ConvNet
+from dcbench.api import (
+    CondenseContext,
+    ConvNet,
+    DcbenchError,
+    Method,
+    RealDataset,
+    SyntheticSet,
+    class_major_labels,
+    init_synthetic_images,
+    make_generator,
+)
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """DC (gradient matching) and DSA (DC with Differentiable Siamese Augmentation) baselines."""
 from __future__ import annotations
 
-from dcbench import hookimpl
+from dcbench.api import hookimpl
 
 from .method import DCMethod, DSAMethod
 

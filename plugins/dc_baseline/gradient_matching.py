@@ -21,10 +21,15 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from dcbench.data.real import RealDataset
-from dcbench.method.contract import CondenseContext, class_major_labels, init_synthetic_images
-from dcbench.method.seeding import make_generator
-from dcbench.nn.augment import augment, siamese_augment
+from dcbench.api import (
+    CondenseContext,
+    RealDataset,
+    augment,
+    class_major_labels,
+    init_synthetic_images,
+    make_generator,
+    siamese_augment,
+)
 
 from .gradients import class_gradients
 from .matching import match_loss

@@ -12,7 +12,7 @@ six and extends them by a written rule instead of exiting:
 """
 from __future__ import annotations
 
-from dcbench.host.errors import DcbenchError
+from dcbench.api import DcbenchError
 
 #: the reference table: ipc -> (outer_loop, inner_loop)
 REFERENCE_LOOPS: dict[int, tuple[int, int]] = {

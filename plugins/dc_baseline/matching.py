@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from dcbench.host.errors import DcbenchError
+from dcbench.api import DcbenchError
 
 METRICS = ("ours", "mse", "cos")
 #: added to the product of norms, as in the reference, so zero gradients give distance 1, not NaN

@@ -4,11 +4,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from dcbench.data.real import RealDataset
-from dcbench.host.errors import DcbenchError
-from dcbench.method.contract import CondenseContext, Method, NativeEvaluation
-from dcbench.method.synthetic import SyntheticSet
-from dcbench.nn.augment import dc_strategy_for, dsa_strategy_for, parse_strategy
+from dcbench.api import (
+    CondenseContext,
+    DcbenchError,
+    Method,
+    NativeEvaluation,
+    RealDataset,
+    SyntheticSet,
+    dc_strategy_for,
+    dsa_strategy_for,
+    parse_strategy,
+)
 
 from .gradient_matching import MatchingSettings, condense_by_gradient_matching
 from .loops import get_loops

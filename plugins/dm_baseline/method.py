@@ -13,12 +13,19 @@ from typing import Any, ClassVar, cast
 import torch
 from torch import Tensor, nn
 
-from dcbench.data.real import RealDataset
-from dcbench.host.errors import DcbenchError
-from dcbench.method.contract import CondenseContext, Method, NativeEvaluation, class_major_labels, init_synthetic_images
-from dcbench.method.seeding import make_generator
-from dcbench.method.synthetic import SyntheticSet
-from dcbench.nn.augment import parse_strategy, siamese_augment
+from dcbench.api import (
+    CondenseContext,
+    DcbenchError,
+    Method,
+    NativeEvaluation,
+    RealDataset,
+    SyntheticSet,
+    class_major_labels,
+    init_synthetic_images,
+    make_generator,
+    parse_strategy,
+    siamese_augment,
+)
 
 from .loss import distribution_matching_loss
 

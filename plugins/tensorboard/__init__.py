@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from dcbench import hookimpl
+from dcbench.api import hookimpl
 
 #: open writers, by cell id (a process runs its cells one after another)
 _writers: dict[str, Any] = {}

@@ -1,0 +1,112 @@
+"""A spec expanded into cells: one (method, dataset, IPC, seed) condensation and its evaluations on
+every evaluation architecture, validated against the installed plugins before any work starts."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from dcbench.data.paths import DatasetSource, resolve_dataset_entry
+from dcbench.evaluation import Protocol
+from dcbench.host.errors import DcbenchError
+from dcbench.method.checkpoint import checkpoint_identity
+from dcbench.method.condense import config_hash
+from dcbench.method.contract import Method, config_to_dict
+from dcbench.plugins import Registry
+from dcbench.results.identity import CellIdentity, protocol_hash
+from dcbench.results.record import CellKey, cell_id
+from dcbench.run.shared import dataset_fingerprint, loaded_dataset
+from dcbench.run.spec import Spec
+
+
+@dataclass(frozen=True)
+class Cell:
+    """Everything a worker needs to run one cell (plain data, so it pickles to a Ray task)."""
+
+    method: str
+    dataset: str
+    ipc: int
+    seed: int
+    preset: str
+    overrides: dict[str, Any]
+    protocols: list[dict[str, Any]]  # Protocol fields per evaluation architecture
+    fingerprint: dict[str, Any]  # the cell's identity (dcbench.results.identity.CellIdentity fields)
+    data_root: str | None = None
+    device: str = "auto"
+    torch_threads: int = field(default_factory=torch.get_num_threads)
+    precision: str = "fp32"
+    dataset_source: DatasetSource | None = None  # a dataset given by path (image folder, .pt/.npz)
+    checkpoint_every: str | int = "10m"  # see dcbench.method.checkpoint.CheckpointPolicy
+    tracking: dict[str, str] = field(default_factory=dict)  # for observer plugins, e.g. {"tensorboard": dir}
+
+    @property
+    def id(self) -> str:
+        return cell_id(self.method, self.dataset, self.ipc, self.seed)
+
+    def key(self) -> CellKey:
+        return CellKey(self.id, self.method, self.dataset, self.ipc, self.seed, self.preset)
+
+    def identity(self) -> dict[str, Any]:
+        """The cell as observers and ``metrics.json`` name it."""
+        return {"id": self.id, "method": self.method, "dataset": self.dataset, "ipc": self.ipc,
+                "seed": self.seed, "preset": self.preset}
+
+    def checkpoint_identity(self, method: Method) -> dict[str, Any]:
+        """What a checkpoint of this cell must have been written by."""
+        return checkpoint_identity(method.name, method.version, self.fingerprint["config_hash"], self.dataset,
+                                   self.ipc, self.seed)
+
+
+def plan_cells(spec: Spec, registry: Registry, data_root: str | None, device: str,
+               tracking: dict[str, str] | None = None) -> list[Cell]:
+    """The spec's grid, validated against the installed plugins before any work starts."""
+    methods = spec.methods or sorted(n for n, m in registry.methods.items() if not m.reference_only)
+    for name in spec.overrides:
+        if name not in methods:
+            raise DcbenchError(f"spec overrides method {name!r}, which is not in the spec's methods")
+    datasets = [resolve_dataset_entry(entry) for entry in spec.datasets]
+    for name, source in datasets:
+        if source is None:
+            registry.dataset(name)
+            continue
+        if name in registry.datasets:
+            raise DcbenchError(f"spec dataset {source.path} is named {name!r}, like a registered dataset; "
+                               'give it another name: { path = "...", name = "..." }')
+        # Read (decode, check, cache) a folder before any cell runs; its content joins the identity.
+        loaded_dataset(name, data_root, source)
+    for name in spec.eval_archs:
+        registry.architecture(name)
+    threads = spec.threads or torch.get_num_threads()
+    if not methods:
+        raise DcbenchError("the spec runs every installed method, and no method plugin is loaded; install one "
+                           "or see `dcbench plugins` for the plugins that failed to load")
+    cells = []
+    for method_name in methods:
+        method = registry.method(method_name)
+        overrides = spec.overrides.get(method_name, {})
+        config = config_to_dict(method.make_config(spec.preset, overrides))
+        for dataset, source in datasets:
+            protocols = _protocols(spec, method, dataset)
+            fingerprint = CellIdentity(
+                method_name=method_name, method_version=method.version,
+                plugin_version=registry.plugin_version(method_name),
+                config_hash=config_hash(method_name, config, spec.precision), protocol_hash=protocol_hash(protocols),
+                data_fingerprint=dataset_fingerprint(dataset, data_root, source),
+                precision=spec.precision,
+            ).to_dict()
+            for ipc in spec.ipcs:
+                for seed in spec.seeds:
+                    cells.append(Cell(method_name, dataset, ipc, seed, spec.preset, overrides, protocols,
+                                      fingerprint, data_root, device, threads, spec.precision, source,
+                                      checkpoint_every=spec.checkpoint_every, tracking=dict(tracking or {})))
+    return cells
+
+
+def _protocols(spec: Spec, method: Method, dataset: str) -> list[dict[str, Any]]:
+    """The evaluation protocol of each evaluation architecture, as plain fields."""
+    native = method.native_evaluation(dataset) if spec.eval_augmentation == "native" else None
+    extra = {k: v for k, v in (("models", spec.eval_models), ("epochs", spec.eval_epochs)) if v is not None}
+    return [Protocol.for_preset(spec.preset, dataset, spec.eval_augmentation, arch, native=native,
+                                precision=spec.precision, **extra).to_dict()
+            for arch in spec.eval_archs]
