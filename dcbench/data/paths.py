@@ -167,7 +167,8 @@ def is_dataset_path(name: str) -> bool:
 
 
 def path_dataset(name: str, size: object = None) -> DatasetSpec:
-    """The dispatch hook for a path-like dataset name: read by :mod:`dcbench.data.paths`."""
+    """The :class:`DatasetSpec` of a path-like dataset name (an image folder or a tensor file): what
+    the registry answers for a name no plugin registered."""
     return DatasetSource.from_entry(name, size=size).spec()
 
 

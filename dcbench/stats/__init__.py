@@ -1,6 +1,6 @@
 """Statistics for comparing condensation methods over seeds and tasks.
 
-The protocol is fixed in advance (reference/style_and_stats.md, Part B) so that no test is chosen
+The protocol is fixed in advance (the README's "Statistics" section states it) so that no test is chosen
 after seeing the data:
 
 * One cell (:mod:`.cells`): per-seed means, their SD and t-interval; the synthesis seed is the

@@ -23,7 +23,7 @@ from dcbench.run.grid import run_benchmark
 from dcbench.run.shared import forget_data, reset_caches
 from dcbench.stats import holm
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 # Accuracy (%) of each (method, ipc) per seed: three seeds, two evaluation models each.
 LEVELS = {("random", 1): 48.0, ("random", 10): 72.0, ("dm", 1): 69.0, ("dm", 10): 78.0}

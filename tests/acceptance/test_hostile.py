@@ -39,7 +39,10 @@ from dcbench.results.store import Store
 from dcbench.run.ray_probe import check_ray_address
 from dcbench.testing import write_fashion_mnist_idx
 
-REPO = Path(__file__).parents[1]
+#: the hostile-input corpus: every bad input a user or a file from elsewhere can hand dcbench
+pytestmark = pytest.mark.acceptance
+
+REPO = Path(__file__).parents[2]
 IDX = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
 

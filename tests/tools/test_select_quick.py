@@ -11,7 +11,7 @@ import torch
 from dcbench.data.builtin import load_fashion_mnist
 from dcbench.host.errors import DcbenchError
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "select_quick.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "select_quick.py"
 
 
 @pytest.fixture(scope="module")
