@@ -22,6 +22,7 @@ the command that made it). Example (the real sweep is CPU-heavy: run it on a qui
     .venv/bin/python benchmarks/select_quick.py random --preset smoke --grid net_width=8,16 --ipcs 1 \\
         --seeds 100 --train 100 --val 50 --epochs 2 --out /tmp/selection
 """
+
 from __future__ import annotations
 
 import argparse
@@ -53,21 +54,31 @@ def validation_split(real: RealDataset, n_train: int, n_val: int, seed: int) -> 
     k = real.num_classes
     train_per_class, val_per_class = n_train // k, n_val // k
     if train_per_class < 1 or val_per_class < 1:
-        raise DcbenchError(f"--train {n_train} and --val {n_val} must each give at least one image per class "
-                           f"({k} classes)")
+        raise DcbenchError(
+            f"--train {n_train} and --val {n_val} must each give at least one image per class ({k} classes)"
+        )
     generator = make_generator(seed, "validation-split")
     train, val = [], []
     for c, indices in enumerate(real.indices_by_class):
         if len(indices) < train_per_class + val_per_class:
-            raise DcbenchError(f"class {c} of {real.name} has {len(indices)} training images, fewer than "
-                               f"{train_per_class} + {val_per_class}; lower --train / --val")
+            raise DcbenchError(
+                f"class {c} of {real.name} has {len(indices)} training images, fewer than "
+                f"{train_per_class} + {val_per_class}; lower --train / --val"
+            )
         shuffled = indices[torch.randperm(len(indices), generator=generator).to(indices.device)]
         val.append(shuffled[:val_per_class])
-        train.append(shuffled[val_per_class:val_per_class + train_per_class])
+        train.append(shuffled[val_per_class : val_per_class + train_per_class])
     train_index, val_index = torch.cat(train).sort().values, torch.cat(val).sort().values
-    return RealDataset(real.name, real.train_images[train_index], real.train_labels[train_index],
-                       real.train_images[val_index], real.train_labels[val_index], real.mean, real.std,
-                       real.class_names)
+    return RealDataset(
+        real.name,
+        real.train_images[train_index],
+        real.train_labels[train_index],
+        real.train_images[val_index],
+        real.train_labels[val_index],
+        real.mean,
+        real.std,
+        real.class_names,
+    )
 
 
 def parse_grid(items: list[str]) -> dict[str, list[Any]]:
@@ -115,14 +126,28 @@ def run(args: argparse.Namespace) -> tuple[pd.DataFrame, pd.DataFrame]:
             for seed in args.seeds:
                 ctx.metrics.clear()
                 condensed = condense(method, split, ipc, seed, args.preset, candidate, ctx)
-                evaluation = evaluate_synthetic(condensed.synthetic, split, protocol, seed, device,
-                                                registry.architecture(protocol.arch))
-                rows.append({"candidate": number, "settings": describe(candidate), **candidate, "ipc": ipc,
-                             "seed": seed, "val_acc": 100 * evaluation.mean, "condense_s": condensed.seconds,
-                             "eval_s": evaluation.seconds, "protocol": protocol.name})
-                print(f"[{number + 1}/{len(candidates(grid))}] {describe(candidate)} IPC {ipc} seed {seed}: "
-                      f"{100 * evaluation.mean:.1f}% validation, {condensed.seconds:.1f} s condensation",
-                      file=sys.stderr, flush=True)
+                evaluation = evaluate_synthetic(
+                    condensed.synthetic, split, protocol, seed, device, registry.architecture(protocol.arch)
+                )
+                rows.append(
+                    {
+                        "candidate": number,
+                        "settings": describe(candidate),
+                        **candidate,
+                        "ipc": ipc,
+                        "seed": seed,
+                        "val_acc": 100 * evaluation.mean,
+                        "condense_s": condensed.seconds,
+                        "eval_s": evaluation.seconds,
+                        "protocol": protocol.name,
+                    }
+                )
+                print(
+                    f"[{number + 1}/{len(candidates(grid))}] {describe(candidate)} IPC {ipc} seed {seed}: "
+                    f"{100 * evaluation.mean:.1f}% validation, {condensed.seconds:.1f} s condensation",
+                    file=sys.stderr,
+                    flush=True,
+                )
     results = pd.DataFrame(rows)
     return results, summarise(results, args.budget, args.tolerance)
 
@@ -130,36 +155,48 @@ def run(args: argparse.Namespace) -> tuple[pd.DataFrame, pd.DataFrame]:
 def summarise(results: pd.DataFrame, budget: float | None, tolerance: float) -> pd.DataFrame:
     """One row per candidate: validation accuracy and condensation seconds per IPC and overall,
     whether it fits the budget, and the choice."""
-    per_ipc = results.pivot_table(index=["candidate", "settings"], columns="ipc", values=["val_acc", "condense_s"],
-                                  aggfunc="mean")
+    per_ipc = results.pivot_table(
+        index=["candidate", "settings"], columns="ipc", values=["val_acc", "condense_s"], aggfunc="mean"
+    )
     per_ipc.columns = [f"{name} IPC {ipc}" for name, ipc in per_ipc.columns]
     overall = results.groupby(["candidate", "settings"])[["val_acc", "condense_s"]].mean()
     summary = per_ipc.join(overall.add_suffix(" mean"))
     summary = summary[sorted(summary.columns, key=lambda c: (not c.startswith("val_acc"), c.endswith("mean")))]
     summary = summary.reset_index().rename(columns={"val_acc mean": "val_acc", "condense_s mean": "condense_s"})
-    summary["eligible"] = True if budget is None else \
-        (summary["condense_s"] - budget).abs() <= tolerance * budget
+    summary["eligible"] = True if budget is None else (summary["condense_s"] - budget).abs() <= tolerance * budget
     eligible = summary[summary["eligible"]].sort_values(["val_acc", "condense_s"], ascending=[False, True])
     summary["chosen"] = summary["candidate"] == (eligible["candidate"].iloc[0] if len(eligible) else -1)
     return summary
 
 
 def markdown(summary: pd.DataFrame, args: argparse.Namespace, command: str) -> str:
-    budget = (f"budget {args.budget:g} s ± {100 * args.tolerance:.0f}% mean condensation time per cell"
-              if args.budget is not None else "no budget")
+    budget = (
+        f"budget {args.budget:g} s ± {100 * args.tolerance:.0f}% mean condensation time per cell"
+        if args.budget is not None
+        else "no budget"
+    )
     value_columns = [c for c in summary.columns if c.startswith(("val_acc", "condense_s"))]
     shown = {"val_acc": "val_acc (mean)", "condense_s": "condense_s (mean)"}
     header = ["settings", *(shown.get(c, c) for c in value_columns), "eligible", "chosen"]
-    lines = [f"# `{args.method}` quick hyperparameters on a validation split ({args.dataset})", "",
-             f"Condensation on {args.train} training images, validation accuracy (%) on {args.val} other "
-             f"training images (stratified split, seed {args.split_seed}); the test set is not used. Preset "
-             f"`{args.preset}` plus the settings below; seeds {', '.join(map(str, args.seeds))}; IPCs "
-             f"{', '.join(map(str, args.ipcs))}; evaluation protocol `{summary.attrs.get('protocol', '')}`; "
-             f"{budget}. Chosen: the eligible candidate with the best mean validation accuracy.", "",
-             "| " + " | ".join(header) + " |", "|---|" + "---:|" * len(value_columns) + "---|---|"]
+    lines = [
+        f"# `{args.method}` quick hyperparameters on a validation split ({args.dataset})",
+        "",
+        f"Condensation on {args.train} training images, validation accuracy (%) on {args.val} other "
+        f"training images (stratified split, seed {args.split_seed}); the test set is not used. Preset "
+        f"`{args.preset}` plus the settings below; seeds {', '.join(map(str, args.seeds))}; IPCs "
+        f"{', '.join(map(str, args.ipcs))}; evaluation protocol `{summary.attrs.get('protocol', '')}`; "
+        f"{budget}. Chosen: the eligible candidate with the best mean validation accuracy.",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|---|" + "---:|" * len(value_columns) + "---|---|",
+    ]
     for _, row in summary.iterrows():
-        cells = [row["settings"], *(f"{row[c]:.1f}" for c in value_columns), "yes" if row["eligible"] else "no",
-                 "**chosen**" if row["chosen"] else ""]
+        cells = [
+            row["settings"],
+            *(f"{row[c]:.1f}" for c in value_columns),
+            "yes" if row["eligible"] else "no",
+            "**chosen**" if row["chosen"] else "",
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines + ["", f"Made with: `{command}`", ""])
 
@@ -175,8 +212,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--train", type=int, default=50000, help="training images to condense from")
     parser.add_argument("--val", type=int, default=10000, help="other training images to validate on")
     parser.add_argument("--split-seed", type=int, default=0)
-    parser.add_argument("--augmentation", default="none", choices=("none", "dsa", "dc"),
-                        help="evaluation augmentation (default: the default benchmark's, none)")
+    parser.add_argument(
+        "--augmentation",
+        default="none",
+        choices=("none", "dsa", "dc"),
+        help="evaluation augmentation (default: the default benchmark's, none)",
+    )
     parser.add_argument("--models", type=int, help="evaluation models (default: the preset's)")
     parser.add_argument("--epochs", type=int, help="evaluation epochs (default: the preset's)")
     parser.add_argument("--budget", type=float, help="target mean condensation seconds per cell")
@@ -202,8 +243,10 @@ def main(argv: list[str] | None = None) -> int:
     results.to_csv(stem.with_suffix(".csv"), index=False)
     stem.with_suffix(".md").write_text(markdown(summary, args, command))
     chosen = summary[summary["chosen"]]
-    print(f"chosen: {chosen['settings'].iloc[0] if len(chosen) else 'none (no candidate fits the budget)'}; "
-          f"{len(results)} cells in {time.perf_counter() - start:.0f} s -> {stem}.md")
+    print(
+        f"chosen: {chosen['settings'].iloc[0] if len(chosen) else 'none (no candidate fits the budget)'}; "
+        f"{len(results)} cells in {time.perf_counter() - start:.0f} s -> {stem}.md"
+    )
     return 0
 
 

@@ -14,6 +14,7 @@ seconds of the timed region and the system share; FLOPs per unit counted with
 throughput, measured in the same process. The table goes to stdout, everything to ``--json``.
 Only public dcbench functions are called, so the same file measures an older checkout.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,6 +35,7 @@ SYSTEM_SHARE_LIMIT = 0.10
 
 
 # --- measurement helpers (in the worker) ---------------------------------------------------------
+
 
 def cpu_model() -> str:
     """The CPU's model name. The "of fp32 matmul" column is relative to this CPU's GEMM rate, which
@@ -102,6 +104,7 @@ class Timed:
 
 # --- workers ---------------------------------------------------------------------------------------
 
+
 def bench_iterations(method_name: str, ipc: int, repeats: int, precision: str) -> dict[str, Any]:
     """DM, DC, DSA: seconds per outer iteration of ``condense`` at paper settings."""
     from dcbench.data.builtin import load_fashion_mnist
@@ -120,8 +123,13 @@ def bench_iterations(method_name: str, ipc: int, repeats: int, precision: str) -
         start = time.perf_counter()
         method.condense(real, ipc, config, 0, ctx)
     per_iter = [b - a for a, b in zip([start, *stamps], stamps)][1:]  # the first is warm-up
-    result = {"unit": "outer iteration", "seconds": summarise(per_iter), "flops": flops,
-              "cpu_user_s": timed.user, "cpu_system_s": timed.system}
+    result = {
+        "unit": "outer iteration",
+        "seconds": summarise(per_iter),
+        "flops": flops,
+        "cpu_user_s": timed.user,
+        "cpu_system_s": timed.system,
+    }
     if method_name == "dm":
         result["forward"] = bench_dm_forward(real, method, precision, repeats)
     return result
@@ -179,8 +187,11 @@ def bench_cafe(method_name: str, ipc: int, repeats: int, precision: str) -> dict
     images = init_synthetic_images(real, ipc, config.init, make_generator(0, "init")).requires_grad_(True)
     labels = class_major_labels(real.num_classes, ipc)
     image_opt = torch.optim.SGD([images], lr=config.lr_img, momentum=config.momentum_img)
-    net = CondenseContext().build_network("ConvNet", real, make_generator(0, "net", 0),
-                                          width=config.net_width, depth=config.net_depth).train()
+    net = (
+        CondenseContext()
+        .build_network("ConvNet", real, make_generator(0, "net", 0), width=config.net_width, depth=config.net_depth)
+        .train()
+    )
     net_opt = torch.optim.SGD(net.parameters(), lr=config.lr_net)
     weights = default_map_weights(config.net_depth)
     gens = {name: make_generator(0, name, 0) for name in ("real", "query", "order", "dsa", "inner-dsa")}
@@ -189,8 +200,9 @@ def bench_cafe(method_name: str, ipc: int, repeats: int, precision: str) -> dict
         bilevel.query_accuracy(net, real, config.query_per_class, gens["query"], device)
 
     def image_step() -> None:
-        real_b, syn_b = bilevel.class_batches(real, images, ipc, config.batch_real, gens["real"], strategy,
-                                              gens["dsa"], device)
+        real_b, syn_b = bilevel.class_batches(
+            real, images, ipc, config.batch_real, gens["real"], strategy, gens["dsa"], device
+        )
         loss = bilevel.cafe_loss(net, real_b, syn_b, weights, config.embed_weight, config.inner_weight)
         image_opt.zero_grad(set_to_none=True)
         loss.backward(inputs=[images])
@@ -198,8 +210,15 @@ def bench_cafe(method_name: str, ipc: int, repeats: int, precision: str) -> dict
         query()
 
     def inner_epoch() -> None:
-        bilevel.train_epoch(net, net_opt, images.detach().clone(), labels, config.batch_train, gens["order"],
-                            lambda x: augment(x, strategy, gens["inner-dsa"]))
+        bilevel.train_epoch(
+            net,
+            net_opt,
+            images.detach().clone(),
+            labels,
+            config.batch_train,
+            gens["order"],
+            lambda x: augment(x, strategy, gens["inner-dsa"]),
+        )
         query()
 
     result: dict[str, Any] = {"unit": "image step / inner epoch"}
@@ -212,8 +231,12 @@ def bench_cafe(method_name: str, ipc: int, repeats: int, precision: str) -> dict
                 start = time.perf_counter()
                 fn()
                 times.append(time.perf_counter() - start)
-        result[name] = {"seconds": summarise(times), "flops": flops, "cpu_user_s": timed.user,
-                        "cpu_system_s": timed.system}
+        result[name] = {
+            "seconds": summarise(times),
+            "flops": flops,
+            "cpu_user_s": timed.user,
+            "cpu_system_s": timed.system,
+        }
     result["seconds"] = result["image_step"]["seconds"]
     result["flops"] = result["image_step"]["flops"]
     result["cpu_user_s"] = sum(result[k]["cpu_user_s"] for k in ("image_step", "inner_epoch", "query"))
@@ -241,9 +264,14 @@ def bench_evaluation(width: int, models: int, ipc: int, epochs: int, precision: 
     with Timed() as timed:
         short, long = run(0), run(epochs)
     per_epoch = (long - short) / epochs
-    return {"unit": "evaluation", "train_s_per_epoch": per_epoch, "test_pass_s": max(short - per_epoch, 0.0),
-            "images_per_s_train": models * len(labels) / per_epoch if per_epoch > 0 else None,
-            "cpu_user_s": timed.user, "cpu_system_s": timed.system}
+    return {
+        "unit": "evaluation",
+        "train_s_per_epoch": per_epoch,
+        "test_pass_s": max(short - per_epoch, 0.0),
+        "images_per_s_train": models * len(labels) / per_epoch if per_epoch > 0 else None,
+        "cpu_user_s": timed.user,
+        "cpu_system_s": timed.system,
+    }
 
 
 def bench_quick_cell(method_name: str, ipc: int) -> dict[str, Any]:
@@ -258,9 +286,14 @@ def bench_quick_cell(method_name: str, ipc: int) -> dict[str, Any]:
     with Timed() as timed:
         condensed = condense(registry.method(method_name), real, ipc, 0, "quick")
         evaluation = evaluate_synthetic(condensed.synthetic, real, Protocol.for_preset("quick", real.name), 0)
-    return {"unit": "quick cell", "seconds": {"min": timed.wall, "median": timed.wall, "n": 1},
-            "condense_s": condensed.seconds, "eval_s": evaluation.seconds,
-            "cpu_user_s": timed.user, "cpu_system_s": timed.system}
+    return {
+        "unit": "quick cell",
+        "seconds": {"min": timed.wall, "median": timed.wall, "n": 1},
+        "condense_s": condensed.seconds,
+        "eval_s": evaluation.seconds,
+        "cpu_user_s": timed.user,
+        "cpu_system_s": timed.system,
+    }
 
 
 def worker(args: argparse.Namespace) -> None:
@@ -274,6 +307,7 @@ def worker(args: argparse.Namespace) -> None:
     elif kind == "cell":  # the threads `dcbench run` gives a cell of the default grid (42 cells)
         with contextlib.suppress(ImportError):
             from dcbench.run.grid import plan_workers
+
             torch.set_num_threads(plan_workers(None, None, "cpu", "quick", 42, []).threads)
     if kind == "method":
         name, ipc = params[0], int(params[1])
@@ -290,11 +324,13 @@ def worker(args: argparse.Namespace) -> None:
     result["threads"] = torch.get_num_threads()
     with contextlib.suppress(ImportError, AttributeError):
         from dcbench import runtime
+
         result["allocator"] = runtime.allocator()
     print("RESULT " + json.dumps(result))
 
 
 # --- driver ----------------------------------------------------------------------------------------
+
 
 @contextlib.contextmanager
 def busy_process(enabled: bool) -> Iterator[None]:
@@ -325,8 +361,19 @@ def run_quick_grid(extra: list[str], busy: bool) -> float:
         spec = os.path.join(tmp, "spec.toml")
         with open(spec, "w") as f:
             f.write(QUICK_GRID_SPEC)
-        cmd = [sys.executable, "-m", "dcbench.cli", "run", spec, "--out", os.path.join(tmp, "out"), "--quiet",
-               "--reference", "none", *extra]
+        cmd = [
+            sys.executable,
+            "-m",
+            "dcbench.cli",
+            "run",
+            spec,
+            "--out",
+            os.path.join(tmp, "out"),
+            "--quiet",
+            "--reference",
+            "none",
+            *extra,
+        ]
         with busy_process(busy):
             start = time.perf_counter()
             subprocess.run(cmd, check=True, capture_output=True)
@@ -334,8 +381,18 @@ def run_quick_grid(extra: list[str], busy: bool) -> float:
 
 
 def run_worker(job: list[str], args: argparse.Namespace, busy: bool = False) -> dict[str, Any]:
-    cmd = [sys.executable, os.path.abspath(__file__), "--worker", *job, "--repeats", str(args.repeats),
-           "--precision", args.precision, "--eval-epochs", str(args.eval_epochs)]
+    cmd = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--worker",
+        *job,
+        "--repeats",
+        str(args.repeats),
+        "--precision",
+        args.precision,
+        "--eval-epochs",
+        str(args.eval_epochs),
+    ]
     if args.threads:
         cmd += ["--threads", str(args.threads)]
     with busy_process(busy):
@@ -344,7 +401,7 @@ def run_worker(job: list[str], args: argparse.Namespace, busy: bool = False) -> 
     if proc.returncode != 0 or not lines:
         tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         return {"error": f"exit {proc.returncode}: {tail}"}
-    return json.loads(lines[-1][len("RESULT "):])
+    return json.loads(lines[-1][len("RESULT ") :])
 
 
 def fraction(flops: int | None, seconds: float, gflops: float) -> float | None:
@@ -356,14 +413,27 @@ def method_rows(name: str, ipc: int, r: dict[str, Any]) -> list[list[str]]:
         return [[name, str(ipc), "ERROR", r["error"], "", "", "", ""]]
     cpu = r["cpu_user_s"] + r["cpu_system_s"]
     sys_share = f"{r['cpu_system_s'] / cpu:.0%}" if cpu > 0 else "-"
-    units = [("image step", r["image_step"]), ("inner epoch", r["inner_epoch"]), ("query", r["query"])] \
-        if "image_step" in r else [("iteration", r)] + ([("real forward", r["forward"])] if "forward" in r else [])
+    units = (
+        [("image step", r["image_step"]), ("inner epoch", r["inner_epoch"]), ("query", r["query"])]
+        if "image_step" in r
+        else [("iteration", r)] + ([("real forward", r["forward"])] if "forward" in r else [])
+    )
     rows = []
     for unit, data in units:
         s = data["seconds"]
         frac = fraction(data.get("flops"), s["min"], r["matmul_gflops_fp32"])
-        rows.append([name, str(ipc), unit, f"{s['min']:.2f}", f"{s['median']:.2f}",
-                     f"{frac:.0%}" if frac else "-", f"{r['peak_rss_mb']:.0f}", sys_share])
+        rows.append(
+            [
+                name,
+                str(ipc),
+                unit,
+                f"{s['min']:.2f}",
+                f"{s['median']:.2f}",
+                f"{frac:.0%}" if frac else "-",
+                f"{r['peak_rss_mb']:.0f}",
+                sys_share,
+            ]
+        )
     return rows
 
 
@@ -387,8 +457,14 @@ def quick_cell_rows(args: argparse.Namespace, out: dict[str, Any]) -> None:
     for busy in (False, True, False, True):
         r = run_worker(["cell", "cafe", "1"], args, busy=busy)
         out["results"].append({"kind": "quick-cell", "busy": busy, **r})
-        rows.append(["cafe ipc1 quick cell", "busy" if busy else "alone",
-                     f"{r.get('seconds', {}).get('min', float('nan')):.1f}", r.get("error", "")])
+        rows.append(
+            [
+                "cafe ipc1 quick cell",
+                "busy" if busy else "alone",
+                f"{r.get('seconds', {}).get('min', float('nan')):.1f}",
+                r.get("error", ""),
+            ]
+        )
     print_table(["what", "load", "seconds", "error"], rows)
 
 
@@ -401,8 +477,7 @@ def quick_grid_rows(args: argparse.Namespace, out: dict[str, Any]) -> None:
                 seconds = run_quick_grid(extra, busy)
                 out["results"].append({"kind": "quick-grid", "setting": name, "busy": busy, "seconds": seconds})
                 rows.append(["6-cell quick grid", name, "busy" if busy else "alone", f"{seconds:.1f}"])
-                print(f"# quick grid {name} {'busy' if busy else 'alone'}: {seconds:.1f}s", file=sys.stderr,
-                      flush=True)
+                print(f"# quick grid {name} {'busy' if busy else 'alone'}: {seconds:.1f}s", file=sys.stderr, flush=True)
     print_table(["what", "setting", "load", "seconds"], rows)
 
 
@@ -415,8 +490,7 @@ def method_tables(args: argparse.Namespace, out: dict[str, Any]) -> None:
             rows += method_rows(name, ipc, r)
             print(f"# {name} ipc {ipc} done", file=sys.stderr, flush=True)
     print_machine(out["cpu"], [r for r in out["results"] if r.get("kind") == "method"])
-    print_table(["method", "ipc", "unit", "min s", "median s", "of fp32 matmul", "peak RSS MB", "system CPU"],
-                rows)
+    print_table(["method", "ipc", "unit", "min s", "median s", "of fp32 matmul", "peak RSS MB", "system CPU"], rows)
 
 
 def eval_tables(args: argparse.Namespace, out: dict[str, Any]) -> None:
@@ -430,9 +504,17 @@ def eval_tables(args: argparse.Namespace, out: dict[str, Any]) -> None:
                     rows.append([f"ConvNet-{width}", str(models), str(ipc), "ERROR", r["error"], "", ""])
                     continue
                 cpu = r["cpu_user_s"] + r["cpu_system_s"]
-                rows.append([f"ConvNet-{width}", str(models), str(ipc), f"{r['train_s_per_epoch']:.3f}",
-                             f"{r['test_pass_s']:.2f}", f"{r['peak_rss_mb']:.0f}",
-                             f"{r['cpu_system_s'] / cpu:.0%}" if cpu else "-"])
+                rows.append(
+                    [
+                        f"ConvNet-{width}",
+                        str(models),
+                        str(ipc),
+                        f"{r['train_s_per_epoch']:.3f}",
+                        f"{r['test_pass_s']:.2f}",
+                        f"{r['peak_rss_mb']:.0f}",
+                        f"{r['cpu_system_s'] / cpu:.0%}" if cpu else "-",
+                    ]
+                )
     print_machine(out["cpu"], [r for r in out["results"] if r.get("kind") == "eval"])
     print_table(["network", "models", "ipc", "train s/epoch", "test pass s", "peak RSS MB", "system CPU"], rows)
 
@@ -450,11 +532,15 @@ def main() -> None:
     parser.add_argument("--eval-widths", default="32,128")
     parser.add_argument("--eval-models", default="2")
     parser.add_argument("--eval-ipcs", default="1,10,50")
-    parser.add_argument("--quick-cell", action="store_true",
-                        help="a quick cafe IPC-1 cell alone and beside a busy process")
-    parser.add_argument("--quick-grid", action="store_true",
-                        help="a 6-cell quick `dcbench run` alone and beside a busy process, with the default "
-                             "workers and with --workers 1 --threads 2")
+    parser.add_argument(
+        "--quick-cell", action="store_true", help="a quick cafe IPC-1 cell alone and beside a busy process"
+    )
+    parser.add_argument(
+        "--quick-grid",
+        action="store_true",
+        help="a 6-cell quick `dcbench run` alone and beside a busy process, with the default "
+        "workers and with --workers 1 --threads 2",
+    )
     parser.add_argument("--json", help="write all results here")
     parser.add_argument("--label", default="", help="a name for this run in the JSON (e.g. before/after)")
     parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
@@ -462,9 +548,15 @@ def main() -> None:
     if args.worker:
         worker(args)
         return
-    out: dict[str, Any] = {"label": args.label, "platform": platform.platform(), "cpu": cpu_model(),
-                           "python": sys.version.split()[0], "precision": args.precision, "threads": args.threads,
-                           "results": []}
+    out: dict[str, Any] = {
+        "label": args.label,
+        "platform": platform.platform(),
+        "cpu": cpu_model(),
+        "python": sys.version.split()[0],
+        "precision": args.precision,
+        "threads": args.threads,
+        "results": [],
+    }
     if args.quick_cell:
         quick_cell_rows(args, out)
     if args.quick_grid:

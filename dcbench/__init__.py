@@ -1,4 +1,5 @@
 """dcbench: a pluggy-based benchmark host for dataset condensation methods."""
+
 from __future__ import annotations
 
 import pluggy

@@ -23,6 +23,7 @@ What is here:
 
 The test kit for a plugin's own tests is :mod:`dcbench.testing`.
 """
+
 from __future__ import annotations
 
 from dcbench import hookimpl
@@ -64,9 +65,37 @@ from dcbench.nn.networks import (
 )
 
 __all__ = [
-    "BUILTIN_ARCHITECTURES", "DC_AUG_STRATEGY", "MLP", "PRESETS", "VGG11", "AlexNet", "Architecture", "CondenseContext",
-    "ConvNet", "DatasetSpec", "DcbenchError", "LeNet", "Method", "NativeEvaluation", "NonFiniteLossError",
-    "RealDataset", "ResNet18", "SavedState", "StateStore", "SyntheticSet", "augment", "build_network",
-    "class_major_labels", "config_to_dict", "dc_strategy_for", "derive_seed", "dsa_strategy_for", "hookimpl",
-    "init_synthetic_images", "make_config", "make_generator", "parse_strategy", "siamese_augment",
+    "BUILTIN_ARCHITECTURES",
+    "DC_AUG_STRATEGY",
+    "MLP",
+    "PRESETS",
+    "VGG11",
+    "AlexNet",
+    "Architecture",
+    "CondenseContext",
+    "ConvNet",
+    "DatasetSpec",
+    "DcbenchError",
+    "LeNet",
+    "Method",
+    "NativeEvaluation",
+    "NonFiniteLossError",
+    "RealDataset",
+    "ResNet18",
+    "SavedState",
+    "StateStore",
+    "SyntheticSet",
+    "augment",
+    "build_network",
+    "class_major_labels",
+    "config_to_dict",
+    "dc_strategy_for",
+    "derive_seed",
+    "dsa_strategy_for",
+    "hookimpl",
+    "init_synthetic_images",
+    "make_config",
+    "make_generator",
+    "parse_strategy",
+    "siamese_augment",
 ]

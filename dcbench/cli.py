@@ -1,4 +1,5 @@
 """The ``dcbench`` command line. Every user error ends in one line on stderr and exit status 2."""
+
 from __future__ import annotations
 
 import argparse
@@ -71,6 +72,7 @@ def _load_real(registry: Any, name: str, data_root: str | None, device: torch.de
 
 # --- commands -----------------------------------------------------------------------------------
 
+
 def cmd_list(args: argparse.Namespace) -> None:
 
     registry = load_plugins()
@@ -95,8 +97,10 @@ def cmd_plugins(args: argparse.Namespace) -> None:
     registry = load_plugins()
     for info in registry.plugins.values():
         methods = sorted(n for (kind, n), owner in registry.owners.items() if owner == info.name and kind == "method")
-        print(f"{info.name:<22} {info.distribution or '-'} {info.version or '-'}  hooks: {', '.join(info.hooks)}"
-              + (f"  methods: {', '.join(methods)}" if methods else ""))
+        print(
+            f"{info.name:<22} {info.distribution or '-'} {info.version or '-'}  hooks: {', '.join(info.hooks)}"
+            + (f"  methods: {', '.join(methods)}" if methods else "")
+        )
     for plugin, reason in registry.broken:
         print(f"{plugin:<22} BROKEN: {reason}")
 
@@ -117,9 +121,14 @@ def cmd_condense(args: argparse.Namespace) -> None:
     policy = CheckpointPolicy.parse(args.checkpoint_every)
     out = Path(args.output)
     precision = args.precision or "fp32"
-    identity = checkpoint_identity(method.name, method.version,
-                                   config_hash(method.name, config_to_dict(config), precision),
-                                   args.dataset, args.ipc, args.seed)
+    identity = checkpoint_identity(
+        method.name,
+        method.version,
+        config_hash(method.name, config_to_dict(config), precision),
+        args.dataset,
+        args.ipc,
+        args.seed,
+    )
     check_compatible(out, identity)  # the same command resumes; another config is refused before any work
     device = resolve_device(args.device)
     _check_condense_output(out, args.overwrite)
@@ -129,22 +138,31 @@ def cmd_condense(args: argparse.Namespace) -> None:
     checkpointer = Checkpointer(out, identity, policy, lambda text: tqdm.write(f"dcbench: {text}", file=sys.stderr))
     try:
         request = CondenseRequest(args.ipc, args.seed, args.preset, overrides, precision, device)
-        result = condense_into(out, method, real, registry, request, checkpointer,
-                               observe=lambda step, total, values: bar.dcbench_condense_progress(
-                                   cell=label, step=step, total=total, metrics=values))
+        result = condense_into(
+            out,
+            method,
+            real,
+            registry,
+            request,
+            checkpointer,
+            observe=lambda step, total, values: bar.dcbench_condense_progress(
+                cell=label, step=step, total=total, metrics=values
+            ),
+        )
     finally:
         bar.close()
     checkpointer.discard()
-    print(f"{method.name}: {len(result.synthetic.images)} images ({result.synthetic.ipc} per class) "
-          f"of {real.name} in {result.seconds:.1f}s -> {out}")
+    print(
+        f"{method.name}: {len(result.synthetic.images)} images ({result.synthetic.ipc} per class) "
+        f"of {real.name} in {result.seconds:.1f}s -> {out}"
+    )
 
 
 def _check_condense_output(out: Path, overwrite: bool) -> None:
     """Before any work: a usable directory, and an existing set kept unless --overwrite."""
 
     if not overwrite and out.is_dir() and any((out / name).exists() for name in (TENSOR_FILE, MANIFEST_FILE)):
-        raise DcbenchError(f"{out} already holds a synthetic set; pass --overwrite to replace it or choose "
-                           "another -o")
+        raise DcbenchError(f"{out} already holds a synthetic set; pass --overwrite to replace it or choose another -o")
     check_output_dir(out, "output directory")
 
 
@@ -162,11 +180,15 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     if not args.augmentation:  # the method's own evaluation, as recorded by `dcbench condense`
         recorded = synthetic.manifest.get("native_evaluation")
         try:
-            native = NativeEvaluation(**recorded) if isinstance(recorded, dict) else \
-                NativeEvaluation(synthetic.manifest.get("native_eval_augmentation", "none"))
+            native = (
+                NativeEvaluation(**recorded)
+                if isinstance(recorded, dict)
+                else NativeEvaluation(synthetic.manifest.get("native_eval_augmentation", "none"))
+            )
         except TypeError:
-            raise DcbenchError(f"{args.path}: manifest.json has a malformed native_evaluation; "
-                               "pass --augmentation") from None
+            raise DcbenchError(
+                f"{args.path}: manifest.json has a malformed native_evaluation; pass --augmentation"
+            ) from None
     overrides: dict[str, Any] = {}
     if args.models:
         overrides["models"] = args.models
@@ -174,8 +196,9 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         overrides["epochs"] = args.epochs
     if args.precision:
         overrides["precision"] = args.precision
-    protocol = Protocol.for_preset(args.preset, dataset, args.augmentation or "none", arch.name, native=native,
-                                   **overrides)
+    protocol = Protocol.for_preset(
+        args.preset, dataset, args.augmentation or "none", arch.name, native=native, **overrides
+    )
     device = resolve_device(args.device)
     real = source.load().to(device) if source else _load_real(registry, dataset, args.data_root, device)
     _check_dataset_content(synthetic.manifest, real, args.path)
@@ -187,8 +210,10 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         print(f"  model {i}: test accuracy {100 * acc:.2f}%")
     mean = sum(result.test_accs) / len(result.test_accs)
     sd = torch.tensor(result.test_accs).std().item() * 100 if len(result.test_accs) > 1 else float("nan")
-    print(f"mean test accuracy {100 * mean:.2f}% (SD {sd:.2f} over {len(result.test_accs)} models) "
-          f"in {result.seconds:.1f}s")
+    print(
+        f"mean test accuracy {100 * mean:.2f}% (SD {sd:.2f} over {len(result.test_accs)} models) "
+        f"in {result.seconds:.1f}s"
+    )
 
 
 def _check_dataset_content(manifest: dict[str, Any], real: Any, path: str) -> None:
@@ -197,8 +222,11 @@ def _check_dataset_content(manifest: dict[str, Any], real: Any, path: str) -> No
     recorded = (manifest.get("dataset_source") or {}).get("content_hash")
     current = getattr(real, "source", {}).get("content_hash")
     if recorded and current and recorded != current:
-        print(f"dcbench: note: {real.source['path']} changed since {path} was condensed from it "
-              f"(content {recorded[:12]} then, {current[:12]} now)", file=sys.stderr)
+        print(
+            f"dcbench: note: {real.source['path']} changed since {path} was condensed from it "
+            f"(content {recorded[:12]} then, {current[:12]} now)",
+            file=sys.stderr,
+        )
 
 
 def _check_preprocessing(manifest: dict[str, Any], real: Any, path: str) -> None:
@@ -212,8 +240,10 @@ def _check_preprocessing(manifest: dict[str, Any], real: Any, path: str) -> None
         ours = [round(v, 4) for v in getattr(real, key)]
         theirs = [round(float(v), 4) for v in pre.get(key, ours)]
         if ours != theirs:
-            raise DcbenchError(f"{path}: normalised with {key} {theirs}, {real.name} uses {ours}; "
-                               "re-import it with the right --dataset or renormalise it")
+            raise DcbenchError(
+                f"{path}: normalised with {key} {theirs}, {real.name} uses {ours}; "
+                "re-import it with the right --dataset or renormalise it"
+            )
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -221,13 +251,24 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     if args.ray_address is not None and args.executor != "ray":
         raise DcbenchError("--ray-address is only used by the ray executor; add --executor ray (or drop the address)")
-    options = RunOptions(spec_path=Path(args.spec) if args.spec else None, preset=args.preset,
-                         out=Path(args.out) if args.out else None, executor=args.executor,
-                         ray_address=args.ray_address, data_root=args.data_root, device=args.device,
-                         show_progress=not args.quiet, threads=args.threads, precision=args.precision,
-                         reference=args.reference, checkpoint_every=args.checkpoint_every,
-                         gpus_per_cell=args.gpus_per_cell, tensorboard=args.tensorboard,
-                         max_retries=args.max_retries, workers=args.workers)
+    options = RunOptions(
+        spec_path=Path(args.spec) if args.spec else None,
+        preset=args.preset,
+        out=Path(args.out) if args.out else None,
+        executor=args.executor,
+        ray_address=args.ray_address,
+        data_root=args.data_root,
+        device=args.device,
+        show_progress=not args.quiet,
+        threads=args.threads,
+        precision=args.precision,
+        reference=args.reference,
+        checkpoint_every=args.checkpoint_every,
+        gpus_per_cell=args.gpus_per_cell,
+        tensorboard=args.tensorboard,
+        max_retries=args.max_retries,
+        workers=args.workers,
+    )
     outcome = run_grid(options)
     return outcome.exit_status
 
@@ -245,9 +286,15 @@ def cmd_report(args: argparse.Namespace) -> None:
     formats = tuple(f.strip() for f in args.format.split(",")) if args.format else KNOWN_FORMATS
     if (Path(args.results_dir) / "runs.csv").is_file():  # else write_report names the missing input
         check_output_dir(Path(args.out) if args.out else Path(args.results_dir) / "report", "report directory")
-    path = write_report(Path(args.results_dir), Path(args.out) if args.out else None, reference=args.reference,
-                        alpha=args.alpha, formats=formats, paired=args.paired,
-                        against=Path(args.against) if args.against else None)
+    path = write_report(
+        Path(args.results_dir),
+        Path(args.out) if args.out else None,
+        reference=args.reference,
+        alpha=args.alpha,
+        formats=formats,
+        paired=args.paired,
+        against=Path(args.against) if args.against else None,
+    )
     print(f"report written: {path}")
 
 
@@ -267,26 +314,44 @@ def cmd_import(args: argparse.Namespace) -> None:
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-root", help="directory with torchvision-layout datasets (default: $DCBENCH_DATA)")
     p.add_argument("--device", default="auto", help=f"{DEVICE_CHOICES} (auto: a CUDA GPU when there is one)")
-    p.add_argument("--threads", type=_positive_int, help="torch CPU threads (default: torch's choice; for run, "
-                   "the spec's `threads`, else the cores split between the workers)")
-    p.add_argument("--precision", choices=PRECISIONS, help="fp32 (default) or bf16 autocast for "
-                   "condensation and evaluation (recorded with the results)")
+    p.add_argument(
+        "--threads",
+        type=_positive_int,
+        help="torch CPU threads (default: torch's choice; for run, "
+        "the spec's `threads`, else the cores split between the workers)",
+    )
+    p.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        help="fp32 (default) or bf16 autocast for condensation and evaluation (recorded with the results)",
+    )
+
 
 def _checkpoints(p: argparse.ArgumentParser, default: str | None) -> None:
-    p.add_argument("--checkpoint-every", default=default, metavar="N|TIME",
-                   help="write checkpoint.pt every N iterations (500) or every TIME (30s, 10m, 2h), or 'off'; "
-                        "running the same command again resumes from it (default: "
-                        f"{default or 'the spec, 10m'})")
+    p.add_argument(
+        "--checkpoint-every",
+        default=default,
+        metavar="N|TIME",
+        help="write checkpoint.pt every N iterations (500) or every TIME (30s, 10m, 2h), or 'off'; "
+        "running the same command again resumes from it (default: "
+        f"{default or 'the spec, 10m'})",
+    )
 
 
 def _add_condense(sub: Subcommands) -> None:
     p = sub.add_parser("condense", help="condense one dataset with one method")
     p.add_argument("--method", required=True)
-    p.add_argument("--dataset", required=True,
-                   help="a registered name (see `dcbench list`), an image folder (ROOT/train/<class>/*, "
-                        "ROOT/test/<class>/*) or a .pt/.npz file")
-    p.add_argument("--image-size", metavar="N|HxW",
-                   help="resize a folder/file dataset to this size (default: the images' most common size)")
+    p.add_argument(
+        "--dataset",
+        required=True,
+        help="a registered name (see `dcbench list`), an image folder (ROOT/train/<class>/*, "
+        "ROOT/test/<class>/*) or a .pt/.npz file",
+    )
+    p.add_argument(
+        "--image-size",
+        metavar="N|HxW",
+        help="resize a folder/file dataset to this size (default: the images' most common size)",
+    )
     p.add_argument("--ipc", type=int, required=True, help="synthetic images per class")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--preset", default="quick", choices=("smoke", "quick", "paper"))
@@ -304,8 +369,11 @@ def _add_evaluate(sub: Subcommands) -> None:
     p.add_argument("--arch", default="ConvNet")
     p.add_argument("--models", type=_positive_int, help="number of evaluation networks (default: preset)")
     p.add_argument("--epochs", type=int, help="training epochs (default: preset)")
-    p.add_argument("--augmentation", choices=("none", "dsa", "dc"),
-                   help="evaluation augmentation (default: the method's native one)")
+    p.add_argument(
+        "--augmentation",
+        choices=("none", "dsa", "dc"),
+        help="evaluation augmentation (default: the method's native one)",
+    )
     p.add_argument("--preset", default="quick", choices=("smoke", "quick", "paper"))
     p.add_argument("--dataset", help="override the manifest's dataset (a name, an image folder or a .pt/.npz file)")
     p.add_argument("--seed", type=int, default=0, help="evaluation seed")
@@ -318,26 +386,48 @@ def _add_run(sub: Subcommands) -> None:
     p.add_argument("spec", nargs="?", help="a TOML spec (default: the built-in benchmark)")
     p.add_argument("--preset", choices=("smoke", "quick", "paper"), help="overrides the spec's preset")
     p.add_argument("--out", help="results directory (default: results/local/<name>, not committed)")
-    p.add_argument("--reference", default="auto",
-                   help="compare the run with these results: a results directory or a CSV of published numbers "
-                        "(method,dataset,ipc,mean,sd,n); default auto: the committed results/reference/ of the "
-                        "same datasets and preset; none: no comparison")
+    p.add_argument(
+        "--reference",
+        default="auto",
+        help="compare the run with these results: a results directory or a CSV of published numbers "
+        "(method,dataset,ipc,mean,sd,n); default auto: the committed results/reference/ of the "
+        "same datasets and preset; none: no comparison",
+    )
     p.add_argument("--executor", default="local", choices=("local", "ray"))
     p.add_argument("--ray-address", help="join this Ray cluster (default: start a local one)")
     p.add_argument("--quiet", action="store_true", help="no progress display")
     _checkpoints(p, None)
-    p.add_argument("--gpus-per-cell", type=float, metavar="G",
-                   help="Ray: GPUs per cell, e.g. 0.25 to share a GPU between four cells "
-                        "(default: the spec's, else 1 when the cluster has GPUs)")
-    p.add_argument("--workers", type=_positive_int, metavar="N",
-                   help="local executor: cells at once, each in its own worker process (default: one per core "
-                        "on a CPU, with --threads 1 unless given; 1 on a GPU or for smoke grids)")
-    p.add_argument("--max-retries", type=int, default=3, metavar="N",
-                   help="reruns of a cell whose worker process died (Ray or --workers); the rerun resumes from "
-                        "its checkpoint (default 3)")
-    p.add_argument("--tensorboard", nargs="?", const=True, default=None, metavar="DIR",
-                   help="TensorBoard event files per cell in DIR (default DIR: RESULTS/tensorboard); "
-                        "needs pip install 'dcbench[tensorboard]'")
+    p.add_argument(
+        "--gpus-per-cell",
+        type=float,
+        metavar="G",
+        help="Ray: GPUs per cell, e.g. 0.25 to share a GPU between four cells "
+        "(default: the spec's, else 1 when the cluster has GPUs)",
+    )
+    p.add_argument(
+        "--workers",
+        type=_positive_int,
+        metavar="N",
+        help="local executor: cells at once, each in its own worker process (default: one per core "
+        "on a CPU, with --threads 1 unless given; 1 on a GPU or for smoke grids)",
+    )
+    p.add_argument(
+        "--max-retries",
+        type=int,
+        default=3,
+        metavar="N",
+        help="reruns of a cell whose worker process died (Ray or --workers); the rerun resumes from "
+        "its checkpoint (default 3)",
+    )
+    p.add_argument(
+        "--tensorboard",
+        nargs="?",
+        const=True,
+        default=None,
+        metavar="DIR",
+        help="TensorBoard event files per cell in DIR (default DIR: RESULTS/tensorboard); "
+        "needs pip install 'dcbench[tensorboard]'",
+    )
     _common(p)
     p.set_defaults(func=cmd_run)
 
@@ -357,8 +447,11 @@ def _add_report(sub: Subcommands) -> None:
 def _add_compare(sub: Subcommands) -> None:
     p = sub.add_parser("compare", help="hold a run against a reference, cell by cell (Welch t, Holm)")
     p.add_argument("run", help="a results directory")
-    p.add_argument("reference", help="a results directory, or a CSV of published numbers with columns "
-                                     "method, dataset, ipc, mean, sd, n (optional eval_arch), accuracy in %%")
+    p.add_argument(
+        "reference",
+        help="a results directory, or a CSV of published numbers with columns "
+        "method, dataset, ipc, mean, sd, n (optional eval_arch), accuracy in %%",
+    )
     p.add_argument("--alpha", type=float, default=0.05)
     p.add_argument("--csv", help="also write the per-cell comparison to this CSV file")
     p.set_defaults(func=cmd_compare)
@@ -417,8 +510,10 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get("DCBENCH_DEBUG"):
             raise
         first = first_line(exc)
-        print(f"dcbench: internal error: {type(exc).__name__}: {first} (set DCBENCH_DEBUG=1 for the traceback)",
-              file=sys.stderr)
+        print(
+            f"dcbench: internal error: {type(exc).__name__}: {first} (set DCBENCH_DEBUG=1 for the traceback)",
+            file=sys.stderr,
+        )
         return 1
     return status
 

@@ -16,6 +16,7 @@ minibatches (IPC-1-sized sets). A CPU is compute-bound on larger minibatches and
 where model by model is faster (measured: see the README), so ``stacked=None`` picks per device.
 BatchNorm networks (running statistics are in-place buffers) always train model by model.
 """
+
 from __future__ import annotations
 
 import copy
@@ -41,6 +42,8 @@ from dcbench.nn.networks import BUILTIN_ARCHITECTURES, Architecture, build_netwo
 # 2: lr step one epoch later (as the reference), dc augmentation as the reference (zero fill on
 #    scaling down, cubic-spline rotation), paper preset's native epochs per method.
 PROTOCOL_VERSION = "2"
+
+
 def lr_drop_epoch(epochs: int) -> int:
     """The first epoch trained at the reduced lr: the reference multiplies it by 0.1 after training
     epoch ``epochs // 2 + 1``, so epochs ``0 .. epochs // 2 + 1`` use the initial lr."""
@@ -67,8 +70,9 @@ class Protocol:
 
     def __post_init__(self) -> None:
         if self.augmentation not in AUGMENTATIONS:
-            raise DcbenchError(f"unknown evaluation augmentation {self.augmentation!r}; "
-                               f"choose one of {', '.join(AUGMENTATIONS)}")
+            raise DcbenchError(
+                f"unknown evaluation augmentation {self.augmentation!r}; choose one of {', '.join(AUGMENTATIONS)}"
+            )
         for name in ("epochs", "models", "batch_size", "test_batch_size"):
             if getattr(self, name) < (0 if name == "epochs" else 1):
                 raise DcbenchError(f"protocol {name} must be positive, got {getattr(self, name)}")
@@ -85,8 +89,15 @@ class Protocol:
         return f"{arch}/{self.epochs}ep/{self.augmentation}{precision}/v{self.version}"
 
     @classmethod
-    def for_preset(cls, preset: str, dataset: str = "", augmentation: str = "none", arch: str = "ConvNet",
-                   native: NativeEvaluation | None = None, **overrides: Any) -> Protocol:
+    def for_preset(
+        cls,
+        preset: str,
+        dataset: str = "",
+        augmentation: str = "none",
+        arch: str = "ConvNet",
+        native: NativeEvaluation | None = None,
+        **overrides: Any,
+    ) -> Protocol:
         """The protocol of a preset. ``paper``: 20 models, 300 epochs without augmentation and 1000
         with (DC/DSA/DM scripts), full-width networks. ``quick``: the CPU budget of ``dcbench run``.
         ``smoke``: a few epochs of two tiny networks, for tests. ``native`` (a method's own
@@ -185,8 +196,14 @@ class _SingleModel:
         return self.net(x).unsqueeze(0)
 
 
-def _train_group(models: _StackedModels | _SingleModel, indices: list[int], images: Tensor, labels: Tensor,
-                 protocol: Protocol, seed: int) -> list[float]:
+def _train_group(
+    models: _StackedModels | _SingleModel,
+    indices: list[int],
+    images: Tensor,
+    labels: Tensor,
+    protocol: Protocol,
+    seed: int,
+) -> list[float]:
     """Train a group of models (their global indices in ``indices``) and return final train accuracies."""
     k, n = len(indices), images.shape[0]
     order_gens = [make_generator(seed, "eval-order", i) for i in indices]
@@ -194,8 +211,9 @@ def _train_group(models: _StackedModels | _SingleModel, indices: list[int], imag
     lr = protocol.lr
 
     def new_optimizer(lr: float) -> torch.optim.Optimizer:
-        return torch.optim.SGD(models.parameters(), lr=lr, momentum=protocol.momentum,
-                               weight_decay=protocol.weight_decay)
+        return torch.optim.SGD(
+            models.parameters(), lr=lr, momentum=protocol.momentum, weight_decay=protocol.weight_decay
+        )
 
     optimizer = new_optimizer(lr)
     correct = torch.zeros(k, device=images.device)
@@ -206,7 +224,7 @@ def _train_group(models: _StackedModels | _SingleModel, indices: list[int], imag
         perms = torch.stack([torch.randperm(n, generator=g) for g in order_gens]).to(images.device)
         correct.zero_()
         for start in range(0, n, protocol.batch_size):
-            idx = perms[:, start:start + protocol.batch_size]
+            idx = perms[:, start : start + protocol.batch_size]
             xb = torch.stack([aug(images[i]) for aug, i in zip(aug_fns, idx)])
             yb = labels[idx]
             with autocast(protocol.precision, images.device.type):
@@ -221,12 +239,13 @@ def _train_group(models: _StackedModels | _SingleModel, indices: list[int], imag
 
 
 @torch.no_grad()
-def _test_group(models: _StackedModels | _SingleModel, real: RealDataset, batch_size: int,
-                precision: str = "fp32") -> list[float]:
+def _test_group(
+    models: _StackedModels | _SingleModel, real: RealDataset, batch_size: int, precision: str = "fp32"
+) -> list[float]:
     correct = None
     for start in range(0, real.test_images.shape[0], batch_size):
-        x = real.test_images[start:start + batch_size]
-        y = real.test_labels[start:start + batch_size]
+        x = real.test_images[start : start + batch_size]
+        y = real.test_labels[start : start + batch_size]
         with autocast(precision, x.device.type):
             logits = models.logits_shared(x)
         hits = (logits.argmax(-1) == y).sum(1)
@@ -239,9 +258,15 @@ def _test_group(models: _StackedModels | _SingleModel, real: RealDataset, batch_
 CPU_STACKING_MAX_BATCH = 32
 
 
-def evaluate_synthetic(synthetic: SyntheticSet, real: RealDataset, protocol: Protocol, seed: int,
-                       device: torch.device | str | None = None, architecture: Architecture | None = None,
-                       stacked: bool | None = None) -> EvaluationResult:
+def evaluate_synthetic(
+    synthetic: SyntheticSet,
+    real: RealDataset,
+    protocol: Protocol,
+    seed: int,
+    device: torch.device | str | None = None,
+    architecture: Architecture | None = None,
+    stacked: bool | None = None,
+) -> EvaluationResult:
     """Train ``protocol.models`` fresh networks on ``synthetic`` and test each on all of ``real``'s
     test images. ``stacked`` trains the K models as one vmapped model (True), one after another
     (False) or whichever is faster on the device (None); the results are the same."""
@@ -255,9 +280,18 @@ def evaluate_synthetic(synthetic: SyntheticSet, real: RealDataset, protocol: Pro
     real = real.to(device) if real.device != device else real
     images, labels = synthetic.images.to(device), synthetic.labels.to(device)
     start = time.perf_counter()
-    nets = [build_network(arch, real.channels, real.num_classes, real.image_size,
-                          make_generator(seed, "eval-net", i), device, **protocol.arch_options)
-            for i in range(protocol.models)]
+    nets = [
+        build_network(
+            arch,
+            real.channels,
+            real.num_classes,
+            real.image_size,
+            make_generator(seed, "eval-net", i),
+            device,
+            **protocol.arch_options,
+        )
+        for i in range(protocol.models)
+    ]
     if stacked is None:
         stacked = device.type != "cpu" or min(len(images), protocol.batch_size) <= CPU_STACKING_MAX_BATCH
     stack = bool(stacked) and not arch.has_batchnorm and protocol.models > 1
@@ -266,14 +300,27 @@ def evaluate_synthetic(synthetic: SyntheticSet, real: RealDataset, protocol: Pro
         train_accs = _train_group(models, list(range(protocol.models)), images, labels, protocol, seed)
         models.unstack_into(nets)
     else:
-        train_accs = [acc for i, net in enumerate(nets)
-                      for acc in _train_group(_SingleModel(net), [i], images, labels, protocol, seed)]
+        train_accs = [
+            acc
+            for i, net in enumerate(nets)
+            for acc in _train_group(_SingleModel(net), [i], images, labels, protocol, seed)
+        ]
     trained = time.perf_counter()
     if stack and device.type != "cpu":
         test_accs = _test_group(models, real, protocol.test_batch_size, protocol.precision)
     else:  # a CPU is compute-bound here: model by model is faster than vmap
-        test_accs = [acc for net in nets for acc in _test_group(_SingleModel(net), real, protocol.test_batch_size,
-                                                                      protocol.precision)]
+        test_accs = [
+            acc
+            for net in nets
+            for acc in _test_group(_SingleModel(net), real, protocol.test_batch_size, protocol.precision)
+        ]
     end = time.perf_counter()
-    return EvaluationResult(test_accs, train_accs, [derive_seed(seed, "eval-net", i) for i in range(protocol.models)],
-                            end - start, protocol.to_dict(), train_seconds=trained - start, test_seconds=end - trained)
+    return EvaluationResult(
+        test_accs,
+        train_accs,
+        [derive_seed(seed, "eval-net", i) for i in range(protocol.models)],
+        end - start,
+        protocol.to_dict(),
+        train_seconds=trained - start,
+        test_seconds=end - trained,
+    )

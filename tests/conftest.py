@@ -54,8 +54,9 @@ def extra_plugins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         added.append(importlib.metadata.EntryPoint(name, module, "dcbench"))
 
     def entry_points(**kwargs):
-        return [*REAL_ENTRY_POINTS(**kwargs), *added] if kwargs.get("group") == "dcbench" \
-            else REAL_ENTRY_POINTS(**kwargs)
+        return (
+            [*REAL_ENTRY_POINTS(**kwargs), *added] if kwargs.get("group") == "dcbench" else REAL_ENTRY_POINTS(**kwargs)
+        )
 
     monkeypatch.setattr(importlib.metadata, "entry_points", entry_points)
     return add

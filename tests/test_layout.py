@@ -1,5 +1,6 @@
 """The package's shape: its layers import only downward, it has no import cycle, plugins use only
 ``dcbench.api``, and the old flat import paths still answer (with a warning) for one release."""
+
 from __future__ import annotations
 
 import ast
@@ -18,8 +19,13 @@ LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"
 def _lint_imports(where: Path = ROOT) -> subprocess.CompletedProcess[str]:
     """``lint-imports`` on the ``dcbench`` package found in ``where`` (import-linter puts the
     working directory first on the path)."""
-    return subprocess.run([str(LINT_IMPORTS), "--config", str(ROOT / "pyproject.toml"), "--no-cache"],
-                          capture_output=True, text=True, cwd=where, timeout=300)
+    return subprocess.run(
+        [str(LINT_IMPORTS), "--config", str(ROOT / "pyproject.toml"), "--no-cache"],
+        capture_output=True,
+        text=True,
+        cwd=where,
+        timeout=300,
+    )
 
 
 def _layers() -> list[str]:
@@ -86,8 +92,11 @@ def test_the_package_has_no_import_cycle() -> None:
 
 def test_every_top_level_entry_is_in_a_layer() -> None:
     """A new flat module cannot slip in beside the layers: it has to be placed in one."""
-    entries = {p.stem for p in (ROOT / "dcbench").iterdir()
-               if p.name not in ("__init__.py", "py.typed", "__pycache__") and (p.is_dir() or p.suffix == ".py")}
+    entries = {
+        p.stem
+        for p in (ROOT / "dcbench").iterdir()
+        if p.name not in ("__init__.py", "py.typed", "__pycache__") and (p.is_dir() or p.suffix == ".py")
+    }
     assert entries == set(_layers())
     assert len(entries) <= 14
 

@@ -1,4 +1,5 @@
 """The package metadata agrees with the code: Python versions, licence, typing marker, tools."""
+
 from __future__ import annotations
 
 import ast
@@ -31,8 +32,12 @@ def test_toml_parser_has_a_fallback_below_the_first_python_with_tomllib() -> Non
     for path in [*ROOT.glob("dcbench/**/*.py"), *ROOT.glob("plugins/**/*.py"), *ROOT.glob("tests/**/*.py")]:
         if path.name == "compat.py":
             continue
-        imported = {alias.name for node in ast.walk(ast.parse(path.read_text())) if isinstance(node, ast.Import)
-                    for alias in node.names}
+        imported = {
+            alias.name
+            for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, ast.Import)
+            for alias in node.names
+        }
         assert "tomllib" not in imported, f"{path} imports tomllib: use `from dcbench.host.compat import tomllib`"
 
 

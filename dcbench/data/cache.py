@@ -7,6 +7,7 @@ second) and rebuilds the entry on any difference. So a changed, replaced or trun
 never served from a stale copy, and a bad copy elsewhere cannot touch this one's entry. Entries are
 built in a temporary directory and renamed into place, so a killed build leaves no half entry.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -41,10 +42,14 @@ def decompressed_copies(dataset: str, sources: Mapping[str, Path]) -> dict[str, 
     try:
         hashes = {name: file_sha256(path) for name, path in resolved.items()}
     except OSError as exc:
-        raise DcbenchError(f"{dataset}: cannot read {exc.filename} ({exc.strerror}); check the file and its "
-                           "permissions") from None
-    record = {"format": ENTRY_FORMAT, "dataset": dataset,
-              "sources": {name: {"path": str(path), "sha256": hashes[name]} for name, path in resolved.items()}}
+        raise DcbenchError(
+            f"{dataset}: cannot read {exc.filename} ({exc.strerror}); check the file and its permissions"
+        ) from None
+    record = {
+        "format": ENTRY_FORMAT,
+        "dataset": dataset,
+        "sources": {name: {"path": str(path), "sha256": hashes[name]} for name, path in resolved.items()},
+    }
     if not _entry_matches(entry, record):
         _build(entry, record, resolved, dataset)
     return {name: entry / name for name in resolved}
@@ -87,8 +92,10 @@ def _gunzip(source: Path, target: Path, entry: Path) -> int:
             try:
                 chunk = src.read(CHUNK)
             except (OSError, EOFError, zlib.error) as exc:
-                raise DcbenchError(f"{source} is corrupt or truncated ({type(exc).__name__}: {exc}); re-copy it "
-                                   "or reinstall the package that provides it") from None
+                raise DcbenchError(
+                    f"{source} is corrupt or truncated ({type(exc).__name__}: {exc}); re-copy it "
+                    "or reinstall the package that provides it"
+                ) from None
             if not chunk:
                 break
             dst.write(chunk)
@@ -109,10 +116,14 @@ def _swap_in(staging: Path, entry: Path, record: dict[str, Any]) -> None:
         os.rename(staging, entry)
     except OSError:
         if not _entry_matches(entry, record):  # another process put a different entry there
-            raise DcbenchError(f"the dataset cache entry {entry} changed while it was rebuilt (another dcbench "
-                               "reading a different copy?); run the command again") from None
+            raise DcbenchError(
+                f"the dataset cache entry {entry} changed while it was rebuilt (another dcbench "
+                "reading a different copy?); run the command again"
+            ) from None
 
 
 def _cache_error(entry: Path, exc: OSError) -> DcbenchError:
-    return DcbenchError(f"cannot write the dataset cache at {entry.parent} ({exc.strerror or exc}); free some "
-                        "space there or set DCBENCH_CACHE to a writable directory")
+    return DcbenchError(
+        f"cannot write the dataset cache at {entry.parent} ({exc.strerror or exc}); free some "
+        "space there or set DCBENCH_CACHE to a writable directory"
+    )

@@ -1,6 +1,7 @@
 """Image folders laid out as torchvision's ``ImageFolder`` (``ROOT/train/<class>/*``,
 ``ROOT/test/<class>/*``): checked, decoded, resized to one size, their uint8 tensors cached in the
 data cache under a hash of the files (see :mod:`dcbench.data.paths` for the whole rule)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -44,8 +45,15 @@ def load_image_folder(root: Path, name: str, size: tuple[int, int] | None) -> De
             cached = None
     if cached is None:
         tensors, info = _decode_folder(root, classes, files, size)
-        info.update({"format": CACHE_FORMAT, "kind": "image folder", "content_hash": content_hash,
-                     "class_names": classes, "files": sum(len(f) for f in files.values())})
+        info.update(
+            {
+                "format": CACHE_FORMAT,
+                "kind": "image folder",
+                "content_hash": content_hash,
+                "class_names": classes,
+                "files": sum(len(f) for f in files.values()),
+            }
+        )
         _write_cache(cache, tensors, info)
         info["from_cache"] = False
     else:
@@ -71,31 +79,40 @@ def scan_image_folder(root: Path) -> tuple[list[str], dict[str, list[tuple[Path,
             raise DcbenchError(f"dataset folder {root} has no {split}/ folder; {layout}")
         for entry in _visible(split_dir):
             if not entry.is_dir():
-                raise DcbenchError(f"{entry} is not a directory; {split_dir} must hold only one folder per "
-                                   "class: move that file out or delete it")
+                raise DcbenchError(
+                    f"{entry} is not a directory; {split_dir} must hold only one folder per "
+                    "class: move that file out or delete it"
+                )
         class_dirs[split] = sorted(entry.name for entry in _visible(split_dir))
     classes = class_dirs["train"]
     if not classes:
         raise DcbenchError(f"{root / 'train'} holds no class folders; {layout}")
     if len(classes) == 1:
-        raise DcbenchError(f"{root / 'train'} has only one class ({classes[0]}); condensation needs at "
-                           "least two: add a folder of images for another class")
+        raise DcbenchError(
+            f"{root / 'train'} has only one class ({classes[0]}); condensation needs at "
+            "least two: add a folder of images for another class"
+        )
     for extra in sorted(set(class_dirs["test"]) - set(classes)):
-        raise DcbenchError(f"{root / 'test' / extra} has no training folder {root / 'train' / extra}; "
-                           "add training images of that class or remove the test folder")
+        raise DcbenchError(
+            f"{root / 'test' / extra} has no training folder {root / 'train' / extra}; "
+            "add training images of that class or remove the test folder"
+        )
     files: dict[str, list[tuple[Path, int]]] = {}
     for split in SPLITS:
         files[split] = []
         for label, name in enumerate(classes):
             class_dir = root / split / name
             if not class_dir.is_dir():
-                raise DcbenchError(f"class {name!r} has no test images: {class_dir} is missing; "
-                                   f"add test images of {name} there")
+                raise DcbenchError(
+                    f"class {name!r} has no test images: {class_dir} is missing; add test images of {name} there"
+                )
             images = _images_in(class_dir)
             if not images:
                 what = "no test images" if split == "test" else "no training images"
-                raise DcbenchError(f"class {name!r} has {what}: {class_dir} holds no PNG or JPEG files; "
-                                   f"add some, or remove the class from both train/ and test/")
+                raise DcbenchError(
+                    f"class {name!r} has {what}: {class_dir} holds no PNG or JPEG files; "
+                    f"add some, or remove the class from both train/ and test/"
+                )
             files[split] += [(path, label) for path in images]
     return classes, files
 
@@ -112,8 +129,9 @@ def _images_in(class_dir: Path) -> list[Path]:
         for filename in sorted(f for f in filenames if not f.startswith(".")):
             path = Path(dirpath) / filename
             if path.suffix.lower() not in IMAGE_SUFFIXES:
-                raise DcbenchError(f"{path} is not a PNG or JPEG file; convert it or move it out of "
-                                   f"{class_dir.parent.parent}")
+                raise DcbenchError(
+                    f"{path} is not a PNG or JPEG file; convert it or move it out of {class_dir.parent.parent}"
+                )
             found.append(path)
     return found
 
@@ -146,24 +164,30 @@ def decode(path: Path) -> Tensor:
     try:
         with warnings.catch_warnings():  # torchvision 0.29 deprecates its codecs (for TorchCodec)
             warnings.simplefilter("ignore", DeprecationWarning)
-            image: Tensor = decode_image(torch.frombuffer(bytearray(data), dtype=torch.uint8),
-                                         mode=ImageReadMode.RGB if palette else ImageReadMode.UNCHANGED)
+            image: Tensor = decode_image(
+                torch.frombuffer(bytearray(data), dtype=torch.uint8),
+                mode=ImageReadMode.RGB if palette else ImageReadMode.UNCHANGED,
+            )
     except (RuntimeError, ValueError) as exc:
         text = first_line(exc, type(exc).__name__)
         # torchvision prefixes "decode_image, /path/decode_image.cpp:61, "; keep the first sentence
         reason = re.sub(r"^[^,]*, [^,]*:\d+, ", "", text).split(". ")[0].rstrip(".")[:120]
-        raise DcbenchError(f"{path} cannot be decoded as a PNG or JPEG image ({reason}); "
-                           "replace or delete it") from None
+        raise DcbenchError(
+            f"{path} cannot be decoded as a PNG or JPEG image ({reason}); replace or delete it"
+        ) from None
     if image.shape[0] in (2, 4):
-        raise DcbenchError(f"{path} has {image.shape[0]} channels (transparency or CMYK); convert the "
-                           "images to RGB or greyscale without an alpha channel")
+        raise DcbenchError(
+            f"{path} has {image.shape[0]} channels (transparency or CMYK); convert the "
+            "images to RGB or greyscale without an alpha channel"
+        )
     if image.dtype != torch.uint8:  # 16-bit PNG
         image = to_dtype(image, torch.uint8, scale=True)
     return image
 
 
-def _decode_folder(root: Path, classes: list[str], files: dict[str, list[tuple[Path, int]]],
-                   size: tuple[int, int] | None) -> tuple[dict[str, Tensor], dict[str, Any]]:
+def _decode_folder(
+    root: Path, classes: list[str], files: dict[str, list[tuple[Path, int]]], size: tuple[int, int] | None
+) -> tuple[dict[str, Tensor], dict[str, Any]]:
     from torchvision.transforms.v2.functional import resize
 
     decoded: dict[str, list[Tensor]] = {split: [] for split in SPLITS}
@@ -174,8 +198,10 @@ def _decode_folder(root: Path, classes: list[str], files: dict[str, list[tuple[P
             if first is None:
                 first = (path, image.shape[0])
             elif image.shape[0] != first[1]:
-                raise DcbenchError(f"{path} has {image.shape[0]} channel(s) but {first[0]} has {first[1]}; "
-                                   "convert all images to RGB (or all to greyscale)")
+                raise DcbenchError(
+                    f"{path} has {image.shape[0]} channel(s) but {first[0]} has {first[1]}; "
+                    "convert all images to RGB (or all to greyscale)"
+                )
             if size is not None and tuple(image.shape[1:]) != size:
                 image = resize(image, list(size), antialias=True)
             decoded[split].append(image)
@@ -185,19 +211,24 @@ def _decode_folder(root: Path, classes: list[str], files: dict[str, list[tuple[P
         sizes = Counter((int(x.shape[1]), int(x.shape[2])) for split in SPLITS for x in decoded[split])
         chosen, count = max(sizes.items(), key=lambda item: (item[1], item[0][0] * item[0][1], item[0]))
         total = sum(sizes.values())
-        rule = ("the size of every image" if count == total
-                else f"the most common size, {count} of {total} images")
+        rule = "the size of every image" if count == total else f"the most common size, {count} of {total} images"
         for split in SPLITS:
-            decoded[split] = [x if tuple(x.shape[1:]) == chosen else resize(x, list(chosen), antialias=True)
-                              for x in decoded[split]]
+            decoded[split] = [
+                x if tuple(x.shape[1:]) == chosen else resize(x, list(chosen), antialias=True) for x in decoded[split]
+            ]
     tensors = {}
     for split in SPLITS:
         tensors[f"{split}_images"] = torch.stack(decoded[split])
         tensors[f"{split}_labels"] = torch.tensor([label for _, label in files[split]], dtype=torch.long)
     pixels = tensors["train_images"].double().div_(255.0)
     mean, std = channel_stats(pixels, root / "train")
-    info = {"image_size": list(chosen), "size_rule": rule, "channels": int(tensors["train_images"].shape[1]),
-            "mean": mean, "std": std}
+    info = {
+        "image_size": list(chosen),
+        "size_rule": rule,
+        "channels": int(tensors["train_images"].shape[1]),
+        "mean": mean,
+        "std": std,
+    }
     return tensors, info
 
 
@@ -220,5 +251,8 @@ def _write_cache(cache: Path, tensors: dict[str, Tensor], info: dict[str, Any]) 
         atomic_write(cache / "data.pt", lambda f: torch.save(tensors, f))
         atomic_write_text(cache / "manifest.json", json.dumps(info, indent=2, sort_keys=True))
     except OSError as exc:
-        print(f"dcbench: note: cannot cache the decoded images in {cache} ({exc.strerror}); "
-              "they will be decoded again next time (set DCBENCH_CACHE to a writable folder)", file=sys.stderr)
+        print(
+            f"dcbench: note: cannot cache the decoded images in {cache} ({exc.strerror}); "
+            "they will be decoded again next time (set DCBENCH_CACHE to a writable folder)",
+            file=sys.stderr,
+        )

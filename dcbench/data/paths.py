@@ -21,6 +21,7 @@ floats in [0, 1], labels integers 0..K-1. ``.pt`` files are read with ``weights_
 
 Every problem with the data is one :class:`DcbenchError` line naming the file and the fix.
 """
+
 from __future__ import annotations
 
 import os
@@ -50,9 +51,17 @@ class PathDataset(RealDataset):
     source: dict[str, Any] = field(default_factory=dict)
 
     def to(self, device: torch.device | str) -> PathDataset:
-        return PathDataset(self.name, self.train_images.to(device), self.train_labels.to(device),
-                           self.test_images.to(device), self.test_labels.to(device),
-                           self.mean, self.std, self.class_names, source=self.source)
+        return PathDataset(
+            self.name,
+            self.train_images.to(device),
+            self.train_labels.to(device),
+            self.test_images.to(device),
+            self.test_labels.to(device),
+            self.mean,
+            self.std,
+            self.class_names,
+            source=self.source,
+        )
 
     @property
     def fingerprint(self) -> str:
@@ -75,21 +84,25 @@ class DatasetSource:
         if isinstance(entry, str):
             entry = {"path": entry, "size": size}
         if not isinstance(entry, Mapping):
-            raise DcbenchError(f"spec dataset {entry!r} must be a name, a path or a table "
-                               '{ path = "...", name = "...", size = 32 }')
+            raise DcbenchError(
+                f'spec dataset {entry!r} must be a name, a path or a table {{ path = "...", name = "...", size = 32 }}'
+            )
         unknown = sorted(set(entry) - set(ENTRY_KEYS))
         if unknown:
-            raise DcbenchError(f"dataset entry {dict(entry)} has no field {unknown[0]!r}; "
-                               f"fields are {', '.join(ENTRY_KEYS)}")
+            raise DcbenchError(
+                f"dataset entry {dict(entry)} has no field {unknown[0]!r}; fields are {', '.join(ENTRY_KEYS)}"
+            )
         raw_path = entry.get("path")
         if not isinstance(raw_path, str) or not raw_path:
-            raise DcbenchError(f"dataset entry {dict(entry)} needs path = \"DIR or FILE.pt/.npz\"")
+            raise DcbenchError(f'dataset entry {dict(entry)} needs path = "DIR or FILE.pt/.npz"')
         path = Path(raw_path).expanduser().resolve()
         default_name = path.stem if path.suffix.lower() in TENSOR_SUFFIXES else path.name
         name = entry.get("name") or default_name
         if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
-            raise DcbenchError(f"dataset name {name!r} (for {path}) must be letters, digits and _.+- "
-                               'only; give it one with { path = "...", name = "mydata" }')
+            raise DcbenchError(
+                f"dataset name {name!r} (for {path}) must be letters, digits and _.+- "
+                'only; give it one with { path = "...", name = "mydata" }'
+            )
         return cls(str(path), name, parse_size(entry.get("size"), path))
 
     def spec(self) -> DatasetSpec:
@@ -154,10 +167,13 @@ def source_for_evaluation(dataset: str | None, manifest: Mapping[str, Any]) -> D
     if not isinstance(recorded, Mapping) or not isinstance(recorded.get("path"), str):
         return None
     if not Path(recorded["path"]).exists():
-        raise DcbenchError(f"the set was condensed from {recorded['path']}, which no longer exists; "
-                           "pass --dataset PATH to say where that data is now")
-    return DatasetSource.from_entry({"path": recorded["path"], "name": manifest.get("dataset") or None,
-                                     "size": recorded.get("image_size", size)})
+        raise DcbenchError(
+            f"the set was condensed from {recorded['path']}, which no longer exists; "
+            "pass --dataset PATH to say where that data is now"
+        )
+    return DatasetSource.from_entry(
+        {"path": recorded["path"], "name": manifest.get("dataset") or None, "size": recorded.get("image_size", size)}
+    )
 
 
 def is_dataset_path(name: str) -> bool:
@@ -174,14 +190,23 @@ def path_dataset(name: str, size: object = None) -> DatasetSpec:
 
 # --- the dataset -------------------------------------------------------------------------------
 
+
 def _build(name: str, tensors: dict[str, Tensor], info: dict[str, Any]) -> PathDataset:
     """Normalise with the training split's statistics; ``info`` becomes the dataset's ``source``."""
     mean, std = tuple(info["mean"]), tuple(info["std"])
     source = {k: v for k, v in info.items() if k not in ("format", "from_cache")}
     source["train_images"], source["test_images"] = len(tensors["train_labels"]), len(tensors["test_labels"])
-    dataset = PathDataset(name, normalise(tensors["train_images"], mean, std), tensors["train_labels"].long(),
-                          normalise(tensors["test_images"], mean, std), tensors["test_labels"].long(), mean, std,
-                          tuple(info["class_names"]), source=source)
+    dataset = PathDataset(
+        name,
+        normalise(tensors["train_images"], mean, std),
+        tensors["train_labels"].long(),
+        normalise(tensors["test_images"], mean, std),
+        tensors["test_labels"].long(),
+        mean,
+        std,
+        tuple(info["class_names"]),
+        source=source,
+    )
     dataset.source["from_cache"] = bool(info.get("from_cache"))
     return dataset
 
@@ -191,10 +216,13 @@ def _log(dataset: PathDataset) -> None:
     src = dataset.source
     height, width = dataset.image_size
     origin = "cached tensors of" if src.get("from_cache") else "read from"
-    print(f"dcbench: dataset {dataset.name}: {dataset.num_classes} classes, {src['train_images']} training and "
-          f"{src['test_images']} test images, {dataset.channels}x{height}x{width} ({src['size_rule']}); "
-          f"mean {_rounded(dataset.mean)} std {_rounded(dataset.std)} from the training split; "
-          f"{origin} {src['path']}", file=sys.stderr)
+    print(
+        f"dcbench: dataset {dataset.name}: {dataset.num_classes} classes, {src['train_images']} training and "
+        f"{src['test_images']} test images, {dataset.channels}x{height}x{width} ({src['size_rule']}); "
+        f"mean {_rounded(dataset.mean)} std {_rounded(dataset.std)} from the training split; "
+        f"{origin} {src['path']}",
+        file=sys.stderr,
+    )
 
 
 def _rounded(values: tuple[float, ...]) -> str:

@@ -1,6 +1,7 @@
 """What every real dataset is: normalised train/test tensors with a per-class index
 (:class:`RealDataset`), the registered name and loader of one (:class:`DatasetSpec`), and the
 normalisation they all share."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -36,24 +37,32 @@ class RealDataset:
     indices_by_class: list[Tensor] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        for split, images, labels in (("training", self.train_images, self.train_labels),
-                                      ("test", self.test_images, self.test_labels)):
+        for split, images, labels in (
+            ("training", self.train_images, self.train_labels),
+            ("test", self.test_images, self.test_labels),
+        ):
             if labels.ndim != 1 or len(labels) != len(images):
-                raise DcbenchError(f"dataset {self.name!r}: {len(images)} {split} images but labels of shape "
-                                   f"{tuple(labels.shape)}; check that the dataset files are complete")
+                raise DcbenchError(
+                    f"dataset {self.name!r}: {len(images)} {split} images but labels of shape "
+                    f"{tuple(labels.shape)}; check that the dataset files are complete"
+                )
             if labels.is_floating_point() or labels.dtype == torch.bool:
-                raise DcbenchError(f"dataset {self.name!r}: {split} labels are {labels.dtype}; expected integer "
-                                   "class indices")
+                raise DcbenchError(
+                    f"dataset {self.name!r}: {split} labels are {labels.dtype}; expected integer class indices"
+                )
             if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= self.num_classes):
-                raise DcbenchError(f"dataset {self.name!r}: {split} labels span {int(labels.min())}.."
-                                   f"{int(labels.max())}, but it has {self.num_classes} classes "
-                                   f"(0..{self.num_classes - 1}); the label data is corrupt or mislabelled")
-        self.indices_by_class = [torch.nonzero(self.train_labels == c).flatten()
-                                 for c in range(self.num_classes)]
+                raise DcbenchError(
+                    f"dataset {self.name!r}: {split} labels span {int(labels.min())}.."
+                    f"{int(labels.max())}, but it has {self.num_classes} classes "
+                    f"(0..{self.num_classes - 1}); the label data is corrupt or mislabelled"
+                )
+        self.indices_by_class = [torch.nonzero(self.train_labels == c).flatten() for c in range(self.num_classes)]
         empty = [c for c, idx in enumerate(self.indices_by_class) if idx.numel() == 0]
         if empty:
-            raise DcbenchError(f"dataset {self.name!r} has no training images of class {empty[0]}; "
-                               "check that the dataset files are complete")
+            raise DcbenchError(
+                f"dataset {self.name!r} has no training images of class {empty[0]}; "
+                "check that the dataset files are complete"
+            )
 
     @property
     def num_classes(self) -> int:
@@ -84,9 +93,16 @@ class RealDataset:
         return torch.cat(images), labels.to(self.device)
 
     def to(self, device: torch.device | str) -> RealDataset:
-        return RealDataset(self.name, self.train_images.to(device), self.train_labels.to(device),
-                           self.test_images.to(device), self.test_labels.to(device),
-                           self.mean, self.std, self.class_names)
+        return RealDataset(
+            self.name,
+            self.train_images.to(device),
+            self.train_labels.to(device),
+            self.test_images.to(device),
+            self.test_labels.to(device),
+            self.mean,
+            self.std,
+            self.class_names,
+        )
 
     def denormalise(self, images: Tensor) -> Tensor:
         """Back to [0, 1] pixel space (clamped), for image grids."""
@@ -129,6 +145,8 @@ def channel_stats(pixels: Tensor, where: Path | str) -> tuple[list[float], list[
     std = pixels.std(dim=(0, 2, 3), correction=0)
     for channel, value in enumerate(std.tolist()):
         if value < 1e-6:
-            raise DcbenchError(f"{where}: channel {channel} has the same value in every training image, "
-                               "so it cannot be normalised; check that the images are not blank")
+            raise DcbenchError(
+                f"{where}: channel {channel} has the same value in every training image, "
+                "so it cannot be normalised; check that the images are not blank"
+            )
     return [round(v, 6) for v in mean.tolist()], [round(v, 6) for v in std.tolist()]

@@ -7,6 +7,7 @@ that rebuilding a NumPy array needs (none of which can run code) and refuses eve
 it is called. ``torch.save`` files go through :func:`load_tensor_file` (``weights_only=True``, with
 errors that say whether the file is foreign, corrupt or hostile).
 """
+
 from __future__ import annotations
 
 import pickle
@@ -78,19 +79,26 @@ def load_numpy_pickle(path: Path, what: str) -> Any:
         with open(path, "rb") as f:
             return RestrictedUnpickler(f, encoding="latin1").load()
     except RefusedGlobal as exc:
-        raise DcbenchError(f"refused to read {path}: it asks for the Python object {exc.qualified_name}, which "
-                           f"could run code (a {what} holds only lists, strings and NumPy arrays); delete it and "
-                           "re-copy the dataset from its official archive") from None
+        raise DcbenchError(
+            f"refused to read {path}: it asks for the Python object {exc.qualified_name}, which "
+            f"could run code (a {what} holds only lists, strings and NumPy arrays); delete it and "
+            "re-copy the dataset from its official archive"
+        ) from None
     except OSError as exc:
         raise DcbenchError(f"cannot read {path} ({exc.strerror or exc}); check its permissions") from None
     except Exception as exc:  # noqa: BLE001 - a damaged pickle raises anything from EOFError to ValueError
         why = f"{type(exc).__name__}: {first_line(exc, 'unreadable', 200)}"
-        raise DcbenchError(f"{path} is corrupt or not a {what} ({why}); "
-                           "re-copy the dataset from its official archive") from None
+        raise DcbenchError(
+            f"{path} is corrupt or not a {what} ({why}); re-copy the dataset from its official archive"
+        ) from None
 
 
-def load_tensor_file(path: Path, safe_globals: Iterable[Any] = (), what: str = "a readable torch.save file",
-                     advice: str = "re-create it or restore it from a backup") -> Any:
+def load_tensor_file(
+    path: Path,
+    safe_globals: Iterable[Any] = (),
+    what: str = "a readable torch.save file",
+    advice: str = "re-create it or restore it from a backup",
+) -> Any:
     """``torch.load(weights_only=True)`` of a file from elsewhere; one-line errors that say whether
     the file holds objects that could run code, is damaged, or is no ``torch.save`` file at all."""
     path = Path(path)
@@ -98,16 +106,19 @@ def load_tensor_file(path: Path, safe_globals: Iterable[Any] = (), what: str = "
         with open(path, "rb") as f:
             f.read(1)
     except OSError as exc:  # the file itself is unreadable; anything torch raises later is about its content
-        raise DcbenchError(f"{path}: cannot be read ({exc.strerror or exc}); "
-                           "check the path and its permissions") from None
+        raise DcbenchError(
+            f"{path}: cannot be read ({exc.strerror or exc}); check the path and its permissions"
+        ) from None
     try:
         with torch.serialization.safe_globals(list(safe_globals)):
             return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - a damaged archive raises anything from RuntimeError to EOFError
         needed = re.search(r"GLOBAL ([\w.]+)", str(exc)) if isinstance(exc, pickle.UnpicklingError) else None
         if needed:
-            raise DcbenchError(f"{path}: refused to load: it needs the Python object {needed[1]}, and loading that "
-                               f"could run code (only tensors, lists, dicts and numbers are read); {advice}") from None
+            raise DcbenchError(
+                f"{path}: refused to load: it needs the Python object {needed[1]}, and loading that "
+                f"could run code (only tensors, lists, dicts and numbers are read); {advice}"
+            ) from None
         raise DcbenchError(f"{path}: not {what} ({_why_unreadable(path, exc)}); {advice}") from None
 
 
@@ -122,5 +133,3 @@ def _why_unreadable(path: Path, exc: BaseException) -> str:
     reason = re.search(r"WeightsUnpickler error:\s*(.+)", str(exc))
     why = reason[1].strip() if reason else f"{type(exc).__name__}: {first_line(exc, 'unreadable', 200).split('. ')[0]}"
     return f"a damaged or truncated torch.save file: {why}"
-
-

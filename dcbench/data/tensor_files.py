@@ -1,6 +1,7 @@
 """Datasets as one tensor file: ``.pt`` (read with ``weights_only=True``) or ``.npz`` (with
 ``allow_pickle=False``) holding ``train_images``, ``train_labels``, ``test_images``, ``test_labels``
 and optionally ``class_names`` (see :mod:`dcbench.data.paths` for the accepted layouts)."""
+
 from __future__ import annotations
 
 import zipfile
@@ -26,53 +27,74 @@ def read_tensor_dataset(path: Path, name: str, size: tuple[int, int] | None) -> 
     arrays = _read_tensor_file(path)
     missing = [k for k in TENSOR_KEYS if k not in arrays]
     if missing:
-        raise DcbenchError(f"{path} has no {missing[0]!r}; it must hold {', '.join(TENSOR_KEYS)} "
-                           "(and optionally class_names)")
+        raise DcbenchError(
+            f"{path} has no {missing[0]!r}; it must hold {', '.join(TENSOR_KEYS)} (and optionally class_names)"
+        )
     images = {split: _as_pixels(arrays[f"{split}_images"], path, f"{split}_images") for split in SPLITS}
     if images["train"].shape[1:] != images["test"].shape[1:]:
-        raise DcbenchError(f"{path}: train_images are {tuple(images['train'].shape[1:])} (C, H, W) but "
-                           f"test_images are {tuple(images['test'].shape[1:])}; both splits need one shape")
-    labels = {split: _as_labels(arrays[f"{split}_labels"], len(images[split]), path, f"{split}_labels")
-              for split in SPLITS}
+        raise DcbenchError(
+            f"{path}: train_images are {tuple(images['train'].shape[1:])} (C, H, W) but "
+            f"test_images are {tuple(images['test'].shape[1:])}; both splits need one shape"
+        )
+    labels = {
+        split: _as_labels(arrays[f"{split}_labels"], len(images[split]), path, f"{split}_labels") for split in SPLITS
+    }
     classes = _class_names(arrays.get("class_names"), labels, path)
     counts = torch.bincount(labels["train"], minlength=len(classes))
     if (counts == 0).any():
         empty = int(torch.nonzero(counts == 0)[0])
-        raise DcbenchError(f"{path}: class {empty} ({classes[empty]}) has no training images; "
-                           "add some, or drop that class and renumber the labels")
+        raise DcbenchError(
+            f"{path}: class {empty} ({classes[empty]}) has no training images; "
+            "add some, or drop that class and renumber the labels"
+        )
     if size is not None and tuple(images["train"].shape[2:]) != size:
         from torchvision.transforms.v2.functional import resize
 
         images = {split: resize(x, list(size), antialias=True).clamp_(0, 1) for split, x in images.items()}
     mean, std = channel_stats(images["train"].double(), path)
     height, width = images["train"].shape[2:]
-    info = {"kind": "tensor file", "path": str(path), "name": name, "content_hash": file_sha256(path),
-            "class_names": classes, "image_size": [int(height), int(width)],
-            "size_rule": "the declared size" if size is not None else "the stored size",
-            "channels": int(images["train"].shape[1]), "mean": mean, "std": std, "from_cache": False}
+    info = {
+        "kind": "tensor file",
+        "path": str(path),
+        "name": name,
+        "content_hash": file_sha256(path),
+        "class_names": classes,
+        "image_size": [int(height), int(width)],
+        "size_rule": "the declared size" if size is not None else "the stored size",
+        "channels": int(images["train"].shape[1]),
+        "mean": mean,
+        "std": std,
+        "from_cache": False,
+    }
     tensors = {**{f"{s}_images": images[s] for s in SPLITS}, **{f"{s}_labels": labels[s] for s in SPLITS}}
     return tensors, info
 
 
 def _read_tensor_file(path: Path) -> dict[str, Any]:
     if path.suffix.lower() == ".pt":
-        payload = load_tensor_file(path, what="a readable torch.save file",
-                                   advice="save a dict of tensors with torch.save")
+        payload = load_tensor_file(
+            path, what="a readable torch.save file", advice="save a dict of tensors with torch.save"
+        )
         if not isinstance(payload, dict):
-            raise DcbenchError(f"{path} holds a {type(payload).__name__}, not a dict; save "
-                               f"{{{', '.join(repr(k) for k in TENSOR_KEYS)}: tensors}} with torch.save")
+            raise DcbenchError(
+                f"{path} holds a {type(payload).__name__}, not a dict; save "
+                f"{{{', '.join(repr(k) for k in TENSOR_KEYS)}: tensors}} with torch.save"
+            )
         return payload
     try:
         with np.load(path, allow_pickle=False) as npz:
             return {key: npz[key] for key in npz.files}
     except ValueError as exc:
         if "pickle" in str(exc).lower():
-            raise DcbenchError(f"{path} holds object arrays, refused for safety (they would unpickle); "
-                               "save numeric arrays and a string array of class names") from None
+            raise DcbenchError(
+                f"{path} holds object arrays, refused for safety (they would unpickle); "
+                "save numeric arrays and a string array of class names"
+            ) from None
         raise DcbenchError(f"{path} is not a readable .npz file ({exc}); re-save it with numpy.savez") from None
     except (OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise DcbenchError(f"{path} is not a readable .npz file ({type(exc).__name__}); "
-                           "re-save it with numpy.savez") from None
+        raise DcbenchError(
+            f"{path} is not a readable .npz file ({type(exc).__name__}); re-save it with numpy.savez"
+        ) from None
 
 
 def _as_pixels(value: object, path: Path, key: str) -> Tensor:
@@ -83,22 +105,24 @@ def _as_pixels(value: object, path: Path, key: str) -> Tensor:
     elif x.ndim == 4 and x.shape[1] not in (1, 3) and x.shape[3] in (1, 3):
         x = x.permute(0, 3, 1, 2)
     if x.ndim != 4 or x.shape[1] not in (1, 3) or x.shape[0] == 0:
-        raise DcbenchError(f"{path}: {key} has shape {tuple(x.shape)}; expected (N, C, H, W), (N, H, W, C) "
-                           "or (N, H, W) with N > 0 and 1 or 3 channels")
+        raise DcbenchError(
+            f"{path}: {key} has shape {tuple(x.shape)}; expected (N, C, H, W), (N, H, W, C) "
+            "or (N, H, W) with N > 0 and 1 or 3 channels"
+        )
     if x.is_floating_point():
         if not torch.isfinite(x).all():
             raise DcbenchError(f"{path}: {key} contains NaN or infinite values; clean the data and re-save it")
         low, high = float(x.min()), float(x.max())
         if low < 0 or high > 1:
-            raise DcbenchError(f"{path}: {key} lies in [{low:.3g}, {high:.3g}]; store floats in [0, 1] "
-                               "or uint8 pixels 0-255")
+            raise DcbenchError(
+                f"{path}: {key} lies in [{low:.3g}, {high:.3g}]; store floats in [0, 1] or uint8 pixels 0-255"
+            )
         return x.float().contiguous()
     if x.dtype == torch.bool or x.is_complex():
         raise DcbenchError(f"{path}: {key} has dtype {x.dtype}; store uint8 pixels or floats in [0, 1]")
     low, high = int(x.min()), int(x.max())
     if low < 0 or high > 255:
-        raise DcbenchError(f"{path}: {key} are integers in {low}..{high}; store uint8 pixels 0-255 "
-                           "or floats in [0, 1]")
+        raise DcbenchError(f"{path}: {key} are integers in {low}..{high}; store uint8 pixels 0-255 or floats in [0, 1]")
     return x.float().div_(255.0).contiguous()
 
 
@@ -107,8 +131,9 @@ def _as_labels(value: object, count: int, path: Path, key: str) -> Tensor:
     if y.is_floating_point() or y.dtype == torch.bool or y.is_complex():
         raise DcbenchError(f"{path}: {key} has dtype {y.dtype}; labels must be integers 0..K-1")
     if y.ndim != 1 or y.shape[0] != count:
-        raise DcbenchError(f"{path}: {key} has shape {tuple(y.shape)}, the images need ({count},); "
-                           "give one integer label per image")
+        raise DcbenchError(
+            f"{path}: {key} has shape {tuple(y.shape)}, the images need ({count},); give one integer label per image"
+        )
     if int(y.min()) < 0:
         raise DcbenchError(f"{path}: {key} holds the negative label {int(y.min())}; labels must be 0..K-1")
     return y.long()
@@ -119,8 +144,10 @@ def _as_tensor(value: object, path: Path, key: str) -> Tensor:
         return value.detach().cpu()
     if isinstance(value, np.ndarray) and value.dtype.kind in "biuf":
         return torch.from_numpy(np.ascontiguousarray(value))
-    raise DcbenchError(f"{path}: {key} is a {type(value).__name__} "
-                       f"{getattr(value, 'dtype', '')}, not a numeric array; store a tensor or numeric array")
+    raise DcbenchError(
+        f"{path}: {key} is a {type(value).__name__} "
+        f"{getattr(value, 'dtype', '')}, not a numeric array; store a tensor or numeric array"
+    )
 
 
 def _class_names(value: object, labels: dict[str, Tensor], path: Path) -> list[str]:
@@ -134,10 +161,9 @@ def _class_names(value: object, labels: dict[str, Tensor], path: Path) -> list[s
     else:
         raise DcbenchError(f"{path}: class_names must be a list (or 1-D string array) of strings")
     if top >= len(names):
-        raise DcbenchError(f"{path}: a label is {top} but there are {len(names)} class names; "
-                           f"labels must be 0..{len(names) - 1}")
+        raise DcbenchError(
+            f"{path}: a label is {top} but there are {len(names)} class names; labels must be 0..{len(names) - 1}"
+        )
     if len(names) < 2:
         raise DcbenchError(f"{path} has only one class; condensation needs at least two")
     return names
-
-

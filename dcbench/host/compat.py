@@ -1,4 +1,5 @@
 """Imports that differ between the supported Python versions."""
+
 from __future__ import annotations
 
 import sys

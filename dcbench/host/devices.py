@@ -1,4 +1,5 @@
 """The device a run uses, checked before any work starts, and the hardware's name for the results."""
+
 from __future__ import annotations
 
 import os
@@ -22,8 +23,11 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cpu")
     if name == "mps":
         if not torch.backends.mps.is_available():
-            why = ("this PyTorch build has no MPS support" if not torch.backends.mps.is_built()
-                   else "no Apple GPU is usable here (MPS needs macOS 12.3+ on Apple silicon or an AMD GPU)")
+            why = (
+                "this PyTorch build has no MPS support"
+                if not torch.backends.mps.is_built()
+                else "no Apple GPU is usable here (MPS needs macOS 12.3+ on Apple silicon or an AMD GPU)"
+            )
             raise DcbenchError(f"--device mps asked for, but {why}; use --device cpu or auto")
         return torch.device("mps")
     match = re.fullmatch(r"cuda(?::(\d+))?", name)
@@ -36,8 +40,9 @@ def resolve_device(name: str) -> torch.device:
         visible = "cuda:0" if count == 1 else f"cuda:0 to cuda:{count - 1}"
         mask = os.environ.get("CUDA_VISIBLE_DEVICES")
         masked = f" (CUDA_VISIBLE_DEVICES={mask})" if mask is not None else ""
-        raise DcbenchError(f"--device {name} asked for, but {count} CUDA GPU(s) are visible{masked}; "
-                           f"use one of {visible}")
+        raise DcbenchError(
+            f"--device {name} asked for, but {count} CUDA GPU(s) are visible{masked}; use one of {visible}"
+        )
     return torch.device(name)
 
 

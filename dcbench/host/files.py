@@ -4,6 +4,7 @@ user's umask asks for, and hashed in one way (SHA-256 in 1 MiB chunks).
 ``tempfile.mkstemp``/``mkdtemp`` (used for atomic writes) create 0600 files and 0700 directories
 whatever the umask, so a results directory shared with a group would be unreadable to it.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -56,8 +57,9 @@ def atomic_write(path: Path, write: Any) -> None:
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
         if isinstance(exc, OSError):
-            raise DcbenchError(f"cannot write {path}: {exc.strerror or exc}; free some space or choose "
-                               "another path") from None
+            raise DcbenchError(
+                f"cannot write {path}: {exc.strerror or exc}; free some space or choose another path"
+            ) from None
         raise
 
 

@@ -5,6 +5,7 @@ on ``sys.meta_path`` answers each old name with a thin module whose attributes c
 modules that now hold them, and warns once per old name (:class:`LegacyImportWarning`, a
 ``DeprecationWarning``, so test runners show it). Plugins should import from :mod:`dcbench.api`.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -41,8 +42,13 @@ LEGACY_MODULES: dict[str, tuple[str, ...]] = {
     "dcbench.outputs": ("dcbench.host.outputs",),
     "dcbench.progress": ("dcbench.run.progress",),
     "dcbench.ray_probe": ("dcbench.run.ray_probe",),
-    "dcbench.runner": ("dcbench.run.grid", "dcbench.run.plan", "dcbench.run.workers", "dcbench.run.cell",
-                       "dcbench.run.shared"),
+    "dcbench.runner": (
+        "dcbench.run.grid",
+        "dcbench.run.plan",
+        "dcbench.run.workers",
+        "dcbench.run.cell",
+        "dcbench.run.shared",
+    ),
     "dcbench.runtime": ("dcbench.host.runtime",),
     "dcbench.safe_pickle": ("dcbench.data.safe_pickle", "dcbench.host.errors"),
     "dcbench.scaffold": ("dcbench.tools.scaffold",),
@@ -73,8 +79,9 @@ class _LegacyModule(types.ModuleType):
             module = importlib.import_module(home)
             if hasattr(module, attribute):
                 return getattr(module, attribute)
-        raise AttributeError(f"module {self.__name__!r} has no attribute {attribute!r} (its names now live in "
-                             f"{', '.join(self.__homes)})")
+        raise AttributeError(
+            f"module {self.__name__!r} has no attribute {attribute!r} (its names now live in {', '.join(self.__homes)})"
+        )
 
     def __dir__(self) -> list[str]:
         return sorted({n for home in self.__homes for n in dir(importlib.import_module(home))})
@@ -83,8 +90,12 @@ class _LegacyModule(types.ModuleType):
 class _LegacyLoader(importlib.abc.Loader):
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> types.ModuleType:
         homes = LEGACY_MODULES[spec.name]
-        warnings.warn(f"{spec.name} is dcbench 0.1's import path; import from {' or '.join(homes)} (plugins: "
-                      "dcbench.api). The old path goes away in the next release.", LegacyImportWarning, stacklevel=2)
+        warnings.warn(
+            f"{spec.name} is dcbench 0.1's import path; import from {' or '.join(homes)} (plugins: "
+            "dcbench.api). The old path goes away in the next release.",
+            LegacyImportWarning,
+            stacklevel=2,
+        )
         return _LegacyModule(spec.name, homes)
 
     def exec_module(self, module: types.ModuleType) -> None:

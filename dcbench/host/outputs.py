@@ -1,5 +1,6 @@
 """Output directories: checked before any work starts, and written so that no file is ever half
 written (every file goes to a temp file in the same directory first, then is renamed over)."""
+
 from __future__ import annotations
 
 import contextlib
@@ -33,19 +34,23 @@ def check_output_dir(path: Path, what: str = "output directory", min_free_mb: in
     while not existing.exists():  # the directory will be created inside its nearest existing parent
         existing = existing.parent
     if not existing.is_dir():
-        raise DcbenchError(f"{what} {path} is not writable ({existing} is a file, not a directory); "
-                           "choose another path")
+        raise DcbenchError(
+            f"{what} {path} is not writable ({existing} is a file, not a directory); choose another path"
+        )
     try:
         fd, probe = tempfile.mkstemp(dir=existing, prefix=".dcbench-write-test.")
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
-        raise DcbenchError(f"{what} {path} is not writable ({describe_os_error(exc, '')}); "
-                           "choose another path or fix its permissions") from None
+        raise DcbenchError(
+            f"{what} {path} is not writable ({describe_os_error(exc, '')}); choose another path or fix its permissions"
+        ) from None
     free_mb = shutil.disk_usage(existing).free / 2**20
     if free_mb < min_free_mb:
-        raise DcbenchError(f"{what} {path} has only {free_mb:.0f} MB free (at least {min_free_mb} MB needed); "
-                           "free some space or choose another path")
+        raise DcbenchError(
+            f"{what} {path} has only {free_mb:.0f} MB free (at least {min_free_mb} MB needed); "
+            "free some space or choose another path"
+        )
 
 
 @contextlib.contextmanager
@@ -65,7 +70,9 @@ def staged_directory(final: Path) -> Iterator[Path]:
                 os.fsync(f.fileno())
             os.replace(path, final / path.name)
     except OSError as exc:
-        raise DcbenchError(f"cannot write {describe_os_error(exc, final / Path(exc.filename or '').name)}; "
-                           "free some space or choose another path") from None
+        raise DcbenchError(
+            f"cannot write {describe_os_error(exc, final / Path(exc.filename or '').name)}; "
+            "free some space or choose another path"
+        ) from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -19,6 +19,7 @@ elsewhere on a CPU:
 * **Precision.** :func:`autocast` is ``--precision``: ``fp32`` (default) or ``bf16`` (CPU with
   AVX-512 BF16 or AMX, CUDA from Ampere on), through ``torch.autocast``.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -93,7 +94,6 @@ def set_threads(threads: int | None) -> int:
 
     if threads is not None:
         if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-
             raise DcbenchError(f"threads must be a whole number >= 1, got {threads!r}")
         torch.set_num_threads(threads)
     return torch.get_num_threads()
@@ -127,8 +127,10 @@ def check_precision(precision: str, device_type: str | None = None) -> str:
         raise DcbenchError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
     if precision == "bf16" and device_type is not None and not native_bf16(device_type):
         what = "CPU has neither AVX-512 BF16 nor AMX" if device_type == "cpu" else f"{device_type} device has no bf16"
-        raise DcbenchError(f"bf16 is not native here (this {what}): autocast would emulate it, about 10x slower "
-                           f"than fp32; use --precision fp32")
+        raise DcbenchError(
+            f"bf16 is not native here (this {what}): autocast would emulate it, about 10x slower "
+            f"than fp32; use --precision fp32"
+        )
     return precision
 
 

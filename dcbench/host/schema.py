@@ -8,6 +8,7 @@ every refusal is one line naming the key, the expected type and what was given::
     check_fields({"ipcs": [1, 1]}, {"ipcs": ListOf(Integer(minimum=1))}, "spec")
     # DcbenchError: spec ipcs lists 1 twice; list each value once
 """
+
 from __future__ import annotations
 
 import json
@@ -63,8 +64,9 @@ class Integer(Rule):
         return "an integer" + (f" >= {self.minimum}" if self.minimum is not None else "")
 
     def accepts(self, value: Any) -> bool:
-        return isinstance(value, int) and not isinstance(value, bool) and \
-            (self.minimum is None or value >= self.minimum)
+        return (
+            isinstance(value, int) and not isinstance(value, bool) and (self.minimum is None or value >= self.minimum)
+        )
 
 
 @dataclass(frozen=True)
@@ -78,8 +80,12 @@ class Number(Rule):
         return "a positive finite number" if self.positive else "a finite number"
 
     def accepts(self, value: Any) -> bool:
-        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) \
+        return (
+            isinstance(value, (int, float))
+            and not isinstance(value, bool)
+            and math.isfinite(value)
             and (not self.positive or value > 0)
+        )
 
 
 @dataclass(frozen=True)
@@ -195,5 +201,8 @@ class Optional(Rule):
 
 def check_fields(values: Mapping[str, Any], schema: Mapping[str, Rule], where: str) -> dict[str, Any]:
     """Check every key of ``values`` that ``schema`` knows; return the checked values."""
-    return {key: rule.check(f"{where} {key}" if where else key, values[key])
-            for key, rule in schema.items() if key in values}
+    return {
+        key: rule.check(f"{where} {key}" if where else key, values[key])
+        for key, rule in schema.items()
+        if key in values
+    }

@@ -14,6 +14,7 @@ path contains TEXT) makes the process SIGKILL itself right after writing the che
 iteration K, deterministically, to test resuming after a hard kill. A resumed run starts after
 K and never writes K again, so the fault fires once.
 """
+
 from __future__ import annotations
 
 import os
@@ -60,8 +61,10 @@ class CheckpointPolicy:
             return None
         match = _POLICY.match(text)
         if match is None:
-            raise DcbenchError(f"checkpoint_every {value!r} is neither a number of iterations (500) nor a time "
-                               "(30s, 10m, 2h); use 'off' for no checkpoints")
+            raise DcbenchError(
+                f"checkpoint_every {value!r} is neither a number of iterations (500) nor a time "
+                "(30s, 10m, 2h); use 'off' for no checkpoints"
+            )
         number, unit = match.groups()
         if unit is None:
             if "." in number:
@@ -85,19 +88,30 @@ class CheckpointPolicy:
         return self.seconds is not None and seconds_since_last >= self.seconds
 
 
-def checkpoint_identity(method: str, method_version: str, config_hash: str, dataset: str, ipc: int,
-                        seed: int) -> dict[str, Any]:
+def checkpoint_identity(
+    method: str, method_version: str, config_hash: str, dataset: str, ipc: int, seed: int
+) -> dict[str, Any]:
     """What must match for a checkpoint to be resumed: the same method code, config and cell."""
-    return {"method": method, "method_version": method_version, "config_hash": config_hash,
-            "dataset": dataset, "ipc": ipc, "seed": seed}
+    return {
+        "method": method,
+        "method_version": method_version,
+        "config_hash": config_hash,
+        "dataset": dataset,
+        "ipc": ipc,
+        "seed": seed,
+    }
 
 
 def read_checkpoint(path: Path) -> dict[str, Any]:
     """Load a checkpoint (tensors and plain values only), with a one-line error for anything else."""
     payload = load_tensor_file(path, what="a dcbench checkpoint", advice="delete it to restart the cell")
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT or \
-            not isinstance(payload.get("identity"), dict) or not isinstance(payload.get("iteration"), int) or \
-            not isinstance(payload.get("state"), dict):
+    if (
+        not isinstance(payload, dict)
+        or payload.get("format") != FORMAT
+        or not isinstance(payload.get("identity"), dict)
+        or not isinstance(payload.get("iteration"), int)
+        or not isinstance(payload.get("state"), dict)
+    ):
         raise DcbenchError(f"{path}: not a {FORMAT} file; delete it to restart the cell")
     return payload
 
@@ -113,8 +127,10 @@ def _check_identity(path: Path, found: Mapping[str, Any], expected: Mapping[str,
     differing = [k for k in expected if found.get(k) != expected[k]]
     if differing:
         what = ", ".join(f"{k} {found.get(k)!r} vs {expected[k]!r}" for k in differing)
-        raise DcbenchError(f"{path} was written by a different config ({what}); delete it to restart "
-                           "the cell from iteration 0, or run with the settings it was written with")
+        raise DcbenchError(
+            f"{path} was written by a different config ({what}); delete it to restart "
+            "the cell from iteration 0, or run with the settings it was written with"
+        )
 
 
 def plain_state(value: Any, where: str) -> Any:
@@ -128,8 +144,10 @@ def plain_state(value: Any, where: str) -> Any:
         return type(value)(plain_state(v, f"{where}[{i}]") for i, v in enumerate(value))
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
-    raise DcbenchError(f"the method's checkpoint state holds a {type(value).__name__} at {where}; "
-                       "checkpoints hold tensors, numbers, strings, lists and dicts only")
+    raise DcbenchError(
+        f"the method's checkpoint state holds a {type(value).__name__} at {where}; "
+        "checkpoints hold tensors, numbers, strings, lists and dicts only"
+    )
 
 
 class Checkpointer:
@@ -138,8 +156,13 @@ class Checkpointer:
     :param log: receives one line per event ("checkpoint at iteration k", "resumed at iteration k").
     """
 
-    def __init__(self, directory: Path, identity: Mapping[str, Any], policy: CheckpointPolicy | None,
-                 log: Callable[[str], None] = lambda _: None) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        identity: Mapping[str, Any],
+        policy: CheckpointPolicy | None,
+        log: Callable[[str], None] = lambda _: None,
+    ) -> None:
         self.path = Path(directory) / CHECKPOINT_FILE
         self.identity = dict(identity)
         self.policy = policy
@@ -164,8 +187,14 @@ class Checkpointer:
         now = time.perf_counter()
         if self.policy is None or not self.policy.due(step, total, now - self._last_write):
             return
-        payload = {"format": FORMAT, "identity": self.identity, "iteration": int(step), "total": int(total),
-                   "seconds": self.prior_seconds + (now - self._started), "state": plain_state(make_state(), "state")}
+        payload = {
+            "format": FORMAT,
+            "identity": self.identity,
+            "iteration": int(step),
+            "total": int(total),
+            "seconds": self.prior_seconds + (now - self._started),
+            "state": plain_state(make_state(), "state"),
+        }
         atomic_write(self.path, lambda f: torch.save(payload, f))
         self._owned = True
         self._last_write = time.perf_counter()

@@ -1,4 +1,5 @@
 """Run one method on one dataset: build its config, condense, check and stamp the result."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -40,10 +41,18 @@ class Condensed:
     resumed_at: int | None = None  # the iteration this run resumed at (None: from the start)
 
 
-def condense(method: Method, real: RealDataset, ipc: int, seed: int, preset: str = "quick",
-             overrides: Mapping[str, Any] | None = None, ctx: CondenseContext | None = None,
-             plugin_version: str | None = None, state_store: StateStore | None = None,
-             precision: str = "fp32") -> Condensed:
+def condense(
+    method: Method,
+    real: RealDataset,
+    ipc: int,
+    seed: int,
+    preset: str = "quick",
+    overrides: Mapping[str, Any] | None = None,
+    ctx: CondenseContext | None = None,
+    plugin_version: str | None = None,
+    state_store: StateStore | None = None,
+    precision: str = "fp32",
+) -> Condensed:
     """Condense ``real`` to ``ipc`` images per class with ``method`` and stamp the manifest.
 
     ``state_store`` (e.g. a :class:`dcbench.method.checkpoint.Checkpointer`) is lent to a method that
@@ -71,30 +80,32 @@ def condense(method: Method, real: RealDataset, ipc: int, seed: int, preset: str
         synthetic.check_budget(ipc, real.num_classes, source=f"method {method.name!r}")
     config_dict = config_to_dict(config)
     native = method.native_evaluation(real.name)
-    synthetic.manifest.update({
-        "format": "dcbench-synthetic/1",
-        "method": method.name,
-        "method_version": method.version,
-        "plugin_version": plugin_version,
-        "config": config_dict,
-        "config_hash": config_hash(method.name, config_dict, precision),
-        "preset": preset,
-        "precision": precision,
-        "dataset": real.name,
-        "class_names": list(real.class_names),
-        "ipc": synthetic.ipc,
-        "num_classes": real.num_classes,
-        "image_shape": [real.channels, *real.image_size],
-        "seed": seed,
-        "labels": "hard",
-        "preprocessing": {"normalised": True, "mean": list(real.mean), "std": list(real.std), "zca": False},
-        "native_eval_augmentation": native.augmentation,
-        "native_evaluation": dataclasses.asdict(native),
-        "dcbench_version": __version__,
-        "torch_version": torch.__version__,
-        "platform": platform.platform(),
-        "condense_seconds": round(seconds, 3),
-    })
+    synthetic.manifest.update(
+        {
+            "format": "dcbench-synthetic/1",
+            "method": method.name,
+            "method_version": method.version,
+            "plugin_version": plugin_version,
+            "config": config_dict,
+            "config_hash": config_hash(method.name, config_dict, precision),
+            "preset": preset,
+            "precision": precision,
+            "dataset": real.name,
+            "class_names": list(real.class_names),
+            "ipc": synthetic.ipc,
+            "num_classes": real.num_classes,
+            "image_shape": [real.channels, *real.image_size],
+            "seed": seed,
+            "labels": "hard",
+            "preprocessing": {"normalised": True, "mean": list(real.mean), "std": list(real.std), "zca": False},
+            "native_eval_augmentation": native.augmentation,
+            "native_evaluation": dataclasses.asdict(native),
+            "dcbench_version": __version__,
+            "torch_version": torch.__version__,
+            "platform": platform.platform(),
+            "condense_seconds": round(seconds, 3),
+        }
+    )
     source = manifest_source(real)  # a folder/file dataset: its path, content hash, size and statistics
     if source is not None:
         synthetic.manifest["dataset_source"] = source

@@ -7,6 +7,7 @@ can be tested without pluggy; the method object only adapts it to the host.
 Presets only choose values of the config: ``smoke`` (tests, seconds), ``quick`` (a CPU, minutes)
 and ``paper`` (the published settings, which are the dataclass defaults).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -50,8 +51,10 @@ class NativeEvaluation:
 
     def __post_init__(self) -> None:
         if self.augmentation not in AUGMENTATIONS:
-            raise DcbenchError(f"unknown native evaluation augmentation {self.augmentation!r}; "
-                               f"choose one of {', '.join(AUGMENTATIONS)}")
+            raise DcbenchError(
+                f"unknown native evaluation augmentation {self.augmentation!r}; "
+                f"choose one of {', '.join(AUGMENTATIONS)}"
+            )
         if self.epochs is not None and self.epochs < 0:
             raise DcbenchError(f"native evaluation epochs must be >= 0, got {self.epochs}")
         parse_strategy(self.dsa_strategy)
@@ -106,7 +109,8 @@ class CondenseContext:
 
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     architectures: Mapping[str, Architecture] = field(
-        default_factory=lambda: {a.name: a for a in BUILTIN_ARCHITECTURES})
+        default_factory=lambda: {a.name: a for a in BUILTIN_ARCHITECTURES}
+    )
     on_progress: ProgressCallback | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
     state_store: StateStore | None = None
@@ -117,8 +121,15 @@ class CondenseContext:
         """A freshly initialised ``arch`` for ``real``'s images, drawn from ``generator``, on the device."""
         if arch not in self.architectures:
             raise DcbenchError(f"unknown architecture {arch!r}; `dcbench list` shows the registered ones")
-        return build_network(self.architectures[arch], real.channels, real.num_classes, real.image_size,
-                             generator, self.device, **options)
+        return build_network(
+            self.architectures[arch],
+            real.channels,
+            real.num_classes,
+            real.image_size,
+            generator,
+            self.device,
+            **options,
+        )
 
     def progress(self, step: int, total: int, **metrics: float) -> None:
         """Report progress; call it once per outer iteration (it is cheap)."""
@@ -149,8 +160,9 @@ class CondenseContext:
         Pass a float you already have where you can: a tensor costs a host sync on a GPU."""
         value = float(loss)
         if not math.isfinite(value):
-            raise NonFiniteLossError(f"loss became {value} at iteration {step}; "
-                                     "lower the image learning rate or check the data")
+            raise NonFiniteLossError(
+                f"loss became {value} at iteration {step}; lower the image learning rate or check the data"
+            )
 
 
 class Method:
@@ -216,8 +228,12 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
         args = typing.get_args(annotation)
         inner = args[0] if args else Any
         return origin(_coerce(v, inner, where) for v in value)
-    if annotation is float and isinstance(value, (int, float)) and not isinstance(value, bool) \
-            and not math.isfinite(value):
+    if (
+        annotation is float
+        and isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and not math.isfinite(value)
+    ):
         raise DcbenchError(f"{where}: expected a finite number, got {value!r}")
     if annotation is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
@@ -228,8 +244,9 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
     return value
 
 
-def make_config(config_class: type, preset: str = "paper", overrides: Mapping[str, Any] | None = None,
-                owner: str = "config") -> Any:
+def make_config(
+    config_class: type, preset: str = "paper", overrides: Mapping[str, Any] | None = None, owner: str = "config"
+) -> Any:
     """Build ``config_class`` from its defaults, a preset and user overrides, validating each value."""
     if preset not in PRESETS:
         raise DcbenchError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")

@@ -3,6 +3,7 @@
 The global RNGs (torch, numpy, random) are never seeded or read, so a library user's own
 randomness is left alone and runs are reproducible from the seeds recorded in the results.
 """
+
 from __future__ import annotations
 
 import hashlib

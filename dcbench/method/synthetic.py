@@ -5,6 +5,7 @@
 what made the set (method, version, config, dataset, IPC, seed), how its pixels are encoded
 (normalisation) and a content hash that ties the two files together.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -35,9 +36,14 @@ MANIFEST_SCHEMA: dict[str, Rule] = {
     "content_hash": Text(),
     "labels": OneOf(("hard",)),
     "native_eval_augmentation": OneOf(("none", "dsa", "dc")),
-    "preprocessing": Record({"normalised": Flag(), "zca": Flag(),
-                             "mean": ListOf(Number(), distinct=False),
-                             "std": ListOf(Number(positive=True), distinct=False)}),
+    "preprocessing": Record(
+        {
+            "normalised": Flag(),
+            "zca": Flag(),
+            "mean": ListOf(Number(), distinct=False),
+            "std": ListOf(Number(positive=True), distinct=False),
+        }
+    ),
 }
 
 
@@ -62,11 +68,15 @@ class SyntheticSet:
 
     def __post_init__(self) -> None:
         if not isinstance(self.images, Tensor) or not isinstance(self.labels, Tensor):
-            raise DcbenchError(f"a synthetic set holds two tensors, got {type(self.images).__name__} images and "
-                               f"{type(self.labels).__name__} labels")
+            raise DcbenchError(
+                f"a synthetic set holds two tensors, got {type(self.images).__name__} images and "
+                f"{type(self.labels).__name__} labels"
+            )
         if self.labels.is_floating_point() or self.labels.is_complex() or self.labels.dtype == torch.bool:
-            raise DcbenchError(f"synthetic labels are {self.labels.dtype}; dcbench sets hold hard labels, integer "
-                               "class indices (soft or float labels are not supported)")
+            raise DcbenchError(
+                f"synthetic labels are {self.labels.dtype}; dcbench sets hold hard labels, integer "
+                "class indices (soft or float labels are not supported)"
+            )
         self.images = self.images.detach().cpu().float().contiguous()
         self.labels = self.labels.detach().cpu().long().contiguous()
 
@@ -74,8 +84,13 @@ class SyntheticSet:
     def ipc(self) -> int:
         return int(torch.bincount(self.labels).max()) if self.labels.numel() else 0
 
-    def validate(self, channels: int | None = None, image_size: tuple[int, int] | None = None,
-                 num_classes: int | None = None, source: str = "synthetic set") -> None:
+    def validate(
+        self,
+        channels: int | None = None,
+        image_size: tuple[int, int] | None = None,
+        num_classes: int | None = None,
+        source: str = "synthetic set",
+    ) -> None:
         """Raise a one-line :class:`DcbenchError` unless the set is well formed (and fits a dataset)."""
         x, y = self.images, self.labels
         if x.ndim != 4:
@@ -85,20 +100,28 @@ class SyntheticSet:
         if x.shape[0] == 0:
             raise DcbenchError(f"{source}: the set is empty")
         if not torch.isfinite(x).all():
-            raise DcbenchError(f"{source}: images contain NaN or infinite values; the condensation diverged "
-                               "(lower the image learning rate) or the file is corrupt")
+            raise DcbenchError(
+                f"{source}: images contain NaN or infinite values; the condensation diverged "
+                "(lower the image learning rate) or the file is corrupt"
+            )
         if channels is not None and x.shape[1] != channels:
-            raise DcbenchError(f"{source}: images have {x.shape[1]} channels, the dataset has {channels}; "
-                               "evaluate it on the dataset it was condensed from")
+            raise DcbenchError(
+                f"{source}: images have {x.shape[1]} channels, the dataset has {channels}; "
+                "evaluate it on the dataset it was condensed from"
+            )
         if image_size is not None and tuple(x.shape[2:]) != tuple(image_size):
-            raise DcbenchError(f"{source}: images are {tuple(x.shape[2:])}, the dataset's are {tuple(image_size)}; "
-                               "evaluate it on the dataset it was condensed from")
+            raise DcbenchError(
+                f"{source}: images are {tuple(x.shape[2:])}, the dataset's are {tuple(image_size)}; "
+                "evaluate it on the dataset it was condensed from"
+            )
         if y.min() < 0:
             raise DcbenchError(f"{source}: labels must be class indices 0, 1, ..., got {int(y.min())}")
         if num_classes is not None and y.max() >= num_classes:
-            raise DcbenchError(f"{source}: labels span {int(y.min())}..{int(y.max())}, but the dataset has "
-                               f"{num_classes} classes (0..{num_classes - 1}); evaluate it on the dataset it "
-                               "was condensed from")
+            raise DcbenchError(
+                f"{source}: labels span {int(y.min())}..{int(y.max())}, but the dataset has "
+                f"{num_classes} classes (0..{num_classes - 1}); evaluate it on the dataset it "
+                "was condensed from"
+            )
 
     def check_budget(self, ipc: int, num_classes: int, source: str = "synthetic set") -> None:
         """Raise a one-line :class:`DcbenchError` unless every class has exactly ``ipc`` images
@@ -107,9 +130,11 @@ class SyntheticSet:
         wrong = [(c, int(n)) for c, n in enumerate(counts.tolist()) if n != ipc]
         if wrong:
             shown = ", ".join(f"class {c}: {n}" for c, n in wrong[:3]) + (" ..." if len(wrong) > 3 else "")
-            raise DcbenchError(f"{source}: returned a set outside the IPC budget ({shown} images; "
-                               f"expected {ipc} per class for {num_classes} classes); return exactly IPC "
-                               "images of every class")
+            raise DcbenchError(
+                f"{source}: returned a set outside the IPC budget ({shown} images; "
+                f"expected {ipc} per class for {num_classes} classes); return exactly IPC "
+                "images of every class"
+            )
 
     def save(self, directory: Path) -> None:
         """Write ``synthetic.pt`` and ``manifest.json`` atomically (temp file + rename)."""
@@ -140,14 +165,21 @@ def load_synthetic(path: Path) -> SyntheticSet:
     directory = path if path.is_dir() else path.parent
     tensor_file = directory / TENSOR_FILE if path.is_dir() else path
     if not tensor_file.is_file():
-        raise DcbenchError(f"{path}: no {TENSOR_FILE} there; pass a directory written by `dcbench condense` "
-                           "or `dcbench import`")
-    payload = load_tensor_file(tensor_file, what="a dcbench synthetic set",
-                               advice="use `dcbench import` for files from other projects")
-    if not isinstance(payload, dict) or not {"images", "labels"} <= set(payload) or \
-            not all(isinstance(payload[k], Tensor) for k in ("images", "labels")):
-        raise DcbenchError(f"{tensor_file}: expected a dict with tensors 'images' and 'labels'; "
-                           "use `dcbench import` for files from other projects")
+        raise DcbenchError(
+            f"{path}: no {TENSOR_FILE} there; pass a directory written by `dcbench condense` or `dcbench import`"
+        )
+    payload = load_tensor_file(
+        tensor_file, what="a dcbench synthetic set", advice="use `dcbench import` for files from other projects"
+    )
+    if (
+        not isinstance(payload, dict)
+        or not {"images", "labels"} <= set(payload)
+        or not all(isinstance(payload[k], Tensor) for k in ("images", "labels"))
+    ):
+        raise DcbenchError(
+            f"{tensor_file}: expected a dict with tensors 'images' and 'labels'; "
+            "use `dcbench import` for files from other projects"
+        )
     manifest: dict[str, Any] = {}
     manifest_file = directory / MANIFEST_FILE
     if manifest_file.is_file():
@@ -155,11 +187,14 @@ def load_synthetic(path: Path) -> SyntheticSet:
             manifest = json.loads(manifest_file.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             why = f"{exc.msg} at line {exc.lineno}" if isinstance(exc, json.JSONDecodeError) else "not UTF-8 text"
-            raise DcbenchError(f"{manifest_file}: not valid JSON ({why}); "
-                               "restore it or re-run the condensation") from None
+            raise DcbenchError(
+                f"{manifest_file}: not valid JSON ({why}); restore it or re-run the condensation"
+            ) from None
         if not isinstance(manifest, dict):
-            raise DcbenchError(f"{manifest_file}: must be a JSON object, got {describe(manifest)}; "
-                               "restore it or re-run the condensation")
+            raise DcbenchError(
+                f"{manifest_file}: must be a JSON object, got {describe(manifest)}; "
+                "restore it or re-run the condensation"
+            )
         try:
             check_fields(manifest, MANIFEST_SCHEMA, "")
         except DcbenchError as exc:
@@ -171,6 +206,7 @@ def load_synthetic(path: Path) -> SyntheticSet:
     synthetic.validate(source=str(tensor_file))
     expected = manifest.get("content_hash")
     if expected and expected != content_hash(synthetic.images, synthetic.labels):
-        raise DcbenchError(f"{tensor_file}: content does not match the hash in {MANIFEST_FILE}; "
-                           "the files were modified or mixed up")
+        raise DcbenchError(
+            f"{tensor_file}: content does not match the hash in {MANIFEST_FILE}; the files were modified or mixed up"
+        )
     return synthetic

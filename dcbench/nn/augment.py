@@ -11,6 +11,7 @@ synthetic batch by reseeding the global RNG with the same seed twice; :func:`sia
 draws one parameter set and applies it to every batch instead, which is what that reseeding
 achieved (one transform for every image of both batches).
 """
+
 from __future__ import annotations
 
 import math
@@ -59,8 +60,10 @@ def parse_strategy(strategy: str | None) -> tuple[str, ...]:
     families = tuple(strategy.split("_"))
     unknown = [f for f in families if f not in FAMILIES]
     if unknown:
-        raise DcbenchError(f"unknown DSA family {unknown[0]!r} in strategy {strategy!r}; "
-                           f"use '_'-joined names from {', '.join(FAMILIES)}")
+        raise DcbenchError(
+            f"unknown DSA family {unknown[0]!r} in strategy {strategy!r}; "
+            f"use '_'-joined names from {', '.join(FAMILIES)}"
+        )
     return families
 
 
@@ -76,15 +79,20 @@ def _draw(family: str, n: int, x: Tensor, generator: torch.Generator, p: DSAPara
     """Per-sample parameters of one family for ``n`` images shaped like ``x``."""
     h, w = x.shape[-2:]
     if family == "color":
-        return {"brightness": _uniform(n, generator, x), "saturation": _uniform(n, generator, x),
-                "contrast": _uniform(n, generator, x)}
+        return {
+            "brightness": _uniform(n, generator, x),
+            "saturation": _uniform(n, generator, x),
+            "contrast": _uniform(n, generator, x),
+        }
     if family == "crop":
         sx, sy = int(h * p.ratio_crop_pad + 0.5), int(w * p.ratio_crop_pad + 0.5)
         return {"tx": _randint(-sx, sx + 1, n, generator, x), "ty": _randint(-sy, sy + 1, n, generator, x)}
     if family == "cutout":
         ch, cw = int(h * p.ratio_cutout + 0.5), int(w * p.ratio_cutout + 0.5)
-        return {"ox": _randint(0, h + (1 - ch % 2), n, generator, x),
-                "oy": _randint(0, w + (1 - cw % 2), n, generator, x)}
+        return {
+            "ox": _randint(0, h + (1 - ch % 2), n, generator, x),
+            "oy": _randint(0, w + (1 - cw % 2), n, generator, x),
+        }
     if family == "flip":
         return {"flip": _uniform(n, generator, x) < p.prob_flip}
     if family == "scale":
@@ -151,8 +159,9 @@ def augment(x: Tensor, strategy: str | None, generator: torch.Generator, params:
     return _apply(family, x, _draw(family, x.shape[0], x, generator, params), params)
 
 
-def siamese_augment(batches: Sequence[Tensor], strategy: str | None, generator: torch.Generator,
-                    params: DSAParams = DEFAULT_DSA) -> list[Tensor]:
+def siamese_augment(
+    batches: Sequence[Tensor], strategy: str | None, generator: torch.Generator, params: DSAParams = DEFAULT_DSA
+) -> list[Tensor]:
     """Siamese DSA: one family and one parameter draw shared by every image of every batch.
 
     Call it once per class with ``[real_c, synthetic_c]`` to match the reference's per-class seeds.
@@ -162,8 +171,9 @@ def siamese_augment(batches: Sequence[Tensor], strategy: str | None, generator: 
         return list(batches)
     family = _pick_family(families, generator)
     shared = _draw(family, 1, batches[0], generator, params)
-    return [_apply(family, b, {k: v.to(b.device).expand(b.shape[0]) for k, v in shared.items()}, params)
-            for b in batches]
+    return [
+        _apply(family, b, {k: v.to(b.device).expand(b.shape[0]) for k, v in shared.items()}, params) for b in batches
+    ]
 
 
 DC_AUG_STRATEGY = "crop_scale_rotate"
@@ -177,8 +187,15 @@ def dc_strategy_for(dataset: str) -> str:
     return DC_AUG_STRATEGY if dataset.lower().replace("-", "").replace("_", "") == "mnist" else "none"
 
 
-def dc_augment(x: Tensor, generator: torch.Generator, strategy: str = DC_AUG_STRATEGY,
-               crop: int = 4, scale: float = 0.2, rotate: int = 45, noise: float = 0.001) -> Tensor:
+def dc_augment(
+    x: Tensor,
+    generator: torch.Generator,
+    strategy: str = DC_AUG_STRATEGY,
+    crop: int = 4,
+    scale: float = 0.2,
+    rotate: int = 45,
+    noise: float = 0.001,
+) -> Tensor:
     """The DC paper's evaluation augmentation, as the reference ``utils.augment``: for each image
     one op drawn uniformly from ``strategy``.
 
@@ -203,8 +220,9 @@ def dc_augment(x: Tensor, generator: torch.Generator, strategy: str = DC_AUG_STR
     if strategy in NO_AUGMENTATION:
         return x
     if not set(ops) <= set(DC_AUG_OPS):
-        raise DcbenchError(f"unknown DC augmentation in {strategy!r}; "
-                           f"use '_'-joined names from {', '.join(DC_AUG_OPS)}")
+        raise DcbenchError(
+            f"unknown DC augmentation in {strategy!r}; use '_'-joined names from {', '.join(DC_AUG_OPS)}"
+        )
     x = x.detach()
     n, c, h, w = x.shape
     mean = x.mean(dim=(0, 2, 3))  # per channel, over the batch (as the reference)
@@ -234,8 +252,8 @@ def _dc_crop(image: Tensor, mean: Tensor, crop: int, top: int, left: int) -> Ten
     """Pad with the per-channel ``mean``, take the ``(top, left)`` crop of the original size."""
     c, h, w = image.shape
     padded = mean.view(c, 1, 1).expand(c, h + 2 * crop, w + 2 * crop).clone()
-    padded[:, crop:crop + h, crop:crop + w] = image
-    return padded[:, top:top + h, left:left + w]
+    padded[:, crop : crop + h, crop : crop + w] = image
+    return padded[:, top : top + h, left : left + w]
 
 
 def _dc_scale(image: Tensor, height: int, width: int) -> Tensor:
@@ -245,9 +263,9 @@ def _dc_scale(image: Tensor, height: int, width: int) -> Tensor:
     side = max(height, width, h, w)
     canvas = image.new_zeros(c, side, side)
     top, left = (side - height) // 2, (side - width) // 2
-    canvas[:, top:top + height, left:left + width] = resized
+    canvas[:, top : top + height, left : left + width] = resized
     top, left = (side - h) // 2, (side - w) // 2
-    return canvas[:, top:top + h, left:left + w]
+    return canvas[:, top : top + h, left : left + w]
 
 
 def _dc_rotate(image: np.ndarray, angle: int, fill: float) -> np.ndarray:
@@ -257,4 +275,4 @@ def _dc_rotate(image: np.ndarray, angle: int, fill: float) -> np.ndarray:
     _, h, w = image.shape
     rotated = ndimage.rotate(image, angle=angle, axes=(-2, -1), cval=fill)
     top, left = (rotated.shape[-2] - h) // 2, (rotated.shape[-1] - w) // 2
-    return rotated[:, top:top + h, left:left + w]
+    return rotated[:, top : top + h, left : left + w]

@@ -8,6 +8,7 @@ MLP, LeNet, AlexNet, VGG11 and ResNet18 are the cross-architecture evaluation ne
 Every network is built on the ``meta`` device and initialised with PyTorch's default scheme from
 an explicit :class:`torch.Generator`, so building one never touches the global RNG.
 """
+
 from __future__ import annotations
 
 import math
@@ -111,8 +112,11 @@ class ConvNet(nn.Module):
         pooling: str = "avgpooling",
     ) -> None:
         super().__init__()
-        for value, allowed, what in ((norm, NORMS, "norm"), (activation, ACTIVATIONS, "activation"),
-                                     (pooling, POOLINGS, "pooling")):
+        for value, allowed, what in (
+            (norm, NORMS, "norm"),
+            (activation, ACTIVATIONS, "activation"),
+            (pooling, POOLINGS, "pooling"),
+        ):
             if value not in allowed:
                 raise DcbenchError(f"unknown ConvNet {what} {value!r}; choose one of {', '.join(allowed)}")
         if depth < 1 or width < 1:
@@ -160,8 +164,13 @@ class MLP(nn.Module):
 
     def __init__(self, channels: int, num_classes: int, image_size: tuple[int, int]) -> None:
         super().__init__()
-        self.body = nn.Sequential(nn.Flatten(), nn.Linear(channels * image_size[0] * image_size[1], 128),
-                                  nn.ReLU(inplace=True), nn.Linear(128, 128), nn.ReLU(inplace=True))
+        self.body = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(channels * image_size[0] * image_size[1], 128),
+            nn.ReLU(inplace=True),
+            nn.Linear(128, 128),
+            nn.ReLU(inplace=True),
+        )
         self.classifier = nn.Linear(128, num_classes)
 
     def embed(self, x: Tensor) -> Tensor:
@@ -176,13 +185,19 @@ class LeNet(nn.Module):
         super().__init__()
         pad = 2 if channels == 1 else 0
         self.body = nn.Sequential(
-            nn.Conv2d(channels, 6, 5, padding=pad), nn.ReLU(inplace=True), nn.MaxPool2d(2),
-            nn.Conv2d(6, 16, 5), nn.ReLU(inplace=True), nn.MaxPool2d(2), nn.Flatten(),
+            nn.Conv2d(channels, 6, 5, padding=pad),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(2),
+            nn.Conv2d(6, 16, 5),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
         )
         h = ((image_size[0] + 2 * pad - 4) // 2 - 4) // 2
         w = ((image_size[1] + 2 * pad - 4) // 2 - 4) // 2
-        self.head = nn.Sequential(nn.Linear(16 * h * w, 120), nn.ReLU(inplace=True),
-                                  nn.Linear(120, 84), nn.ReLU(inplace=True))
+        self.head = nn.Sequential(
+            nn.Linear(16 * h * w, 120), nn.ReLU(inplace=True), nn.Linear(120, 84), nn.ReLU(inplace=True)
+        )
         self.classifier = nn.Linear(84, num_classes)
 
     def embed(self, x: Tensor) -> Tensor:
@@ -198,11 +213,20 @@ class AlexNet(nn.Module):
     def __init__(self, channels: int, num_classes: int, image_size: tuple[int, int]) -> None:
         super().__init__()
         self.body = nn.Sequential(
-            nn.Conv2d(channels, 128, 5, padding=4 if channels == 1 else 2), nn.ReLU(inplace=True), nn.MaxPool2d(2),
-            nn.Conv2d(128, 192, 5, padding=2), nn.ReLU(inplace=True), nn.MaxPool2d(2),
-            nn.Conv2d(192, 256, 3, padding=1), nn.ReLU(inplace=True),
-            nn.Conv2d(256, 192, 3, padding=1), nn.ReLU(inplace=True),
-            nn.Conv2d(192, 192, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2), nn.Flatten(),
+            nn.Conv2d(channels, 128, 5, padding=4 if channels == 1 else 2),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(2),
+            nn.Conv2d(128, 192, 5, padding=2),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(2),
+            nn.Conv2d(192, 256, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(256, 192, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(192, 192, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
         )
         side = (image_size[0] + (8 if channels == 1 else 4) - 4) // 8
         self.classifier = nn.Linear(192 * side * side, num_classes)
@@ -219,8 +243,9 @@ class VGG11(nn.Module):
 
     CFG: tuple[int | str, ...] = (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M")
 
-    def __init__(self, channels: int, num_classes: int, image_size: tuple[int, int],
-                 norm: str = "instancenorm") -> None:
+    def __init__(
+        self, channels: int, num_classes: int, image_size: tuple[int, int], norm: str = "instancenorm"
+    ) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         in_ch, side = channels, image_size[0] + (4 if channels == 1 else 0)
@@ -229,8 +254,11 @@ class VGG11(nn.Module):
                 layers.append(nn.MaxPool2d(2))
                 side //= 2
             else:
-                layers += [nn.Conv2d(in_ch, v, 3, padding=3 if (channels == 1 and i == 0) else 1),
-                           _norm(norm, v, (side, side)), nn.ReLU(inplace=True)]
+                layers += [
+                    nn.Conv2d(in_ch, v, 3, padding=3 if (channels == 1 and i == 0) else 1),
+                    _norm(norm, v, (side, side)),
+                    nn.ReLU(inplace=True),
+                ]
                 in_ch = v
         self.body = nn.Sequential(*layers, nn.Flatten())
         self.classifier = nn.Linear(512 * side * side, num_classes)
@@ -251,8 +279,9 @@ class _BasicBlock(nn.Module):
         self.norm2 = _norm(norm, out_ch, (0, 0))
         self.shortcut = nn.Sequential()
         if stride != 1 or in_ch != out_ch:
-            self.shortcut = nn.Sequential(nn.Conv2d(in_ch, out_ch, 1, stride=stride, bias=False),
-                                          _norm(norm, out_ch, (0, 0)))
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_ch, out_ch, 1, stride=stride, bias=False), _norm(norm, out_ch, (0, 0))
+            )
 
     def forward(self, x: Tensor) -> Tensor:
         out = F.relu(self.norm1(self.conv1(x)))
@@ -263,11 +292,13 @@ class _BasicBlock(nn.Module):
 class ResNet18(nn.Module):
     """ResNet18 with instance norm, 3x3 stem, stride-2 stages and a 4x4 average pool (reference)."""
 
-    def __init__(self, channels: int, num_classes: int, image_size: tuple[int, int],
-                 norm: str = "instancenorm") -> None:
+    def __init__(
+        self, channels: int, num_classes: int, image_size: tuple[int, int], norm: str = "instancenorm"
+    ) -> None:
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(channels, 64, 3, stride=1, padding=1, bias=False),
-                                  _norm(norm, 64, (0, 0)), nn.ReLU(inplace=True))
+        self.stem = nn.Sequential(
+            nn.Conv2d(channels, 64, 3, stride=1, padding=1, bias=False), _norm(norm, 64, (0, 0)), nn.ReLU(inplace=True)
+        )
         stages, in_ch = [], 64
         for out_ch, stride in ((64, 1), (128, 2), (256, 2), (512, 2)):
             stages += [_BasicBlock(in_ch, out_ch, stride, norm), _BasicBlock(out_ch, out_ch, 1, norm)]
@@ -317,8 +348,12 @@ class Architecture:
 
 BUILTIN_ARCHITECTURES = (
     Architecture("ConvNet", ConvNet, "ConvNet-3, width 128, instance norm (the condensation default)"),
-    Architecture("ConvNetBN", lambda *a, **k: ConvNet(*a, **{**k, "norm": "batchnorm"}),
-                 "ConvNet with BatchNorm", has_batchnorm=True),
+    Architecture(
+        "ConvNetBN",
+        lambda *a, **k: ConvNet(*a, **{**k, "norm": "batchnorm"}),
+        "ConvNet with BatchNorm",
+        has_batchnorm=True,
+    ),
     Architecture("MLP", MLP, "3-layer MLP, 128-128-classes"),
     Architecture("LeNet", LeNet, "LeNet-5"),
     Architecture("AlexNet", AlexNet, "the reference's small AlexNet, no norm"),

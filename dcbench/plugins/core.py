@@ -2,6 +2,7 @@
 
 Registered through the same hooks a third-party plugin would implement.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable

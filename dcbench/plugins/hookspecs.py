@@ -5,6 +5,7 @@ Plugins implement these with ``@dcbench.hookimpl``. Hooks are called with keywor
 implementation may accept fewer arguments than the spec. Results are never order-dependent: the
 host sorts what is registered by name.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
@@ -21,6 +22,7 @@ hookspec = pluggy.HookspecMarker("dcbench")
 
 
 # --- registration hooks: called once when the plugin manager is built --------------------------
+
 
 @hookspec
 def dcbench_register_methods(register: Callable[[Method], None]) -> None:
@@ -58,6 +60,7 @@ def dcbench_register_architectures(register: Callable[[Architecture], None]) -> 
 
 
 # --- observer hooks: progress and logging; return values are ignored ---------------------------
+
 
 @hookspec
 def dcbench_cell_started(cell: Mapping[str, Any]) -> None:

@@ -13,6 +13,7 @@ Environment variables:
 - ``DCBENCH_STRICT_PLUGINS=1``: a broken plugin is an error;
 - ``DCBENCH_TRACE_PLUGINS=1``: print every hook call to stderr.
 """
+
 from __future__ import annotations
 
 import importlib.metadata
@@ -97,8 +98,9 @@ def _trace(manager: pluggy.PluginManager) -> None:
     def before(hook_name: str, impls: Sequence[pluggy.HookImpl], kwargs: Mapping[str, Any]) -> None:
         print(f"[dcbench trace] {hook_name} -> {[i.plugin_name for i in impls]} {sorted(kwargs)}", file=sys.stderr)
 
-    def after(outcome: pluggy.Result[Any], hook_name: str, impls: Sequence[pluggy.HookImpl],
-              kwargs: Mapping[str, Any]) -> None:
+    def after(
+        outcome: pluggy.Result[Any], hook_name: str, impls: Sequence[pluggy.HookImpl], kwargs: Mapping[str, Any]
+    ) -> None:
         pass
 
     manager.add_hookcall_monitoring(before, after)
@@ -132,8 +134,11 @@ def load_plugins(strict: bool | None = None) -> Registry:
             continue
         if ep.name in seen:  # a duplicated dist-info (e.g. a symlinked lib64) must not register twice ...
             if seen[ep.name] != ep.value:  # ... but two different plugins under one name is a clash
-                fail(ep.name, f"two installed plugins are named {ep.name!r} ({seen[ep.name]} and {ep.value}); "
-                              f"{ep.value} is skipped: uninstall one or rename its entry point")
+                fail(
+                    ep.name,
+                    f"two installed plugins are named {ep.name!r} ({seen[ep.name]} and {ep.value}); "
+                    f"{ep.value} is skipped: uninstall one or rename its entry point",
+                )
             continue
         seen[ep.name] = ep.value
         try:
@@ -175,17 +180,24 @@ def _collect(registry: Registry, fail: Callable[[str, str], None]) -> None:
         "dataset": (registry.datasets, DatasetSpec),
         "architecture": (registry.architectures, Architecture),
     }
-    for kind, hook_name in (("dataset", "dcbench_register_datasets"),
-                            ("architecture", "dcbench_register_architectures"),
-                            ("method", "dcbench_register_methods")):
+    for kind, hook_name in (
+        ("dataset", "dcbench_register_datasets"),
+        ("architecture", "dcbench_register_architectures"),
+        ("method", "dcbench_register_methods"),
+    ):
         table, expected_type = tables[kind]
         hook = getattr(registry.manager.hook, hook_name)
         for impl in hook.get_hookimpls():  # in registration order (pluggy calls them LIFO)
             plugin_name = impl.plugin_name
             staged: dict[str, Any] = {}
 
-            def register(item: Any, _staged: dict[str, Any] = staged, _plugin: str = plugin_name,
-                         _kind: str = kind, _expected: type = expected_type) -> None:
+            def register(
+                item: Any,
+                _staged: dict[str, Any] = staged,
+                _plugin: str = plugin_name,
+                _kind: str = kind,
+                _expected: type = expected_type,
+            ) -> None:
                 if not isinstance(item, _expected):
                     raise DcbenchError(f"register() expects a {_expected.__name__}, got {type(item).__name__}")
                 name = getattr(item, "name", None)
@@ -195,8 +207,10 @@ def _collect(registry: Registry, fail: Callable[[str, str], None]) -> None:
                 if owner is not None:
                     # suggest disabling the third-party one: the built-ins ship with dcbench itself
                     culprit = next((p for p in (_plugin, owner) if not _is_builtin(registry, p)), _plugin)
-                    raise DcbenchError(f"{_kind} {name!r} is registered by both {owner!r} and {_plugin!r}; "
-                                       f"uninstall or disable one (DCBENCH_DISABLE_PLUGINS={culprit})")
+                    raise DcbenchError(
+                        f"{_kind} {name!r} is registered by both {owner!r} and {_plugin!r}; "
+                        f"uninstall or disable one (DCBENCH_DISABLE_PLUGINS={culprit})"
+                    )
                 _staged[name] = item
 
             try:

@@ -14,6 +14,7 @@ Extending the report: write a function of :class:`ReportContext` and add it to
 :data:`FIGURE_WRITERS` (writes figures with :func:`save_figure`, returns their paths; report.md
 lists them under "Figures") or to :data:`SECTIONS` (returns report.md lines, in list order).
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -77,16 +78,37 @@ SECTIONS: list[Section] = [
 ]
 
 __all__ = [
-    "ACCURACY", "Analysis", "FIGURE_WRITERS", "KNOWN_FORMATS", "LATEX", "MARKDOWN",
-    "ReportContext", "SECTIONS", "WHOLE_DATASET", "WHOLE_DATASET_LABEL", "analyse", "load_runs",
-    "method_order", "paper_table", "render_latex_table", "save_figure", "table_caption",
-    "wide_table", "write_report",
+    "ACCURACY",
+    "Analysis",
+    "FIGURE_WRITERS",
+    "KNOWN_FORMATS",
+    "LATEX",
+    "MARKDOWN",
+    "ReportContext",
+    "SECTIONS",
+    "WHOLE_DATASET",
+    "WHOLE_DATASET_LABEL",
+    "analyse",
+    "load_runs",
+    "method_order",
+    "paper_table",
+    "render_latex_table",
+    "save_figure",
+    "table_caption",
+    "wide_table",
+    "write_report",
 ]
 
 
-def write_report(results_dir: Path, out_dir: Path | None = None, reference: str = "random",
-                 alpha: float = 0.05, formats: tuple[str, ...] = KNOWN_FORMATS,
-                 paired: bool = False, against: Path | None = None) -> Path:
+def write_report(
+    results_dir: Path,
+    out_dir: Path | None = None,
+    reference: str = "random",
+    alpha: float = 0.05,
+    formats: tuple[str, ...] = KNOWN_FORMATS,
+    paired: bool = False,
+    against: Path | None = None,
+) -> Path:
     """Compute the statistics of an experiment and write tables, figures and report.md.
 
     ``formats`` selects the outputs: csv (cells, comparisons, ranks, omnibus, across-task, wide
@@ -98,18 +120,26 @@ def write_report(results_dir: Path, out_dir: Path | None = None, reference: str 
     results_dir = Path(results_dir)
     unknown = sorted(set(formats) - set(KNOWN_FORMATS))
     if unknown:
-        raise DcbenchError(f"unknown report format(s) {', '.join(unknown)}: "
-                           f"choose from {', '.join(KNOWN_FORMATS)}")
+        raise DcbenchError(f"unknown report format(s) {', '.join(unknown)}: choose from {', '.join(KNOWN_FORMATS)}")
     if not 0.0 < alpha < 1.0:
         raise DcbenchError(f"alpha = {alpha} is not a probability: pass a value such as 0.05")
     runs = load_runs(results_dir)
     analysis = analyse(runs, reference, alpha, paired)
     final_dir = Path(out_dir) if out_dir is not None else results_dir / "report"
     with staged_directory(final_dir) as staging:  # every file whole, or the old one kept
-        _write_outputs(ReportContext(results_dir, staging, runs, analysis, alpha, tuple(formats),
-                                     read_optional_csv(results_dir / "failures.csv"),
-                                     read_optional_text(results_dir / "spec.toml"),
-                                     Path(against) if against is not None else None))
+        _write_outputs(
+            ReportContext(
+                results_dir,
+                staging,
+                runs,
+                analysis,
+                alpha,
+                tuple(formats),
+                read_optional_csv(results_dir / "failures.csv"),
+                read_optional_text(results_dir / "spec.toml"),
+                Path(against) if against is not None else None,
+            )
+        )
     return final_dir / "report.md"
 
 
@@ -123,14 +153,17 @@ def _write_outputs(context: ReportContext) -> None:
         if not context.pareto.empty:
             context.pareto.to_csv(out_dir / "pareto.csv", index=False)
     if "tex" in formats:
-        (out_dir / "table.tex").write_text(render_latex_table(
-            paper_table(analysis, LATEX), table_caption(analysis, context.alpha, latex=True)))
+        (out_dir / "table.tex").write_text(
+            render_latex_table(paper_table(analysis, LATEX), table_caption(analysis, context.alpha, latex=True))
+        )
     if "md" in formats:
         (out_dir / "table.md").write_text(
-            markdown_results_table(analysis, context.runs) + "\n\n"
-            + markdown_results_caption(analysis, context.runs, context.alpha) + "\n")
+            markdown_results_table(analysis, context.runs)
+            + "\n\n"
+            + markdown_results_caption(analysis, context.runs, context.alpha)
+            + "\n"
+        )
     if context.figure_formats:
         for write_figures in FIGURE_WRITERS:
             context.figures += write_figures(context)
-    (out_dir / "report.md").write_text(
-        "\n".join(line for section in SECTIONS for line in section(context)))
+    (out_dir / "report.md").write_text("\n".join(line for section in SECTIONS for line in section(context)))

@@ -2,6 +2,7 @@
 analysis the design (methods, tasks, reference) allows. The numbers come from :mod:`dcbench.stats`;
 every decision is written to the trail in words.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -15,27 +16,26 @@ from dcbench.report.inputs import WHOLE_DATASET
 from dcbench.results.identity import identity_notes
 from dcbench.results.runs_table import ACCURACY
 
-FAMILY_LABELS = {stats.ALL_PAIRS: "all pairs of methods", stats.VS_REFERENCE: "each method vs "
-                 "the reference"}
+FAMILY_LABELS = {stats.ALL_PAIRS: "all pairs of methods", stats.VS_REFERENCE: "each method vs the reference"}
 
 
 @dataclass
 class Analysis:
     """Everything the report shows, computed once from runs.csv."""
 
-    cells: pd.DataFrame             # per-cell summaries, the whole-dataset reference included
-    comparisons: pd.DataFrame       # within-task tests, Holm over all of them
-    ranks: pd.DataFrame             # per complete task and method: mean and rank (1 = best)
-    omnibus: pd.DataFrame           # one row: Friedman (exact / permutation p), Nemenyi CD
-    pair_families: list[stats.PairFamily]   # the across-task Wilcoxon families considered
-    pair_family: stats.PairFamily | None    # the one run, None when none can reach alpha
-    wilcoxon: pd.DataFrame          # pairwise Wilcoxon over tasks (empty when not run)
-    nemenyi: pd.DataFrame           # Nemenyi post-hoc on mean ranks (empty when not run)
-    win_tie_loss: pd.DataFrame      # per method vs the reference (empty without a reference)
-    reference: str | None           # the reference method, None when it is not in runs.csv
-    no_cd_diagram: str | None       # why there is no CD diagram / Nemenyi; None when there is
-    dependence: str | None          # caveat when tasks share a dataset or synthetic sets
-    trail: list[str] = field(default_factory=list)   # the decisions taken, in words
+    cells: pd.DataFrame  # per-cell summaries, the whole-dataset reference included
+    comparisons: pd.DataFrame  # within-task tests, Holm over all of them
+    ranks: pd.DataFrame  # per complete task and method: mean and rank (1 = best)
+    omnibus: pd.DataFrame  # one row: Friedman (exact / permutation p), Nemenyi CD
+    pair_families: list[stats.PairFamily]  # the across-task Wilcoxon families considered
+    pair_family: stats.PairFamily | None  # the one run, None when none can reach alpha
+    wilcoxon: pd.DataFrame  # pairwise Wilcoxon over tasks (empty when not run)
+    nemenyi: pd.DataFrame  # Nemenyi post-hoc on mean ranks (empty when not run)
+    win_tie_loss: pd.DataFrame  # per method vs the reference (empty without a reference)
+    reference: str | None  # the reference method, None when it is not in runs.csv
+    no_cd_diagram: str | None  # why there is no CD diagram / Nemenyi; None when there is
+    dependence: str | None  # caveat when tasks share a dataset or synthetic sets
+    trail: list[str] = field(default_factory=list)  # the decisions taken, in words
 
     @property
     def n_tasks(self) -> int:
@@ -53,8 +53,12 @@ class Analysis:
 
     def csv_tables(self) -> dict[str, pd.DataFrame]:
         """The numeric outputs by file name; across-task tables only when they were computed."""
-        tables = {"cells.csv": self.cells, "comparisons.csv": self.comparisons,
-                  "ranks.csv": self.ranks, "omnibus.csv": self.omnibus}
+        tables = {
+            "cells.csv": self.cells,
+            "comparisons.csv": self.comparisons,
+            "ranks.csv": self.ranks,
+            "omnibus.csv": self.omnibus,
+        }
         if not self.wilcoxon.empty:
             tables["wilcoxon.csv"] = self.wilcoxon
         if not self.nemenyi.empty:
@@ -64,43 +68,52 @@ class Analysis:
         return tables
 
 
-def analyse(runs: pd.DataFrame, reference: str = "random", alpha: float = 0.05,
-            paired: bool = False) -> Analysis:
+def analyse(runs: pd.DataFrame, reference: str = "random", alpha: float = 0.05, paired: bool = False) -> Analysis:
     """Apply the statistics protocol to validated runs (see :func:`load_runs`)."""
     trail: list[str] = identity_notes(runs)  # methods shown once per identity where they have several
     cells = stats.summarize_cells(runs, ACCURACY)
     compared_runs = runs[runs["method"] != WHOLE_DATASET]
     if compared_runs.empty:
-        raise DcbenchError("runs.csv holds only the whole-dataset reference: "
-                           "run at least one condensation method")
+        raise DcbenchError("runs.csv holds only the whole-dataset reference: run at least one condensation method")
     if len(compared_runs) < len(runs):
-        trail.append(f"Method `{WHOLE_DATASET}` is the whole-dataset reference line: excluded "
-                     "from comparisons, ranks and omnibus tests.")
+        trail.append(
+            f"Method `{WHOLE_DATASET}` is the whole-dataset reference line: excluded "
+            "from comparisons, ranks and omnibus tests."
+        )
     single_seed = int((cells["n_seeds"] == 1).sum())
     if single_seed:
-        trail.append(f"{single_seed} cell(s) have one synthesis seed: their SD, CI and tests are "
-                     "undefined (NaN; a cell not tested against the best is marked ‡ in the "
-                     "tables); run at least 3 seeds per cell.")
+        trail.append(
+            f"{single_seed} cell(s) have one synthesis seed: their SD, CI and tests are "
+            "undefined (NaN; a cell not tested against the best is marked ‡ in the "
+            "tables); run at least 3 seeds per cell."
+        )
 
     methods = sorted(compared_runs["method"].unique())
     if reference not in methods:
-        trail.append(f"Reference `{reference}` is not in runs.csv (methods: {', '.join(methods)}): "
-                     "only comparisons with the best method were run.")
+        trail.append(
+            f"Reference `{reference}` is not in runs.csv (methods: {', '.join(methods)}): "
+            "only comparisons with the best method were run."
+        )
     active_reference = reference if reference in methods else None
 
-    comparisons = stats.compare_within_tasks(stats.seed_scores(compared_runs, ACCURACY),
-                                             active_reference, alpha, paired)
+    comparisons = stats.compare_within_tasks(
+        stats.seed_scores(compared_runs, ACCURACY), active_reference, alpha, paired
+    )
     trail.append(_within_task_decision(comparisons, alpha, paired))
     untested = int(comparisons["p_raw"].isna().sum())
     if untested:
-        trail.append(f"{untested} comparison(s) could not be tested (fewer than 2 seeds or no "
-                     "variance): p is NaN, they are outside the Holm family and marked ‡.")
+        trail.append(
+            f"{untested} comparison(s) could not be tested (fewer than 2 seeds or no "
+            "variance): p is NaN, they are outside the Holm family and marked ‡."
+        )
 
     matrix = stats.task_score_matrix(cells[cells["method"] != WHOLE_DATASET])
     complete = matrix.dropna()
     if len(complete) < len(matrix):
-        trail.append(f"{len(matrix) - len(complete)} of {len(matrix)} task(s) lack a cell for some "
-                     "method: ranks and across-task tests use the complete tasks only.")
+        trail.append(
+            f"{len(matrix) - len(complete)} of {len(matrix)} task(s) lack a cell for some "
+            "method: ranks and across-task tests use the complete tasks only."
+        )
     n_tasks, k = complete.shape
     omnibus = pd.DataFrame([stats.omnibus_tests(complete, alpha)])
     trail.append(_friedman_decision(omnibus.iloc[0]))
@@ -111,49 +124,83 @@ def analyse(runs: pd.DataFrame, reference: str = "random", alpha: float = 0.05,
         nemenyi = stats.nemenyi_posthoc(complete, alpha)
         rejects = bool(omnibus.at[0, "p"] < alpha)
         nemenyi["significant"] = nemenyi["significant"] & rejects
-        trail.append(f"Nemenyi post-hoc on mean ranks over all {len(nemenyi)} pairs "
-                     f"(N = {n_tasks} >= {stats.NEMENYI_MIN_TASKS} tasks) and the CD diagram"
-                     + ("." if rejects else "; the Friedman test does not reject at "
-                        f"α = {alpha:g}, so no Nemenyi pair is read as significant."))
+        trail.append(
+            f"Nemenyi post-hoc on mean ranks over all {len(nemenyi)} pairs "
+            f"(N = {n_tasks} >= {stats.NEMENYI_MIN_TASKS} tasks) and the CD diagram"
+            + (
+                "."
+                if rejects
+                else f"; the Friedman test does not reject at α = {alpha:g}, so no Nemenyi pair is read as significant."
+            )
+        )
     else:
         no_cd_diagram = _no_cd_diagram(n_tasks, k, float(omnibus.at[0, "nemenyi_cd"]))
         trail.append(no_cd_diagram)
 
-    families = (stats.candidate_families(list(complete.columns), n_tasks, active_reference, alpha)
-                if k >= 2 and n_tasks >= 1 else [])
+    families = (
+        stats.candidate_families(list(complete.columns), n_tasks, active_reference, alpha)
+        if k >= 2 and n_tasks >= 1
+        else []
+    )
     family = stats.choose_family(families)
     trail += [_family_reach(candidate, alpha) for candidate in families]
     if family is not None:
         wilcoxon = stats.wilcoxon_across_tasks(complete, family, alpha)
-        trail.append(f"Pairwise Wilcoxon signed-rank tests over tasks for "
-                     f"{FAMILY_LABELS[family.name]}, Holm over {len(family.pairs)}; differences "
-                     f"rounded to {stats.WILCOXON_DECIMALS} decimals (accuracy points) so ties and "
-                     "zeros are real, zeros dropped.")
+        trail.append(
+            f"Pairwise Wilcoxon signed-rank tests over tasks for "
+            f"{FAMILY_LABELS[family.name]}, Holm over {len(family.pairs)}; differences "
+            f"rounded to {stats.WILCOXON_DECIMALS} decimals (accuracy points) so ties and "
+            "zeros are real, zeros dropped."
+        )
     else:
         wilcoxon = pd.DataFrame(columns=list(stats.WILCOXON_COLUMNS))
         if families:
-            trail.append("No pairwise test across tasks: no family can reach α with these tasks"
-                         + (f"; win/tie/loss counts vs `{active_reference}` shown instead."
-                            if active_reference else "; only mean ranks are shown."))
-    win_tie_loss = (stats.win_tie_loss(comparisons, active_reference) if active_reference
-                    else pd.DataFrame(columns=["method", *stats.WIN_TIE_LOSS_COLUMNS]))
+            trail.append(
+                "No pairwise test across tasks: no family can reach α with these tasks"
+                + (
+                    f"; win/tie/loss counts vs `{active_reference}` shown instead."
+                    if active_reference
+                    else "; only mean ranks are shown."
+                )
+            )
+    win_tie_loss = (
+        stats.win_tie_loss(comparisons, active_reference)
+        if active_reference
+        else pd.DataFrame(columns=["method", *stats.WIN_TIE_LOSS_COLUMNS])
+    )
     dependence = dependence_caveat(runs, complete.index)
     if dependence:
         trail.append(dependence)
-    return Analysis(cells, comparisons, _long_ranks(complete), omnibus, families, family,
-                    wilcoxon, nemenyi, win_tie_loss, active_reference, no_cd_diagram, dependence,
-                    trail)
+    return Analysis(
+        cells,
+        comparisons,
+        _long_ranks(complete),
+        omnibus,
+        families,
+        family,
+        wilcoxon,
+        nemenyi,
+        win_tie_loss,
+        active_reference,
+        no_cd_diagram,
+        dependence,
+        trail,
+    )
 
 
 def _within_task_decision(comparisons: pd.DataFrame, alpha: float, paired: bool) -> str:
     """One trail line: which test ran and the Holm family it belongs to."""
     family = int(comparisons["family_size"].iloc[0]) if len(comparisons) else 0
-    line = (f"Within-task tests: two-sided Welch t on per-seed means with Hedges' g; Holm over "
-            f"{family} comparison(s), α = {alpha:g}.")
+    line = (
+        f"Within-task tests: two-sided Welch t on per-seed means with Hedges' g; Holm over "
+        f"{family} comparison(s), α = {alpha:g}."
+    )
     if paired:
         n_paired = int(comparisons["paired"].sum())
-        line += (f" Paired t requested: used (with g_av) for {n_paired} of {len(comparisons)} "
-                 "comparison(s); the others have different seed lists and keep Welch.")
+        line += (
+            f" Paired t requested: used (with g_av) for {n_paired} of {len(comparisons)} "
+            "comparison(s); the others have different seed lists and keep Welch."
+        )
     return line
 
 
@@ -161,20 +208,19 @@ def _friedman_decision(omnibus: pd.Series) -> str:
     """One trail line: whether the Friedman test ran, which p is read and why."""
     k, n_tasks = int(omnibus["k"]), int(omnibus["N"])
     if k < 3 or n_tasks < 2:
-        return (f"Friedman test not run: it needs >= 3 methods and >= 2 complete tasks "
-                f"(here k = {k}, N = {n_tasks}).")
+        return f"Friedman test not run: it needs >= 3 methods and >= 2 complete tasks (here k = {k}, N = {n_tasks})."
     if pd.isna(omnibus["friedman_chi2"]):
         return "Friedman test undefined: every task ties all methods."
     if omnibus["p_method"] == "exact":
         how = "exact p, every within-task ordering of the methods enumerated"
     else:
-        how = (f"permutation p from {int(omnibus['permutations']):,} random within-task "
-               "orderings (fixed seed)")
+        how = f"permutation p from {int(omnibus['permutations']):,} random within-task orderings (fixed seed)"
     approximations = (
-        "χ² and Iman–Davenport p shown too: N > 10 and k > 5, where their approximation holds "
-        "(Demšar 2006)" if omnibus["approximations_hold"] else
-        f"χ² and Iman–Davenport p not shown: their approximation needs N > 10 and k > 5 "
-        f"(Demšar 2006), here N = {n_tasks}, k = {k}")
+        "χ² and Iman–Davenport p shown too: N > 10 and k > 5, where their approximation holds (Demšar 2006)"
+        if omnibus["approximations_hold"]
+        else f"χ² and Iman–Davenport p not shown: their approximation needs N > 10 and k > 5 "
+        f"(Demšar 2006), here N = {n_tasks}, k = {k}"
+    )
     return f"Friedman test: {how}; {approximations}."
 
 
@@ -182,12 +228,13 @@ def _no_cd_diagram(n_tasks: int, k: int, cd: float) -> str:
     """Why there is no CD diagram and no Nemenyi post-hoc."""
     if k < 3:
         return f"No CD diagram and no Nemenyi post-hoc: they need >= 3 methods (here k = {k})."
-    line = (f"No CD diagram and no Nemenyi post-hoc: {n_tasks} complete task(s) < "
-            f"{stats.NEMENYI_MIN_TASKS}; the normal approximation of mean ranks needs at least "
-            f"{stats.NEMENYI_MIN_TASKS} tasks (autorank refuses fewer)")
+    line = (
+        f"No CD diagram and no Nemenyi post-hoc: {n_tasks} complete task(s) < "
+        f"{stats.NEMENYI_MIN_TASKS}; the normal approximation of mean ranks needs at least "
+        f"{stats.NEMENYI_MIN_TASKS} tasks (autorank refuses fewer)"
+    )
     if np.isfinite(cd) and cd >= k - 1:
-        line += (f", and the critical difference ({cd:.2f} ranks) is wider than the whole "
-                 f"range of mean ranks (1 to {k})")
+        line += f", and the critical difference ({cd:.2f} ranks) is wider than the whole range of mean ranks (1 to {k})"
     return line + "."
 
 
@@ -196,10 +243,12 @@ def _family_reach(family: stats.PairFamily, alpha: float) -> str:
     m, n_tasks = len(family.pairs), family.n_tasks
     verdict = "can reach" if family.reachable else "cannot reach"
     capped = " (capped at 1)" if m * stats.smallest_wilcoxon_p(n_tasks) > 1.0 else ""
-    return (f"Wilcoxon over {FAMILY_LABELS[family.name]} ({m} test(s)): with N = {n_tasks} tasks "
-            f"the smallest Holm-adjusted p is {m} × 2/2^{n_tasks} = "
-            f"{family.smallest_adjusted_p:.3g}{capped}, which {verdict} α = {alpha:g}; it needs at "
-            f"least {family.tasks_needed} tasks.")
+    return (
+        f"Wilcoxon over {FAMILY_LABELS[family.name]} ({m} test(s)): with N = {n_tasks} tasks "
+        f"the smallest Holm-adjusted p is {m} × 2/2^{n_tasks} = "
+        f"{family.smallest_adjusted_p:.3g}{capped}, which {verdict} α = {alpha:g}; it needs at "
+        f"least {family.tasks_needed} tasks."
+    )
 
 
 def dependence_caveat(runs: pd.DataFrame, tasks: pd.Index) -> str | None:
@@ -219,16 +268,22 @@ def dependence_caveat(runs: pd.DataFrame, tasks: pd.Index) -> str | None:
     shared_sets = sharing_runs[["dataset", "ipc"]].drop_duplicates()
     reasons = []
     if len(shared):
-        reasons.append("they share datasets (" + ", ".join(
-            f"{dataset}: {count} tasks" for dataset, count in shared.items()) + ")")
+        reasons.append(
+            "they share datasets (" + ", ".join(f"{dataset}: {count} tasks" for dataset, count in shared.items()) + ")"
+        )
     if len(shared_sets):
-        reasons.append(f"the synthetic sets of {len(shared_sets)} (dataset, IPC) pair(s) are "
-                       "evaluated on several architectures, so those tasks share them")
+        reasons.append(
+            f"the synthetic sets of {len(shared_sets)} (dataset, IPC) pair(s) are "
+            "evaluated on several architectures, so those tasks share them"
+        )
     if not reasons:
         return None
-    return (f"Dependence: the {len(tasks)} tasks are not independent replicates: "
-            + "; ".join(reasons) + ". Across-task tests treat tasks as independent, so read "
-            "them as statements about this grid, not about datasets at large.")
+    return (
+        f"Dependence: the {len(tasks)} tasks are not independent replicates: "
+        + "; ".join(reasons)
+        + ". Across-task tests treat tasks as independent, so read "
+        "them as statements about this grid, not about datasets at large."
+    )
 
 
 def _long_ranks(complete: pd.DataFrame) -> pd.DataFrame:

@@ -28,6 +28,7 @@ condensations (e.g. 5 sets × 20 models) with ddof 0. Give ``n`` as the number o
 condensations (5 there): that SD overstates the SD of per-set means, so the interval is wider,
 i.e. conservative.
 """
+
 from __future__ import annotations
 
 import math
@@ -49,9 +50,28 @@ DEFAULT_ARCH = "ConvNet"  # every paper table of these methods evaluates on the 
 REFERENCE_ROOT = Path("results") / "reference"
 VERDICTS = ("reproduced", "differs", "untestable")
 COMPARISON_COLUMNS = (
-    *KEYS, "run_mean", "run_sd", "run_n", "ref_mean", "ref_sd", "ref_n", "diff", "diff_ci_low",
-    "diff_ci_high", "hidden", "statistic", "df", "p_raw", "p_adj", "verdict", "run_protocol",
-    "ref_protocol", "same_protocol", "same_config", "run_preset", "ref_preset",
+    *KEYS,
+    "run_mean",
+    "run_sd",
+    "run_n",
+    "ref_mean",
+    "ref_sd",
+    "ref_n",
+    "diff",
+    "diff_ci_low",
+    "diff_ci_high",
+    "hidden",
+    "statistic",
+    "df",
+    "p_raw",
+    "p_adj",
+    "verdict",
+    "run_protocol",
+    "ref_protocol",
+    "same_protocol",
+    "same_config",
+    "run_preset",
+    "ref_preset",
 )
 
 
@@ -67,16 +87,21 @@ def load_cells(path: Path) -> pd.DataFrame:
         return _store_cells(path if path.is_dir() else path.parent)
     if path.is_file():
         return _published_cells(path)
-    raise DcbenchError(f"{path} not found: pass a results directory (with runs.csv) or a CSV of "
-                       "published numbers (method, dataset, ipc, mean, sd, n)")
+    raise DcbenchError(
+        f"{path} not found: pass a results directory (with runs.csv) or a CSV of "
+        "published numbers (method, dataset, ipc, mean, sd, n)"
+    )
 
 
 def _store_cells(root: Path) -> pd.DataFrame:
 
     runs = load_runs(root)
     per_seed = runs.groupby([*KEYS, "synth_seed"], sort=True)[ACCURACY].mean().reset_index()
-    cells = per_seed.groupby(KEYS, sort=True)[ACCURACY].agg(
-        mean="mean", sd=lambda x: x.std(ddof=1) if len(x) > 1 else np.nan, n="count").reset_index()
+    cells = (
+        per_seed.groupby(KEYS, sort=True)[ACCURACY]
+        .agg(mean="mean", sd=lambda x: x.std(ddof=1) if len(x) > 1 else np.nan, n="count")
+        .reset_index()
+    )
     for column in ("protocol", "config_hash", "preset"):
         if column in runs.columns:
             labels = runs.groupby(KEYS, sort=True)[column].agg(lambda x: ", ".join(sorted(set(map(str, x)))))
@@ -90,13 +115,16 @@ def _published_cells(path: Path) -> pd.DataFrame:
     try:
         table = pd.read_csv(path, comment="#", skipinitialspace=True)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise DcbenchError(f"{path} is not a readable CSV ({first_line(exc)}); "
-                           f"give columns {', '.join(PUBLISHED_COLUMNS)}") from None
+        raise DcbenchError(
+            f"{path} is not a readable CSV ({first_line(exc)}); give columns {', '.join(PUBLISHED_COLUMNS)}"
+        ) from None
     table.columns = [str(c).strip().lower() for c in table.columns]
     missing = [c for c in PUBLISHED_COLUMNS if c not in table.columns]
     if missing:
-        raise DcbenchError(f"{path} lacks column(s) {', '.join(missing)}: a published-numbers CSV "
-                           f"has {', '.join(PUBLISHED_COLUMNS)} (optional eval_arch), accuracy in percent")
+        raise DcbenchError(
+            f"{path} lacks column(s) {', '.join(missing)}: a published-numbers CSV "
+            f"has {', '.join(PUBLISHED_COLUMNS)} (optional eval_arch), accuracy in percent"
+        )
     if table.empty:
         raise DcbenchError(f"{path} has no rows: add one row per published cell")
     if "eval_arch" not in table.columns:
@@ -107,13 +135,17 @@ def _published_cells(path: Path) -> pd.DataFrame:
         values = pd.to_numeric(table[column], errors="coerce")
         bad = values.isna() & (table[column].notna() if column == "sd" else True)
         if bad.any():
-            raise DcbenchError(f"{path} line {int(np.flatnonzero(bad)[0]) + 2}: {column} "
-                               f"{table[column][bad].iloc[0]!r} is not a number")
+            raise DcbenchError(
+                f"{path} line {int(np.flatnonzero(bad)[0]) + 2}: {column} "
+                f"{table[column][bad].iloc[0]!r} is not a number"
+            )
         table[column] = values
-    for column, ok, rule in (("ipc", table["ipc"].gt(0) & (table["ipc"] % 1 == 0), "a positive integer"),
-                             ("n", table["n"].ge(1) & (table["n"] % 1 == 0), "a positive integer"),
-                             ("mean", table["mean"].between(0, 100), "in [0, 100] (percent)"),
-                             ("sd", table["sd"].isna() | table["sd"].ge(0), "non-negative")):
+    for column, ok, rule in (
+        ("ipc", table["ipc"].gt(0) & (table["ipc"] % 1 == 0), "a positive integer"),
+        ("n", table["n"].ge(1) & (table["n"] % 1 == 0), "a positive integer"),
+        ("mean", table["mean"].between(0, 100), "in [0, 100] (percent)"),
+        ("sd", table["sd"].isna() | table["sd"].ge(0), "non-negative"),
+    ):
         if not ok.all():
             line = int(np.flatnonzero(~ok.to_numpy())[0]) + 2
             raise DcbenchError(f"{path} line {line}: {column} must be {rule}, got {table[column][~ok].iloc[0]}")
@@ -123,8 +155,10 @@ def _published_cells(path: Path) -> pd.DataFrame:
     duplicated = table.duplicated(KEYS)
     if duplicated.any():
         row = table[duplicated].iloc[0]
-        raise DcbenchError(f"{path} lists {row['method']} {row['dataset']} IPC {row['ipc']} "
-                           f"{row['eval_arch']} twice; keep one row per cell")
+        raise DcbenchError(
+            f"{path} lists {row['method']} {row['dataset']} IPC {row['ipc']} "
+            f"{row['eval_arch']} twice; keep one row per cell"
+        )
     table["protocol"] = None
     table["config_hash"] = None
     table["preset"] = "paper"  # published numbers come from the papers' own settings
@@ -147,21 +181,21 @@ class WelchFromStats:
     p: float
 
 
-def welch_from_stats(mean1: float, sd1: float, n1: int, mean2: float, sd2: float, n2: int,
-                     confidence: float = 0.95) -> WelchFromStats:
+def welch_from_stats(
+    mean1: float, sd1: float, n1: int, mean2: float, sd2: float, n2: int, confidence: float = 0.95
+) -> WelchFromStats:
     """Welch's unequal-variance t-test and the CI of the difference from means, SDs (ddof 1) and
     sizes. Two constant samples give a zero-width interval: p = 1 if the means agree, else 0."""
     diff = float(mean1 - mean2)
     if n1 < 2 or n2 < 2 or not (np.isfinite(sd1) and np.isfinite(sd2)):
         return WelchFromStats(diff, *[math.nan] * 5)
-    v1, v2 = sd1 ** 2 / n1, sd2 ** 2 / n2
+    v1, v2 = sd1**2 / n1, sd2**2 / n2
     if v1 + v2 == 0.0:
         return WelchFromStats(diff, diff, diff, math.nan, math.nan, 1.0 if diff == 0.0 else 0.0)
     result = sps.ttest_ind_from_stats(mean1, sd1, n1, mean2, sd2, n2, equal_var=False)
-    df = (v1 + v2) ** 2 / (v1 ** 2 / (n1 - 1) + v2 ** 2 / (n2 - 1))  # Welch–Satterthwaite
+    df = (v1 + v2) ** 2 / (v1**2 / (n1 - 1) + v2**2 / (n2 - 1))  # Welch–Satterthwaite
     half = float(sps.t.ppf(0.5 + confidence / 2, df)) * math.sqrt(v1 + v2)
-    return WelchFromStats(diff, diff - half, diff + half, float(result.statistic), float(df),
-                          float(result.pvalue))
+    return WelchFromStats(diff, diff - half, diff + half, float(result.statistic), float(df), float(result.pvalue))
 
 
 def compare_cells(run: pd.DataFrame, reference: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
@@ -173,22 +207,35 @@ def compare_cells(run: pd.DataFrame, reference: pd.DataFrame, alpha: float = 0.0
     rows = []
     for cell in both.itertuples(index=False):
         test = welch_from_stats(cell.mean_run, cell.sd_run, cell.n_run, cell.mean_ref, cell.sd_ref, cell.n_ref)
-        rows.append({
-            **{key: getattr(cell, key) for key in KEYS},
-            "run_mean": cell.mean_run, "run_sd": cell.sd_run, "run_n": cell.n_run,
-            "ref_mean": cell.mean_ref, "ref_sd": cell.sd_ref, "ref_n": cell.n_ref,
-            "diff": test.diff, "diff_ci_low": test.ci_low, "diff_ci_high": test.ci_high,
-            "hidden": max(abs(test.ci_low), abs(test.ci_high)), "statistic": test.statistic,
-            "df": test.df, "p_raw": test.p,
-            "run_protocol": cell.protocol_run, "ref_protocol": cell.protocol_ref,
-            "same_protocol": _same(cell.protocol_run, cell.protocol_ref),
-            "same_config": _same(cell.config_hash_run, cell.config_hash_ref),
-            "run_preset": cell.preset_run, "ref_preset": cell.preset_ref,
-        })
+        rows.append(
+            {
+                **{key: getattr(cell, key) for key in KEYS},
+                "run_mean": cell.mean_run,
+                "run_sd": cell.sd_run,
+                "run_n": cell.n_run,
+                "ref_mean": cell.mean_ref,
+                "ref_sd": cell.sd_ref,
+                "ref_n": cell.n_ref,
+                "diff": test.diff,
+                "diff_ci_low": test.ci_low,
+                "diff_ci_high": test.ci_high,
+                "hidden": max(abs(test.ci_low), abs(test.ci_high)),
+                "statistic": test.statistic,
+                "df": test.df,
+                "p_raw": test.p,
+                "run_protocol": cell.protocol_run,
+                "ref_protocol": cell.protocol_ref,
+                "same_protocol": _same(cell.protocol_run, cell.protocol_ref),
+                "same_config": _same(cell.config_hash_run, cell.config_hash_ref),
+                "run_preset": cell.preset_run,
+                "ref_preset": cell.preset_ref,
+            }
+        )
     table = pd.DataFrame(rows, columns=[c for c in COMPARISON_COLUMNS if c not in ("p_adj", "verdict")])
     table["p_adj"] = holm(table["p_raw"].to_numpy(dtype=float)) if len(table) else []
-    table["verdict"] = np.where(table["p_adj"].isna(), "untestable",
-                                np.where(table["p_adj"] < alpha, "differs", "reproduced"))
+    table["verdict"] = np.where(
+        table["p_adj"].isna(), "untestable", np.where(table["p_adj"] < alpha, "differs", "reproduced")
+    )
     return table[list(COMPARISON_COLUMNS)]
 
 
@@ -234,18 +281,24 @@ def warnings(table: pd.DataFrame) -> list[str]:
     protocol = table[table["same_protocol"] == False]  # noqa: E712 - None means "not recorded"
     if len(protocol):
         pairs = sorted({(r.run_protocol, r.ref_protocol) for r in protocol.itertuples()})
-        lines.append(f"{len(protocol)} cell(s) were evaluated under another protocol than the reference "
-                     f"({'; '.join(f'run {a} vs reference {b}' for a, b in pairs)}): a difference may come "
-                     "from the protocol, not the method")
+        lines.append(
+            f"{len(protocol)} cell(s) were evaluated under another protocol than the reference "
+            f"({'; '.join(f'run {a} vs reference {b}' for a, b in pairs)}): a difference may come "
+            "from the protocol, not the method"
+        )
     presets = table[[_same(a, b) is False for a, b in zip(table["run_preset"], table["ref_preset"])]]
     if len(presets):
         pairs = sorted({(r.run_preset, r.ref_preset) for r in presets.itertuples()})
-        lines.append(f"{len(presets)} cell(s) ran another preset than the reference "
-                     f"({'; '.join(f'run {a} vs reference {b}' for a, b in pairs)}): the settings differ")
+        lines.append(
+            f"{len(presets)} cell(s) ran another preset than the reference "
+            f"({'; '.join(f'run {a} vs reference {b}' for a, b in pairs)}): the settings differ"
+        )
     config = table[table["same_config"] == False]  # noqa: E712
     if len(config):
-        lines.append(f"{len(config)} cell(s) ran a method config other than the reference's "
-                     f"({', '.join(sorted({r.method for r in config.itertuples()}))}): compare like with like")
+        lines.append(
+            f"{len(config)} cell(s) ran a method config other than the reference's "
+            f"({', '.join(sorted({r.method for r in config.itertuples()}))}): compare like with like"
+        )
     return lines
 
 
@@ -266,22 +319,34 @@ def markdown_table(table: pd.DataFrame) -> str:
     header = ["cell", "run", "reference", "Δ = run − ref", "95% CI", "hidden", "p (Holm)", "verdict"]
     lines = ["| " + " | ".join(header) + " |", "|---|---:|---:|---:|---:|---:|---:|---|"]
     for _, row in table.iterrows():
-        lines.append("| " + " | ".join([
-            _cell_name(row), _side(row["run_mean"], row["run_sd"], row["run_n"]),
-            _side(row["ref_mean"], row["ref_sd"], row["ref_n"]), f"{row['diff']:+.1f}",
-            f"[{_number(row['diff_ci_low'])}, {_number(row['diff_ci_high'])}]", _number(row["hidden"]),
-            _p(row["p_adj"]), row["verdict"]]) + " |")
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    _cell_name(row),
+                    _side(row["run_mean"], row["run_sd"], row["run_n"]),
+                    _side(row["ref_mean"], row["ref_sd"], row["ref_n"]),
+                    f"{row['diff']:+.1f}",
+                    f"[{_number(row['diff_ci_low'])}, {_number(row['diff_ci_high'])}]",
+                    _number(row["hidden"]),
+                    _p(row["p_adj"]),
+                    row["verdict"],
+                ]
+            )
+            + " |"
+        )
     return "\n".join(lines)
 
 
-RULE = ("Mean ± SD over seeds (per-seed means of the evaluation models), accuracy in %. Δ with its "
-        "95% Welch interval; hidden: the largest |Δ| the interval does not exclude. Verdict: "
-        "`differs` when the Holm-adjusted Welch p (over the tested cells) is below α, else "
-        "`reproduced`, meaning consistent with the reference at this precision, not proven equal.")
+RULE = (
+    "Mean ± SD over seeds (per-seed means of the evaluation models), accuracy in %. Δ with its "
+    "95% Welch interval; hidden: the largest |Δ| the interval does not exclude. Verdict: "
+    "`differs` when the Holm-adjusted Welch p (over the tested cells) is below α, else "
+    "`reproduced`, meaning consistent with the reference at this precision, not proven equal."
+)
 
 
-def comparison_markdown(table: pd.DataFrame, reference: Path, alpha: float = 0.05,
-                        emphasis: str = "**") -> list[str]:
+def comparison_markdown(table: pd.DataFrame, reference: Path, alpha: float = 0.05, emphasis: str = "**") -> list[str]:
     """Lines of the report section: source, table, rule, warnings and (last) the summary line."""
     lines = [f"Against `{reference}`.", ""]
     if not table.empty:
@@ -301,8 +366,10 @@ def compare_paths(run: Path, reference: Path, alpha: float = 0.05, require_overl
     run_cells, reference_cells = load_cells(run), load_cells(reference)
     table = compare_cells(run_cells, reference_cells, alpha)
     if table.empty and require_overlap:
-        raise DcbenchError(f"no cell of {run} ({_holds(run_cells)}) is in {reference} ({_holds(reference_cells)}); "
-                           "compare results of the same methods, datasets, IPCs and architectures")
+        raise DcbenchError(
+            f"no cell of {run} ({_holds(run_cells)}) is in {reference} ({_holds(reference_cells)}); "
+            "compare results of the same methods, datasets, IPCs and architectures"
+        )
     return table
 
 
@@ -312,8 +379,9 @@ def _holds(cells: pd.DataFrame) -> str:
     return "; ".join(parts)
 
 
-def find_reference(datasets: list[str], preset: str, root: Path = REFERENCE_ROOT,
-                   name: str | None = None) -> Path | None:
+def find_reference(
+    datasets: list[str], preset: str, root: Path = REFERENCE_ROOT, name: str | None = None
+) -> Path | None:
     """The committed reference made with the same preset on (at least) these datasets; the one
     called ``name`` when several match. None when there is none."""
     matches = []
@@ -323,18 +391,24 @@ def find_reference(datasets: list[str], preset: str, root: Path = REFERENCE_ROOT
         except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError):
             continue  # not a reference we can read; an explicit --reference still reports why
         # spec.toml is a history of [[runs]] (dcbench.results.store.record_spec); older stores hold one spec
-        recorded = [r.get("spec", {}) for r in spec["runs"] if isinstance(r, dict)] \
-            if isinstance(spec.get("runs"), list) else [spec]
-        if any(s.get("preset") == preset and set(datasets) <= set(s.get("datasets", [])) for s in recorded) \
-                and (spec_path.parent / "runs.csv").is_file():
+        recorded = (
+            [r.get("spec", {}) for r in spec["runs"] if isinstance(r, dict)]
+            if isinstance(spec.get("runs"), list)
+            else [spec]
+        )
+        if (
+            any(s.get("preset") == preset and set(datasets) <= set(s.get("datasets", [])) for s in recorded)
+            and (spec_path.parent / "runs.csv").is_file()
+        ):
             matches.append(spec_path.parent)
     named = [m for m in matches if m.name == name]
     candidates = named or matches
     return candidates[0] if candidates else None
 
 
-def resolve_reference(option: str | None, datasets: list[str], preset: str, run_root: Path,
-                      name: str | None = None) -> tuple[Path | None, str]:
+def resolve_reference(
+    option: str | None, datasets: list[str], preset: str, run_root: Path, name: str | None = None
+) -> tuple[Path | None, str]:
     """What ``dcbench run --reference`` names, and why nothing when it is nothing: ``auto``
     (default) finds the committed reference by dataset and preset, ``none`` compares with nothing,
     anything else is a results directory or a published-numbers CSV, read now so that a bad one
@@ -345,8 +419,10 @@ def resolve_reference(option: str | None, datasets: list[str], preset: str, run_
     if option == "auto":
         found = find_reference(datasets, preset, name=name)
         if found is None:
-            return None, (f"no committed reference of {', '.join(datasets)} at preset {preset} under "
-                          f"{REFERENCE_ROOT}/: nothing compared (--reference DIR|CSV names one)")
+            return None, (
+                f"no committed reference of {', '.join(datasets)} at preset {preset} under "
+                f"{REFERENCE_ROOT}/: nothing compared (--reference DIR|CSV names one)"
+            )
     else:
         found = Path(option)
     if found.resolve() == Path(run_root).resolve():

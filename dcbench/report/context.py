@@ -4,6 +4,7 @@ Sections (:data:`dcbench.report.SECTIONS`) turn a :class:`ReportContext` into re
 figure writers (:data:`dcbench.report.FIGURE_WRITERS`) write figures into ``out_dir`` and return
 their paths. A new part of the report is a function of this context added to one of those lists.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -26,15 +27,15 @@ class ReportContext:
 
     results_dir: Path
     out_dir: Path
-    runs: pd.DataFrame                 # validated runs.csv (see load_runs), accuracy in percent
+    runs: pd.DataFrame  # validated runs.csv (see load_runs), accuracy in percent
     analysis: Analysis
     alpha: float
-    formats: tuple[str, ...]           # requested outputs: csv, tex, md, png, pdf
-    failures: pd.DataFrame             # failures.csv, empty when absent
-    spec: str | None                   # spec.toml text, None when absent
-    against: Path | None = None        # a reference to compare with, cell by cell (dcbench.report.compare)
-    figures: list[Path] = field(default_factory=list)   # written figures, listed in report.md
-    notes: list[str] = field(default_factory=list)      # what a writer left out and why (trail)
+    formats: tuple[str, ...]  # requested outputs: csv, tex, md, png, pdf
+    failures: pd.DataFrame  # failures.csv, empty when absent
+    spec: str | None  # spec.toml text, None when absent
+    against: Path | None = None  # a reference to compare with, cell by cell (dcbench.report.compare)
+    figures: list[Path] = field(default_factory=list)  # written figures, listed in report.md
+    notes: list[str] = field(default_factory=list)  # what a writer left out and why (trail)
 
     @property
     def figure_formats(self) -> tuple[str, ...]:

@@ -11,6 +11,7 @@ The front is taken on the means; the plot shows each point's 95% t-intervals (ov
 reader can see when a method's place on the front is within the noise. The whole-dataset line is
 drawn for reference but is not a condensation and is never on the front.
 """
+
 from __future__ import annotations
 
 import re
@@ -56,8 +57,11 @@ def _task_costs(runs: pd.DataFrame, labels: dict[str, str] | None) -> pd.DataFra
     if len(whole):
         tasks = costs[TASK].drop_duplicates()
         same_ipc = whole.merge(tasks, on=TASK)
-        other_ipc = (whole.drop(columns="ipc").drop_duplicates(["dataset", "eval_arch"])
-                     .merge(tasks, on=["dataset", "eval_arch"]))
+        other_ipc = (
+            whole.drop(columns="ipc")
+            .drop_duplicates(["dataset", "eval_arch"])
+            .merge(tasks, on=["dataset", "eval_arch"])
+        )
         whole = pd.concat([same_ipc, other_ipc]).drop_duplicates(TASK)  # its own IPC first
         costs = pd.concat([whole, costs], ignore_index=True)
     costs["method"] = costs["method"].replace(labels or {})
@@ -100,13 +104,19 @@ def markdown_cost_columns(runs: pd.DataFrame, labels: dict[str, str] | None = No
     for (arch, dataset, ipc), group in costs.groupby(["eval_arch", "dataset", "ipc"], sort=True):
         name = (f"{arch} " if several_archs else "") + f"{dataset} IPC {ipc} cost"
         columns[name] = pd.Series(
-            [f"{_seconds(r.get('condense_s'))} / {_seconds(r.get('eval_s'))} / {_megabytes(r.get(memory))}"
-             for _, r in group.iterrows()], index=group["method"])
+            [
+                f"{_seconds(r.get('condense_s'))} / {_seconds(r.get('eval_s'))} / {_megabytes(r.get(memory))}"
+                for _, r in group.iterrows()
+            ],
+            index=group["method"],
+        )
     return pd.DataFrame(columns)
 
 
-COST_CAPTION = ("Cost columns: condensation seconds / evaluation seconds (all evaluation models of the "
-                "cell), means over seeds / peak memory of a cell (CPU resident set, or GPU memory on a GPU).")
+COST_CAPTION = (
+    "Cost columns: condensation seconds / evaluation seconds (all evaluation models of the "
+    "cell), means over seeds / peak memory of a cell (CPU resident set, or GPU memory on a GPU)."
+)
 
 
 def pareto_front(seconds: np.ndarray, accuracy: np.ndarray) -> np.ndarray:
@@ -125,7 +135,8 @@ def pareto_table(cells: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     if "condense_s" not in costs.columns:
         return pd.DataFrame()
     points = cells[cells["method"] != WHOLE_DATASET][[*CELL, "mean", "ci_low", "ci_high"]].merge(
-        costs[[*CELL, "condense_s", "condense_s_ci_low", "condense_s_ci_high"]], on=CELL)
+        costs[[*CELL, "condense_s", "condense_s_ci_low", "condense_s_ci_high"]], on=CELL
+    )
     points["on_front"] = False
     for _, task in points.groupby(TASK, sort=True):
         points.loc[task.index, "on_front"] = pareto_front(task["condense_s"], task["mean"])
@@ -135,38 +146,55 @@ def pareto_table(cells: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
 def pareto_lines(points: pd.DataFrame) -> list[str]:
     """One Markdown bullet per task naming the front, cheapest first."""
     lines = []
-    for (dataset, ipc, arch), task in (points.groupby(TASK, sort=True) if len(points) else []):
+    for (dataset, ipc, arch), task in points.groupby(TASK, sort=True) if len(points) else []:
         front = task[task["on_front"]].sort_values("condense_s")
         named = ", ".join(f"{r.method} ({r.mean:.1f}% in {_seconds(r.condense_s)})" for r in front.itertuples())
         lines.append(f"- {dataset} IPC {ipc} ({arch}): {named}")
     return lines
 
 
-def accuracy_vs_cost_figures(points: pd.DataFrame, cells: pd.DataFrame,
-                             colors: dict[str, tuple[float, ...]]) -> dict[str, Figure]:
+def accuracy_vs_cost_figures(
+    points: pd.DataFrame, cells: pd.DataFrame, colors: dict[str, tuple[float, ...]]
+) -> dict[str, Figure]:
     """Per dataset, one panel per (ipc, eval_arch): accuracy against condensation seconds, each
     method a point with 95% intervals on both axes; the Pareto front filled and joined by a step
     line, dominated methods hollow; the whole-dataset accuracy as a dashed line. Keyed by file
     stem ``acc_vs_cost_<dataset>``; the report writes them (PNG and PDF)."""
     figures: dict[str, Figure] = {}
-    for dataset, data in (points.groupby("dataset", sort=True) if len(points) else []):
+    for dataset, data in points.groupby("dataset", sort=True) if len(points) else []:
         panels = list(data.groupby(["ipc", "eval_arch"], sort=True))
         figure = Figure(figsize=(1.5 + 4.5 * len(panels), 4.2), layout="constrained")
         axes = figure.subplots(1, len(panels), squeeze=False)[0]
         for ax, ((ipc, arch), task) in zip(axes, panels):
             for point in task.itertuples():
                 color = colors.get(point.method, "0.4")
-                ax.errorbar(point.condense_s, point.mean,
-                            xerr=np.nan_to_num([[point.condense_s - point.condense_s_ci_low],
-                                                [point.condense_s_ci_high - point.condense_s]]).clip(min=0),
-                            yerr=np.nan_to_num([[point.mean - point.ci_low], [point.ci_high - point.mean]]),
-                            fmt="o", markersize=7, capsize=3, color=color,
-                            markerfacecolor=color if point.on_front else "white", label=point.method)
+                ax.errorbar(
+                    point.condense_s,
+                    point.mean,
+                    xerr=np.nan_to_num(
+                        [[point.condense_s - point.condense_s_ci_low], [point.condense_s_ci_high - point.condense_s]]
+                    ).clip(min=0),
+                    yerr=np.nan_to_num([[point.mean - point.ci_low], [point.ci_high - point.mean]]),
+                    fmt="o",
+                    markersize=7,
+                    capsize=3,
+                    color=color,
+                    markerfacecolor=color if point.on_front else "white",
+                    label=point.method,
+                )
             front = task[task["on_front"]].sort_values("condense_s")
-            ax.step(front["condense_s"], front["mean"], where="post", color="0.2", linewidth=1, linestyle=":",
-                    label="Pareto front")
-            whole = cells[(cells["method"] == WHOLE_DATASET) & (cells["dataset"] == dataset)
-                          & (cells["eval_arch"] == arch)]
+            ax.step(
+                front["condense_s"],
+                front["mean"],
+                where="post",
+                color="0.2",
+                linewidth=1,
+                linestyle=":",
+                label="Pareto front",
+            )
+            whole = cells[
+                (cells["method"] == WHOLE_DATASET) & (cells["dataset"] == dataset) & (cells["eval_arch"] == arch)
+            ]
             if len(whole):
                 ax.axhline(whole["mean"].iloc[0], color="0.3", linestyle="--", label="Whole dataset")
             ax.set_xscale("symlog", linthresh=1.0)  # coresets take ~0 s, condensation minutes to hours
@@ -176,7 +204,13 @@ def accuracy_vs_cost_figures(points: pd.DataFrame, cells: pd.DataFrame,
             ax.set_title(f"{dataset}, IPC {ipc}, evaluated on {arch}")
             ax.grid(alpha=0.3)
         legend = {label: handle for ax in axes for handle, label in zip(*ax.get_legend_handles_labels())}
-        figure.legend(legend.values(), legend.keys(), loc="outside right upper", fontsize="small",
-                      title="filled: on the Pareto front\nbars: 95% t-CI over seeds", title_fontsize="small")
+        figure.legend(
+            legend.values(),
+            legend.keys(),
+            loc="outside right upper",
+            fontsize="small",
+            title="filled: on the Pareto front\nbars: 95% t-CI over seeds",
+            title_fontsize="small",
+        )
         figures[f"acc_vs_cost_{re.sub(r'[^A-Za-z0-9_.-]+', '_', str(dataset))}"] = figure
     return figures

@@ -1,5 +1,6 @@
 """The report's loss-curve figures: per dataset and IPC one panel per method, a line per seed,
 drawn from each cell's ``curve.csv`` (:mod:`dcbench.results.curves`)."""
+
 from __future__ import annotations
 
 import re
@@ -39,7 +40,7 @@ def loss_curve_figures(store_root: Path, metric: str = "loss") -> dict[str, Figu
             ax.set_xlabel("iteration")
             ax.set_ylabel(metric)
             ax.legend(fontsize=7)
-        for ax in axes[len(methods):]:
+        for ax in axes[len(methods) :]:
             ax.axis("off")
         figure.suptitle(f"Condensation {metric}: {dataset}, IPC {ipc}")
         figures[f"{metric}_curves_{re.sub(r'[^A-Za-z0-9_.-]+', '_', str(dataset))}_ipc{ipc}"] = figure

@@ -3,6 +3,7 @@ condensation cost (:mod:`dcbench.report.cost`) and the condensation loss curves 
 
 Every figure is written as PNG (300 dpi) and PDF (vector) siblings, as ``formats`` asks.
 """
+
 from __future__ import annotations
 
 import re
@@ -56,13 +57,13 @@ def accuracy_vs_ipc_figures(context: ReportContext) -> list[Path]:
     written = []
     for dataset in sorted(cells.loc[cells["method"] != WHOLE_DATASET, "dataset"].unique()):
         figure = plot_accuracy_vs_ipc(cells, dataset, methods, colors)
-        written.append(save_figure(figure, context.out_dir, f"acc_vs_ipc_{file_part(dataset)}",
-                                   context.figure_formats))
+        written.append(save_figure(figure, context.out_dir, f"acc_vs_ipc_{file_part(dataset)}", context.figure_formats))
     return written
 
 
-def plot_accuracy_vs_ipc(cells: pd.DataFrame, dataset: str, methods: list[str],
-                         colors: dict[str, tuple[float, ...]]) -> Figure:
+def plot_accuracy_vs_ipc(
+    cells: pd.DataFrame, dataset: str, methods: list[str], colors: dict[str, tuple[float, ...]]
+) -> Figure:
     """Mean accuracy vs IPC with 95% t-interval error bars; one panel per eval architecture."""
     data = cells[cells["dataset"] == dataset]
     archs = sorted(data.loc[data["method"] != WHOLE_DATASET, "eval_arch"].unique())
@@ -77,10 +78,18 @@ def plot_accuracy_vs_ipc(cells: pd.DataFrame, dataset: str, methods: list[str],
             # Spread the methods slightly along the log axis so error bars do not overlap.
             dodge = 1.0 + 0.04 * (i - (len(shown) - 1) / 2)
             error = np.vstack([cell["mean"] - cell["ci_low"], cell["ci_high"] - cell["mean"]])
-            ax.errorbar(cell["ipc"] * dodge, cell["mean"], yerr=np.nan_to_num(error), marker="o",
-                        markersize=4, capsize=3, linewidth=1.2, color=colors[method], label=method)
-        whole = whole_dataset_cells(cells, pd.MultiIndex.from_tuples(
-            [(arch, dataset, ipc) for ipc in ipcs]))
+            ax.errorbar(
+                cell["ipc"] * dodge,
+                cell["mean"],
+                yerr=np.nan_to_num(error),
+                marker="o",
+                markersize=4,
+                capsize=3,
+                linewidth=1.2,
+                color=colors[method],
+                label=method,
+            )
+        whole = whole_dataset_cells(cells, pd.MultiIndex.from_tuples([(arch, dataset, ipc) for ipc in ipcs]))
         if not whole.empty:
             _plot_whole_dataset(ax, whole)
         ax.set_xscale("log")
@@ -91,17 +100,21 @@ def plot_accuracy_vs_ipc(cells: pd.DataFrame, dataset: str, methods: list[str],
         ax.set_title(f"{dataset}, evaluated on {arch}", fontsize=10)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("test accuracy (%)")
-    legend = {label: handle for ax in axes
-              for handle, label in zip(*ax.get_legend_handles_labels())}
-    figure.legend(legend.values(), legend.keys(), loc="outside right upper", fontsize="small",
-                  title="mean, 95% t-CI\nover seeds", title_fontsize="small")
+    legend = {label: handle for ax in axes for handle, label in zip(*ax.get_legend_handles_labels())}
+    figure.legend(
+        legend.values(),
+        legend.keys(),
+        loc="outside right upper",
+        fontsize="small",
+        title="mean, 95% t-CI\nover seeds",
+        title_fontsize="small",
+    )
     return figure
 
 
 def _plot_whole_dataset(ax: Axes, whole: pd.Series) -> None:
     """The whole-dataset line and its 95% CI band; across the panel when it does not vary by IPC."""
-    means, lows, highs = (np.array([cell[key] for cell in whole], dtype=float)
-                          for key in ("mean", "ci_low", "ci_high"))
+    means, lows, highs = (np.array([cell[key] for cell in whole], dtype=float) for key in ("mean", "ci_low", "ci_high"))
     style: dict[str, Any] = {"color": "0.3", "linestyle": "--", "label": WHOLE_DATASET_LABEL}
     band: dict[str, Any] = {"color": "0.3", "alpha": 0.15, "linewidth": 0}
     if np.all(means == means[0]):  # one cell shown under every IPC
@@ -120,8 +133,9 @@ def cd_diagram_figures(context: ReportContext) -> list[Path]:
     if analysis.no_cd_diagram is not None:
         return []
     omnibus = analysis.omnibus.iloc[0]
-    figure = plot_cd_diagram(analysis.ranks.groupby("method")["rank"].mean(),
-                             float(omnibus["nemenyi_cd"]), analysis.n_tasks, context.alpha)
+    figure = plot_cd_diagram(
+        analysis.ranks.groupby("method")["rank"].mean(), float(omnibus["nemenyi_cd"]), analysis.n_tasks, context.alpha
+    )
     return [save_figure(figure, context.out_dir, "cd_diagram", context.figure_formats)]
 
 
@@ -161,8 +175,13 @@ def plot_cd_diagram(mean_ranks: pd.Series, cd: float, n_tasks: int, alpha: float
 
     for level, (first, last) in enumerate(cliques):
         y = -0.2 - level * clique_step
-        ax.plot([x(mean_ranks.iloc[first]) - 0.008, x(mean_ranks.iloc[last]) + 0.008], [y, y],
-                color="black", linewidth=3, solid_capstyle="butt")
+        ax.plot(
+            [x(mean_ranks.iloc[first]) - 0.008, x(mean_ranks.iloc[last]) + 0.008],
+            [y, y],
+            color="black",
+            linewidth=3,
+            solid_capstyle="butt",
+        )
     top = -0.2 - len(cliques) * clique_step
     for i, (method, rank) in enumerate(mean_ranks.items()):
         on_left = i < left_count
@@ -170,10 +189,19 @@ def plot_cd_diagram(mean_ranks: pd.Series, cd: float, n_tasks: int, alpha: float
         y = top - (row + 0.5) * line_step
         edge = x_left - 0.04 if on_left else x_right + 0.04
         ax.plot([x(rank), x(rank), edge], [0, y, y], color="0.35", linewidth=0.9)
-        ax.text(edge - 0.01 if on_left else edge + 0.01, y, f"{method} ({rank:.2f})",
-                ha="right" if on_left else "left", va="center", fontsize=9)
-    ax.set_title(f"Mean rank over {n_tasks} tasks (1 = best). Bars join methods closer than the\n"
-                 f"Nemenyi critical difference (α = {alpha:g}).", fontsize=9)
+        ax.text(
+            edge - 0.01 if on_left else edge + 0.01,
+            y,
+            f"{method} ({rank:.2f})",
+            ha="right" if on_left else "left",
+            va="center",
+            fontsize=9,
+        )
+    ax.set_title(
+        f"Mean rank over {n_tasks} tasks (1 = best). Bars join methods closer than the\n"
+        f"Nemenyi critical difference (α = {alpha:g}).",
+        fontsize=9,
+    )
     return figure
 
 
@@ -190,13 +218,13 @@ def _cliques(sorted_ranks: np.ndarray, cd: float) -> list[tuple[int, int]]:
 def accuracy_vs_cost_figures(context: ReportContext) -> list[Path]:
     """Per dataset, accuracy against condensation seconds with the Pareto front (none when
     runs.csv records no condensation seconds)."""
-    figures = cost.accuracy_vs_cost_figures(context.pareto, context.analysis.cells,
-                                            method_colors(context.methods))
-    return [save_figure(figure, context.out_dir, stem, context.figure_formats)
-            for stem, figure in figures.items()]
+    figures = cost.accuracy_vs_cost_figures(context.pareto, context.analysis.cells, method_colors(context.methods))
+    return [save_figure(figure, context.out_dir, stem, context.figure_formats) for stem, figure in figures.items()]
 
 
 def loss_curve_figures(context: ReportContext) -> list[Path]:
     """Per (dataset, IPC), the condensation loss of each finished cell that kept a ``curve.csv``."""
-    return [save_figure(figure, context.out_dir, stem, context.figure_formats)
-            for stem, figure in curves.loss_curve_figures(context.results_dir).items()]
+    return [
+        save_figure(figure, context.out_dir, stem, context.figure_formats)
+        for stem, figure in curves.loss_curve_figures(context.results_dir).items()
+    ]

@@ -1,4 +1,5 @@
 """How numbers and tables are written in the Markdown outputs (report.md, table.md)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -34,12 +35,12 @@ def yes_no(flags: pd.Series, undefined: pd.Series | None = None) -> np.ndarray:
     return text if undefined is None else np.where(undefined.to_numpy(dtype=bool), "–", text)
 
 
-def render_markdown_table(table: pd.DataFrame, index_label: str = "",
-                          text_columns: tuple[str, ...] = ()) -> str:
+def render_markdown_table(table: pd.DataFrame, index_label: str = "", text_columns: tuple[str, ...] = ()) -> str:
     """A GitHub-flavoured Markdown table of preformatted cells.
 
     The index and ``text_columns`` are left-aligned, every other column (numbers) right-aligned.
     """
+
     def escape(text: object) -> str:
         return str(text).replace("|", r"\|")
 

@@ -5,6 +5,7 @@ the cell's ``synthetic.pt`` (lowest synthesis seed) and brought back to pixel sp
 manifest's normalisation. Panels are laid out so the figure is close to a page's proportions and
 the images fill it.
 """
+
 from __future__ import annotations
 
 import math
@@ -22,13 +23,13 @@ from dcbench.report.context import ReportContext
 from dcbench.report.figures import file_part, save_figure
 from dcbench.report.inputs import WHOLE_DATASET
 
-MAX_PER_CLASS = 10        # images shown per class
-PAD = 1                   # white pixels between images
-MAX_WIDTH_IN = 7.0        # a page's text width
+MAX_PER_CLASS = 10  # images shown per class
+PAD = 1  # white pixels between images
+MAX_WIDTH_IN = 7.0  # a page's text width
 MAX_HEIGHT_IN = 8.5
-TARGET_ASPECT = 1.3       # width / height of the image area the layout aims for
-LABEL_WIDTH_IN = 0.9      # room for class names left of a panel row
-TITLE_HEIGHT_IN = 0.22    # per panel row
+TARGET_ASPECT = 1.3  # width / height of the image area the layout aims for
+LABEL_WIDTH_IN = 0.9  # room for class names left of a panel row
+TITLE_HEIGHT_IN = 0.22  # per panel row
 SUPTITLE_HEIGHT_IN = 0.35
 
 
@@ -37,9 +38,9 @@ class Panel:
     """One method's synthetic set as a mosaic: rows = classes, columns = images of the class."""
 
     title: str
-    mosaic: np.ndarray            # (rows, columns, channels) in [0, 1]
+    mosaic: np.ndarray  # (rows, columns, channels) in [0, 1]
     class_names: list[str]
-    tile_height: int              # pixels per class row, padding included
+    tile_height: int  # pixels per class row, padding included
 
 
 def synthetic_grid_figures(context: ReportContext) -> list[Path]:
@@ -49,8 +50,7 @@ def synthetic_grid_figures(context: ReportContext) -> list[Path]:
     written only when some set exists.
     """
     runs = context.runs[context.runs["method"] != WHOLE_DATASET]
-    first_runs = (runs.sort_values(["synth_seed", "run_id"])
-                  .drop_duplicates(["dataset", "ipc", "method"]))
+    first_runs = runs.sort_values(["synth_seed", "run_id"]).drop_duplicates(["dataset", "ipc", "method"])
     written = []
     for (dataset, ipc), group in first_runs.groupby(["dataset", "ipc"], sort=True):
         run_of = group.set_index("method")
@@ -66,14 +66,17 @@ def synthetic_grid_figures(context: ReportContext) -> list[Path]:
         if not panels:
             continue
         shown = min(int(ipc), MAX_PER_CLASS)
-        title = (f"Synthetic sets: {dataset}, IPC {ipc}"
-                 + (f" (first {shown} images per class)" if int(ipc) > shown else "")
-                 + (f", synthesis seed {seeds[0]}" if len(seeds) == 1
-                    else ", lowest synthesis seed per method"))
+        title = (
+            f"Synthetic sets: {dataset}, IPC {ipc}"
+            + (f" (first {shown} images per class)" if int(ipc) > shown else "")
+            + (f", synthesis seed {seeds[0]}" if len(seeds) == 1 else ", lowest synthesis seed per method")
+        )
         figure = plot_panels(panels, title)
-        written.append(save_figure(figure, context.out_dir,
-                                   f"synthetic_grids_{file_part(dataset)}_ipc{ipc}",
-                                   context.figure_formats))
+        written.append(
+            save_figure(
+                figure, context.out_dir, f"synthetic_grids_{file_part(dataset)}_ipc{ipc}", context.figure_formats
+            )
+        )
     return written
 
 
@@ -101,9 +104,10 @@ def load_panel(run_dir: Path, title: str, notes: list[str]) -> Panel | None:
     _, channels, height, width = images.shape
     tiles = np.ones((len(classes), columns, height + PAD, width + PAD, channels))
     for row, group in enumerate(per_class):
-        tiles[row, :len(group), :height, :width] = group.permute(0, 2, 3, 1).numpy()
-    mosaic = tiles.transpose(0, 2, 1, 3, 4).reshape(
-        len(classes) * (height + PAD), columns * (width + PAD), channels)[:-PAD, :-PAD]
+        tiles[row, : len(group), :height, :width] = group.permute(0, 2, 3, 1).numpy()
+    mosaic = tiles.transpose(0, 2, 1, 3, 4).reshape(len(classes) * (height + PAD), columns * (width + PAD), channels)[
+        :-PAD, :-PAD
+    ]
     return Panel(title, mosaic, class_names, height + PAD)
 
 
@@ -133,8 +137,10 @@ def plot_panels(panels: list[Panel], title: str) -> Figure:
     if area_height + chrome > MAX_HEIGHT_IN:  # too tall for a page: narrow it instead
         area_height = MAX_HEIGHT_IN - chrome
         area_width = area_height * columns * width / (rows * height)
-    figure = Figure(figsize=(area_width + LABEL_WIDTH_IN, area_height + chrome),
-                    layout=ConstrainedLayoutEngine(w_pad=0.02, h_pad=0.02, wspace=0.01, hspace=0.01))
+    figure = Figure(
+        figsize=(area_width + LABEL_WIDTH_IN, area_height + chrome),
+        layout=ConstrainedLayoutEngine(w_pad=0.02, h_pad=0.02, wspace=0.01, hspace=0.01),
+    )
     axes = figure.subplots(rows, columns, squeeze=False)
     class_rows = len(panels[0].class_names)
     row_points = 72.0 * area_height / (rows * class_rows)

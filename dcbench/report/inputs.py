@@ -1,5 +1,6 @@
 """The report's input: ``runs.csv`` validated for the statistics (:mod:`dcbench.results.runs_table`)
 and the optional side files (failures, manifests, the spec)."""
+
 from __future__ import annotations
 
 import json

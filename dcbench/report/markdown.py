@@ -1,6 +1,7 @@
 """The sections of report.md. Each is a function of the :class:`ReportContext` that returns its
 lines; :data:`dcbench.report.SECTIONS` lists them in order.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -32,18 +33,22 @@ def _values(runs: pd.DataFrame, column: str) -> str:
 def protocol_section(context: ReportContext) -> list[str]:
     runs, analysis, alpha = context.runs, context.analysis, context.alpha
     cells = analysis.cells
-    n_tasks = len(cells.loc[cells["method"] != WHOLE_DATASET, list(stats.TASK_KEYS)]
-                  .drop_duplicates())
+    n_tasks = len(cells.loc[cells["method"] != WHOLE_DATASET, list(stats.TASK_KEYS)].drop_duplicates())
     seeds = ", ".join(map(str, sorted(runs["synth_seed"].unique())))
     evals_per_seed = runs.groupby([*stats.CELL_KEYS, "synth_seed"]).size()
     targets = f" and vs the reference `{analysis.reference}`" if analysis.reference else ""
     versions = ""
     if "method_version" in runs.columns:
-        versions = " (" + ", ".join(
-            f"{method} {version}" for method, version
-            in runs.groupby("method")["method_version"].first().items()) + ")"
+        versions = (
+            " ("
+            + ", ".join(
+                f"{method} {version}" for method, version in runs.groupby("method")["method_version"].first().items()
+            )
+            + ")"
+        )
     return [
-        "## Protocol", "",
+        "## Protocol",
+        "",
         f"- Grid: {runs['method'].nunique()} methods{versions} on {n_tasks} task(s) "
         f"(dataset × IPC × evaluation architecture), {len(cells)} cells, {len(runs)} trained "
         "evaluation models.",
@@ -84,8 +89,10 @@ def datasets_section(context: ReportContext, most: int = 20) -> list[str]:
             line += "; images " + "×".join(str(v) for v in manifest["image_shape"])
         source = manifest.get("dataset_source") or {}
         if source.get("path"):
-            line += (f"; {source.get('kind', 'read from')} `{source['path']}` (content SHA-256 "
-                     f"{str(source.get('content_hash', ''))[:12]}, size: {source.get('size_rule', '?')})")
+            line += (
+                f"; {source.get('kind', 'read from')} `{source['path']}` (content SHA-256 "
+                f"{str(source.get('content_hash', ''))[:12]}, size: {source.get('size_rule', '?')})"
+            )
         lines.append(line)
     return ["## Datasets", "", *lines, ""] if lines else []
 
@@ -93,9 +100,16 @@ def datasets_section(context: ReportContext, most: int = 20) -> list[str]:
 def results_section(context: ReportContext) -> list[str]:
     table = markdown_results_table(context.analysis, context.runs)
     caption = markdown_results_caption(context.analysis, context.runs, context.alpha)
-    return ["## Results", "", caption, "", table, "",
-            "Per-cell statistics: `cells.csv`; numeric table: `table_wide.csv`; "
-            "LaTeX: `table.tex`.", ""]
+    return [
+        "## Results",
+        "",
+        caption,
+        "",
+        table,
+        "",
+        "Per-cell statistics: `cells.csv`; numeric table: `table_wide.csv`; LaTeX: `table.tex`.",
+        "",
+    ]
 
 
 def reference_section(context: ReportContext) -> list[str]:
@@ -111,33 +125,39 @@ def comparisons_section(context: ReportContext) -> list[str]:
     lines = ["## Comparisons within tasks", ""]
     if comparisons.empty:
         return lines + ["No comparisons: every task has a single method.", ""]
-    shown = pd.DataFrame({
-        "task": comparisons["dataset"] + " IPC " + comparisons["ipc"].astype(str) + " "
-                + comparisons["eval_arch"],
-        "A": comparisons["method_a"],
-        "B": comparisons["method_b"],
-        "kind": comparisons["kind"],
-        "test": comparisons["test"],
-        "Δ = A − B": comparisons["diff"].map(number),
-        "95% CI": [f"[{number(low)}, {number(high)}]" for low, high
-                   in zip(comparisons["diff_ci_low"], comparisons["diff_ci_high"])],
-        "t": comparisons["statistic"].map(number),
-        "df": comparisons["df"].map(lambda v: number(v, 1)),
-        "p": comparisons["p_raw"].map(p_value),
-        "p (Holm)": comparisons["p_adj"].map(p_value),
-        "effect size": comparisons["effect_size"].map(number),
-        "effect kind": comparisons["effect_size_kind"].map(EFFECT_SIZE_LABELS),
-        "significant": yes_no(comparisons["significant"], comparisons["p_adj"].isna()),
-    })
+    shown = pd.DataFrame(
+        {
+            "task": comparisons["dataset"] + " IPC " + comparisons["ipc"].astype(str) + " " + comparisons["eval_arch"],
+            "A": comparisons["method_a"],
+            "B": comparisons["method_b"],
+            "kind": comparisons["kind"],
+            "test": comparisons["test"],
+            "Δ = A − B": comparisons["diff"].map(number),
+            "95% CI": [
+                f"[{number(low)}, {number(high)}]"
+                for low, high in zip(comparisons["diff_ci_low"], comparisons["diff_ci_high"])
+            ],
+            "t": comparisons["statistic"].map(number),
+            "df": comparisons["df"].map(lambda v: number(v, 1)),
+            "p": comparisons["p_raw"].map(p_value),
+            "p (Holm)": comparisons["p_adj"].map(p_value),
+            "effect size": comparisons["effect_size"].map(number),
+            "effect kind": comparisons["effect_size_kind"].map(EFFECT_SIZE_LABELS),
+            "significant": yes_no(comparisons["significant"], comparisons["p_adj"].isna()),
+        }
+    )
     present = set(comparisons["effect_size_kind"])
     kinds = [kind for kind in stats.EFFECT_SIZE_KINDS if kind in present]
     return lines + [
-        render_markdown_table(shown.set_index("task"), "task",
-                              text_columns=("A", "B", "kind", "test", "effect kind",
-                                            "significant")), "",
+        render_markdown_table(
+            shown.set_index("task"), "task", text_columns=("A", "B", "kind", "test", "effect kind", "significant")
+        ),
+        "",
         "Effect sizes (pingouin's definitions): "
         + "; ".join(stats.EFFECT_SIZE_KINDS[kind] for kind in kinds)
-        + ". '–': not tested (one seed or no variance).", ""]
+        + ". '–': not tested (one seed or no variance).",
+        "",
+    ]
 
 
 def across_tasks_section(context: ReportContext) -> list[str]:
@@ -154,9 +174,13 @@ def across_tasks_section(context: ReportContext) -> list[str]:
         lines += _pairwise_lines(context)
         lines += _nemenyi_lines(context)
     if analysis.reference is not None and not analysis.win_tie_loss.empty:
-        lines += [f"Win/tie/loss vs `{analysis.reference}` over tasks (tie = within-task test not "
-                  "significant after Holm; untested = one seed or no variance):", "",
-                  render_markdown_table(analysis.win_tie_loss.set_index("method"), "method"), ""]
+        lines += [
+            f"Win/tie/loss vs `{analysis.reference}` over tasks (tie = within-task test not "
+            "significant after Holm; untested = one seed or no variance):",
+            "",
+            render_markdown_table(analysis.win_tie_loss.set_index("method"), "method"),
+            "",
+        ]
     return lines
 
 
@@ -172,51 +196,72 @@ def _friedman_sentence(analysis: Analysis) -> str:
         how = "exact: every within-task ordering of the methods enumerated"
     else:
         how = f"permutation: {int(omnibus['permutations']):,} random within-task orderings"
-    text = (head + f"Friedman χ²_F = {number(omnibus['friedman_chi2'])}, "
-            f"{p_clause(omnibus['p'])} ({how}). ")
+    text = head + f"Friedman χ²_F = {number(omnibus['friedman_chi2'])}, {p_clause(omnibus['p'])} ({how}). "
     if not omnibus["approximations_hold"]:
-        return text + ("The χ² and Iman–Davenport approximations are not shown: they need "
-                       "N > 10 and k > 5, and with fewer tasks they can be far from the exact p.")
+        return text + (
+            "The χ² and Iman–Davenport approximations are not shown: they need "
+            "N > 10 and k > 5, and with fewer tasks they can be far from the exact p."
+        )
     text += f"Approximations: χ² {p_clause(omnibus['p_chi2'])}; "
     if np.isinf(omnibus["iman_davenport_F"]):
-        return text + ("Iman–Davenport F = ∞ because every task orders the methods the same way; "
-                       "its p is undefined there, read the permutation p.")
-    return text + (f"Iman–Davenport F = {number(omnibus['iman_davenport_F'])} "
-                   f"({p_clause(omnibus['p_F'])}).")
+        return text + (
+            "Iman–Davenport F = ∞ because every task orders the methods the same way; "
+            "its p is undefined there, read the permutation p."
+        )
+    return text + (f"Iman–Davenport F = {number(omnibus['iman_davenport_F'])} ({p_clause(omnibus['p_F'])}).")
 
 
 def _pairwise_lines(context: ReportContext) -> list[str]:
     analysis, alpha = context.analysis, context.alpha
     if not analysis.pair_families:
         return []
-    lines = [f"Pairwise Wilcoxon signed-rank tests over tasks with Holm: with N = "
-             f"{analysis.n_tasks} tasks the smallest two-sided p is 2/2^N = "
-             f"{stats.smallest_wilcoxon_p(analysis.n_tasks):.3g}, so the smallest Holm-adjusted p "
-             "of m tests is m times that:", ""]
+    lines = [
+        f"Pairwise Wilcoxon signed-rank tests over tasks with Holm: with N = "
+        f"{analysis.n_tasks} tasks the smallest two-sided p is 2/2^N = "
+        f"{stats.smallest_wilcoxon_p(analysis.n_tasks):.3g}, so the smallest Holm-adjusted p "
+        "of m tests is m times that:",
+        "",
+    ]
     for family in analysis.pair_families:
-        lines.append(f"- {FAMILY_LABELS[family.name]} (m = {len(family.pairs)}): smallest "
-                     f"adjusted p {family.smallest_adjusted_p:.3g}; below α = {alpha:g} from "
-                     f"{family.tasks_needed} tasks.")
+        lines.append(
+            f"- {FAMILY_LABELS[family.name]} (m = {len(family.pairs)}): smallest "
+            f"adjusted p {family.smallest_adjusted_p:.3g}; below α = {alpha:g} from "
+            f"{family.tasks_needed} tasks."
+        )
     lines.append("")
     if analysis.pair_family is None:
-        fallback = (f"the win/tie/loss counts vs `{analysis.reference}` below summarise the "
-                    "within-task tests instead" if analysis.reference
-                    else "only the mean ranks are shown")
-        return lines + [f"None of these can reach α with {analysis.n_tasks} task(s), so no "
-                        f"pairwise test is run across tasks; {fallback}.", ""]
+        fallback = (
+            f"the win/tie/loss counts vs `{analysis.reference}` below summarise the within-task tests instead"
+            if analysis.reference
+            else "only the mean ranks are shown"
+        )
+        return lines + [
+            f"None of these can reach α with {analysis.n_tasks} task(s), so no "
+            f"pairwise test is run across tasks; {fallback}.",
+            "",
+        ]
     wilcoxon = analysis.wilcoxon
-    shown = pd.DataFrame({
-        "A": wilcoxon["method_a"], "B": wilcoxon["method_b"], "tasks": wilcoxon["n_tasks"],
-        "tested": wilcoxon["n_tested"], "median Δ": wilcoxon["median_diff"].map(number),
-        "W": wilcoxon["statistic"].map(lambda v: number(v, 1)),
-        "p": wilcoxon["p_raw"].map(p_value), "p (Holm)": wilcoxon["p_adj"].map(p_value),
-        "significant": yes_no(wilcoxon["significant"]),
-    }).set_index("A")
+    shown = pd.DataFrame(
+        {
+            "A": wilcoxon["method_a"],
+            "B": wilcoxon["method_b"],
+            "tasks": wilcoxon["n_tasks"],
+            "tested": wilcoxon["n_tested"],
+            "median Δ": wilcoxon["median_diff"].map(number),
+            "W": wilcoxon["statistic"].map(lambda v: number(v, 1)),
+            "p": wilcoxon["p_raw"].map(p_value),
+            "p (Holm)": wilcoxon["p_adj"].map(p_value),
+            "significant": yes_no(wilcoxon["significant"]),
+        }
+    ).set_index("A")
     return lines + [
         f"Run over {FAMILY_LABELS[analysis.pair_family.name]} (Δ = A − B, accuracy points; "
         f"differences rounded to {stats.WILCOXON_DECIMALS} decimals, zero differences dropped, "
-        "'tested' counts the rest):", "",
-        render_markdown_table(shown, "A", text_columns=("B", "significant")), ""]
+        "'tested' counts the rest):",
+        "",
+        render_markdown_table(shown, "A", text_columns=("B", "significant")),
+        "",
+    ]
 
 
 def _nemenyi_lines(context: ReportContext) -> list[str]:
@@ -224,48 +269,66 @@ def _nemenyi_lines(context: ReportContext) -> list[str]:
     if analysis.no_cd_diagram is not None:
         return [analysis.no_cd_diagram, ""]
     nemenyi = analysis.nemenyi
-    shown = pd.DataFrame({
-        "A": nemenyi["method_a"], "B": nemenyi["method_b"],
-        "rank A − rank B": nemenyi["rank_diff"].map(number), "q": nemenyi["q"].map(number),
-        "p (Nemenyi)": nemenyi["p_adj"].map(p_value),
-        "significant": yes_no(nemenyi["significant"]),
-    }).set_index("A")
+    shown = pd.DataFrame(
+        {
+            "A": nemenyi["method_a"],
+            "B": nemenyi["method_b"],
+            "rank A − rank B": nemenyi["rank_diff"].map(number),
+            "q": nemenyi["q"].map(number),
+            "p (Nemenyi)": nemenyi["p_adj"].map(p_value),
+            "significant": yes_no(nemenyi["significant"]),
+        }
+    ).set_index("A")
     cd = float(analysis.omnibus.at[0, "nemenyi_cd"])
-    return [f"Nemenyi post-hoc on mean ranks (all pairs, family-wise by construction; "
-            f"CD = {cd:.2f} at α = {context.alpha:g}, drawn in `cd_diagram`). A pair's verdict "
-            "depends on the other methods in the pool, so the Wilcoxon rows are the pairwise "
-            "claims; a pair counts as significant only when the Friedman test rejects.", "",
-            render_markdown_table(shown, "A", text_columns=("B", "significant")), ""]
+    return [
+        f"Nemenyi post-hoc on mean ranks (all pairs, family-wise by construction; "
+        f"CD = {cd:.2f} at α = {context.alpha:g}, drawn in `cd_diagram`). A pair's verdict "
+        "depends on the other methods in the pool, so the Wilcoxon rows are the pairwise "
+        "claims; a pair counts as significant only when the Friedman test rejects.",
+        "",
+        render_markdown_table(shown, "A", text_columns=("B", "significant")),
+        "",
+    ]
 
 
 def figures_section(context: ReportContext) -> list[str]:
     if not context.figures:
         return []
     kinds = {"png": "PNG (300 dpi)", "pdf": "PDF (vector)"}
-    lines = ["## Figures", "", "Each figure is written as "
-             + " and ".join(kinds[kind] for kind in context.figure_formats) + ".", ""]
+    lines = [
+        "## Figures",
+        "",
+        "Each figure is written as " + " and ".join(kinds[kind] for kind in context.figure_formats) + ".",
+        "",
+    ]
     for path in context.figures:
-        lines.append(f"![{path.stem}]({path.name})" if path.suffix == ".png"
-                     else f"- [{path.stem}]({path.name})")
+        lines.append(f"![{path.stem}]({path.name})" if path.suffix == ".png" else f"- [{path.stem}]({path.name})")
     return lines + [""]
 
 
 def cost_section(context: ReportContext) -> list[str]:
     runs = context.runs
-    present = [column for column in COST_COLUMNS
-               if column in runs.columns and runs[column].notna().any()]
+    present = [column for column in COST_COLUMNS if column in runs.columns and runs[column].notna().any()]
     lines = ["## Cost per method", ""]
     if not present:
         return lines + ["No cost columns recorded.", ""]
     costs = runs.groupby("method")[present].mean()
-    lines += ["Means over the rows of runs.csv (one row per evaluation model).", "",
-              render_markdown_table(costs.map(lambda v: number(v, 1)), "method"), ""]
+    lines += [
+        "Means over the rows of runs.csv (one row per evaluation model).",
+        "",
+        render_markdown_table(costs.map(lambda v: number(v, 1)), "method"),
+        "",
+    ]
     if context.pareto.empty:
         return lines
-    return lines + ["Pareto front of accuracy against condensation seconds per task (no other "
-                    "method is both as cheap and as accurate; by the means, see `acc_vs_cost_*` "
-                    "for the intervals and `pareto.csv`):", "", *cost.pareto_lines(context.pareto),
-                    ""]
+    return lines + [
+        "Pareto front of accuracy against condensation seconds per task (no other "
+        "method is both as cheap and as accurate; by the means, see `acc_vs_cost_*` "
+        "for the intervals and `pareto.csv`):",
+        "",
+        *cost.pareto_lines(context.pareto),
+        "",
+    ]
 
 
 def failures_section(context: ReportContext) -> list[str]:
@@ -273,9 +336,12 @@ def failures_section(context: ReportContext) -> list[str]:
     lines = ["## Failures", ""]
     if failures.empty:
         return lines + ["None recorded.", ""]
-    return lines + [render_markdown_table(failures.set_index(failures.columns[0]),
-                                          failures.columns[0],
-                                          text_columns=tuple(failures.columns)), ""]
+    return lines + [
+        render_markdown_table(
+            failures.set_index(failures.columns[0]), failures.columns[0], text_columns=tuple(failures.columns)
+        ),
+        "",
+    ]
 
 
 def trail_section(context: ReportContext) -> list[str]:

@@ -6,6 +6,7 @@ Marks, explained in the caption of both formats: bold = best mean, underline = s
 † = not significantly different from the best, ‡ = not tested against the best (one seed or no
 variance), so an untested cell never reads as "significantly worse".
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -40,11 +41,18 @@ class Markup:
         return f"{mean:.1f}" if np.isnan(sd) else f"{mean:.1f}{self.plus_minus}{sd:.1f}"
 
 
-LATEX = Markup(plus_minus=r"$\pm$", bold=r"\textbf{{{}}}", second=r"\underline{{{}}}",
-               not_different=r"$^{\dagger}$", not_tested=r"$^{\ddagger}$", missing="--")
+LATEX = Markup(
+    plus_minus=r"$\pm$",
+    bold=r"\textbf{{{}}}",
+    second=r"\underline{{{}}}",
+    not_different=r"$^{\dagger}$",
+    not_tested=r"$^{\ddagger}$",
+    missing="--",
+)
 # GitHub strips <u>; <ins> survives its sanitiser and renders underlined.
-MARKDOWN = Markup(plus_minus=" ± ", bold="**{}**", second="<ins>{}</ins>", not_different="†",
-                  not_tested="‡", missing="–")
+MARKDOWN = Markup(
+    plus_minus=" ± ", bold="**{}**", second="<ins>{}</ins>", not_different="†", not_tested="‡", missing="–"
+)
 
 
 def _vs_best_outcomes(comparisons: pd.DataFrame) -> tuple[set[tuple], set[tuple]]:
@@ -53,8 +61,10 @@ def _vs_best_outcomes(comparisons: pd.DataFrame) -> tuple[set[tuple], set[tuple]
     keys = ["method_a", *TABLE_COLUMN_KEYS]
     untested = vs_best["p_adj"].isna()
     not_different = ~untested & ~vs_best["significant"].astype(bool)
-    return (set(vs_best.loc[not_different, keys].itertuples(index=False, name=None)),
-            set(vs_best.loc[untested, keys].itertuples(index=False, name=None)))
+    return (
+        set(vs_best.loc[not_different, keys].itertuples(index=False, name=None)),
+        set(vs_best.loc[untested, keys].itertuples(index=False, name=None)),
+    )
 
 
 def paper_table(analysis: Analysis, markup: Markup) -> pd.DataFrame:
@@ -65,13 +75,13 @@ def paper_table(analysis: Analysis, markup: Markup) -> pd.DataFrame:
     """
     cells = analysis.cells
     compared = cells[cells["method"] != WHOLE_DATASET]
-    columns = pd.MultiIndex.from_frame(
-        compared[TABLE_COLUMN_KEYS].drop_duplicates().sort_values(TABLE_COLUMN_KEYS))
+    columns = pd.MultiIndex.from_frame(compared[TABLE_COLUMN_KEYS].drop_duplicates().sort_values(TABLE_COLUMN_KEYS))
     rows = method_order(compared["method"].unique(), analysis.reference)
     table = pd.DataFrame(markup.missing, index=rows, columns=columns, dtype=object)
 
-    column_rank = (compared.pivot_table(index="method", columns=TABLE_COLUMN_KEYS, values="mean")
-                   .rank(axis=0, ascending=False, method="min"))
+    column_rank = compared.pivot_table(index="method", columns=TABLE_COLUMN_KEYS, values="mean").rank(
+        axis=0, ascending=False, method="min"
+    )
     not_different, not_tested = _vs_best_outcomes(analysis.comparisons)
     for cell in compared.itertuples(index=False):
         column = (cell.eval_arch, cell.dataset, cell.ipc)
@@ -89,10 +99,11 @@ def paper_table(analysis: Analysis, markup: Markup) -> pd.DataFrame:
 
     whole = whole_dataset_cells(cells, columns)
     if not whole.empty:
-        whole_row = [markup.cell(cell["mean"], cell["sd"]) if cell is not None else markup.missing
-                     for cell in (whole.get(column) for column in columns)]
-        table = pd.concat([pd.DataFrame([whole_row], index=[WHOLE_DATASET_LABEL], columns=columns),
-                           table])
+        whole_row = [
+            markup.cell(cell["mean"], cell["sd"]) if cell is not None else markup.missing
+            for cell in (whole.get(column) for column in columns)
+        ]
+        table = pd.concat([pd.DataFrame([whole_row], index=[WHOLE_DATASET_LABEL], columns=columns), table])
     return table
 
 
@@ -117,8 +128,9 @@ def whole_dataset_cells(cells: pd.DataFrame, columns: pd.MultiIndex) -> pd.Serie
 def _presentation_columns(table: pd.DataFrame) -> pd.DataFrame:
     """Drop the eval_arch level when there is one architecture; name the levels for readers."""
     table = table.copy()
-    table.columns = table.columns.set_levels(
-        table.columns.levels[2].astype(str), level=2).set_names(["Eval arch", "Dataset", "IPC"])
+    table.columns = table.columns.set_levels(table.columns.levels[2].astype(str), level=2).set_names(
+        ["Eval arch", "Dataset", "IPC"]
+    )
     if table.columns.get_level_values(0).nunique() == 1:
         table.columns = table.columns.droplevel(0)
     return table
@@ -131,14 +143,18 @@ def table_caption(analysis: Analysis, alpha: float, latex: bool) -> str:
     seed_noun = "seed" if seeds == "1" else "seeds"
     markup = LATEX if latex else MARKDOWN
     percent, pm, alpha_symbol = (r"\%", r"$\pm$", r"$\alpha$") if latex else ("%", "±", "α")
-    caption = (f"Test accuracy ({percent}), mean{pm}SD over {seeds} synthesis {seed_noun} "
-               f"(evaluation models averaged within a seed). Bold: best mean; underline: second "
-               f"best; {markup.not_different}: not significantly different from the best ({test}, "
-               f"Holm over {analysis.family_size} comparisons, {alpha_symbol}={alpha:g})")
+    caption = (
+        f"Test accuracy ({percent}), mean{pm}SD over {seeds} synthesis {seed_noun} "
+        f"(evaluation models averaged within a seed). Bold: best mean; underline: second "
+        f"best; {markup.not_different}: not significantly different from the best ({test}, "
+        f"Holm over {analysis.family_size} comparisons, {alpha_symbol}={alpha:g})"
+    )
     _, not_tested = _vs_best_outcomes(analysis.comparisons)
     if not_tested:
-        caption += (f"; {markup.not_tested}: not tested against the best (one synthesis seed or "
-                    "no variance), so neither different nor equal")
+        caption += (
+            f"; {markup.not_tested}: not tested against the best (one synthesis seed or "
+            "no variance), so neither different nor equal"
+        )
     return caption + "."
 
 
@@ -149,18 +165,27 @@ def render_latex_table(table: pd.DataFrame, caption: str) -> str:
     """
     table = _presentation_columns(table)
     styler = table.style.format_index(escape="latex", axis=0).format_index(escape="latex", axis=1)
-    latex = styler.to_latex(hrules=True, multicol_align="c", position_float="centering",
-                            column_format="l" + "c" * table.shape[1], caption=caption,
-                            label="tab:dcbench")
+    latex = styler.to_latex(
+        hrules=True,
+        multicol_align="c",
+        position_float="centering",
+        column_format="l" + "c" * table.shape[1],
+        caption=caption,
+        label="tab:dcbench",
+    )
     # \width is the table's natural width inside \resizebox: shrink only what would overflow.
-    latex = latex.replace(r"\begin{tabular}",
-                          "\\resizebox{\\ifdim\\width>\\linewidth\\linewidth\\else\\width\\fi}"
-                          "{!}{%\n\\begin{tabular}", 1)
+    latex = latex.replace(
+        r"\begin{tabular}",
+        "\\resizebox{\\ifdim\\width>\\linewidth\\linewidth\\else\\width\\fi}{!}{%\n\\begin{tabular}",
+        1,
+    )
     latex = latex.replace(r"\end{tabular}", "\\end{tabular}%\n}", 1)
     packages = ", ".join(rf"\usepackage{{{name}}}" for name in LATEX_PACKAGES)
-    return (f"% dcbench table. Preamble: {packages}\n"
-            "% (booktabs for the rules, graphicx for \\resizebox, which shrinks a table wider than "
-            "the text).\n" + latex)
+    return (
+        f"% dcbench table. Preamble: {packages}\n"
+        "% (booktabs for the rules, graphicx for \\resizebox, which shrinks a table wider than "
+        "the text).\n" + latex
+    )
 
 
 def markdown_paper_table(table: pd.DataFrame, extra: pd.DataFrame | None = None) -> str:
@@ -181,8 +206,7 @@ def has_costs(runs: pd.DataFrame) -> bool:
 def markdown_results_table(analysis: Analysis, runs: pd.DataFrame) -> str:
     """table.md and report.md's results table: the paper table with, per task, a cost column
     (condensation / evaluation seconds / peak memory, :mod:`dcbench.report.cost`) where runs.csv has costs."""
-    extra = (cost.markdown_cost_columns(runs, {WHOLE_DATASET: WHOLE_DATASET_LABEL})
-             if has_costs(runs) else None)
+    extra = cost.markdown_cost_columns(runs, {WHOLE_DATASET: WHOLE_DATASET_LABEL}) if has_costs(runs) else None
     return markdown_paper_table(paper_table(analysis, MARKDOWN), extra)
 
 
@@ -201,7 +225,8 @@ def wide_table(analysis: Analysis) -> pd.DataFrame:
     """Numeric twin of the paper table: mean and SD per (eval_arch, dataset, ipc) column."""
     cells = analysis.cells
     rows = [WHOLE_DATASET] * bool((cells["method"] == WHOLE_DATASET).any()) + method_order(
-        cells["method"].unique(), analysis.reference)
+        cells["method"].unique(), analysis.reference
+    )
     wide = cells.pivot(index="method", columns=TABLE_COLUMN_KEYS, values=["mean", "sd"])
     wide = wide.reorder_levels([1, 2, 3, 0], axis=1).sort_index(axis=1)
     return wide.reindex(rows).rename(index={WHOLE_DATASET: WHOLE_DATASET_LABEL})

@@ -6,6 +6,7 @@ its image grid). :func:`execute_cell` adds what a benchmark cell needs around it
 (content-checked before and after the method ran), the evaluations, peak memory, observers and the
 record (``metrics.json``, written last and atomically).
 """
+
 from __future__ import annotations
 
 import math
@@ -40,8 +41,10 @@ from dcbench.run.plan import Cell
 
 ProgressObserver = Callable[[int, int, Mapping[str, float]], None]
 
-DATA_MODIFIED = ("the method modified the real dataset in place (its content hash changed); methods must not "
-                 "write to RealDataset tensors (the data is reloaded for the next cell)")
+DATA_MODIFIED = (
+    "the method modified the real dataset in place (its content hash changed); methods must not "
+    "write to RealDataset tensors (the data is reloaded for the next cell)"
+)
 
 
 @dataclass(frozen=True)
@@ -57,9 +60,16 @@ class CondenseRequest:
     device: torch.device
 
 
-def condense_into(directory: Path, method: Method, real: RealDataset, registry: Registry, request: CondenseRequest,
-                  checkpointer: Checkpointer, observe: ProgressObserver | None = None,
-                  before_saving: Callable[[], None] | None = None) -> Condensed:
+def condense_into(
+    directory: Path,
+    method: Method,
+    real: RealDataset,
+    registry: Registry,
+    request: CondenseRequest,
+    checkpointer: Checkpointer,
+    observe: ProgressObserver | None = None,
+    before_saving: Callable[[], None] | None = None,
+) -> Condensed:
     """Condense ``real`` with ``method`` and write the result into ``directory``: ``curve.csv`` (a
     row per progress report), ``checkpoint.pt`` while it runs (resumed from when present),
     ``synthetic.pt`` + ``manifest.json`` and ``grid.png``. ``before_saving`` may refuse the
@@ -74,9 +84,18 @@ def condense_into(directory: Path, method: Method, real: RealDataset, registry: 
 
     ctx = CondenseContext(device=request.device, architectures=registry.architectures, on_progress=on_progress)
     try:
-        condensed = condense(method, real, request.ipc, request.seed, request.preset, request.overrides, ctx,
-                             plugin_version=registry.plugin_version(method.name), precision=request.precision,
-                             state_store=checkpointer)
+        condensed = condense(
+            method,
+            real,
+            request.ipc,
+            request.seed,
+            request.preset,
+            request.overrides,
+            ctx,
+            plugin_version=registry.plugin_version(method.name),
+            precision=request.precision,
+            state_store=checkpointer,
+        )
     finally:
         curve.close()
     if before_saving is not None:
@@ -137,10 +156,19 @@ class _CellRun:
         # observers get the identity plus where the cell writes and the tracking settings
         self.observed = {**cell.identity(), "directory": str(directory.resolve()), "tracking": dict(cell.tracking)}
         self.record = CellRecord(
-            cell=cell.key(), status="failed", fingerprint=cell.fingerprint, device=str(self.device),
-            precision=cell.precision, threads=cell.torch_threads, device_name=device_name(self.device),
-            dcbench_version=__version__, torch_version=torch.__version__, platform=platform.platform(),
-            data_root=_data_root_recorded(cell.data_root), started=_now())
+            cell=cell.key(),
+            status="failed",
+            fingerprint=cell.fingerprint,
+            device=str(self.device),
+            precision=cell.precision,
+            threads=cell.torch_threads,
+            device_name=device_name(self.device),
+            dcbench_version=__version__,
+            torch_version=torch.__version__,
+            platform=platform.platform(),
+            data_root=_data_root_recorded(cell.data_root),
+            started=_now(),
+        )
         self.log: IO[str] | None = None
         self.shared_data: RealDataset | None = None
         self.checkpointer: Checkpointer | None = None
@@ -151,8 +179,7 @@ class _CellRun:
         self.log.flush()
 
     def observe(self, step: int, total: int, values: Mapping[str, float]) -> None:
-        self.registry.manager.hook.dcbench_condense_progress(cell=self.observed, step=step, total=total,
-                                                             metrics=values)
+        self.registry.manager.hook.dcbench_condense_progress(cell=self.observed, step=step, total=total, metrics=values)
         if step == total or step % max(1, total // 20) == 0:
             self.note(f"step {step}/{total} " + " ".join(f"{k}={v:.4g}" for k, v in values.items()))
 
@@ -162,23 +189,35 @@ class _CellRun:
         method = registry.method(cell.method)
         found = shared.dataset_fingerprint(cell.dataset, cell.data_root, cell.dataset_source)
         if found != cell.fingerprint["data_fingerprint"]:
-            raise DcbenchError(f"the {cell.dataset} data found here differs from the data the grid was "
-                               "planned with (content hash); give every worker the same --data-root files")
+            raise DcbenchError(
+                f"the {cell.dataset} data found here differs from the data the grid was "
+                "planned with (content hash); give every worker the same --data-root files"
+            )
         self.shared_data = shared.dataset_on(cell.dataset, cell.data_root, str(device), cell.dataset_source)
         real = self.shared_data.to(self.shared_data.device)  # a fresh view over the same tensors, checked after use
         per_cell_rss = _reset_peak_rss()
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
-        self.checkpointer = Checkpointer(self.directory, cell.checkpoint_identity(method),
-                                         CheckpointPolicy.parse(cell.checkpoint_every), self.note)
+        self.checkpointer = Checkpointer(
+            self.directory, cell.checkpoint_identity(method), CheckpointPolicy.parse(cell.checkpoint_every), self.note
+        )
         request = CondenseRequest(cell.ipc, cell.seed, cell.preset, cell.overrides, cell.precision, device)
-        condensed = condense_into(self.directory, method, real, registry, request, self.checkpointer,
-                                  observe=self.observe, before_saving=self._check_data)
+        condensed = condense_into(
+            self.directory,
+            method,
+            real,
+            registry,
+            request,
+            self.checkpointer,
+            observe=self.observe,
+            before_saving=self._check_data,
+        )
         assert self.shared_data is not None
         real = self.shared_data.to(self.shared_data.device)  # evaluation gets a fresh view too
         self.note(f"condensed in {condensed.seconds:.1f}s")
-        evaluations = [_evaluate(condensed, real, fields, cell.seed, device, registry, self.note)
-                       for fields in cell.protocols]
+        evaluations = [
+            _evaluate(condensed, real, fields, cell.seed, device, registry, self.note) for fields in cell.protocols
+        ]
         record = self.record
         record.status = "done"
         record.method_version, record.plugin_version = method.version, registry.plugin_version(method.name)
@@ -186,8 +225,9 @@ class _CellRun:
         record.resumed_at_iteration = condensed.resumed_at
         record.peak_rss_mb = round(_peak_rss_mb(per_cell_rss), 1)
         record.peak_rss_scope = "cell" if per_cell_rss else "process"
-        record.cuda_peak_mb = (round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
-                               if device.type == "cuda" else None)
+        record.cuda_peak_mb = (
+            round(torch.cuda.max_memory_allocated(device) / 2**20, 1) if device.type == "cuda" else None
+        )
         record.config = condensed.synthetic.manifest.get("config")
         record.synthetic_hash = condensed.synthetic.manifest.get("content_hash")
         record.evaluations = evaluations
@@ -208,16 +248,30 @@ class _CellRun:
         self.record.status, self.record.reason = "failed", reason
 
 
-def _evaluate(condensed: Condensed, real: RealDataset, fields: Mapping[str, Any], seed: int, device: torch.device,
-              registry: Registry, note: Callable[[str], None]) -> EvaluationRecord:
+def _evaluate(
+    condensed: Condensed,
+    real: RealDataset,
+    fields: Mapping[str, Any],
+    seed: int,
+    device: torch.device,
+    registry: Registry,
+    note: Callable[[str], None],
+) -> EvaluationRecord:
     protocol = Protocol(**{k: v for k, v in fields.items() if k != "name"})
     result = evaluate_synthetic(condensed.synthetic, real, protocol, seed, device, registry.architecture(protocol.arch))
     if not all(math.isfinite(a) for a in result.test_accs):
         raise DcbenchError(f"evaluation on {protocol.arch} gave a non-finite accuracy")
     note(f"evaluated on {protocol.name}: mean test accuracy {100 * result.mean:.2f}% in {result.seconds:.1f}s")
-    return EvaluationRecord(arch=protocol.arch, protocol=result.protocol, seconds=result.seconds,
-                            train_seconds=result.train_seconds, test_seconds=result.test_seconds,
-                            test_accs=result.test_accs, train_accs=result.train_accs, eval_seeds=result.eval_seeds)
+    return EvaluationRecord(
+        arch=protocol.arch,
+        protocol=result.protocol,
+        seconds=result.seconds,
+        train_seconds=result.train_seconds,
+        test_seconds=result.test_seconds,
+        test_accs=result.test_accs,
+        train_accs=result.train_accs,
+        eval_seeds=result.eval_seeds,
+    )
 
 
 def _now() -> str:

@@ -21,6 +21,7 @@ pool, up to ``max_retries`` times, and resume from their checkpoints; finished c
 - Each task sets torch's thread count to the CPUs Ray gave it (not the driver's count), and takes
   ``gpus_per_cell`` GPUs (a fraction lets several cells share one GPU).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -71,8 +72,11 @@ def run_cell_task(cell: Any, root: str, execute: Callable[[Any, str], dict[str, 
     files: dict[str, bytes] = {}
     if not shared:
         directory = Store(Path(root)).cell_dir(cell.id)
-        files = {p.name: p.read_bytes() for p in sorted(directory.iterdir())
-                 if p.is_file() and not p.name.startswith(".") and p.name != CHECKPOINT_FILE}
+        files = {
+            p.name: p.read_bytes()
+            for p in sorted(directory.iterdir())
+            if p.is_file() and not p.name.startswith(".") and p.name != CHECKPOINT_FILE
+        }
     return CellResult(metrics, files, shared)
 
 
@@ -85,14 +89,19 @@ def _copy_back(store: Store, cell_id: str, files: dict[str, bytes]) -> None:
         atomic_write(directory / name, lambda f, data=files[name]: f.write(data))
 
 
-def _lost_cell(store: Store, cell: Any, exc: BaseException, max_retries: int,
-               where: str = "Ray task") -> dict[str, Any]:
+def _lost_cell(
+    store: Store, cell: Any, exc: BaseException, max_retries: int, where: str = "Ray task"
+) -> dict[str, Any]:
     """Record a cell whose task failed even after its retries, like a cell whose method failed."""
     text = str(exc).strip()
     first = next((line.strip() for line in text.splitlines() if line.strip()), "")
-    metrics = {"cell": cell.identity(), "fingerprint": cell.fingerprint, "status": "failed",
-               "reason": f"{type(exc).__name__}: {first} ({where} failed, {max_retries} retries)",
-               "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    metrics = {
+        "cell": cell.identity(),
+        "fingerprint": cell.fingerprint,
+        "status": "failed",
+        "reason": f"{type(exc).__name__}: {first} ({where} failed, {max_retries} retries)",
+        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
     store.write_metrics(cell.id, metrics)
     return metrics
 
@@ -127,8 +136,9 @@ def _drain(queue: Any) -> set[str]:
     return found
 
 
-def run_pool(cells: list[Any], root: Path, execute: Callable[[Any, str], dict[str, Any]], workers: int,
-             max_retries: int = 3) -> Iterator[dict[str, Any]]:
+def run_pool(
+    cells: list[Any], root: Path, execute: Callable[[Any, str], dict[str, Any]], workers: int, max_retries: int = 3
+) -> Iterator[dict[str, Any]]:
     """Run ``execute(cell, root)`` for every cell in ``workers`` spawned processes; yield each
     cell's metrics as it ends. ``execute`` and the cells must pickle (module-level function, plain
     data); each cell carries its own ``torch_threads``.
@@ -147,8 +157,12 @@ def run_pool(cells: list[Any], root: Path, execute: Callable[[Any, str], dict[st
     attempts = {cell.id: 0 for cell in cells}
     todo = list(cells)
     while todo:
-        pool = ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=context,
-                                   initializer=_worker_init, initargs=(os.getpid(), started))
+        pool = ProcessPoolExecutor(
+            max_workers=min(workers, len(todo)),
+            mp_context=context,
+            initializer=_worker_init,
+            initargs=(os.getpid(), started),
+        )
         broken: BaseException | None = None
         running: set[str] = set()  # cells this pool started (read as they come: the pipe must not fill up)
         try:
@@ -173,8 +187,10 @@ def run_pool(cells: list[Any], root: Path, execute: Callable[[Any, str], dict[st
             break
         running |= _drain(started)
         if not running & {cell.id for cell in todo}:  # nothing to blame: workers die as they start
-            raise DcbenchError(f"worker processes die before running a cell ({broken}); run with --workers 1 "
-                               "to see the error in this process")
+            raise DcbenchError(
+                f"worker processes die before running a cell ({broken}); run with --workers 1 "
+                "to see the error in this process"
+            )
         for cell in list(todo):
             finished = store.read_metrics(cell.id) if store.cell_state(cell.id, cell.fingerprint).done else None
             if finished is not None:  # finished on disk, but its worker died before it could say so
@@ -186,21 +202,32 @@ def run_pool(cells: list[Any], root: Path, execute: Callable[[Any, str], dict[st
                     todo.remove(cell)
                     yield _lost_cell(store, cell, broken, max_retries, "worker process")
         if todo:
-            print(f"dcbench: a worker process died ({broken}); {len(todo)} unfinished cells go to new workers "
-                  "and resume from their checkpoints", file=sys.stderr)
+            print(
+                f"dcbench: a worker process died ({broken}); {len(todo)} unfinished cells go to new workers "
+                "and resume from their checkpoints",
+                file=sys.stderr,
+            )
 
 
 def _gpus(per_cell: float | None, cluster_gpus: float) -> float:
     if per_cell is None:
         return 1.0 if cluster_gpus else 0.0
     if per_cell > 0 and per_cell > cluster_gpus:
-        raise DcbenchError(f"gpus_per_cell {per_cell:g} asked for, but the Ray cluster has {cluster_gpus:g} GPUs; "
-                           "lower --gpus-per-cell or use 0 for CPU cells")
+        raise DcbenchError(
+            f"gpus_per_cell {per_cell:g} asked for, but the Ray cluster has {cluster_gpus:g} GPUs; "
+            "lower --gpus-per-cell or use 0 for CPU cells"
+        )
     return per_cell
 
 
-def run_ray(cells: list[Any], root: Path, address: str | None, execute: Callable[[Any, str], dict[str, Any]],
-            gpus_per_cell: float | None = None, max_retries: int = 3) -> Iterator[dict[str, Any]]:
+def run_ray(
+    cells: list[Any],
+    root: Path,
+    address: str | None,
+    execute: Callable[[Any, str], dict[str, Any]],
+    gpus_per_cell: float | None = None,
+    max_retries: int = 3,
+) -> Iterator[dict[str, Any]]:
     """Run ``execute(cell, root)`` for every cell as a Ray task; yield each cell's metrics as it ends."""
     try:
         import ray
@@ -211,8 +238,13 @@ def run_ray(cells: list[Any], root: Path, address: str | None, execute: Callable
     started_here = not ray.is_initialized()
     if started_here:
         try:
-            ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
-                     runtime_env={"env_vars": {k: v for k, v in os.environ.items() if k.startswith("DCBENCH_")}})
+            ray.init(
+                address=address,
+                include_dashboard=False,
+                log_to_driver=False,
+                logging_level=logging.ERROR,
+                runtime_env={"env_vars": {k: v for k, v in os.environ.items() if k.startswith("DCBENCH_")}},
+            )
         except (ConnectionError, ValueError, RuntimeError) as exc:
             raise DcbenchError(f"cannot reach the Ray cluster at {address!r}: {exc}") from None
     try:
@@ -223,8 +255,12 @@ def run_ray(cells: list[Any], root: Path, address: str | None, execute: Callable
         # Retry lost workers (system failures) and I/O errors; a method's own failure is recorded
         # by execute() and not retried, since it would fail again.
         # ray's stub types retry_exceptions as bool only; its documentation allows a list of exceptions
-        task = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=max_retries,  # type: ignore[call-overload]
-                          retry_exceptions=[OSError])(run_cell_task)
+        task = ray.remote(
+            num_cpus=1,
+            num_gpus=gpus,
+            max_retries=max_retries,  # type: ignore[call-overload]
+            retry_exceptions=[OSError],
+        )(run_cell_task)
         cell_of = {task.remote(cell, str(root), execute, token): cell for cell in cells}
         pending = list(cell_of)
         said_not_shared = False
@@ -238,9 +274,12 @@ def run_ray(cells: list[Any], root: Path, address: str | None, execute: Callable
                 continue
             if not result.shared_filesystem:
                 if not said_not_shared:
-                    print(f"dcbench: Ray workers do not see {root} (no shared filesystem): finished cells are "
-                          "copied back to the driver, but a retried cell resumes only on the node that wrote "
-                          "its checkpoint", file=sys.stderr)
+                    print(
+                        f"dcbench: Ray workers do not see {root} (no shared filesystem): finished cells are "
+                        "copied back to the driver, but a retried cell resumes only on the node that wrote "
+                        "its checkpoint",
+                        file=sys.stderr,
+                    )
                     said_not_shared = True
                 _copy_back(store, cell.id, result.files)
             yield result.metrics

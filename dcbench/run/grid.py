@@ -9,6 +9,7 @@ a cell writes its own directory in the store, so the executors produce the same 
 the same seeds and thread counts. Inside a cell, a resumable method checkpoints
 (``checkpoint.pt``) and every progress row goes to ``curve.csv``.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -84,12 +85,14 @@ class RunOptions:
 
 # --- executors -----------------------------------------------------------------------------------
 
+
 def run_local(cells: list[Cell], root: Path) -> Iterator[dict[str, Any]]:
     for cell in cells:
         yield execute_cell(cell, str(root))
 
 
 # --- the command ---------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class RunOutcome:
@@ -147,8 +150,11 @@ def run_grid(options: RunOptions) -> RunOutcome:
                 print(no_comparison, file=sys.stderr)
         failed = [c.id for c in cells if (store.read_metrics(c.id) or {}).get("status") != "done"]
     if failed:
-        print(f"{len(failed)} of {len(cells)} cells failed (reasons in {root / 'failures.csv'}); fix the cause "
-              "and run the same command again to re-run them", file=sys.stderr)
+        print(
+            f"{len(failed)} of {len(cells)} cells failed (reasons in {root / 'failures.csv'}); fix the cause "
+            "and run the same command again to re-run them",
+            file=sys.stderr,
+        )
     return RunOutcome(root, len(cells), failed)
 
 
@@ -159,8 +165,9 @@ def _check_options(spec: Spec, options: RunOptions) -> str:
     if options.executor == "local":  # Ray's cells check on the machines they run on
         check_precision(spec.precision, device_type)
     elif spec.workers is not None:
-        raise DcbenchError("workers is for the local executor (Ray runs one cell per CPU it has); drop it for "
-                           "--executor ray")
+        raise DcbenchError(
+            "workers is for the local executor (Ray runs one cell per CPU it has); drop it for --executor ray"
+        )
     data_root_option(options.data_root)  # an empty --data-root is a mistake, not "the default"
     if options.executor == "ray" and options.ray_address is not None:
         check_ray_address(options.ray_address)  # seconds, instead of minutes of Ray's retries
@@ -183,24 +190,30 @@ def _unfinished(store: Store, cells: list[Cell], registry: Registry) -> list[Cel
     return todo
 
 
-def _run_cells(todo: list[Cell], total: int, root: Path, spec: Spec, options: RunOptions, registry: Registry,
-               device_type: str) -> None:
+def _run_cells(
+    todo: list[Cell], total: int, root: Path, spec: Spec, options: RunOptions, registry: Registry, device_type: str
+) -> None:
     """Run ``todo`` with the chosen executor: worker processes, this process, or Ray."""
     plan = None
     if options.executor == "local":
-        plan = plan_workers(spec.workers, spec.threads, device_type, spec.preset, len(todo),
-                            in_process_only(registry, todo))
+        plan = plan_workers(
+            spec.workers, spec.threads, device_type, spec.preset, len(todo), in_process_only(registry, todo)
+        )
         todo = [dataclasses.replace(cell, torch_threads=plan.threads) for cell in todo]
-    print(f"dcbench run {spec.name}: {total} cells, {total - len(todo)} already done, "
-          f"{len(todo)} to run -> {root}" + (f" ({plan.describe()})" if plan and todo else ""), file=sys.stderr)
+    print(
+        f"dcbench run {spec.name}: {total} cells, {total - len(todo)} already done, "
+        f"{len(todo)} to run -> {root}" + (f" ({plan.describe()})" if plan and todo else ""),
+        file=sys.stderr,
+    )
     if not todo:
         return
     if plan is not None and plan.workers > 1:
         # larger sets first (condensing and training on them take longest), so that the last
         # cells to start are short and no worker waits long for another at the end
         ordered = sorted(todo, key=lambda cell: -cell.ipc)
-        _show(run_pool(ordered, root, execute_cell, plan.workers, options.max_retries), len(todo),
-              options.show_progress)
+        _show(
+            run_pool(ordered, root, execute_cell, plan.workers, options.max_retries), len(todo), options.show_progress
+        )
     elif plan is not None:
         _run_local_with_progress(todo, root, registry, options.show_progress)
     else:
@@ -226,8 +239,10 @@ def _tracking(spec: Spec, root: Path, registry: Registry) -> dict[str, str]:
     if importlib.util.find_spec("tensorboard") is None:
         raise DcbenchError("tensorboard logging needs TensorBoard: pip install 'dcbench[tensorboard]'")
     if "tensorboard" not in registry.plugins:
-        raise DcbenchError("tensorboard logging asked for, but the 'tensorboard' plugin is not loaded "
-                           "(check DCBENCH_LOAD_PLUGINS / DCBENCH_DISABLE_PLUGINS)")
+        raise DcbenchError(
+            "tensorboard logging asked for, but the 'tensorboard' plugin is not loaded "
+            "(check DCBENCH_LOAD_PLUGINS / DCBENCH_DISABLE_PLUGINS)"
+        )
     directory = root / "tensorboard" if spec.tensorboard is True else Path(str(spec.tensorboard))
     return {"tensorboard": str(directory.resolve())}
 
@@ -254,8 +269,11 @@ def summary_table(runs: Any) -> str:
     """Mean ± SD (over seeds) test accuracy in %, methods × (dataset, IPC, arch)."""
     per_seed = runs.groupby(["method", "dataset", "ipc", "eval_arch", "synth_seed"])["test_acc"].mean() * 100
     stats = per_seed.groupby(["method", "dataset", "ipc", "eval_arch"]).agg(["mean", "std", "count"])
-    cells = stats.apply(lambda r: f"{r['mean']:.1f} ± {r['std']:.1f} (n={int(r['count'])})"
-                        if r["count"] > 1 else f"{r['mean']:.1f} (n=1)", axis=1)
+    cells = stats.apply(
+        lambda r: (
+            f"{r['mean']:.1f} ± {r['std']:.1f} (n={int(r['count'])})" if r["count"] > 1 else f"{r['mean']:.1f} (n=1)"
+        ),
+        axis=1,
+    )
     table = cells.unstack(["dataset", "ipc", "eval_arch"])
     return table.to_string()
-

@@ -1,5 +1,6 @@
 """A spec expanded into cells: one (method, dataset, IPC, seed) condensation and its evaluations on
 every evaluation architecture, validated against the installed plugins before any work starts."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -49,17 +50,25 @@ class Cell:
 
     def identity(self) -> dict[str, Any]:
         """The cell as observers and ``metrics.json`` name it."""
-        return {"id": self.id, "method": self.method, "dataset": self.dataset, "ipc": self.ipc,
-                "seed": self.seed, "preset": self.preset}
+        return {
+            "id": self.id,
+            "method": self.method,
+            "dataset": self.dataset,
+            "ipc": self.ipc,
+            "seed": self.seed,
+            "preset": self.preset,
+        }
 
     def checkpoint_identity(self, method: Method) -> dict[str, Any]:
         """What a checkpoint of this cell must have been written by."""
-        return checkpoint_identity(method.name, method.version, self.fingerprint["config_hash"], self.dataset,
-                                   self.ipc, self.seed)
+        return checkpoint_identity(
+            method.name, method.version, self.fingerprint["config_hash"], self.dataset, self.ipc, self.seed
+        )
 
 
-def plan_cells(spec: Spec, registry: Registry, data_root: str | None, device: str,
-               tracking: dict[str, str] | None = None) -> list[Cell]:
+def plan_cells(
+    spec: Spec, registry: Registry, data_root: str | None, device: str, tracking: dict[str, str] | None = None
+) -> list[Cell]:
     """The spec's grid, validated against the installed plugins before any work starts."""
     methods = spec.methods or sorted(n for n, m in registry.methods.items() if not m.reference_only)
     for name in spec.overrides:
@@ -71,16 +80,20 @@ def plan_cells(spec: Spec, registry: Registry, data_root: str | None, device: st
             registry.dataset(name)
             continue
         if name in registry.datasets:
-            raise DcbenchError(f"spec dataset {source.path} is named {name!r}, like a registered dataset; "
-                               'give it another name: { path = "...", name = "..." }')
+            raise DcbenchError(
+                f"spec dataset {source.path} is named {name!r}, like a registered dataset; "
+                'give it another name: { path = "...", name = "..." }'
+            )
         # Read (decode, check, cache) a folder before any cell runs; its content joins the identity.
         loaded_dataset(name, data_root, source)
     for name in spec.eval_archs:
         registry.architecture(name)
     threads = spec.threads or torch.get_num_threads()
     if not methods:
-        raise DcbenchError("the spec runs every installed method, and no method plugin is loaded; install one "
-                           "or see `dcbench plugins` for the plugins that failed to load")
+        raise DcbenchError(
+            "the spec runs every installed method, and no method plugin is loaded; install one "
+            "or see `dcbench plugins` for the plugins that failed to load"
+        )
     cells = []
     for method_name in methods:
         method = registry.method(method_name)
@@ -89,17 +102,35 @@ def plan_cells(spec: Spec, registry: Registry, data_root: str | None, device: st
         for dataset, source in datasets:
             protocols = _protocols(spec, method, dataset)
             fingerprint = CellIdentity(
-                method_name=method_name, method_version=method.version,
+                method_name=method_name,
+                method_version=method.version,
                 plugin_version=registry.plugin_version(method_name),
-                config_hash=config_hash(method_name, config, spec.precision), protocol_hash=protocol_hash(protocols),
+                config_hash=config_hash(method_name, config, spec.precision),
+                protocol_hash=protocol_hash(protocols),
                 data_fingerprint=dataset_fingerprint(dataset, data_root, source),
                 precision=spec.precision,
             ).to_dict()
             for ipc in spec.ipcs:
                 for seed in spec.seeds:
-                    cells.append(Cell(method_name, dataset, ipc, seed, spec.preset, overrides, protocols,
-                                      fingerprint, data_root, device, threads, spec.precision, source,
-                                      checkpoint_every=spec.checkpoint_every, tracking=dict(tracking or {})))
+                    cells.append(
+                        Cell(
+                            method_name,
+                            dataset,
+                            ipc,
+                            seed,
+                            spec.preset,
+                            overrides,
+                            protocols,
+                            fingerprint,
+                            data_root,
+                            device,
+                            threads,
+                            spec.precision,
+                            source,
+                            checkpoint_every=spec.checkpoint_every,
+                            tracking=dict(tracking or {}),
+                        )
+                    )
     return cells
 
 
@@ -107,6 +138,9 @@ def _protocols(spec: Spec, method: Method, dataset: str) -> list[dict[str, Any]]
     """The evaluation protocol of each evaluation architecture, as plain fields."""
     native = method.native_evaluation(dataset) if spec.eval_augmentation == "native" else None
     extra = {k: v for k, v in (("models", spec.eval_models), ("epochs", spec.eval_epochs)) if v is not None}
-    return [Protocol.for_preset(spec.preset, dataset, spec.eval_augmentation, arch, native=native,
-                                precision=spec.precision, **extra).to_dict()
-            for arch in spec.eval_archs]
+    return [
+        Protocol.for_preset(
+            spec.preset, dataset, spec.eval_augmentation, arch, native=native, precision=spec.precision, **extra
+        ).to_dict()
+        for arch in spec.eval_archs
+    ]

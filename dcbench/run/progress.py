@@ -4,6 +4,7 @@
 for the local executor, where it draws a line under the grid's "cells" bar from the
 ``dcbench_condense_progress`` hook; ``dcbench condense`` drives it directly as its only bar.
 """
+
 from __future__ import annotations
 
 import sys
@@ -30,14 +31,23 @@ class CellProgressBar:
         self._label = str(cell.get("id", ""))
 
     @hookimpl
-    def dcbench_condense_progress(self, cell: Mapping[str, Any], step: int, total: int,
-                                  metrics: Mapping[str, float]) -> None:
+    def dcbench_condense_progress(
+        self, cell: Mapping[str, Any], step: int, total: int, metrics: Mapping[str, float]
+    ) -> None:
         if self._bar is None or self._bar.total != total:
             self.close()
             # initial=step - 1: a resumed run starts mid-way and its ETA counts only what is left
-            self._bar = tqdm(total=total, initial=max(0, step - 1), desc=self._label or str(cell.get("id", "")),
-                             unit="it", position=self.position, leave=self.position == 0, file=sys.stderr,
-                             dynamic_ncols=True, disable=self.disable)
+            self._bar = tqdm(
+                total=total,
+                initial=max(0, step - 1),
+                desc=self._label or str(cell.get("id", "")),
+                unit="it",
+                position=self.position,
+                leave=self.position == 0,
+                file=sys.stderr,
+                dynamic_ncols=True,
+                disable=self.disable,
+            )
         self._bar.set_postfix({k: f"{v:.4g}" for k, v in metrics.items()}, refresh=False)
         self._bar.update(step - self._bar.n)
 

@@ -5,6 +5,7 @@ and prints dozens of warning lines. A Ray head's GCS (``host:port``) and its cli
 (``ray://host:port``) are gRPC servers, so they answer an HTTP/2 connection preface with a SETTINGS
 frame: connecting and reading that frame, with a timeout, tells "no cluster there" in seconds.
 """
+
 from __future__ import annotations
 
 import socket
@@ -13,8 +14,10 @@ from dcbench.host.errors import DcbenchError
 
 HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"  # + empty SETTINGS
 SETTINGS_FRAME = 0x04
-FIX = ("start the cluster with `ray start --head` or fix --ray-address (the head's host:port, 6379 by default, "
-       "or ray://host:port)")
+FIX = (
+    "start the cluster with `ray start --head` or fix --ray-address (the head's host:port, 6379 by default, "
+    "or ray://host:port)"
+)
 
 
 def parse_ray_address(address: str) -> tuple[str, int] | None:

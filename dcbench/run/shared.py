@@ -4,6 +4,7 @@ datasets (read, moved to the device, content-hashed). Each worker process has it
 :func:`forget_data` drops the datasets (a method modified one in place: the next cell reloads it);
 :func:`reset_caches` drops everything, e.g. after a test changed the installed plugins or files.
 """
+
 from __future__ import annotations
 
 import functools
@@ -44,8 +45,7 @@ def dataset_fingerprint(name: str, data_root: str | None, source: DatasetSource 
 
 def fingerprint_of(real: RealDataset) -> str:
     """The content hash of ``real``'s tensors as they are now."""
-    return data_fingerprint(real.train_images, real.train_labels, real.test_images, real.test_labels,
-                            real.num_classes)
+    return data_fingerprint(real.train_images, real.train_labels, real.test_images, real.test_labels, real.num_classes)
 
 
 def forget_data() -> None:

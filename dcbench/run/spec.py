@@ -24,6 +24,7 @@ A spec is a TOML file (or the built-in default). Example::
     [overrides.dm]                     # method settings, as `dcbench condense --set`
     iterations = 200
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
@@ -40,6 +41,7 @@ from dcbench.method.contract import PRESETS
 from dcbench.method.seeding import SEED
 
 EVAL_AUGMENTATIONS = ("none", "dsa", "dc", "native")
+
 
 # Every spec key and the one shape it accepts (bool is not int, a string is not a list, lists are
 # non-empty and without repeats); a new key is one line here plus its field in Spec.
@@ -97,8 +99,7 @@ class Spec:
         names = [resolve_dataset_entry(entry)[0] for entry in self.datasets]
         for name in names:
             if names.count(name) > 1:
-                raise DcbenchError(f"spec datasets name {name!r} twice; give each path its own "
-                                   'name = "..."')
+                raise DcbenchError(f'spec datasets name {name!r} twice; give each path its own name = "..."')
         CheckpointPolicy.parse(self.checkpoint_every)
         validate_gpus_per_cell(self.gpus_per_cell)
         if not isinstance(self.tensorboard, (bool, str)) or self.tensorboard == "":
@@ -124,8 +125,12 @@ def validate_gpus_per_cell(value: Any) -> None:
     """Ray schedules a fraction of a GPU (0.25: four cells share one) or whole GPUs."""
     if value is None:
         return
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0 or \
-            (value > 1 and value != int(value)):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not value >= 0
+        or (value > 1 and value != int(value))
+    ):
         raise DcbenchError(f"gpus_per_cell must be a fraction in [0, 1] or a whole number of GPUs, got {value!r}")
 
 

@@ -3,6 +3,7 @@
 On a CPU, one single-threaded worker per core (as many as there are cells and memory for) beats one
 cell on every core: a ConvNet step does not scale to a second thread, and a busy neighbour slows
 one of two workers instead of both threads of one cell."""
+
 from __future__ import annotations
 
 import os
@@ -52,8 +53,16 @@ class WorkerPlan:
         return f"{self.workers} worker processes x {self.threads} torch {unit}"
 
 
-def plan_workers(workers: int | None, threads: int | None, device_type: str, preset: str, cells: int,
-                 in_process_only: list[str], cpus: int | None = None, memory: int | None = None) -> WorkerPlan:
+def plan_workers(
+    workers: int | None,
+    threads: int | None,
+    device_type: str,
+    preset: str,
+    cells: int,
+    in_process_only: list[str],
+    cpus: int | None = None,
+    memory: int | None = None,
+) -> WorkerPlan:
     """``workers`` None (auto): on a CPU, one worker per ``threads`` cores (1 thread each unless
     given), as many as there are cells and memory for (:data:`WORKER_MEMORY_BYTES` each); one
     process on a GPU, for ``smoke`` grids (starting workers costs more than their cells) and
@@ -62,8 +71,10 @@ def plan_workers(workers: int | None, threads: int | None, device_type: str, pre
     cpus = usable_cpus() if cpus is None else cpus
     if workers is not None:  # >= 1: the spec's schema checks it
         if workers > 1 and in_process_only:
-            raise DcbenchError(f"{', '.join(in_process_only)} was registered in this process, not by an installed "
-                               "plugin, so worker processes cannot load it; use --workers 1")
+            raise DcbenchError(
+                f"{', '.join(in_process_only)} was registered in this process, not by an installed "
+                "plugin, so worker processes cannot load it; use --workers 1"
+            )
         return WorkerPlan(workers, threads or max(1, cpus // workers))
     if device_type != "cpu" or preset == "smoke" or cells < 2 or in_process_only:
         return WorkerPlan(1, threads or torch.get_num_threads())

@@ -7,6 +7,7 @@ pairs can reach α with the tasks at hand, else every method vs the reference wh
 no pairwise test. The smallest two-sided Wilcoxon p with N tasks is 2 / 2^N (every difference of
 one sign), and the smallest Holm-adjusted p of m tests is m times that.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -26,13 +27,25 @@ WILCOXON_DECIMALS = 6
 ALL_PAIRS = "all_pairs"
 VS_REFERENCE = "vs_reference"
 WILCOXON_COLUMNS: tuple[str, ...] = (
-    "method_a", "method_b", "n_tasks", "n_tested", "median_diff", "statistic", "p_method",
-    "p_raw", "p_adj", "adj_method", "family", "family_size", "significant")
+    "method_a",
+    "method_b",
+    "n_tasks",
+    "n_tested",
+    "median_diff",
+    "statistic",
+    "p_method",
+    "p_raw",
+    "p_adj",
+    "adj_method",
+    "family",
+    "family_size",
+    "significant",
+)
 
 
 def smallest_wilcoxon_p(n_tasks: int) -> float:
     """Smallest two-sided exact Wilcoxon signed-rank p over n differences: 2 / 2^n (at most 1)."""
-    return min(1.0, 2.0 / 2.0 ** n_tasks)
+    return min(1.0, 2.0 / 2.0**n_tasks)
 
 
 def tasks_needed(family_size: int, alpha: float) -> int:
@@ -44,8 +57,8 @@ def tasks_needed(family_size: int, alpha: float) -> int:
 class PairFamily:
     """A candidate family of across-task pairs and what it can reach with N tasks."""
 
-    name: str                                   # ALL_PAIRS or VS_REFERENCE
-    pairs: tuple[tuple[str, str], ...]          # (method_a, method_b); B is the reference
+    name: str  # ALL_PAIRS or VS_REFERENCE
+    pairs: tuple[tuple[str, str], ...]  # (method_a, method_b); B is the reference
     n_tasks: int
     alpha: float
 
@@ -62,8 +75,7 @@ class PairFamily:
         return bool(self.pairs) and self.smallest_adjusted_p < self.alpha
 
 
-def candidate_families(methods: Sequence[str], n_tasks: int, reference: str | None,
-                       alpha: float) -> list[PairFamily]:
+def candidate_families(methods: Sequence[str], n_tasks: int, reference: str | None, alpha: float) -> list[PairFamily]:
     """All pairs, then every method vs the reference (when there is one), in order of preference."""
     ordered = sorted(methods)
     families = [PairFamily(ALL_PAIRS, tuple(itertools.combinations(ordered, 2)), n_tasks, alpha)]
@@ -78,8 +90,9 @@ def choose_family(families: Sequence[PairFamily]) -> PairFamily | None:
     return next((family for family in families if family.reachable), None)
 
 
-def wilcoxon_across_tasks(matrix: pd.DataFrame, family: PairFamily, alpha: float = 0.05,
-                          decimals: int = WILCOXON_DECIMALS) -> pd.DataFrame:
+def wilcoxon_across_tasks(
+    matrix: pd.DataFrame, family: PairFamily, alpha: float = 0.05, decimals: int = WILCOXON_DECIMALS
+) -> pd.DataFrame:
     """Two-sided Wilcoxon signed-rank test on per-task differences for each pair of ``family``.
 
     Differences are rounded to ``decimals`` so that ties and zeros are real ones. Zero differences
@@ -89,21 +102,34 @@ def wilcoxon_across_tasks(matrix: pd.DataFrame, family: PairFamily, alpha: float
     """
     rows = []
     for method_a, method_b in family.pairs:
-        differences = np.round((matrix[method_a] - matrix[method_b]).to_numpy(dtype=float),
-                               decimals)
+        differences = np.round((matrix[method_a] - matrix[method_b]).to_numpy(dtype=float), decimals)
         nonzero = differences[differences != 0.0]
         if nonzero.size == 0:
             statistic, p, p_method = np.nan, 1.0, "no non-zero difference"
         else:
             _, counts = np.unique(np.abs(nonzero), return_counts=True)
             ties_or_zeros = nonzero.size < differences.size or bool((counts > 1).any())
-            p_method = ("exact" if not ties_or_zeros else
-                        "exact sign-flip" if differences.size <= 13 else "normal approximation")
+            p_method = (
+                "exact"
+                if not ties_or_zeros
+                else "exact sign-flip"
+                if differences.size <= 13
+                else "normal approximation"
+            )
             result = stats.wilcoxon(differences)
             statistic, p = float(result.statistic), float(result.pvalue)
-        rows.append({"method_a": method_a, "method_b": method_b, "n_tasks": differences.size,
-                     "n_tested": int(nonzero.size), "median_diff": float(np.median(differences)),
-                     "statistic": statistic, "p_method": p_method, "p_raw": p})
+        rows.append(
+            {
+                "method_a": method_a,
+                "method_b": method_b,
+                "n_tasks": differences.size,
+                "n_tested": int(nonzero.size),
+                "median_diff": float(np.median(differences)),
+                "statistic": statistic,
+                "p_method": p_method,
+                "p_raw": p,
+            }
+        )
     table = pd.DataFrame(rows, columns=list(WILCOXON_COLUMNS[:8]))
     table["p_adj"] = holm(table["p_raw"])
     table["adj_method"] = "holm"

@@ -3,6 +3,7 @@
 The unit of replication is the synthesis seed: evaluation models trained on one synthetic set share
 that set's luck, so they are averaged within the seed before any inference.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -14,8 +15,22 @@ TASK_KEYS: tuple[str, ...] = ("dataset", "ipc", "eval_arch")
 CELL_KEYS: tuple[str, ...] = ("method", *TASK_KEYS)
 
 CELL_SUMMARY_COLUMNS: tuple[str, ...] = (
-    *CELL_KEYS, "n_seeds", "n_evals", "mean", "sd", "sd_ddof", "sem", "ci_low", "ci_high",
-    "ci_method", "median", "min", "max", "pooled_mean", "pooled_sd", "pooled_sd_ddof",
+    *CELL_KEYS,
+    "n_seeds",
+    "n_evals",
+    "mean",
+    "sd",
+    "sd_ddof",
+    "sem",
+    "ci_low",
+    "ci_high",
+    "ci_method",
+    "median",
+    "min",
+    "max",
+    "pooled_mean",
+    "pooled_sd",
+    "pooled_sd_ddof",
     "within_seed_sd",
 )
 
@@ -37,8 +52,7 @@ def t_interval(values: ArrayLike, confidence: float = 0.95) -> tuple[float, floa
     return (float(low), float(high))
 
 
-def summarize_cell(evaluations: pd.DataFrame, value: str,
-                   confidence: float = 0.95) -> dict[str, object]:
+def summarize_cell(evaluations: pd.DataFrame, value: str, confidence: float = 0.95) -> dict[str, object]:
     """Summary of one cell from its evaluation rows (one row per evaluation model).
 
     Inference statistics use the per-seed means; the pooled mean and ddof=0 SD over all evaluation
@@ -83,9 +97,4 @@ def summarize_cells(runs: pd.DataFrame, value: str, confidence: float = 0.95) ->
 
 def seed_scores(runs: pd.DataFrame, value: str) -> pd.DataFrame:
     """Per-seed mean score of every cell: the observations all within-task tests are run on."""
-    return (
-        runs.groupby([*CELL_KEYS, "synth_seed"], sort=True)[value]
-        .mean()
-        .rename("score")
-        .reset_index()
-    )
+    return runs.groupby([*CELL_KEYS, "synth_seed"], sort=True)[value].mean().rename("score").reset_index()

@@ -8,6 +8,7 @@ task is equally likely. It is exact (every ordering enumerated) while that is sm
 Monte Carlo permutation p from a seeded generator. χ² and F are added only where Demšar's (2006)
 rule of thumb says their approximation holds: N > 10 and k > 5.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -19,21 +20,29 @@ from scipy import stats
 
 from dcbench.stats.cells import TASK_KEYS
 
-APPROXIMATION_MIN_TASKS = 11    # N > 10
-APPROXIMATION_MIN_METHODS = 6   # k > 5
-EXACT_MAX_STATES = 1_000_000    # rank-sum vectors expanded at once by the exact enumeration
-PERMUTATIONS = 100_000          # Monte Carlo permutations when the enumeration is too large
-PERMUTATION_SEED = 20_060_101   # fixed, so the permutation p is reproducible
-NEMENYI_MIN_TASKS = 5           # below it the mean-rank normal approximation is too rough
-                                # (autorank refuses fewer than 5 tasks as well)
-NEMENYI_COLUMNS: tuple[str, ...] = ("method_a", "method_b", "mean_rank_a", "mean_rank_b",
-                                    "rank_diff", "q", "p_adj", "adj_method", "significant")
+APPROXIMATION_MIN_TASKS = 11  # N > 10
+APPROXIMATION_MIN_METHODS = 6  # k > 5
+EXACT_MAX_STATES = 1_000_000  # rank-sum vectors expanded at once by the exact enumeration
+PERMUTATIONS = 100_000  # Monte Carlo permutations when the enumeration is too large
+PERMUTATION_SEED = 20_060_101  # fixed, so the permutation p is reproducible
+NEMENYI_MIN_TASKS = 5  # below it the mean-rank normal approximation is too rough
+# (autorank refuses fewer than 5 tasks as well)
+NEMENYI_COLUMNS: tuple[str, ...] = (
+    "method_a",
+    "method_b",
+    "mean_rank_a",
+    "mean_rank_b",
+    "rank_diff",
+    "q",
+    "p_adj",
+    "adj_method",
+    "significant",
+)
 
 
 def task_score_matrix(cells: pd.DataFrame) -> pd.DataFrame:
     """Tasks x methods matrix of cell means (NaN where a method has no cell in a task)."""
-    return cells.pivot_table(index=list(TASK_KEYS), columns="method", values="mean",
-                             aggfunc="first", sort=True)
+    return cells.pivot_table(index=list(TASK_KEYS), columns="method", values="mean", aggfunc="first", sort=True)
 
 
 def rank_within_tasks(matrix: pd.DataFrame) -> pd.DataFrame:
@@ -88,7 +97,7 @@ def friedman_exact_p(scores: np.ndarray, max_states: int = EXACT_MAX_STATES) -> 
     states = np.zeros((1, k), dtype=np.int64)
     probabilities: np.ndarray = np.ones(1)
     base = int(doubled.max()) * n_tasks + 1  # every doubled rank sum is below it
-    if np.prod(np.arange(1, k + 1, dtype=float)) > max_states or float(base) ** k >= 2.0 ** 62:
+    if np.prod(np.arange(1, k + 1, dtype=float)) > max_states or float(base) ** k >= 2.0**62:
         return None
     for row in doubled:
         orderings = np.array(sorted(set(itertools.permutations(row.tolist()))), dtype=np.int64)
@@ -96,8 +105,7 @@ def friedman_exact_p(scores: np.ndarray, max_states: int = EXACT_MAX_STATES) -> 
             return None
         expanded = np.sort((states[:, None, :] + orderings[None, :, :]).reshape(-1, k), axis=1)
         weights = np.repeat(probabilities / len(orderings), len(orderings))
-        _, first, inverse = np.unique(_row_keys(expanded, base), return_index=True,
-                                      return_inverse=True)
+        _, first, inverse = np.unique(_row_keys(expanded, base), return_index=True, return_inverse=True)
         states = expanded[first]
         probabilities = np.bincount(inverse.ravel(), weights=weights, minlength=len(states))
     at_least = _sum_of_squared_rank_sums(states[:, None, :]) >= observed
@@ -109,8 +117,9 @@ def _row_keys(rows: np.ndarray, base: int) -> np.ndarray:
     return rows @ (base ** np.arange(rows.shape[1], dtype=np.int64))
 
 
-def friedman_permutation_p(scores: np.ndarray, permutations: int = PERMUTATIONS,
-                           seed: int = PERMUTATION_SEED, chunk: int = 5_000) -> float:
+def friedman_permutation_p(
+    scores: np.ndarray, permutations: int = PERMUTATIONS, seed: int = PERMUTATION_SEED, chunk: int = 5_000
+) -> float:
     """Monte Carlo permutation p: (1 + #{permuted >= observed}) / (1 + permutations).
 
     Each permutation reorders every task's ranks independently (numpy Generator, fixed seed).
@@ -126,8 +135,12 @@ def friedman_permutation_p(scores: np.ndarray, permutations: int = PERMUTATIONS,
     return (1.0 + at_least) / (1.0 + permutations)
 
 
-def friedman_test(scores: np.ndarray, max_states: int = EXACT_MAX_STATES,
-                  permutations: int = PERMUTATIONS, seed: int = PERMUTATION_SEED) -> FriedmanResult:
+def friedman_test(
+    scores: np.ndarray,
+    max_states: int = EXACT_MAX_STATES,
+    permutations: int = PERMUTATIONS,
+    seed: int = PERMUTATION_SEED,
+) -> FriedmanResult:
     """Friedman test over an N tasks x k methods score matrix (k >= 3, N >= 2), else all NaN.
 
     χ² is scipy's (tie-corrected). When every task ties all methods the statistic is 0/0: NaN.
@@ -156,8 +169,9 @@ def friedman_test(scores: np.ndarray, max_states: int = EXACT_MAX_STATES,
         else:
             f = (n_tasks - 1) * chi2 / denominator
             p_f = float(stats.f.sf(f, k - 1, (k - 1) * (n_tasks - 1)))
-    return FriedmanResult(k, n_tasks, chi2, p, p_method, used_permutations, hold,
-                          p_chi2 if hold else np.nan, float(f), p_f)
+    return FriedmanResult(
+        k, n_tasks, chi2, p, p_method, used_permutations, hold, p_chi2 if hold else np.nan, float(f), p_f
+    )
 
 
 def nemenyi_q(k: int, alpha: float = 0.05) -> float:
@@ -190,10 +204,18 @@ def nemenyi_posthoc(matrix: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
         difference = float(mean_ranks[method_a] - mean_ranks[method_b])
         q = abs(difference) / _rank_sd(k, n_tasks)
         p = float(stats.studentized_range.sf(q * np.sqrt(2.0), k, np.inf)) if q > 0 else 1.0
-        rows.append({"method_a": method_a, "method_b": method_b,
-                     "mean_rank_a": float(mean_ranks[method_a]),
-                     "mean_rank_b": float(mean_ranks[method_b]), "rank_diff": difference,
-                     "q": q, "p_adj": min(1.0, p), "adj_method": "nemenyi"})
+        rows.append(
+            {
+                "method_a": method_a,
+                "method_b": method_b,
+                "mean_rank_a": float(mean_ranks[method_a]),
+                "mean_rank_b": float(mean_ranks[method_b]),
+                "rank_diff": difference,
+                "q": q,
+                "p_adj": min(1.0, p),
+                "adj_method": "nemenyi",
+            }
+        )
     table = pd.DataFrame(rows, columns=list(NEMENYI_COLUMNS))
     table["significant"] = (table["p_adj"] < alpha).astype(bool)
     return table

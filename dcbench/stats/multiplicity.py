@@ -1,4 +1,5 @@
 """Holm's step-down correction for a family of tests."""
+
 from __future__ import annotations
 
 import numpy as np

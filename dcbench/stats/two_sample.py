@@ -12,6 +12,7 @@ result names the kind it holds, because the two are on different footings:
   Standardising by the raw-score SD (Cumming 2012) keeps paired rows on the scale of the Welch
   rows; d_z (the SD of the differences) would grow without bound as the pairing gets tighter.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -48,12 +49,25 @@ class TwoSampleTest:
     effect_size_kind: str
 
     @classmethod
-    def untestable(cls, test: str, paired: bool, n_a: int, n_b: int, diff: float,
-                   effect_size_kind: str) -> TwoSampleTest:
+    def untestable(
+        cls, test: str, paired: bool, n_a: int, n_b: int, diff: float, effect_size_kind: str
+    ) -> TwoSampleTest:
         """The difference alone, for samples a t-test cannot judge (NaN for everything else)."""
         nan = float("nan")
-        return cls(test, paired, n_a, n_b, diff, diff_ci_low=nan, diff_ci_high=nan, statistic=nan, df=nan,
-                   p_raw=nan, effect_size=nan, effect_size_kind=effect_size_kind)
+        return cls(
+            test,
+            paired,
+            n_a,
+            n_b,
+            diff,
+            diff_ci_low=nan,
+            diff_ci_high=nan,
+            statistic=nan,
+            df=nan,
+            p_raw=nan,
+            effect_size=nan,
+            effect_size_kind=effect_size_kind,
+        )
 
 
 def _small_sample_correction(n_a: int, n_b: int) -> float:
@@ -106,13 +120,25 @@ def welch_t(a: ArrayLike, b: ArrayLike, confidence: float = 0.95) -> TwoSampleTe
     if a.size < 2 or b.size < 2 or a.var(ddof=1) + b.var(ddof=1) == 0.0:
         return TwoSampleTest.untestable("welch_t", False, a.size, b.size, diff, HEDGES_G)
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", "Precision loss occurred in moment calculation",
-                                RuntimeWarning)  # spurious for an exactly constant group
+        warnings.filterwarnings(
+            "ignore", "Precision loss occurred in moment calculation", RuntimeWarning
+        )  # spurious for an exactly constant group
         result = stats.ttest_ind(a, b, equal_var=False)
     ci = result.confidence_interval(confidence_level=confidence)
-    return TwoSampleTest("welch_t", False, a.size, b.size, diff, float(ci.low), float(ci.high),
-                         float(result.statistic), float(result.df), float(result.pvalue),
-                         hedges_g(a, b), HEDGES_G)
+    return TwoSampleTest(
+        "welch_t",
+        False,
+        a.size,
+        b.size,
+        diff,
+        float(ci.low),
+        float(ci.high),
+        float(result.statistic),
+        float(result.df),
+        float(result.pvalue),
+        hedges_g(a, b),
+        HEDGES_G,
+    )
 
 
 def paired_t(a: ArrayLike, b: ArrayLike, confidence: float = 0.95) -> TwoSampleTest:
@@ -128,13 +154,23 @@ def paired_t(a: ArrayLike, b: ArrayLike, confidence: float = 0.95) -> TwoSampleT
         return TwoSampleTest.untestable("paired_t", True, a.size, b.size, diff, G_AV)
     result = stats.ttest_rel(a, b)
     ci = result.confidence_interval(confidence_level=confidence)
-    return TwoSampleTest("paired_t", True, a.size, b.size, diff, float(ci.low), float(ci.high),
-                         float(result.statistic), float(result.df), float(result.pvalue),
-                         g_av(a, b), G_AV)
+    return TwoSampleTest(
+        "paired_t",
+        True,
+        a.size,
+        b.size,
+        diff,
+        float(ci.low),
+        float(ci.high),
+        float(result.statistic),
+        float(result.df),
+        float(result.pvalue),
+        g_av(a, b),
+        G_AV,
+    )
 
 
-def compare_samples(a: pd.Series, b: pd.Series, paired: bool = False,
-                    confidence: float = 0.95) -> TwoSampleTest:
+def compare_samples(a: pd.Series, b: pd.Series, paired: bool = False, confidence: float = 0.95) -> TwoSampleTest:
     """Test per-seed scores of A vs B (Series indexed by synth_seed).
 
     Pairing is used only when asked for and when both methods ran exactly the same seeds;

@@ -3,6 +3,7 @@
 A task is (dataset, ipc, eval_arch). The family for Holm is every distinct pair tested in the
 report, stated in the report's footer; win/tie/loss counts summarise the vs-reference rows.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
@@ -16,15 +17,31 @@ from dcbench.stats.multiplicity import holm
 from dcbench.stats.two_sample import compare_samples
 
 COMPARISON_COLUMNS: tuple[str, ...] = (
-    *TASK_KEYS, "method_a", "method_b", "kind", "test", "paired", "n_a", "n_b", "diff",
-    "diff_ci_low", "diff_ci_high", "statistic", "df", "p_raw", "p_adj", "adj_method",
-    "family_size", "effect_size", "effect_size_kind", "significant",
+    *TASK_KEYS,
+    "method_a",
+    "method_b",
+    "kind",
+    "test",
+    "paired",
+    "n_a",
+    "n_b",
+    "diff",
+    "diff_ci_low",
+    "diff_ci_high",
+    "statistic",
+    "df",
+    "p_raw",
+    "p_adj",
+    "adj_method",
+    "family_size",
+    "effect_size",
+    "effect_size_kind",
+    "significant",
 )
 WIN_TIE_LOSS_COLUMNS: tuple[str, ...] = ("wins", "ties", "losses", "untested")
 
 
-def planned_pairs(methods: Sequence[str], best: str,
-                  reference: str | None) -> Iterator[tuple[str, str, str]]:
+def planned_pairs(methods: Sequence[str], best: str, reference: str | None) -> Iterator[tuple[str, str, str]]:
     """(method_a, method_b, kind) for every method vs the best, then vs the reference.
 
     A pair is tested once: if {A, B} is both a vs-best and a vs-reference pair (the reference is
@@ -42,8 +59,9 @@ def planned_pairs(methods: Sequence[str], best: str,
                 yield method, target, kind
 
 
-def compare_within_tasks(scores: pd.DataFrame, reference: str | None, alpha: float = 0.05,
-                         paired: bool = False, confidence: float = 0.95) -> pd.DataFrame:
+def compare_within_tasks(
+    scores: pd.DataFrame, reference: str | None, alpha: float = 0.05, paired: bool = False, confidence: float = 0.95
+) -> pd.DataFrame:
     """Every method vs the best (by mean) and vs the reference, in every task, Holm over all.
 
     ``scores`` is the output of :func:`dcbench.stats.seed_scores`. ``family_size`` (the same on
@@ -52,14 +70,16 @@ def compare_within_tasks(scores: pd.DataFrame, reference: str | None, alpha: flo
     """
     rows = []
     for task, task_scores in scores.groupby(list(TASK_KEYS), sort=True):
-        samples = {method: group.set_index("synth_seed")["score"]
-                   for method, group in task_scores.groupby("method", sort=True)}
+        samples = {
+            method: group.set_index("synth_seed")["score"] for method, group in task_scores.groupby("method", sort=True)
+        }
         means = {method: sample.mean() for method, sample in samples.items()}
         best = min(samples, key=lambda method: (-means[method], method))
         for method_a, method_b, kind in planned_pairs(list(samples), best, reference):
             result = compare_samples(samples[method_a], samples[method_b], paired, confidence)
-            rows.append(dict(zip(TASK_KEYS, task)) | {
-                "method_a": method_a, "method_b": method_b, "kind": kind} | asdict(result))
+            rows.append(
+                dict(zip(TASK_KEYS, task)) | {"method_a": method_a, "method_b": method_b, "kind": kind} | asdict(result)
+            )
     comparisons = pd.DataFrame(rows, columns=list(COMPARISON_COLUMNS))
     comparisons["p_adj"] = holm(comparisons["p_raw"])
     comparisons["adj_method"] = "holm"
@@ -74,15 +94,14 @@ def win_tie_loss(comparisons: pd.DataFrame, reference: str) -> pd.DataFrame:
     A tie is a within-task comparison that is not significant after Holm; comparisons that could
     not be tested (fewer than two seeds, no variance) are counted apart as ``untested``.
     """
-    vs_reference = comparisons[(comparisons["method_a"] == reference)
-                               | (comparisons["method_b"] == reference)]
+    vs_reference = comparisons[(comparisons["method_a"] == reference) | (comparisons["method_b"] == reference)]
     reference_is_a = (vs_reference["method_a"] == reference).to_numpy()
     method = np.where(reference_is_a, vs_reference["method_b"], vs_reference["method_a"])
     advantage = np.where(reference_is_a, -1.0, 1.0) * vs_reference["diff"].to_numpy(dtype=float)
     outcome = np.select(
-        [vs_reference["p_adj"].isna().to_numpy(), ~vs_reference["significant"].to_numpy(dtype=bool),
-         advantage > 0],
-        ["untested", "ties", "wins"], default="losses")
+        [vs_reference["p_adj"].isna().to_numpy(), ~vs_reference["significant"].to_numpy(dtype=bool), advantage > 0],
+        ["untested", "ties", "wins"],
+        default="losses",
+    )
     counts = pd.crosstab(pd.Series(method, name="method"), pd.Series(outcome, name="outcome"))
-    return (counts.reindex(columns=list(WIN_TIE_LOSS_COLUMNS), fill_value=0)
-            .rename_axis(columns=None).reset_index())
+    return counts.reindex(columns=list(WIN_TIE_LOSS_COLUMNS), fill_value=0).rename_axis(columns=None).reset_index()

@@ -27,6 +27,7 @@ host); the result must be bitwise the uninterrupted one. For other methods the c
 
 The tiny datasets come from :mod:`dcbench.testing.data`.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -61,11 +62,24 @@ from dcbench.nn.networks import Architecture
 from dcbench.testing.data import tiny_dataset
 
 #: every check, in the order :func:`check_method` runs them
-CHECKS = ("metadata", "config_roundtrip", "shapes", "labels", "determinism", "seed_sensitivity",
-          "global_rng", "device", "real_data_untouched", "metrics", "resume", "smoke_time")
+CHECKS = (
+    "metadata",
+    "config_roundtrip",
+    "shapes",
+    "labels",
+    "determinism",
+    "seed_sensitivity",
+    "global_rng",
+    "device",
+    "real_data_untouched",
+    "metrics",
+    "resume",
+    "smoke_time",
+)
 
 
 # --- one recorded condensation -------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class _Case:
@@ -88,8 +102,10 @@ class _Case:
         return tiny_dataset(self.num_classes, self.channels, self.size, per_class=6, seed=7).to(self.device)
 
     def __str__(self) -> str:
-        return (f"{self.num_classes} classes of {self.channels}x{self.size}x{self.size}, IPC {self.ipc}, "
-                f"seed {self.seed}, {self.device}")
+        return (
+            f"{self.num_classes} classes of {self.channels}x{self.size}x{self.size}, IPC {self.ipc}, "
+            f"seed {self.seed}, {self.device}"
+        )
 
 
 GREY = _Case(3, 1, 28, ipc=2, seed=0)
@@ -129,8 +145,9 @@ class _MemoryStateStore:
         try:
             payload = torch.load(io.BytesIO(self.saved), weights_only=True)
         except Exception as exc:  # noqa: BLE001
-            raise AssertionError(f"the checkpoint state does not load with torch.load(weights_only=True): "
-                                 f"{type(exc).__name__}") from None
+            raise AssertionError(
+                f"the checkpoint state does not load with torch.load(weights_only=True): {type(exc).__name__}"
+            ) from None
         return SavedState(payload["iteration"], payload["state"])
 
     def save(self, step: int, total: int, make_state: Any) -> None:
@@ -157,8 +174,11 @@ class _Run:
 
 
 def _global_rng_states(device: str) -> dict[str, Any]:
-    states: dict[str, Any] = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
-                              "random": random.getstate()}
+    states: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": np.random.get_state(),
+        "random": random.getstate(),
+    }
     if torch.device(device).type == "cuda":
         states["torch.cuda"] = torch.cuda.get_rng_state_all()
     return states
@@ -176,6 +196,7 @@ def _same_state(a: Any, b: Any) -> bool:
 
 # --- the suite -----------------------------------------------------------------------------------
 
+
 class ConformanceSuite:
     """The conformance checks of one method; condensations are run once and shared by the checks.
 
@@ -188,17 +209,26 @@ class ConformanceSuite:
         ``load_plugins().architectures`` for a method that uses a plugin's architecture).
     """
 
-    def __init__(self, method: Method, *, smoke_seconds: float = 10.0, seed_independent: bool | None = None,
-                 devices: Iterable[str] | None = None, max_abs_value: float = 100.0,
-                 architectures: Mapping[str, Architecture] | None = None) -> None:
+    def __init__(
+        self,
+        method: Method,
+        *,
+        smoke_seconds: float = 10.0,
+        seed_independent: bool | None = None,
+        devices: Iterable[str] | None = None,
+        max_abs_value: float = 100.0,
+        architectures: Mapping[str, Architecture] | None = None,
+    ) -> None:
         self.method = method
         self.label = str(getattr(method, "name", type(method).__name__))
         self.architectures = architectures
         self.smoke_seconds = smoke_seconds
-        self.seed_independent = (bool(getattr(method, "seed_independent", False))
-                                 if seed_independent is None else seed_independent)
-        self.devices = tuple(devices) if devices is not None else (
-            ("cpu", "cuda") if torch.cuda.is_available() else ("cpu",))
+        self.seed_independent = (
+            bool(getattr(method, "seed_independent", False)) if seed_independent is None else seed_independent
+        )
+        self.devices = (
+            tuple(devices) if devices is not None else (("cpu", "cuda") if torch.cuda.is_available() else ("cpu",))
+        )
         self.max_abs_value = max_abs_value
         self._runs: dict[_Case, _Run | AssertionError] = {}
 
@@ -252,8 +282,10 @@ class ConformanceSuite:
         tensors = ("train_images", "train_labels", "test_images", "test_labels")
         snapshot = {name: getattr(real, name).clone() for name in tensors}
         progress: list[tuple[int, int, dict[str, float]]] = []
-        ctx = _RecordingContext(device=torch.device(case.device),
-                                on_progress=lambda step, total, values: progress.append((step, total, dict(values))))
+        ctx = _RecordingContext(
+            device=torch.device(case.device),
+            on_progress=lambda step, total, values: progress.append((step, total, dict(values))),
+        )
         if self.architectures is not None:
             ctx.architectures = self.architectures
         before = _global_rng_states(case.device)
@@ -262,8 +294,7 @@ class ConformanceSuite:
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
-            condensed = condense(self.method, real, case.ipc, case.seed, "smoke", None, ctx,
-                                 state_store=state_store)
+            condensed = condense(self.method, real, case.ipc, case.seed, "smoke", None, ctx, state_store=state_store)
         except Exception as exc:  # noqa: BLE001 - any failure of the method is a conformance failure
             first = first_line(exc)
             raise AssertionError(f"condensing {case} raised {type(exc).__name__}: {first}") from exc
@@ -272,26 +303,39 @@ class ConformanceSuite:
         after = _global_rng_states(case.device)
         real_touched = [name for name in tensors if not torch.equal(getattr(real, name), snapshot[name])]
         synthetic = condensed.synthetic
-        return _Run(case, synthetic.images, synthetic.labels, synthetic.manifest, condensed.seconds,
-                    condensed.metrics, progress, ctx.network_devices,
-                    [k for k in before if not _same_state(before[k], after[k])], real_touched,
-                    condensed.resumed_at)
+        return _Run(
+            case,
+            synthetic.images,
+            synthetic.labels,
+            synthetic.manifest,
+            condensed.seconds,
+            condensed.metrics,
+            progress,
+            ctx.network_devices,
+            [k for k in before if not _same_state(before[k], after[k])],
+            real_touched,
+            condensed.resumed_at,
+        )
 
     # --- the checks ---
 
     def _check_metadata(self) -> None:
         m = self.method
-        assert isinstance(getattr(m, "name", None), str) and METHOD_NAME.match(m.name), \
+        assert isinstance(getattr(m, "name", None), str) and METHOD_NAME.match(m.name), (
             f"name {getattr(m, 'name', None)!r} must be lower-case letters, digits and '_', starting with a letter"
+        )
         assert isinstance(getattr(m, "version", None), str) and m.version, "version must be a non-empty string"
-        assert isinstance(m.description, str) and m.description.strip(), \
+        assert isinstance(m.description, str) and m.description.strip(), (
             "description must say in one line what the method does (`dcbench list` shows it)"
-        assert m.native_eval_augmentation in AUGMENTATIONS, \
+        )
+        assert m.native_eval_augmentation in AUGMENTATIONS, (
             f"native_eval_augmentation {m.native_eval_augmentation!r} is not one of {', '.join(AUGMENTATIONS)}"
+        )
         for dataset in ("mnist", "fashion-mnist", "cifar10"):
             native = m.native_evaluation(dataset)
-            assert isinstance(native, NativeEvaluation), \
+            assert isinstance(native, NativeEvaluation), (
                 f"native_evaluation({dataset!r}) must return a dcbench.evaluation.NativeEvaluation, got {native!r}"
+            )
         assert dataclasses.is_dataclass(getattr(m, "config_class", None)), "config_class must be a dataclass"
         unknown = sorted(set(getattr(m.config_class, "PRESETS", {})) - set(PRESETS))
         assert not unknown, f"config PRESETS names {unknown[0]!r}, which is not a preset ({', '.join(PRESETS)})"
@@ -308,8 +352,9 @@ class ConformanceSuite:
         run = self._condense(GREY)
         stored = json.loads(json.dumps(run.manifest["config"]))
         again = self.method.make_config("smoke", stored)
-        assert again == self.method.make_config("smoke"), \
+        assert again == self.method.make_config("smoke"), (
             f"the manifest's config {stored} does not rebuild the smoke config (got {again!r})"
+        )
 
     def _check_shapes(self) -> None:
         for case in (GREY, COLOUR):
@@ -320,37 +365,44 @@ class ConformanceSuite:
             assert x.device.type == "cpu", f"{case}: returned images are on {x.device}, expected the CPU"
             assert torch.isfinite(x).all(), f"{case}: images contain NaN or infinite values"
             largest = float(x.abs().max())
-            assert largest <= self.max_abs_value, \
+            assert largest <= self.max_abs_value, (
                 f"{case}: a pixel is {largest:.3g} in normalised space (bound {self.max_abs_value:g}); did it diverge?"
-            assert y.dtype == torch.int64 and tuple(y.shape) == (expected[0],), \
+            )
+            assert y.dtype == torch.int64 and tuple(y.shape) == (expected[0],), (
                 f"{case}: labels are {y.dtype} of shape {tuple(y.shape)}, expected int64 of shape ({expected[0]},)"
+            )
 
     def _check_labels(self) -> None:
         for case in (GREY, COLOUR):
             labels = self._condense(case).labels
             expected = class_major_labels(case.num_classes, case.ipc)
-            assert torch.equal(labels, expected), \
+            assert torch.equal(labels, expected), (
                 f"{case}: labels {labels.tolist()} are not class-major with {case.ipc} per class ({expected.tolist()})"
+            )
 
     def _check_determinism(self) -> None:
         first, second = self._condense(GREY), self._condense(dataclasses.replace(GREY, repeat=1))
         assert torch.equal(first.labels, second.labels), f"{GREY}: two runs gave different labels"
         if not torch.equal(first.images, second.images):
             diff = float((first.images - second.images).abs().max())
-            raise AssertionError(f"{GREY}: two runs gave different images (max difference {diff:.3g}); draw every "
-                                 "random number from make_generator(seed, ...) and avoid nondeterministic ops")
+            raise AssertionError(
+                f"{GREY}: two runs gave different images (max difference {diff:.3g}); draw every "
+                "random number from make_generator(seed, ...) and avoid nondeterministic ops"
+            )
 
     def _check_seed_sensitivity(self) -> None:
         other = dataclasses.replace(GREY, seed=GREY.seed + 1)
-        assert not torch.equal(self._condense(GREY).images, self._condense(other).images), \
-            (f"seeds {GREY.seed} and {other.seed} gave identical images; derive every random stream from the "
-             "seed, or declare seed_independent = True on the method class")
+        assert not torch.equal(self._condense(GREY).images, self._condense(other).images), (
+            f"seeds {GREY.seed} and {other.seed} gave identical images; derive every random stream from the "
+            "seed, or declare seed_independent = True on the method class"
+        )
 
     def _check_global_rng(self) -> None:
         for run in [self._condense(c) for c in (GREY, COLOUR, *self._device_cases())]:
-            assert not run.rng_touched, \
-                (f"{run.case}: the global RNG state of {', '.join(run.rng_touched)} changed; use explicit "
-                 "generators (dcbench.method.seeding.make_generator), never torch.manual_seed or generator-less draws")
+            assert not run.rng_touched, (
+                f"{run.case}: the global RNG state of {', '.join(run.rng_touched)} changed; use explicit "
+                "generators (dcbench.method.seeding.make_generator), never torch.manual_seed or generator-less draws"
+            )
 
     def _device_cases(self) -> list[_Case]:
         return [dataclasses.replace(GREY, device=d) for d in self.devices if torch.device(d) != torch.device("cpu")]
@@ -360,29 +412,34 @@ class ConformanceSuite:
             run = self._condense(case)
             stray = sorted(str(d) for d in run.network_devices if d.type != torch.device(case.device).type)
             assert not stray, f"{case}: networks built through ctx.build_network ended up on {', '.join(stray)}"
-            assert run.images.device.type == "cpu" and tuple(run.images.shape) == case.shape, \
+            assert run.images.device.type == "cpu" and tuple(run.images.shape) == case.shape, (
                 f"{case}: expected images of shape {case.shape} on the CPU, got {tuple(run.images.shape)}"
+            )
 
     def _check_real_data_untouched(self) -> None:
         run = self._condense(GREY)
-        assert not run.real_touched, \
+        assert not run.real_touched, (
             f"{GREY}: condensing modified the real dataset's {', '.join(run.real_touched)}; copy before editing"
+        )
 
     def _check_metrics(self) -> None:
         run = self._condense(GREY)
         iterations = run.metrics.get("iterations")
-        assert isinstance(iterations, int) and not isinstance(iterations, bool) and iterations >= 0, \
+        assert isinstance(iterations, int) and not isinstance(iterations, bool) and iterations >= 0, (
             f"ctx.metrics['iterations'] must be set to a non-negative int, got {iterations!r}"
+        )
         try:
             json.dumps(run.metrics)
         except (TypeError, ValueError) as exc:
             raise AssertionError(f"ctx.metrics must hold JSON values (it goes to metrics.json): {exc}") from None
         for step, total, values in run.progress:
-            assert isinstance(step, int) and isinstance(total, int) and 0 <= step <= total, \
+            assert isinstance(step, int) and isinstance(total, int) and 0 <= step <= total, (
                 f"ctx.progress({step!r}, {total!r}): expected integers with 0 <= step <= total"
+            )
             for key, value in values.items():
-                assert isinstance(value, (int, float)) and math.isfinite(value), \
+                assert isinstance(value, (int, float)) and math.isfinite(value), (
                     f"ctx.progress metric {key}={value!r} is not a finite number"
+                )
 
     def _check_resume(self) -> None:
         if not getattr(self.method, "resumable", False):
@@ -394,14 +451,17 @@ class ConformanceSuite:
         except _Interrupted:
             pass
         else:
-            raise AssertionError(f"{GREY}: the method declares resumable = True but never called "
-                                 "ctx.checkpoint(step, total, make_state) before its last iteration "
-                                 "(the smoke preset needs at least 2 iterations)")
+            raise AssertionError(
+                f"{GREY}: the method declares resumable = True but never called "
+                "ctx.checkpoint(step, total, make_state) before its last iteration "
+                "(the smoke preset needs at least 2 iterations)"
+            )
         k = interrupted.saved_iteration
         assert k is not None  # _Interrupted is raised only after a save
         resumed = self._record(GREY, _MemoryStateStore(saved=interrupted.saved))
-        assert resumed.resumed_at == k, \
+        assert resumed.resumed_at == k, (
             f"{GREY}: the method did not call ctx.resume() (or ignored the state saved at iteration {k})"
+        )
         repeated = sorted({step for step, _, _ in resumed.progress if step <= k})
         assert not repeated, f"{GREY}: resumed at iteration {k}, the method reported iterations {repeated} again"
         if not torch.equal(resumed.images, reference.images):
@@ -409,15 +469,18 @@ class ConformanceSuite:
             raise AssertionError(
                 f"{GREY}: resuming at iteration {k} gave different images than an uninterrupted run (max "
                 f"difference {diff:.3g}); draw random numbers per iteration (make_generator(seed, purpose, it)) "
-                "and restore every tensor, optimiser state and counter the loop carries")
-        assert resumed.metrics.get("iterations") == reference.metrics.get("iterations"), \
+                "and restore every tensor, optimiser state and counter the loop carries"
+            )
+        assert resumed.metrics.get("iterations") == reference.metrics.get("iterations"), (
             f"{GREY}: ctx.metrics['iterations'] differs after resuming"
+        )
 
     def _check_smoke_time(self) -> None:
         # the faster of two runs: the first call in a process may pay one-off costs (lazy imports)
         seconds = min(self._condense(GREY).seconds, self._condense(dataclasses.replace(GREY, repeat=1)).seconds)
-        assert seconds <= self.smoke_seconds, \
+        assert seconds <= self.smoke_seconds, (
             f"the smoke preset took {seconds:.1f}s on {GREY}, the limit is {self.smoke_seconds:g}s; shrink the preset"
+        )
 
 
 def check_method(method: Method, **options: Any) -> None:

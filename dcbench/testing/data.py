@@ -1,6 +1,7 @@
 """Test data a plugin's or the host's tests can make in milliseconds, with no download:
 :func:`tiny_dataset` (a class-structured random :class:`~dcbench.data.real.RealDataset`) and
 :func:`write_fashion_mnist_idx` (tiny FashionMNIST IDX files, for CLI and runner tests)."""
+
 from __future__ import annotations
 
 import struct
@@ -13,8 +14,9 @@ from torch.nn import functional as F
 from dcbench.data.real import RealDataset
 
 
-def tiny_dataset(num_classes: int = 3, channels: int = 1, size: int = 28, per_class: int = 10, seed: int = 0,
-                 test_per_class: int = 2) -> RealDataset:
+def tiny_dataset(
+    num_classes: int = 3, channels: int = 1, size: int = 28, per_class: int = 10, seed: int = 0, test_per_class: int = 2
+) -> RealDataset:
     """A random dataset in normalised space whose classes differ: each class is a blocky random
     prototype (4x4-pixel blocks) plus per-image noise. Train images are shuffled, not class-major."""
     g = torch.Generator().manual_seed(seed)
@@ -29,12 +31,22 @@ def tiny_dataset(num_classes: int = 3, channels: int = 1, size: int = 28, per_cl
 
     train_x, train_y = split(per_class)
     test_x, test_y = split(test_per_class)
-    return RealDataset("tiny", train_x, train_y, test_x, test_y, (0.5,) * channels, (0.25,) * channels,
-                       tuple(f"class{c}" for c in range(num_classes)))
+    return RealDataset(
+        "tiny",
+        train_x,
+        train_y,
+        test_x,
+        test_y,
+        (0.5,) * channels,
+        (0.25,) * channels,
+        tuple(f"class{c}" for c in range(num_classes)),
+    )
 
 
-FASHION_MNIST_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-                       "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+FASHION_MNIST_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
 
 
 def write_fashion_mnist_idx(root: Path, per_class: int = 12, test_per_class: int = 4, seed: int = 0) -> Path:

@@ -11,6 +11,7 @@ Files are read with ``torch.load(weights_only=True)``: tensors, containers and n
 imported file cannot run code. The reference stores its accuracies as NumPy float scalars, so those
 (and only those) are allowed in addition.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -41,9 +42,12 @@ except ImportError:  # pragma: no cover - NumPy 1
 
 # What a NumPy float/int scalar needs to unpickle, under the module paths of NumPy 1 (files written
 # years ago) and NumPy 2. Rebuilding a scalar from its dtype and bytes runs no user code.
-NUMPY_SCALAR_GLOBALS = [(_numpy_scalar, "numpy.core.multiarray.scalar"),
-                        (_numpy_scalar, "numpy._core.multiarray.scalar"), np.dtype,
-                        *(type(np.dtype(kind)) for kind in ("float64", "float32", "int64"))]
+NUMPY_SCALAR_GLOBALS = [
+    (_numpy_scalar, "numpy.core.multiarray.scalar"),
+    (_numpy_scalar, "numpy._core.multiarray.scalar"),
+    np.dtype,
+    *(type(np.dtype(kind)) for kind in ("float64", "float32", "int64")),
+]
 
 
 @dataclass(frozen=True)
@@ -67,8 +71,10 @@ DATASETS = {
     "cifar10": PixelEncoding(3, (32, 32), 10, (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010), "CIFAR10"),
     "cifar100": PixelEncoding(3, (32, 32), 100, (0.5071, 0.4866, 0.4409), (0.2673, 0.2564, 0.2762), "CIFAR100"),
 }
-DC_REPO_FILE_NAME = re.compile(r"^res_(?P<method>[A-Za-z0-9]+)_(?P<dataset>[A-Za-z0-9]+)_(?P<model>[A-Za-z0-9]+)_"
-                               r"(?P<ipc>\d+)ipc\.pt$")
+DC_REPO_FILE_NAME = re.compile(
+    r"^res_(?P<method>[A-Za-z0-9]+)_(?P<dataset>[A-Za-z0-9]+)_(?P<model>[A-Za-z0-9]+)_"
+    r"(?P<ipc>\d+)ipc\.pt$"
+)
 
 
 def import_synthetic(file: Path, format: str, dataset: str, output: Path, method: str | None = None) -> list[Path]:
@@ -89,24 +95,32 @@ def import_dc_repo(file: Path, dataset: str, output: Path, method: str | None) -
     encoding = DATASETS[dataset]
     named = DC_REPO_FILE_NAME.match(file.name)
     if named and named["dataset"] != encoding.reference_name:
-        raise DcbenchError(f"{file.name}: the file name says dataset {named['dataset']}, but --dataset is "
-                           f"{dataset} ({encoding.reference_name}); pass the dataset the set was condensed from")
+        raise DcbenchError(
+            f"{file.name}: the file name says dataset {named['dataset']}, but --dataset is "
+            f"{dataset} ({encoding.reference_name}); pass the dataset the set was condensed from"
+        )
     method = method or (named["method"].lower() if named else None)
     if not method:
-        raise DcbenchError(f"{file.name}: cannot tell the method from the file name (expected "
-                           "res_<METHOD>_<DATASET>_<MODEL>_<IPC>ipc.pt); pass --method")
+        raise DcbenchError(
+            f"{file.name}: cannot tell the method from the file name (expected "
+            "res_<METHOD>_<DATASET>_<MODEL>_<IPC>ipc.pt); pass --method"
+        )
     if not METHOD_NAME.match(method):
         raise DcbenchError(f"method name {method!r} must be lower-case letters, digits and '_', starting with a letter")
 
     payload = load_untrusted(file)
     if not isinstance(payload, dict) or not isinstance(payload.get("data"), (list, tuple)) or not payload["data"]:
-        raise DcbenchError(f"{file.name}: expected a dict whose 'data' is a non-empty list of [images, labels] pairs "
-                           f"(the DC/DSA/DM scripts' res_*.pt), got {_describe(payload)}")
+        raise DcbenchError(
+            f"{file.name}: expected a dict whose 'data' is a non-empty list of [images, labels] pairs "
+            f"(the DC/DSA/DM scripts' res_*.pt), got {_describe(payload)}"
+        )
     sets = [_experiment(entry, i, dataset, file.name) for i, entry in enumerate(payload["data"])]
     reported = _reported_accs(payload.get("accs_all_exps", {}), file.name)
     if named and any(s.ipc != int(named["ipc"]) for s in sets):
-        raise DcbenchError(f"{file.name}: the file name says {named['ipc']} images per class, the data has "
-                           f"{sorted({s.ipc for s in sets})}; the file is mislabelled or corrupt")
+        raise DcbenchError(
+            f"{file.name}: the file name says {named['ipc']} images per class, the data has "
+            f"{sorted({s.ipc for s in sets})}; the file is mislabelled or corrupt"
+        )
 
     if output.exists() and not output.is_dir():
         raise DcbenchError(f"{output} is a file; -o needs a directory")
@@ -117,25 +131,38 @@ def import_dc_repo(file: Path, dataset: str, output: Path, method: str | None) -
     sha256 = hashlib.sha256(file.read_bytes()).hexdigest()
     native = _native_evaluation(method, dataset)
     for i, (synthetic, target) in enumerate(zip(sets, targets)):
-        synthetic.manifest.update({
-            "format": "dcbench-synthetic/1",
-            "method": method,
-            "dataset": dataset,
-            "ipc": synthetic.ipc,
-            "num_classes": encoding.num_classes,
-            "image_shape": [encoding.channels, *encoding.image_size],
-            "seed": i,
-            "labels": "hard",
-            "preprocessing": {"normalised": True, "mean": list(encoding.mean), "std": list(encoding.std), "zca": False},
-            "native_eval_augmentation": native["augmentation"],
-            "native_evaluation": native,
-            "imported_from": {"file": file.name, "sha256": sha256, "format": "dc-repo", "experiment": i,
-                              "experiments": len(sets), "condensed_with": named["model"] if named else None},
-            # as the reference stores them: every evaluation of every experiment in the file, pooled
-            "reported_accs": reported,
-            "dcbench_version": __version__,
-            "torch_version": torch.__version__,
-        })
+        synthetic.manifest.update(
+            {
+                "format": "dcbench-synthetic/1",
+                "method": method,
+                "dataset": dataset,
+                "ipc": synthetic.ipc,
+                "num_classes": encoding.num_classes,
+                "image_shape": [encoding.channels, *encoding.image_size],
+                "seed": i,
+                "labels": "hard",
+                "preprocessing": {
+                    "normalised": True,
+                    "mean": list(encoding.mean),
+                    "std": list(encoding.std),
+                    "zca": False,
+                },
+                "native_eval_augmentation": native["augmentation"],
+                "native_evaluation": native,
+                "imported_from": {
+                    "file": file.name,
+                    "sha256": sha256,
+                    "format": "dc-repo",
+                    "experiment": i,
+                    "experiments": len(sets),
+                    "condensed_with": named["model"] if named else None,
+                },
+                # as the reference stores them: every evaluation of every experiment in the file, pooled
+                "reported_accs": reported,
+                "dcbench_version": __version__,
+                "torch_version": torch.__version__,
+            }
+        )
         synthetic.save(target)
         synthetic.save_grid(target / GRID_FILE, encoding.mean, encoding.std)
     return targets
@@ -157,8 +184,10 @@ def _experiment(entry: Any, index: int, dataset: str, source: str) -> SyntheticS
         raise DcbenchError(f"{where} must hold two tensors, got {_describe(images)} and {_describe(labels)}")
     expected = (encoding.channels, *encoding.image_size)
     if images.ndim != 4 or tuple(images.shape[1:]) != expected or not images.is_floating_point():
-        raise DcbenchError(f"{where}: images are {images.dtype} of shape {tuple(images.shape)}, {dataset} needs "
-                           f"floating-point (N, {', '.join(map(str, expected))}); is --dataset right?")
+        raise DcbenchError(
+            f"{where}: images are {images.dtype} of shape {tuple(images.shape)}, {dataset} needs "
+            f"floating-point (N, {', '.join(map(str, expected))}); is --dataset right?"
+        )
     if labels.ndim != 1 or len(labels) != len(images):
         raise DcbenchError(f"{where}: labels have shape {tuple(labels.shape)} for {len(images)} images")
     if len(images) == 0:
@@ -168,22 +197,28 @@ def _experiment(entry: Any, index: int, dataset: str, source: str) -> SyntheticS
     if not torch.isfinite(images).all():
         raise DcbenchError(f"{where}: images contain NaN or infinite values; the file is corrupt")
     if labels.min() < 0 or labels.max() >= encoding.num_classes:
-        raise DcbenchError(f"{where}: labels span {int(labels.min())}..{int(labels.max())}, {dataset} has classes "
-                           f"0..{encoding.num_classes - 1}; is --dataset right?")
+        raise DcbenchError(
+            f"{where}: labels span {int(labels.min())}..{int(labels.max())}, {dataset} has classes "
+            f"0..{encoding.num_classes - 1}; is --dataset right?"
+        )
     counts = torch.bincount(labels, minlength=encoding.num_classes)
     if (counts != counts[0]).any():
-        raise DcbenchError(f"{where}: classes have different numbers of images ({counts.tolist()}); "
-                           "expected the same IPC for every class")
+        raise DcbenchError(
+            f"{where}: classes have different numbers of images ({counts.tolist()}); "
+            "expected the same IPC for every class"
+        )
     order = torch.argsort(labels, stable=True)  # class-major, keeping each class's order
     return SyntheticSet(images[order], labels[order])
 
 
 def _reported_accs(accs: Any, source: str) -> dict[str, list[float]]:
     """``accs_all_exps``: model name -> accuracies (fractions), as plain floats."""
-    if not isinstance(accs, dict) or not all(isinstance(k, str) and isinstance(v, (list, tuple))
-                                             for k, v in accs.items()):
-        raise DcbenchError(f"{source}: 'accs_all_exps' must map model names to lists of accuracies, "
-                           f"got {_describe(accs)}")
+    if not isinstance(accs, dict) or not all(
+        isinstance(k, str) and isinstance(v, (list, tuple)) for k, v in accs.items()
+    ):
+        raise DcbenchError(
+            f"{source}: 'accs_all_exps' must map model names to lists of accuracies, got {_describe(accs)}"
+        )
     reported = {}
     for model, values in accs.items():
         if not all(isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v) for v in values):

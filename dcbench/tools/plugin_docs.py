@@ -5,6 +5,7 @@ the table between the markers has one row per field of the method's config datac
 under each preset (``paper`` is the dataclass default) and its meaning, taken from the field's
 trailing ``# comment`` in the source. ``python -m dcbench.tools.plugin_docs`` rewrites the tables;
 ``--check`` exits 1 naming each stale one (a test runs it)."""
+
 from __future__ import annotations
 
 import argparse
@@ -20,8 +21,9 @@ from typing import Any
 from dcbench.method.contract import PRESETS, Method
 from dcbench.plugins import load_plugins
 
-BLOCK = re.compile(r"(<!-- dcbench:settings (?P<method>[\w-]+) -->\n)(?P<table>.*?)(<!-- /dcbench:settings -->)",
-                   re.DOTALL)
+BLOCK = re.compile(
+    r"(<!-- dcbench:settings (?P<method>[\w-]+) -->\n)(?P<table>.*?)(<!-- /dcbench:settings -->)", re.DOTALL
+)
 PRESET_ORDER = ("paper", "quick", "smoke")
 
 
@@ -37,8 +39,12 @@ def field_comments(config_class: type) -> dict[str, str]:
     comment_only: set[int] = set()
     for token in tokenize.generate_tokens(io.StringIO(source).readline):
         row = token.start[0]
-        if token.type == tokenize.NAME and token.string in names and token.line[:token.start[1]].strip() == "" \
-                and row not in field_rows:
+        if (
+            token.type == tokenize.NAME
+            and token.string in names
+            and token.line[: token.start[1]].strip() == ""
+            and row not in field_rows
+        ):
             field_rows[row] = token.string
         elif token.type == tokenize.COMMENT:
             comment_rows[row] = token.string.lstrip("#").strip()
@@ -92,11 +98,13 @@ def settings_table(method: Method) -> str:
 
 def render(text: str, methods: dict[str, Method]) -> str:
     """``text`` with every settings block regenerated (an unknown method is an error)."""
+
     def replace(match: re.Match[str]) -> str:
         name = match["method"]
         if name not in methods:
             raise KeyError(f"the README names method {name!r}, which no loaded plugin registers")
         return match.group(1) + settings_table(methods[name]) + match.group(4)
+
     return BLOCK.sub(replace, text)
 
 
@@ -123,8 +131,10 @@ def main(argv: list[str] | None = None) -> int:
     for readme in plugin_readmes(Path(args.root)):
         if args.check:
             for name in stale_blocks(readme, methods):
-                print(f"{readme}: the settings of {name!r} differ from the code; run python -m "
-                      "dcbench.tools.plugin_docs", file=sys.stderr)
+                print(
+                    f"{readme}: the settings of {name!r} differ from the code; run python -m dcbench.tools.plugin_docs",
+                    file=sys.stderr,
+                )
                 status = 1
         else:
             text = readme.read_text()

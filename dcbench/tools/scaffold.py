@@ -4,6 +4,7 @@ The package is rendered from the plain-text templates in ``dcbench/templates/met
 (``string.Template`` placeholders such as ``$name``); the generated method is a small but real
 condensation method (mean-feature matching) that the author replaces with theirs.
 """
+
 from __future__ import annotations
 
 import importlib.metadata
@@ -33,12 +34,16 @@ def check_method_name(name: str) -> None:
     """Raise a one-line :class:`DcbenchError` unless ``name`` can be a new method and package name."""
 
     if not METHOD_NAME.match(name) or len(name) > MAX_NAME_LENGTH or keyword.iskeyword(name):
-        raise DcbenchError(f"method name {name!r} must be 1-{MAX_NAME_LENGTH} lower-case letters, digits and '_', "
-                           "starting with a letter, and not a Python keyword (e.g. 'mymethod')")
+        raise DcbenchError(
+            f"method name {name!r} must be 1-{MAX_NAME_LENGTH} lower-case letters, digits and '_', "
+            "starting with a letter, and not a Python keyword (e.g. 'mymethod')"
+        )
     registry = load_plugins()
     if name in registry.methods:
-        raise DcbenchError(f"a method named {name!r} is already installed (plugin "
-                           f"{registry.owners[('method', name)]!r}); choose another name")
+        raise DcbenchError(
+            f"a method named {name!r} is already installed (plugin "
+            f"{registry.owners[('method', name)]!r}); choose another name"
+        )
     if any(ep.name == name for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)):
         raise DcbenchError(f"a dcbench plugin named {name!r} is already installed; choose another name")
     if importlib.util.find_spec(f"dcbench_{name}") is not None:
@@ -51,8 +56,7 @@ def scaffold_method(name: str, path: Path | None = None) -> Path:
     check_method_name(name)
     target = Path(path) if path is not None else Path.cwd() / f"dcbench-{name}"
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
-        raise DcbenchError(f"{target} already exists and is not an empty directory; "
-                           "choose another --path or remove it")
+        raise DcbenchError(f"{target} already exists and is not an empty directory; choose another --path or remove it")
     values = {
         "name": name,
         "package": f"dcbench_{name}",

@@ -1,4 +1,5 @@
 """The CAFE plugin: registers ``cafe`` and ``cafe_dsa``."""
+
 from __future__ import annotations
 
 from collections.abc import Callable

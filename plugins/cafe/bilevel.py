@@ -15,6 +15,7 @@ Not reproduced, because they cannot change the synthetic images: the official ``
 (the network's classification loss on the real batch; its gradients reach only the network's
 parameters and are zeroed before any network step) and the per-epoch ``epoch('test')`` pass.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -79,12 +80,13 @@ class LoopCounts:
 def image_lr(config: CafeConfig, it: int) -> float:
     """``lr_img`` halved at every milestone reached (official: ``it >= 1200, 1600, 1800`` of 2000)."""
     reached = sum(it >= round(fraction * config.iterations) for fraction in config.lr_decay_at)
-    return config.lr_img * 0.5 ** reached
+    return config.lr_img * 0.5**reached
 
 
 @torch.no_grad()
-def query_accuracy(net: nn.Module, real: RealDataset, per_class: int, generator: torch.Generator,
-                   device: torch.device) -> list[float]:
+def query_accuracy(
+    net: nn.Module, real: RealDataset, per_class: int, generator: torch.Generator, device: torch.device
+) -> list[float]:
     """Per-class accuracy of ``net``'s own head on ``per_class`` random training images per class."""
     x, y = real.sample_per_class(per_class, generator)
     x, y = x.to(device), y.to(device)
@@ -99,8 +101,9 @@ def query_accuracy(net: nn.Module, real: RealDataset, per_class: int, generator:
 REAL_CHUNK_IMAGES = 256
 
 
-def real_class_statistics(net: ConvNet, real_batches: Sequence[Tensor],
-                          chunk_images: int = REAL_CHUNK_IMAGES) -> tuple[list[Tensor], Tensor]:
+def real_class_statistics(
+    net: ConvNet, real_batches: Sequence[Tensor], chunk_images: int = REAL_CHUNK_IMAGES
+) -> tuple[list[Tensor], Tensor]:
     """Class means of every feature map and the flattened embeddings of the real batches, forwarded
     a few whole classes at a time (the network treats every image on its own, so chunking at class
     boundaries changes nothing)."""
@@ -108,15 +111,21 @@ def real_class_statistics(net: ConvNet, real_batches: Sequence[Tensor],
     means: list[list[Tensor]] = []
     embeddings = []
     for start in range(0, len(real_batches), per_forward):
-        group = real_batches[start:start + per_forward]
+        group = real_batches[start : start + per_forward]
         maps = net.features(torch.cat(list(group)))
         means.append([class_means(m, [len(b) for b in group]) for m in maps])
         embeddings.append(maps[-1].flatten(1).float())
     return [torch.cat(per_map) for per_map in zip(*means)], torch.cat(embeddings)
 
 
-def cafe_loss(net: ConvNet, real_batches: Sequence[Tensor], syn_batches: Sequence[Tensor],
-              map_weights: Sequence[float], embed_weight: float, inner_weight: float) -> Tensor:
+def cafe_loss(
+    net: ConvNet,
+    real_batches: Sequence[Tensor],
+    syn_batches: Sequence[Tensor],
+    map_weights: Sequence[float],
+    embed_weight: float,
+    inner_weight: float,
+) -> Tensor:
     """The image objective on class batches ``real_batches[c]`` / ``syn_batches[c]``.
 
     Each side is one forward pass over all classes; the real pass runs without autograd (no
@@ -124,7 +133,8 @@ def cafe_loss(net: ConvNet, real_batches: Sequence[Tensor], syn_batches: Sequenc
     """
     real_counts = [len(b) for b in real_batches]
     real_labels = torch.arange(len(real_batches), device=real_batches[0].device).repeat_interleave(
-        torch.tensor(real_counts, device=real_batches[0].device))
+        torch.tensor(real_counts, device=real_batches[0].device)
+    )
     with torch.no_grad():
         real_means, real_embeddings = real_class_statistics(net, real_batches)
     syn_maps = net.features(torch.cat(list(syn_batches)))
@@ -134,21 +144,35 @@ def cafe_loss(net: ConvNet, real_batches: Sequence[Tensor], syn_batches: Sequenc
     return alignment + inner_weight * discrimination
 
 
-def train_epoch(net: nn.Module, optimizer: torch.optim.Optimizer, images: Tensor, labels: Tensor,
-                batch_size: int, order: torch.Generator, transform: Callable[[Tensor], Tensor]) -> None:
+def train_epoch(
+    net: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    images: Tensor,
+    labels: Tensor,
+    batch_size: int,
+    order: torch.Generator,
+    transform: Callable[[Tensor], Tensor],
+) -> None:
     """One shuffled pass of cross-entropy SGD over the synthetic set (the official ``epoch('train')``)."""
     perm = torch.randperm(images.shape[0], generator=order).to(images.device)
     for start in range(0, images.shape[0], batch_size):
-        idx = perm[start:start + batch_size]
+        idx = perm[start : start + batch_size]
         loss = F.cross_entropy(net(transform(images[idx])), labels[idx])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
 
 
-def class_batches(real: RealDataset, images: Tensor, ipc: int, batch_real: int, real_gen: torch.Generator,
-                  dsa_strategy: str, dsa_gen: torch.Generator,
-                  device: torch.device) -> tuple[list[Tensor], list[Tensor]]:
+def class_batches(
+    real: RealDataset,
+    images: Tensor,
+    ipc: int,
+    batch_real: int,
+    real_gen: torch.Generator,
+    dsa_strategy: str,
+    dsa_gen: torch.Generator,
+    device: torch.device,
+) -> tuple[list[Tensor], list[Tensor]]:
     """Fresh real images and the synthetic images of every class, under one Siamese DSA draw per
     class (no augmentation for an empty strategy)."""
     real_batches, syn_batches = [], []
@@ -160,12 +184,14 @@ def class_batches(real: RealDataset, images: Tensor, ipc: int, batch_real: int, 
     return real_batches, syn_batches
 
 
-def condense_cafe(real: RealDataset, ipc: int, config: CafeConfig, seed: int, ctx: CondenseContext,
-                  dsa_strategy: str = "") -> SyntheticSet:
+def condense_cafe(
+    real: RealDataset, ipc: int, config: CafeConfig, seed: int, ctx: CondenseContext, dsa_strategy: str = ""
+) -> SyntheticSet:
     """Run CAFE (with Siamese DSA when ``dsa_strategy`` is not empty) and return the synthetic set."""
     num_classes, device = real.num_classes, ctx.device
-    map_weights = tuple(config.layer_weights) if config.layer_weights is not None \
-        else default_map_weights(config.net_depth)
+    map_weights = (
+        tuple(config.layer_weights) if config.layer_weights is not None else default_map_weights(config.net_depth)
+    )
     images = init_synthetic_images(real, ipc, config.init, make_generator(seed, "init")).to(device)
     images.requires_grad_(True)
     labels = class_major_labels(num_classes, ipc, device)
@@ -183,8 +209,9 @@ def condense_cafe(real: RealDataset, ipc: int, config: CafeConfig, seed: int, ct
         started = time.perf_counter()
         for group in image_optimizer.param_groups:
             group["lr"] = image_lr(config, it)
-        net = ctx.build_network("ConvNet", real, make_generator(seed, "net", it),
-                                width=config.net_width, depth=config.net_depth).train()
+        net = ctx.build_network(
+            "ConvNet", real, make_generator(seed, "net", it), width=config.net_width, depth=config.net_depth
+        ).train()
         assert isinstance(net, ConvNet)  # the registered "ConvNet": CAFE reads its per-layer features
         net_optimizer = torch.optim.SGD(net.parameters(), lr=config.lr_net)
         real_gen, query_gen = make_generator(seed, "real", it), make_generator(seed, "query", it)
@@ -196,8 +223,9 @@ def condense_cafe(real: RealDataset, ipc: int, config: CafeConfig, seed: int, ct
         outer = OuterStop(num_classes, config.window, running_sum, config.max_image_steps, config.lambda_1)
         inner_epochs = 0
         while True:
-            real_batches, syn_batches = class_batches(real, images, ipc, config.batch_real, real_gen, dsa_strategy,
-                                                      dsa_gen, device)
+            real_batches, syn_batches = class_batches(
+                real, images, ipc, config.batch_real, real_gen, dsa_strategy, dsa_gen, device
+            )
             loss = cafe_loss(net, real_batches, syn_batches, map_weights, config.embed_weight, config.inner_weight)
             loss_value = loss.item()  # the stopping rule syncs every step anyway (its accuracy query)
             ctx.check_finite(loss_value, it)
@@ -209,8 +237,9 @@ def condense_cafe(real: RealDataset, ipc: int, config: CafeConfig, seed: int, ct
                 counts.outer_cap_hits += outer_end == CAP
                 break
             # the inner loop trains on a detached copy, as the official DataLoader over image_syn
-            inner = InnerStop(num_classes, config.window, running_sum, config.max_inner_epochs, config.lambda_2,
-                              plateau)
+            inner = InnerStop(
+                num_classes, config.window, running_sum, config.max_inner_epochs, config.lambda_2, plateau
+            )
             synthetic_copy = images.detach().clone()
             inner_end = None
             while inner_end is None:
@@ -224,9 +253,21 @@ def condense_cafe(real: RealDataset, ipc: int, config: CafeConfig, seed: int, ct
         counts.inner_epochs.append(inner_epochs)
         counts.seconds.append(time.perf_counter() - started)
         ctx.progress(it + 1, config.iterations, loss=loss_value, image_steps=outer.checks, inner_epochs=inner_epochs)
-        ctx.checkpoint(it + 1, config.iterations, lambda: {
-            "images": images.detach(), "optimizer": image_optimizer.state_dict(),
-            "counts": dataclasses.asdict(counts), "loss": loss_value})  # noqa: B023 - called inside ctx.checkpoint, in this iteration
-    ctx.metrics.update(iterations=config.iterations, final_loss=loss_value, map_weights=list(map_weights),
-                       dsa_strategy=dsa_strategy or "none", **counts.as_metrics())
+        ctx.checkpoint(
+            it + 1,
+            config.iterations,
+            lambda: {
+                "images": images.detach(),
+                "optimizer": image_optimizer.state_dict(),
+                "counts": dataclasses.asdict(counts),
+                "loss": loss_value,  # noqa: B023 - called inside ctx.checkpoint, in this iteration
+            },
+        )
+    ctx.metrics.update(
+        iterations=config.iterations,
+        final_loss=loss_value,
+        map_weights=list(map_weights),
+        dsa_strategy=dsa_strategy or "none",
+        **counts.as_metrics(),
+    )
     return SyntheticSet(images.detach(), labels)

@@ -1,6 +1,7 @@
 """CAFE settings: the dataclass defaults are the official ``distill.py`` defaults (the ``paper``
 preset) plus the loop caps and the ``faithful`` switch, which the official code does not have.
 See README.md for why each preset value was chosen."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -43,18 +44,44 @@ class CafeConfig:
     net_depth: int = 3
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
-        "smoke": {"iterations": 2, "batch_real": 4, "query_per_class": 4, "window": 2, "max_image_steps": 3,
-                  "max_inner_epochs": 3, "net_width": 16, "faithful": False},
+        "smoke": {
+            "iterations": 2,
+            "batch_real": 4,
+            "query_per_class": 4,
+            "window": 2,
+            "max_image_steps": 3,
+            "max_inner_epochs": 3,
+            "net_width": 16,
+            "faithful": False,
+        },
         # CPU budget: about 6 s per cell like every method's quick preset (README), from real images;
         # lr_img (the paper's 0.1) confirmed on a validation split: benchmarks/selection/cafe-fashion-mnist.md
-        "quick": {"iterations": 10, "batch_real": 16, "query_per_class": 10, "window": 3, "max_image_steps": 5,
-                  "max_inner_epochs": 10, "net_width": 32, "faithful": False, "init": "real"},
+        "quick": {
+            "iterations": 10,
+            "batch_real": 16,
+            "query_per_class": 10,
+            "window": 3,
+            "max_image_steps": 5,
+            "max_inner_epochs": 10,
+            "net_width": 32,
+            "faithful": False,
+            "init": "real",
+        },
         "paper": {},
     }
 
     def validate(self) -> None:
-        for name in ("iterations", "batch_real", "batch_train", "window", "query_per_class", "max_image_steps",
-                     "max_inner_epochs", "net_width", "net_depth"):
+        for name in (
+            "iterations",
+            "batch_real",
+            "batch_train",
+            "window",
+            "query_per_class",
+            "max_image_steps",
+            "max_inner_epochs",
+            "net_width",
+            "net_depth",
+        ):
             if getattr(self, name) < 1:
                 raise DcbenchError(f"cafe setting {name!r} must be at least 1, got {getattr(self, name)}")
         for name in ("lr_img", "lr_net"):
@@ -63,13 +90,16 @@ class CafeConfig:
         if not 0 <= self.momentum_img < 1:
             raise DcbenchError(f"cafe setting 'momentum_img' must lie in [0, 1), got {self.momentum_img}")
         if any(not 0 <= f <= 1 for f in self.lr_decay_at):
-            raise DcbenchError(f"cafe setting 'lr_decay_at' holds fractions of the iterations in [0, 1], "
-                               f"got {list(self.lr_decay_at)}")
+            raise DcbenchError(
+                f"cafe setting 'lr_decay_at' holds fractions of the iterations in [0, 1], got {list(self.lr_decay_at)}"
+            )
         if self.init not in INITS:
             raise DcbenchError(f"cafe setting 'init' must be one of {', '.join(INITS)}, got {self.init!r}")
         if self.layer_weights is not None and len(self.layer_weights) != self.net_depth + 1:
-            raise DcbenchError(f"cafe setting 'layer_weights' needs net_depth + 1 = {self.net_depth + 1} weights "
-                               f"(each block's map, then the pooled map), got {len(self.layer_weights)}")
+            raise DcbenchError(
+                f"cafe setting 'layer_weights' needs net_depth + 1 = {self.net_depth + 1} weights "
+                f"(each block's map, then the pooled map), got {len(self.layer_weights)}"
+            )
         weights = [*(self.layer_weights or ()), self.embed_weight, self.inner_weight]
         if any(w < 0 for w in weights):
             raise DcbenchError("cafe loss weights (layer_weights, embed_weight, inner_weight) must be >= 0")

@@ -14,6 +14,7 @@ The official code hard-codes 10 classes and 3x32x32 images in its reshapes; here
 comes from the labels and any shapes work. Classes may hold different numbers of images (a class
 smaller than the real batch), so means are taken by counts.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -52,8 +53,9 @@ def squared_error(a: Tensor, b: Tensor) -> Tensor:
     return ((a - b) ** 2).sum()
 
 
-def alignment_loss(real_maps: Sequence[Tensor], syn_maps: Sequence[Tensor], map_weights: Sequence[float],
-                   embed_weight: float) -> Tensor:
+def alignment_loss(
+    real_maps: Sequence[Tensor], syn_maps: Sequence[Tensor], map_weights: Sequence[float], embed_weight: float
+) -> Tensor:
     """Weighted summed squared error between real and synthetic class-mean features.
 
     ``real_maps[l]`` / ``syn_maps[l]`` are class means (K, C_l, H_l, W_l) of map l, shallow to

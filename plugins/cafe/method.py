@@ -3,6 +3,7 @@
 Both run :func:`.bilevel.condense_cafe`; ``cafe_dsa`` adds Siamese DSA per class to the image
 steps and non-Siamese DSA to the inner-loop network training, as the official ``--method DSA``.
 """
+
 from __future__ import annotations
 
 from dcbench.api import (
@@ -28,8 +29,10 @@ def _check_ipc(ipc: int) -> None:
 class CafeMethod(Method):
     name = "cafe"
     version = "0.1.0"
-    description = ("CAFE: layer-wise feature alignment + discrimination loss, dynamic bi-level "
-                   "optimisation (Wang, Zhao et al., CVPR 2022)")
+    description = (
+        "CAFE: layer-wise feature alignment + discrimination loss, dynamic bi-level "
+        "optimisation (Wang, Zhao et al., CVPR 2022)"
+    )
     config_class = CafeConfig
     native_eval_augmentation = "none"
     resumable = True
@@ -41,8 +44,9 @@ class CafeMethod(Method):
             return NativeEvaluation("dc", 1000)
         return NativeEvaluation("none", 600)
 
-    def condense(self, real: RealDataset, ipc: int, config: CafeConfig, seed: int,
-                 ctx: CondenseContext) -> SyntheticSet:
+    def condense(
+        self, real: RealDataset, ipc: int, config: CafeConfig, seed: int, ctx: CondenseContext
+    ) -> SyntheticSet:
         _check_ipc(ipc)
         return condense_cafe(real, ipc, config, seed, ctx)
 
@@ -59,7 +63,8 @@ class CafeDsaMethod(Method):
         """``distill.py --method DSA``: 1000 epochs with per-sample DSA on every dataset."""
         return NativeEvaluation("dsa", 1000)
 
-    def condense(self, real: RealDataset, ipc: int, config: CafeDsaConfig, seed: int,
-                 ctx: CondenseContext) -> SyntheticSet:
+    def condense(
+        self, real: RealDataset, ipc: int, config: CafeDsaConfig, seed: int, ctx: CondenseContext
+    ) -> SyntheticSet:
         _check_ipc(ipc)
         return condense_cafe(real, ipc, config, seed, ctx, config.dsa_strategy or dsa_strategy_for(real.name))

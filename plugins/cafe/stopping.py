@@ -16,6 +16,7 @@ K/(K-1) times the accuracy at steady state), or, corrected, the plain mean of th
 accuracies. Both loops carry a cap on their number of checks; a rule object lives for one loop
 (the official code resets the window and the running sum when a loop starts).
 """
+
 from __future__ import annotations
 
 from collections import deque
@@ -94,8 +95,9 @@ class InnerStop(_WindowRule):
     """Stop the inner loop (network epochs) once the window spans more than ``lambda_2`` or, with
     ``plateau > 0``, less than ``plateau`` (the accuracy is frozen)."""
 
-    def __init__(self, num_classes: int, window: int, running_sum: bool, cap: int, lambda_2: float,
-                 plateau: float = 0.0) -> None:
+    def __init__(
+        self, num_classes: int, window: int, running_sum: bool, cap: int, lambda_2: float, plateau: float = 0.0
+    ) -> None:
         super().__init__(num_classes, window, running_sum, cap)
         self.lambda_2 = lambda_2
         self.plateau = plateau

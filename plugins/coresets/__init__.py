@@ -1,5 +1,6 @@
 """Coreset baselines of the condensation literature: ``random``, ``herding`` and the ``whole``
 training set as a reference line."""
+
 from __future__ import annotations
 
 from collections.abc import Callable

@@ -3,6 +3,7 @@
 Herding follows the DC authors' description (DatasetCondensation issue #15): per class, greedily
 add the image whose embedding brings the running mean of the selection closest to the class mean.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -37,8 +38,9 @@ class RandomMethod(Method):
     description = "class-balanced random real images (the baseline every method must beat)"
     config_class = RandomConfig
 
-    def condense(self, real: RealDataset, ipc: int, config: RandomConfig, seed: int,
-                 ctx: CondenseContext) -> SyntheticSet:
+    def condense(
+        self, real: RealDataset, ipc: int, config: RandomConfig, seed: int, ctx: CondenseContext
+    ) -> SyntheticSet:
         images = init_synthetic_images(real, ipc, "real", make_generator(seed, "init"))
         ctx.metrics["iterations"] = 0
         return SyntheticSet(images, class_major_labels(real.num_classes, ipc))
@@ -87,21 +89,27 @@ class HerdingMethod(Method):
     config_class = HerdingConfig
 
     @torch.no_grad()
-    def condense(self, real: RealDataset, ipc: int, config: HerdingConfig, seed: int,
-                 ctx: CondenseContext) -> SyntheticSet:
-        net = ctx.build_network("ConvNet", real, make_generator(seed, "net"), width=config.net_width,
-                                depth=config.net_depth).eval()
+    def condense(
+        self, real: RealDataset, ipc: int, config: HerdingConfig, seed: int, ctx: CondenseContext
+    ) -> SyntheticSet:
+        net = ctx.build_network(
+            "ConvNet", real, make_generator(seed, "net"), width=config.net_width, depth=config.net_depth
+        ).eval()
         assert isinstance(net, ConvNet)  # the registered "ConvNet", whose embed() herding selects in
         pool_gen = make_generator(seed, "pool")
         selected = []
         for c in range(real.num_classes):
             idx = real.indices_by_class[c]
             if config.pool_per_class:
-                idx = idx[torch.randperm(len(idx), generator=pool_gen)[:config.pool_per_class].to(idx.device)]
+                idx = idx[torch.randperm(len(idx), generator=pool_gen)[: config.pool_per_class].to(idx.device)]
             if len(idx) < ipc:
                 raise DcbenchError(f"herding needs {ipc} candidates per class, class {c} has {len(idx)}")
-            feats = torch.cat([net.embed(real.train_images[idx[s:s + config.batch_size]])
-                               for s in range(0, len(idx), config.batch_size)])
+            feats = torch.cat(
+                [
+                    net.embed(real.train_images[idx[s : s + config.batch_size]])
+                    for s in range(0, len(idx), config.batch_size)
+                ]
+            )
             selected.append(real.train_images[idx[herding_select(feats, ipc)]])
             ctx.progress(c + 1, real.num_classes)
         ctx.metrics["iterations"] = real.num_classes
@@ -125,7 +133,8 @@ class WholeDatasetMethod(Method):
     config_class = WholeConfig
     reference_only = True
 
-    def condense(self, real: RealDataset, ipc: int, config: WholeConfig, seed: int,
-                 ctx: CondenseContext) -> SyntheticSet:
+    def condense(
+        self, real: RealDataset, ipc: int, config: WholeConfig, seed: int, ctx: CondenseContext
+    ) -> SyntheticSet:
         ctx.metrics["iterations"] = 0
         return SyntheticSet(real.train_images, real.train_labels)

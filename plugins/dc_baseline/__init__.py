@@ -1,4 +1,5 @@
 """DC (gradient matching) and DSA (DC with Differentiable Siamese Augmentation) baselines."""
+
 from __future__ import annotations
 
 from dcbench.api import hookimpl

@@ -11,6 +11,7 @@ Random streams (all from ``seed``): ``init`` (initial images), ``net``/it (netwo
 ``real``/it (real batches, BatchNorm batches), ``dsa``/it (Siamese augmentation),
 ``shuffle``/it and ``dsa-train``/it (inner-loop order and augmentation).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -74,9 +75,17 @@ def _set_batchnorm_statistics(net: nn.Module, real: RealDataset, generator: torc
             module.eval()
 
 
-def train_on_synthetic(net: nn.Module, optimizer: torch.optim.Optimizer, images: Tensor, labels: Tensor,
-                       epochs: int, batch_size: int, order: torch.Generator, dsa_strategy: str,
-                       augmentation: torch.Generator) -> None:
+def train_on_synthetic(
+    net: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    images: Tensor,
+    labels: Tensor,
+    epochs: int,
+    batch_size: int,
+    order: torch.Generator,
+    dsa_strategy: str,
+    augmentation: torch.Generator,
+) -> None:
     """The reference ``epoch('train', ...)`` repeated ``epochs`` times: shuffled mini-batches of
     the (detached) synthetic set, per-image DSA when a strategy is given, plain SGD on CE."""
     net.train()
@@ -84,7 +93,7 @@ def train_on_synthetic(net: nn.Module, optimizer: torch.optim.Optimizer, images:
     for _ in range(epochs):
         perm = torch.randperm(n, generator=order).to(images.device)
         for start in range(0, n, batch_size):
-            idx = perm[start:start + batch_size]
+            idx = perm[start : start + batch_size]
             x = augment(images[idx], dsa_strategy, augmentation) if dsa_strategy else images[idx]
             loss = F.cross_entropy(net(x), labels[idx])
             optimizer.zero_grad(set_to_none=True)
@@ -92,8 +101,9 @@ def train_on_synthetic(net: nn.Module, optimizer: torch.optim.Optimizer, images:
             optimizer.step()
 
 
-def condense_by_gradient_matching(real: RealDataset, ipc: int, settings: MatchingSettings, seed: int,
-                                  ctx: CondenseContext) -> tuple[Tensor, Tensor]:
+def condense_by_gradient_matching(
+    real: RealDataset, ipc: int, settings: MatchingSettings, seed: int, ctx: CondenseContext
+) -> tuple[Tensor, Tensor]:
     """Run DC (or DSA when ``settings.dsa_strategy`` is set); returns (images, labels), class-major."""
     if real.device != ctx.device:
         real = real.to(ctx.device)
@@ -133,10 +143,12 @@ def condense_by_gradient_matching(real: RealDataset, ipc: int, settings: Matchin
                 pairs = [siamese_augment([images_real[c], images_syn[c]], strategy, dsa_stream) for c in range(k)]
                 images_real = torch.stack([p[0] for p in pairs])
                 images_syn = torch.stack([p[1] for p in pairs])
-            grads_real = class_gradients(net, images_real, labels_real, create_graph=False,
-                                         batched=settings.class_batching == "all")
-            grads_syn = class_gradients(net, images_syn, labels_syn.view(k, ipc), create_graph=True,
-                                        batched=settings.class_batching != "none")
+            grads_real = class_gradients(
+                net, images_real, labels_real, create_graph=False, batched=settings.class_batching == "all"
+            )
+            grads_syn = class_gradients(
+                net, images_syn, labels_syn.view(k, ipc), create_graph=True, batched=settings.class_batching != "none"
+            )
             loss = match_loss(grads_syn, grads_real, settings.dis_metric)
             # autograd.grad instead of loss.backward(): only the images need a gradient.
             image_syn.grad = torch.autograd.grad(loss, image_syn)[0]
@@ -144,15 +156,33 @@ def condense_by_gradient_matching(real: RealDataset, ipc: int, settings: Matchin
             loss_sum = loss_sum + loss.detach()  # no host sync per matching step
             if outer == settings.outer_loop - 1:
                 break  # no network update after the last matching step
-            train_on_synthetic(net, optimizer_net, image_syn.detach(), labels_syn, settings.inner_loop,
-                               settings.batch_train, order_stream, strategy, train_aug_stream)
+            train_on_synthetic(
+                net,
+                optimizer_net,
+                image_syn.detach(),
+                labels_syn,
+                settings.inner_loop,
+                settings.batch_train,
+                order_stream,
+                strategy,
+                train_aug_stream,
+            )
         # the reference's logged loss: mean per class and matching step (one host sync per iteration;
         # a diverged step is caught here, before the next iteration builds on it)
         last_loss = float(loss_sum) / (k * settings.outer_loop)
         ctx.check_finite(last_loss, it)
         ctx.progress(it + 1, total, loss=last_loss)
-        ctx.checkpoint(it + 1, total, lambda: {
-            "images": image_syn.detach(), "optimizer": optimizer_img.state_dict(), "loss": last_loss})  # noqa: B023 - called inside ctx.checkpoint, in this iteration
-    ctx.metrics.update({"iterations": total, "outer_loop": settings.outer_loop, "inner_loop": settings.inner_loop,
-                        "final_match_loss_per_class": last_loss})
+        ctx.checkpoint(
+            it + 1,
+            total,
+            lambda: {"images": image_syn.detach(), "optimizer": optimizer_img.state_dict(), "loss": last_loss},  # noqa: B023 - called inside ctx.checkpoint, in this iteration
+        )
+    ctx.metrics.update(
+        {
+            "iterations": total,
+            "outer_loop": settings.outer_loop,
+            "inner_loop": settings.inner_loop,
+            "final_match_loss_per_class": last_loss,
+        }
+    )
     return image_syn.detach(), labels_syn

@@ -8,6 +8,7 @@ the same per-class gradients as the loop (to float rounding) with one large batc
 small ones. Outer autograd sees through ``torch.func.grad``, so the synthetic gradients stay
 differentiable with respect to the synthetic images (the second-order term DC needs).
 """
+
 from __future__ import annotations
 
 import torch
@@ -16,8 +17,9 @@ from torch.func import functional_call, grad, vmap
 from torch.nn import functional as F
 
 
-def class_gradients(net: nn.Module, images: Tensor, labels: Tensor, create_graph: bool,
-                    batched: bool = True) -> list[Tensor]:
+def class_gradients(
+    net: nn.Module, images: Tensor, labels: Tensor, create_graph: bool, batched: bool = True
+) -> list[Tensor]:
     """Gradients of each group's mean cross-entropy with respect to ``net``'s parameters.
 
     ``images`` (K, n, C, H, W) and ``labels`` (K, n) hold K groups (classes) of n samples. Returns
@@ -36,7 +38,9 @@ def class_gradients(net: nn.Module, images: Tensor, labels: Tensor, create_graph
         grads = [stacked[name] for name in params]
     else:
         params_list = list(net.parameters())
-        per_group = [torch.autograd.grad(F.cross_entropy(net(x), y), params_list, create_graph=create_graph)
-                     for x, y in zip(images, labels)]
+        per_group = [
+            torch.autograd.grad(F.cross_entropy(net(x), y), params_list, create_graph=create_graph)
+            for x, y in zip(images, labels)
+        ]
         grads = [torch.stack(g) for g in zip(*per_group)]
     return grads if create_graph else [g.detach() for g in grads]

@@ -10,13 +10,19 @@ six and extends them by a written rule instead of exiting:
 * ``ipc > 50``: ``(50, 10)``, the largest entry, one of the two settings the authors advise for
   large sets (issue #2 of the reference repository).
 """
+
 from __future__ import annotations
 
 from dcbench.api import DcbenchError
 
 #: the reference table: ipc -> (outer_loop, inner_loop)
 REFERENCE_LOOPS: dict[int, tuple[int, int]] = {
-    1: (1, 1), 10: (10, 50), 20: (20, 25), 30: (30, 20), 40: (40, 15), 50: (50, 10),
+    1: (1, 1),
+    10: (10, 50),
+    20: (20, 25),
+    30: (30, 20),
+    40: (40, 15),
+    50: (50, 10),
 }
 
 

@@ -5,6 +5,7 @@ classes of one outer step): entry ``i`` of ``grads_syn``/``grads_real`` has shap
 ``(K, *shape_of_parameter_i)``. The result is the sum over the K problems, which is what the
 reference accumulates class by class (``loss += match_loss(...)``).
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence

@@ -1,4 +1,5 @@
 """The ``dc`` and ``dsa`` methods: configs, presets and the adapter to the host."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -50,8 +51,7 @@ class DCConfig:
         # CPU budget (README): about 6 s per cell like every method's quick preset; one matching
         # step per fresh network, from real images, larger steps (lr_img chosen on a validation
         # split of the training set: benchmarks/selection/dc-fashion-mnist.md)
-        "quick": {"iterations": 25, "outer_loop": 1, "batch_real": 64, "lr_img": 1.0, "init": "real",
-                  "net_width": 32},
+        "quick": {"iterations": 25, "outer_loop": 1, "batch_real": 64, "lr_img": 1.0, "init": "real", "net_width": 32},
         "paper": {},
     }
 
@@ -71,8 +71,9 @@ class DCConfig:
         if self.init not in ("noise", "real"):
             raise DcbenchError(f"unknown init {self.init!r}; use 'noise' or 'real'")
         if self.class_batching not in CLASS_BATCHING:
-            raise DcbenchError(f"unknown class_batching {self.class_batching!r}; "
-                               f"choose one of {', '.join(CLASS_BATCHING)}")
+            raise DcbenchError(
+                f"unknown class_batching {self.class_batching!r}; choose one of {', '.join(CLASS_BATCHING)}"
+            )
         if self.dis_metric not in METRICS:
             raise DcbenchError(f"unknown dis_metric {self.dis_metric!r}; choose one of {', '.join(METRICS)}")
 
@@ -93,13 +94,27 @@ class DSAConfig(DCConfig):
 
 def _settings(config: DCConfig, ipc: int, dsa_strategy: str) -> MatchingSettings:
     outer, inner = get_loops(ipc)
-    net_options = ({"width": config.net_width, "depth": config.net_depth, "norm": config.net_norm}
-                   if config.model.startswith("ConvNet") else {})
+    net_options = (
+        {"width": config.net_width, "depth": config.net_depth, "norm": config.net_norm}
+        if config.model.startswith("ConvNet")
+        else {}
+    )
     return MatchingSettings(
-        iterations=config.iterations, outer_loop=config.outer_loop or outer, inner_loop=config.inner_loop or inner,
-        batch_real=config.batch_real, batch_train=config.batch_train, lr_img=config.lr_img,
-        momentum_img=config.momentum_img, lr_net=config.lr_net, init=config.init, dis_metric=config.dis_metric,
-        model=config.model, net_options=net_options, dsa_strategy=dsa_strategy, class_batching=config.class_batching)
+        iterations=config.iterations,
+        outer_loop=config.outer_loop or outer,
+        inner_loop=config.inner_loop or inner,
+        batch_real=config.batch_real,
+        batch_train=config.batch_train,
+        lr_img=config.lr_img,
+        momentum_img=config.momentum_img,
+        lr_net=config.lr_net,
+        init=config.init,
+        dis_metric=config.dis_metric,
+        model=config.model,
+        net_options=net_options,
+        dsa_strategy=dsa_strategy,
+        class_batching=config.class_batching,
+    )
 
 
 class DCMethod(Method):
@@ -117,8 +132,7 @@ class DCMethod(Method):
             return NativeEvaluation("dc", 1000)
         return NativeEvaluation("none", 300)
 
-    def condense(self, real: RealDataset, ipc: int, config: DCConfig, seed: int,
-                 ctx: CondenseContext) -> SyntheticSet:
+    def condense(self, real: RealDataset, ipc: int, config: DCConfig, seed: int, ctx: CondenseContext) -> SyntheticSet:
         images, labels = condense_by_gradient_matching(real, ipc, _settings(config, ipc, ""), seed, ctx)
         return SyntheticSet(images, labels)
 
@@ -131,8 +145,7 @@ class DSAMethod(Method):
     native_eval_augmentation = "dsa"
     resumable = True
 
-    def condense(self, real: RealDataset, ipc: int, config: DSAConfig, seed: int,
-                 ctx: CondenseContext) -> SyntheticSet:
+    def condense(self, real: RealDataset, ipc: int, config: DSAConfig, seed: int, ctx: CondenseContext) -> SyntheticSet:
         strategy = config.dsa_strategy or dsa_strategy_for(real.name)
         ctx.metrics["dsa_strategy"] = strategy
         images, labels = condense_by_gradient_matching(real, ipc, _settings(config, ipc, strategy), seed, ctx)

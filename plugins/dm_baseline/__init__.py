@@ -1,4 +1,5 @@
 """DM baseline plugin: registers the ``dm`` method (distribution matching)."""
+
 from __future__ import annotations
 
 from collections.abc import Callable

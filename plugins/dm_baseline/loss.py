@@ -9,6 +9,7 @@ nets). Here every class goes through the network in one batched forward pass and
 are read from slices. For a network without batch statistics every sample is processed on its own,
 so this equals the class-by-class loop; for a BatchNorm network it *is* the reference's BN branch.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
@@ -39,7 +40,7 @@ def embed_class_means(embed: Embed, batches: Sequence[Tensor], classes_per_forwa
     step = len(batches) if classes_per_forward is None else max(1, classes_per_forward)
     means = []
     for start in range(0, len(batches), step):
-        group = batches[start:start + step]
+        group = batches[start : start + step]
         means.append(class_means(embed(torch.cat(list(group))), [len(b) for b in group]))
     return torch.cat(means)
 
@@ -49,8 +50,12 @@ def mean_embedding_distance(real_means: Tensor, syn_means: Tensor) -> Tensor:
     return ((real_means - syn_means) ** 2).sum()
 
 
-def distribution_matching_loss(embed: Embed, real_batches: Sequence[Tensor], syn_batches: Sequence[Tensor],
-                               real_classes_per_forward: int | None = None) -> Tensor:
+def distribution_matching_loss(
+    embed: Embed,
+    real_batches: Sequence[Tensor],
+    syn_batches: Sequence[Tensor],
+    real_classes_per_forward: int | None = None,
+) -> Tensor:
     """DM loss of one iteration; gradients flow only into ``syn_batches``.
 
     ``real_batches[c]`` and ``syn_batches[c]`` are (augmented) images of class ``c``. The real

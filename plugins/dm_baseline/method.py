@@ -4,6 +4,7 @@ Every iteration draws a fresh, randomly initialised network that is never traine
 batch and the synthetic images of every class under one Siamese DSA transform per class, and takes
 one SGD step on the synthetic images to bring each class's mean embedding towards the real one.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -144,7 +145,10 @@ class DMMethod(Method):
             loss.backward()
             optimizer.step()
             ctx.progress(it + 1, config.iterations, loss=loss_value)
-            ctx.checkpoint(it + 1, config.iterations, lambda: {
-                "images": images.detach(), "optimizer": optimizer.state_dict(), "loss": loss_value})  # noqa: B023 - called inside ctx.checkpoint, in this iteration
+            ctx.checkpoint(
+                it + 1,
+                config.iterations,
+                lambda: {"images": images.detach(), "optimizer": optimizer.state_dict(), "loss": loss_value},  # noqa: B023 - called inside ctx.checkpoint, in this iteration
+            )
         ctx.metrics.update(iterations=config.iterations, final_loss=loss_value, dsa_strategy=strategy)
         return SyntheticSet(images.detach(), class_major_labels(num_classes, ipc))

@@ -13,6 +13,7 @@ A resumed cell reopens its directory with ``purge_step`` at the first iteration 
 steps an interrupted run logged after its last checkpoint are hidden. Needs the ``tensorboard``
 package (``pip install 'dcbench[tensorboard]'``); imported only when a run asks for it.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -33,14 +34,12 @@ def _writer(cell: Mapping[str, Any], directory: str, first_step: int) -> Any:
     if cell["id"] not in _writers:
         from torch.utils.tensorboard import SummaryWriter
 
-        _writers[cell["id"]] = SummaryWriter(log_dir=str(Path(directory) / cell["id"]),
-                                             purge_step=first_step)
+        _writers[cell["id"]] = SummaryWriter(log_dir=str(Path(directory) / cell["id"]), purge_step=first_step)
     return _writers[cell["id"]]
 
 
 @hookimpl
-def dcbench_condense_progress(cell: Mapping[str, Any], step: int, total: int,
-                              metrics: Mapping[str, float]) -> None:
+def dcbench_condense_progress(cell: Mapping[str, Any], step: int, total: int, metrics: Mapping[str, float]) -> None:
     directory = _directory(cell)
     if directory is None:
         return

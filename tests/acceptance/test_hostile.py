@@ -5,6 +5,7 @@ names the problem and the fix, nothing run, nothing written) or it is *accepted 
 right data is used, nothing substituted). No case may end in a traceback, an "internal error", a
 silent fallback or code from a data file running. One test (or one parametrised case) per finding.
 """
+
 from __future__ import annotations
 
 import ast
@@ -61,6 +62,7 @@ def assert_refused(code: int, err: list[str], *fragments: str) -> None:
 
 # --- 1. code in dataset files ----------------------------------------------------------------------
 
+
 class Payload:
     """Pickles to a call of os.system: what a poisoned CIFAR batch looks like."""
 
@@ -77,16 +79,30 @@ def write_cifar(root: Path, kind: str = "cifar10", protocol: int = 4, replace: d
     rng = np.random.default_rng(0)
     if kind == "cifar10":
         folder, batches, meta, label_key, names_key, classes = (
-            root / "cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"],
-            "batches.meta", "labels", "label_names", 10)
+            root / "cifar-10-batches-py",
+            [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"],
+            "batches.meta",
+            "labels",
+            "label_names",
+            10,
+        )
     else:
         folder, batches, meta, label_key, names_key, classes = (
-            root / "cifar-100-python", ["train", "test"], "meta", "fine_labels", "fine_label_names", 100)
+            root / "cifar-100-python",
+            ["train", "test"],
+            "meta",
+            "fine_labels",
+            "fine_label_names",
+            100,
+        )
     folder.mkdir(parents=True, exist_ok=True)
     contents: dict[str, Any] = {meta: {names_key: [f"c{i}" for i in range(classes)]}}
     for name in batches:
-        contents[name] = {"data": rng.integers(0, 256, (2 * classes, 3072), dtype=np.uint8),
-                          label_key: list(range(classes)) * 2, "batch_label": name}
+        contents[name] = {
+            "data": rng.integers(0, 256, (2 * classes, 3072), dtype=np.uint8),
+            label_key: list(range(classes)) * 2,
+            "batch_label": name,
+        }
     contents.update(replace or {})
     for name, content in contents.items():
         (folder / name).write_bytes(content if isinstance(content, bytes) else pickle.dumps(content, protocol=protocol))
@@ -97,9 +113,26 @@ def test_cifar_payload_runs_nothing_exit_2_one_line(tmp_path: Path) -> None:
     """Must show: a batch with a __reduce__ payload; the marker file is never created."""
     marker = tmp_path / "pwned"
     write_cifar(tmp_path / "data", replace={"data_batch_1": {"data": Payload(marker), "labels": [0]}})
-    result = subprocess.run([sys.executable, "-m", "dcbench.cli", "condense", "--method", "random", "--dataset",
-                             "cifar10", "--ipc", "1", "--data-root", str(tmp_path / "data"), "-o", str(tmp_path / "o")],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dcbench.cli",
+            "condense",
+            "--method",
+            "random",
+            "--dataset",
+            "cifar10",
+            "--ipc",
+            "1",
+            "--data-root",
+            str(tmp_path / "data"),
+            "-o",
+            str(tmp_path / "o"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert not marker.exists()
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2 and len(lines) == 1, result.stderr
@@ -107,19 +140,35 @@ def test_cifar_payload_runs_nothing_exit_2_one_line(tmp_path: Path) -> None:
     assert not (tmp_path / "o").exists()
 
 
-@pytest.mark.parametrize("kind,file,protocol,call", [
-    ("cifar10", "batches.meta", 2, os.system),        # the metadata file, read first
-    ("cifar10", "test_batch", 0, os.system),          # text protocol
-    ("cifar10", "data_batch_3", 5, eval),              # builtins.eval
-    ("cifar100", "train", 4, subprocess.call),         # CIFAR-100
-    ("cifar100", "meta", 4, os.system),
-])
-def test_cifar_payload_variants_are_refused(tmp_path: Path, capsys, kind: str, file: str, protocol: int,
-                                            call: Any) -> None:
+@pytest.mark.parametrize(
+    "kind,file,protocol,call",
+    [
+        ("cifar10", "batches.meta", 2, os.system),  # the metadata file, read first
+        ("cifar10", "test_batch", 0, os.system),  # text protocol
+        ("cifar10", "data_batch_3", 5, eval),  # builtins.eval
+        ("cifar100", "train", 4, subprocess.call),  # CIFAR-100
+        ("cifar100", "meta", 4, os.system),
+    ],
+)
+def test_cifar_payload_variants_are_refused(
+    tmp_path: Path, capsys, kind: str, file: str, protocol: int, call: Any
+) -> None:
     marker = tmp_path / "pwned"
     write_cifar(tmp_path / "data", kind, protocol, replace={file: {"data": [Payload(marker, call)]}})
-    code, err = cli(capsys, "condense", "--method", "random", "--dataset", kind, "--ipc", "1",
-                    "--data-root", tmp_path / "data", "-o", tmp_path / "o")
+    code, err = cli(
+        capsys,
+        "condense",
+        "--method",
+        "random",
+        "--dataset",
+        kind,
+        "--ipc",
+        "1",
+        "--data-root",
+        tmp_path / "data",
+        "-o",
+        tmp_path / "o",
+    )
     assert not marker.exists()
     assert_refused(code, err, "refused to read", file, "could run code")
 
@@ -166,15 +215,18 @@ def test_safe_readers_give_torchvisions_data(tmp_path: Path) -> None:
     assert our_svhn.train_labels.tolist() == svhn.labels.tolist()
 
 
-@pytest.mark.parametrize("replace,message", [
-    ({"data_batch_2": {"data": np.zeros((20, 3072), np.uint8), "labels": [12] * 20}}, "outside 0..9"),
-    ({"data_batch_2": {"data": np.zeros((20, 3072), np.float32), "labels": [0] * 20}}, "uint8 array of N x 3072"),
-    ({"data_batch_2": {"data": np.zeros((20, 3072), np.uint8), "labels": [0.5] * 20}}, "integer labels"),
-    ({"data_batch_2": {"data": np.zeros((20, 3072), np.uint8), "labels": [0] * 19}}, "20 integer labels"),
-    ({"data_batch_2": [1, 2, 3]}, "holds a list, not a dict"),
-    ({"data_batch_2": b"\x80\x04\x95 truncated"}, "corrupt or not a cifar10 batch"),
-    ({"batches.meta": {"label_names": ["only", "three", "names"]}}, "must list 10 class names"),
-])
+@pytest.mark.parametrize(
+    "replace,message",
+    [
+        ({"data_batch_2": {"data": np.zeros((20, 3072), np.uint8), "labels": [12] * 20}}, "outside 0..9"),
+        ({"data_batch_2": {"data": np.zeros((20, 3072), np.float32), "labels": [0] * 20}}, "uint8 array of N x 3072"),
+        ({"data_batch_2": {"data": np.zeros((20, 3072), np.uint8), "labels": [0.5] * 20}}, "integer labels"),
+        ({"data_batch_2": {"data": np.zeros((20, 3072), np.uint8), "labels": [0] * 19}}, "20 integer labels"),
+        ({"data_batch_2": [1, 2, 3]}, "holds a list, not a dict"),
+        ({"data_batch_2": b"\x80\x04\x95 truncated"}, "corrupt or not a cifar10 batch"),
+        ({"batches.meta": {"label_names": ["only", "three", "names"]}}, "must list 10 class names"),
+    ],
+)
 def test_malformed_cifar_is_refused_naming_the_file(tmp_path: Path, replace: dict, message: str) -> None:
     write_cifar(tmp_path, replace=replace)
     with pytest.raises(DcbenchError, match=message) as info:
@@ -187,17 +239,24 @@ def write_svhn(root: Path, x: Any = None, y: Any = None) -> None:
 
     rng = np.random.default_rng(0)
     for split in ("train", "test"):
-        scipy.io.savemat(root / f"{split}_32x32.mat", {
-            "X": rng.integers(0, 256, (32, 32, 3, 20), dtype=np.uint8) if x is None else x,
-            "y": np.array([[c if c else 10] for c in list(range(10)) * 2], dtype=np.uint8) if y is None else y})
+        scipy.io.savemat(
+            root / f"{split}_32x32.mat",
+            {
+                "X": rng.integers(0, 256, (32, 32, 3, 20), dtype=np.uint8) if x is None else x,
+                "y": np.array([[c if c else 10] for c in list(range(10)) * 2], dtype=np.uint8) if y is None else y,
+            },
+        )
 
 
-@pytest.mark.parametrize("x,y,message", [
-    (None, np.full((20, 1), 11, np.uint8), "outside 0..9"),
-    (None, np.full((20, 1), 2.5), "whole-number labels"),
-    (np.zeros((32, 32, 3, 20), np.float64), None, "uint8 array"),
-    (np.array([["a cell"], ["array"]], dtype=object), None, "uint8 array"),  # MATLAB cells: data, never code
-])
+@pytest.mark.parametrize(
+    "x,y,message",
+    [
+        (None, np.full((20, 1), 11, np.uint8), "outside 0..9"),
+        (None, np.full((20, 1), 2.5), "whole-number labels"),
+        (np.zeros((32, 32, 3, 20), np.float64), None, "uint8 array"),
+        (np.array([["a cell"], ["array"]], dtype=object), None, "uint8 array"),  # MATLAB cells: data, never code
+    ],
+)
 def test_svhn_mat_files_are_data_only_and_checked(tmp_path: Path, x: Any, y: Any, message: str) -> None:
     write_svhn(tmp_path, x, y)
     with pytest.raises(DcbenchError, match=message) as info:
@@ -213,8 +272,16 @@ def test_svhn_garbage_mat_names_the_file(tmp_path: Path) -> None:
         builtin.load_svhn(tmp_path)
 
 
-UNSAFE_LOADERS = {("pickle", "load"), ("pickle", "loads"), ("pickle", "Unpickler"), ("yaml", "load"),
-                  ("marshal", "loads"), ("shelve", "open"), ("dill", "load"), ("joblib", "load")}
+UNSAFE_LOADERS = {
+    ("pickle", "load"),
+    ("pickle", "loads"),
+    ("pickle", "Unpickler"),
+    ("yaml", "load"),
+    ("marshal", "loads"),
+    ("shelve", "open"),
+    ("dill", "load"),
+    ("joblib", "load"),
+}
 
 
 def test_source_audit_every_deserialisation_is_data_only() -> None:
@@ -245,6 +312,7 @@ def test_source_audit_every_deserialisation_is_data_only() -> None:
 
 
 # --- 2. the dataset cache ----------------------------------------------------------------------------
+
 
 def gzipped_fashion(root: Path, per_class: int = 12, test_per_class: int = 4, seed: int = 0) -> Path:
     """A tiny FashionMNIST as Debian ships it: a flat directory of gzipped IDX files."""
@@ -284,21 +352,48 @@ def test_a_data_root_run_does_not_change_what_a_later_default_run_loads(tmp_path
         assert torch.equal(after.test_images, before.test_images) and len(after.test_labels) == 40
 
 
-def test_a_truncated_copy_elsewhere_never_makes_the_system_copy_look_corrupt(tmp_path: Path, system_fashion: Path,
-                                                                              capsys) -> None:
+def test_a_truncated_copy_elsewhere_never_makes_the_system_copy_look_corrupt(
+    tmp_path: Path, system_fashion: Path, capsys
+) -> None:
     """Must show: the error names the truncated copy; the system copy keeps loading."""
     copy = tmp_path / "copy"
     shutil.copytree(system_fashion, copy)
     data = (copy / "train-images-idx3-ubyte.gz").read_bytes()
     (copy / "train-images-idx3-ubyte.gz").write_bytes(data[: len(data) // 2])
     set_mtime(copy, time.time() + 86400)
-    code, err = cli(capsys, "condense", "--method", "random", "--dataset", "fashion-mnist", "--ipc", "1",
-                    "--data-root", copy, "-o", tmp_path / "o")
+    code, err = cli(
+        capsys,
+        "condense",
+        "--method",
+        "random",
+        "--dataset",
+        "fashion-mnist",
+        "--ipc",
+        "1",
+        "--data-root",
+        copy,
+        "-o",
+        tmp_path / "o",
+    )
     assert_refused(code, err, f"{copy / 'train-images-idx3-ubyte.gz'} is corrupt or truncated")
     assert str(system_fashion) not in err[0]
     assert len(builtin.load_fashion_mnist(None).test_labels) == 40
-    code, err = cli(capsys, "condense", "--method", "random", "--dataset", "fashion-mnist", "--ipc", "1",
-                    "--preset", "smoke", "--device", "cpu", "-o", tmp_path / "o")
+    code, err = cli(
+        capsys,
+        "condense",
+        "--method",
+        "random",
+        "--dataset",
+        "fashion-mnist",
+        "--ipc",
+        "1",
+        "--preset",
+        "smoke",
+        "--device",
+        "cpu",
+        "-o",
+        tmp_path / "o",
+    )
     assert code == 0 and not any("corrupt" in line for line in err)
 
 
@@ -335,16 +430,20 @@ def test_two_data_roots_never_share_an_entry(tmp_path: Path, system_fashion: Pat
 
 # --- 3. no silent substitution ----------------------------------------------------------------------
 
-@pytest.mark.parametrize("how,value,message", [
-    ("option", "", "--data-root is empty"),
-    ("option", "{tmp}/no-such-dir", "not found in --data-root {tmp}/no-such-dir (no such directory)"),
-    ("option", "{tmp}", "not found in --data-root {tmp}: expected train-images-idx3-ubyte"),
-    ("env", "", "$DCBENCH_DATA is set but empty"),
-    ("env", "{tmp}/typo", "not found in $DCBENCH_DATA {tmp}/typo (no such directory)"),
-])
-def test_a_data_root_asked_for_without_the_dataset_is_an_error(tmp_path: Path, system_fashion: Path, capsys,
-                                                                monkeypatch: pytest.MonkeyPatch, how: str,
-                                                                value: str, message: str) -> None:
+
+@pytest.mark.parametrize(
+    "how,value,message",
+    [
+        ("option", "", "--data-root is empty"),
+        ("option", "{tmp}/no-such-dir", "not found in --data-root {tmp}/no-such-dir (no such directory)"),
+        ("option", "{tmp}", "not found in --data-root {tmp}: expected train-images-idx3-ubyte"),
+        ("env", "", "$DCBENCH_DATA is set but empty"),
+        ("env", "{tmp}/typo", "not found in $DCBENCH_DATA {tmp}/typo (no such directory)"),
+    ],
+)
+def test_a_data_root_asked_for_without_the_dataset_is_an_error(
+    tmp_path: Path, system_fashion: Path, capsys, monkeypatch: pytest.MonkeyPatch, how: str, value: str, message: str
+) -> None:
     value, message = value.replace("{tmp}", str(tmp_path)), message.replace("{tmp}", str(tmp_path))
     args = ["condense", "--method", "random", "--dataset", "fashion-mnist", "--ipc", "1", "-o", tmp_path / "o"]
     if how == "option":
@@ -362,8 +461,9 @@ def test_an_empty_data_root_is_refused_by_run_before_any_cell(tmp_path: Path, ca
 
 
 def test_run_with_a_data_root_lacking_the_dataset_stops_before_any_cell(tmp_path: Path, capsys) -> None:
-    code, err = cli(capsys, "run", "--preset", "smoke", "--data-root", tmp_path / "typo", "--out", tmp_path / "r",
-                    "--quiet")
+    code, err = cli(
+        capsys, "run", "--preset", "smoke", "--data-root", tmp_path / "typo", "--out", tmp_path / "r", "--quiet"
+    )
     assert_refused(code, err, f"fashion-mnist not found in --data-root {tmp_path / 'typo'} (no such directory)")
     assert not (tmp_path / "r").exists()  # no results directory full of failed cells
 
@@ -378,15 +478,19 @@ def write_idx(path: Path, array: np.ndarray) -> None:
     path.write_bytes(struct.pack(f">{1 + array.ndim}i", magic, *array.shape) + array.astype(np.uint8).tobytes())
 
 
-@pytest.mark.parametrize("file,array,message", [
-    # 72 of the 100 test labels impossible: refused, never an accuracy over impossible labels
-    ("t10k-labels-idx1-ubyte", np.r_[np.arange(28) % 10, np.full(72, 13)], "72 label(s) outside 0..9"),
-    ("train-labels-idx1-ubyte", np.full(120, 255), "outside 0..9"),
-    ("t10k-images-idx3-ubyte", np.zeros((100, 32, 32)), "(32, 32) images"),
-    ("t10k-images-idx3-ubyte", np.zeros((99, 28, 28)), "99 images but"),
-])
-def test_impossible_idx_content_is_refused_naming_the_file(tmp_path: Path, file: str, array: np.ndarray,
-                                                           message: str) -> None:
+@pytest.mark.parametrize(
+    "file,array,message",
+    [
+        # 72 of the 100 test labels impossible: refused, never an accuracy over impossible labels
+        ("t10k-labels-idx1-ubyte", np.r_[np.arange(28) % 10, np.full(72, 13)], "72 label(s) outside 0..9"),
+        ("train-labels-idx1-ubyte", np.full(120, 255), "outside 0..9"),
+        ("t10k-images-idx3-ubyte", np.zeros((100, 32, 32)), "(32, 32) images"),
+        ("t10k-images-idx3-ubyte", np.zeros((99, 28, 28)), "99 images but"),
+    ],
+)
+def test_impossible_idx_content_is_refused_naming_the_file(
+    tmp_path: Path, file: str, array: np.ndarray, message: str
+) -> None:
     raw = write_fashion_mnist_idx(tmp_path, per_class=12, test_per_class=10)
     write_idx(raw / file, array)
     with pytest.raises(DcbenchError, match=message.replace("(", r"\(").replace(")", r"\)")) as info:
@@ -397,54 +501,95 @@ def test_impossible_idx_content_is_refused_naming_the_file(tmp_path: Path, file:
 def test_truncated_idx_names_the_file(tmp_path: Path, capsys) -> None:
     raw = write_fashion_mnist_idx(tmp_path)
     (raw / "t10k-images-idx3-ubyte").write_bytes((raw / "t10k-images-idx3-ubyte").read_bytes()[:500])
-    code, err = cli(capsys, "condense", "--method", "random", "--dataset", "fashion-mnist", "--ipc", "1",
-                    "--data-root", tmp_path, "-o", tmp_path / "o")
+    code, err = cli(
+        capsys,
+        "condense",
+        "--method",
+        "random",
+        "--dataset",
+        "fashion-mnist",
+        "--ipc",
+        "1",
+        "--data-root",
+        tmp_path,
+        "-o",
+        tmp_path / "o",
+    )
     assert_refused(code, err, f"{raw / 't10k-images-idx3-ubyte'} is corrupt or truncated")
 
 
 # --- synthetic sets and their manifests -------------------------------------------------------------
 
-def synthetic_dir(tmp_path: Path, labels: torch.Tensor | None = None, manifest: Any = None,
-                  raw_manifest: bytes | None = None) -> Path:
+
+def synthetic_dir(
+    tmp_path: Path, labels: torch.Tensor | None = None, manifest: Any = None, raw_manifest: bytes | None = None
+) -> Path:
     directory = tmp_path / "set"
     directory.mkdir(exist_ok=True)
-    torch.save({"images": torch.zeros(10, 1, 28, 28),
-                "labels": class_major_labels(10, 1) if labels is None else labels},
-               directory / "synthetic.pt")
-    text = raw_manifest if raw_manifest is not None else json.dumps(
-        {"dataset": "fashion-mnist"} if manifest is None else manifest).encode()
+    torch.save(
+        {"images": torch.zeros(10, 1, 28, 28), "labels": class_major_labels(10, 1) if labels is None else labels},
+        directory / "synthetic.pt",
+    )
+    text = (
+        raw_manifest
+        if raw_manifest is not None
+        else json.dumps({"dataset": "fashion-mnist"} if manifest is None else manifest).encode()
+    )
     (directory / "manifest.json").write_bytes(text)
     return directory
 
 
-@pytest.mark.parametrize("labels,manifest,raw,message", [
-    (torch.arange(10) + 0.5, None, None, "labels are torch.float32; dcbench sets hold hard labels"),
-    (torch.arange(10) + 5, None, None, "labels span 5..14, but the dataset has 10 classes (0..9)"),
-    (torch.arange(10) - 1, None, None, "labels must be class indices 0, 1, ..., got -1"),
-    (None, [1, 2], None, "must be a JSON object, got the list [1, 2]"),
-    (None, {"dataset": "fashion-mnist", "preprocessing": "mean/std"}, None,
-     "preprocessing must be a table, got the string 'mean/std'"),
-    (None, {"dataset": "fashion-mnist", "preprocessing": {"mean": "0.5"}}, None, "preprocessing mean must be a list"),
-    (None, {"dataset": "fashion-mnist", "preprocessing": {"std": [0.0]}}, None,
-     "preprocessing std[0] must be a positive finite number"),
-    (None, {"dataset": "fashion-mnist", "native_eval_augmentation": "fancy"}, None,
-     "native_eval_augmentation must be one of none, dsa, dc"),
-    (None, {"dataset": 7}, None, "dataset must be a non-empty string, got 7 (an int)"),
-    (None, None, bytes(range(256)), "not valid JSON (not UTF-8 text)"),
-])
-def test_bad_synthetic_sets_are_refused(tmp_path: Path, fashion_root: Path, capsys, labels: Any, manifest: Any,
-                                        raw: bytes | None, message: str) -> None:
+@pytest.mark.parametrize(
+    "labels,manifest,raw,message",
+    [
+        (torch.arange(10) + 0.5, None, None, "labels are torch.float32; dcbench sets hold hard labels"),
+        (torch.arange(10) + 5, None, None, "labels span 5..14, but the dataset has 10 classes (0..9)"),
+        (torch.arange(10) - 1, None, None, "labels must be class indices 0, 1, ..., got -1"),
+        (None, [1, 2], None, "must be a JSON object, got the list [1, 2]"),
+        (
+            None,
+            {"dataset": "fashion-mnist", "preprocessing": "mean/std"},
+            None,
+            "preprocessing must be a table, got the string 'mean/std'",
+        ),
+        (
+            None,
+            {"dataset": "fashion-mnist", "preprocessing": {"mean": "0.5"}},
+            None,
+            "preprocessing mean must be a list",
+        ),
+        (
+            None,
+            {"dataset": "fashion-mnist", "preprocessing": {"std": [0.0]}},
+            None,
+            "preprocessing std[0] must be a positive finite number",
+        ),
+        (
+            None,
+            {"dataset": "fashion-mnist", "native_eval_augmentation": "fancy"},
+            None,
+            "native_eval_augmentation must be one of none, dsa, dc",
+        ),
+        (None, {"dataset": 7}, None, "dataset must be a non-empty string, got 7 (an int)"),
+        (None, None, bytes(range(256)), "not valid JSON (not UTF-8 text)"),
+    ],
+)
+def test_bad_synthetic_sets_are_refused(
+    tmp_path: Path, fashion_root: Path, capsys, labels: Any, manifest: Any, raw: bytes | None, message: str
+) -> None:
     directory = synthetic_dir(tmp_path, labels, manifest, raw)
     code, err = cli(capsys, "evaluate", directory, "--preset", "smoke", "--data-root", fashion_root, "--device", "cpu")
     assert_refused(code, err, message)
 
 
-@pytest.mark.parametrize("content,message", [
-    (os.urandom(4096), "no torch.save file at all"),  # not "objects other than tensors"
-    (None, "damaged or truncated torch.save file"),
-])
-def test_unreadable_tensor_files_say_what_they_are(tmp_path: Path, capsys, content: bytes | None,
-                                                   message: str) -> None:
+@pytest.mark.parametrize(
+    "content,message",
+    [
+        (os.urandom(4096), "no torch.save file at all"),  # not "objects other than tensors"
+        (None, "damaged or truncated torch.save file"),
+    ],
+)
+def test_unreadable_tensor_files_say_what_they_are(tmp_path: Path, capsys, content: bytes | None, message: str) -> None:
     directory = synthetic_dir(tmp_path)
     data = (directory / "synthetic.pt").read_bytes()
     (directory / "synthetic.pt").write_bytes(content if content is not None else data[: len(data) // 2])
@@ -468,48 +613,59 @@ def test_a_method_returning_float_labels_is_refused() -> None:
 
 # --- strict types: spec, --set -----------------------------------------------------------------------
 
-@pytest.mark.parametrize("toml,message", [
-    ("eval_models = true", "spec eval_models must be an integer >= 1, got true (a boolean)"),
-    ("methods = []", "spec methods is an empty list; leave the key out to run every installed method"),
-    ('methods = "random"', """spec methods must be a list, each item a non-empty string, got the string 'random'; """
-                           """write methods = ["random"]"""),
-    ('methods = ["random", "random"]', "spec methods lists 'random' twice"),
-    ("ipcs = [1, 1]", "spec ipcs lists 1 twice"),
-    ("ipcs = 1", "spec ipcs must be a list, each item an integer >= 1, got 1 (an int); write ipcs = [1]"),
-    ("ipcs = [1.0]", "spec ipcs[0] must be an integer >= 1, got 1.0 (a float)"),
-    ("ipcs = [true]", "spec ipcs[0] must be an integer >= 1, got true (a boolean)"),
-    ("seeds = [-1]", "spec seeds[0] must be an integer >= 0, got -1"),
-    ("seeds = [0, 0]", "spec seeds lists 0 twice"),
-    ("eval_epochs = 1.5", "spec eval_epochs must be an integer >= 0, got 1.5 (a float)"),
-    ("preset = 1", "spec preset must be one of smoke, quick, paper, got 1 (an int)"),
-    ('eval_augmentation = "fancy"', "spec eval_augmentation must be one of none, dsa, dc, native"),
-    ('datasets = "fashion-mnist"', "spec datasets must be a list"),
-    ("eval_archs = []", "spec eval_archs is an empty list"),
-    ('name = "../elsewhere"', "must be a plain directory name"),
-    ("overrides = 3", "spec overrides must be a table, got 3 (an int)"),
-    ("[overrides]\ndm = 3", "spec overrides.dm must be a table, got 3 (an int)"),
-    ('methods = ["dm"]\n[overrides.dm]\niterations = true', "setting 'iterations': expected int, got True"),
-    ('methods = ["dm"]\n[overrides.dm]\nlr_img = nan', "setting 'lr_img': expected a finite number"),
-    ("colour = 3", "spec has no field 'colour'"),
-    ("\x00\x01binary", "is not valid TOML"),
-])
+
+@pytest.mark.parametrize(
+    "toml,message",
+    [
+        ("eval_models = true", "spec eval_models must be an integer >= 1, got true (a boolean)"),
+        ("methods = []", "spec methods is an empty list; leave the key out to run every installed method"),
+        (
+            'methods = "random"',
+            """spec methods must be a list, each item a non-empty string, got the string 'random'; """
+            """write methods = ["random"]""",
+        ),
+        ('methods = ["random", "random"]', "spec methods lists 'random' twice"),
+        ("ipcs = [1, 1]", "spec ipcs lists 1 twice"),
+        ("ipcs = 1", "spec ipcs must be a list, each item an integer >= 1, got 1 (an int); write ipcs = [1]"),
+        ("ipcs = [1.0]", "spec ipcs[0] must be an integer >= 1, got 1.0 (a float)"),
+        ("ipcs = [true]", "spec ipcs[0] must be an integer >= 1, got true (a boolean)"),
+        ("seeds = [-1]", "spec seeds[0] must be an integer >= 0, got -1"),
+        ("seeds = [0, 0]", "spec seeds lists 0 twice"),
+        ("eval_epochs = 1.5", "spec eval_epochs must be an integer >= 0, got 1.5 (a float)"),
+        ("preset = 1", "spec preset must be one of smoke, quick, paper, got 1 (an int)"),
+        ('eval_augmentation = "fancy"', "spec eval_augmentation must be one of none, dsa, dc, native"),
+        ('datasets = "fashion-mnist"', "spec datasets must be a list"),
+        ("eval_archs = []", "spec eval_archs is an empty list"),
+        ('name = "../elsewhere"', "must be a plain directory name"),
+        ("overrides = 3", "spec overrides must be a table, got 3 (an int)"),
+        ("[overrides]\ndm = 3", "spec overrides.dm must be a table, got 3 (an int)"),
+        ('methods = ["dm"]\n[overrides.dm]\niterations = true', "setting 'iterations': expected int, got True"),
+        ('methods = ["dm"]\n[overrides.dm]\nlr_img = nan', "setting 'lr_img': expected a finite number"),
+        ("colour = 3", "spec has no field 'colour'"),
+        ("\x00\x01binary", "is not valid TOML"),
+    ],
+)
 def test_bad_spec_values_are_refused_before_any_work(tmp_path: Path, capsys, toml: str, message: str) -> None:
     spec = tmp_path / "spec.toml"
-    spec.write_text(f"preset = \"smoke\"\n{toml}\n" if not toml.startswith(("preset", "\x00")) else toml)
+    spec.write_text(f'preset = "smoke"\n{toml}\n' if not toml.startswith(("preset", "\x00")) else toml)
     code, err = cli(capsys, "run", spec, "--out", tmp_path / "results", "--quiet")
     assert_refused(code, err, message)
     assert not (tmp_path / "results").exists()
 
 
-@pytest.mark.parametrize("extra,message", [
-    (["--seed", "-1"], "--seed must be an integer >= 0, got -1"),  # the spec's policy
-    (["--set", "iterations=5", "--set", "iterations=6"], "--set iterations is given twice"),
-    (["--set", "iterations=true"], "expected int, got True"),
-    (["--set", "lr_img=inf"], "expected a finite number"),
-])
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        (["--seed", "-1"], "--seed must be an integer >= 0, got -1"),  # the spec's policy
+        (["--set", "iterations=5", "--set", "iterations=6"], "--set iterations is given twice"),
+        (["--set", "iterations=true"], "expected int, got True"),
+        (["--set", "lr_img=inf"], "expected a finite number"),
+    ],
+)
 def test_bad_condense_options_are_refused(tmp_path: Path, capsys, extra: list[str], message: str) -> None:
-    code, err = cli(capsys, "condense", "--method", "dm", "--dataset", "fashion-mnist", "--ipc", "1",
-                    "-o", tmp_path / "o", *extra)
+    code, err = cli(
+        capsys, "condense", "--method", "dm", "--dataset", "fashion-mnist", "--ipc", "1", "-o", tmp_path / "o", *extra
+    )
     assert_refused(code, err, message)
 
 
@@ -519,6 +675,7 @@ def test_evaluate_seed_follows_the_same_policy(tmp_path: Path, capsys) -> None:
 
 
 # --- 4. results files --------------------------------------------------------------------------------
+
 
 def test_binary_runs_csv_is_a_user_error(tmp_path: Path, capsys) -> None:
     (tmp_path / "runs.csv").write_bytes(os.urandom(2048))
@@ -557,28 +714,46 @@ def test_files_are_written_with_the_process_umask(tmp_path: Path, umask: int) ->
         os.umask(previous)
     expected = 0o666 & ~umask
     assert reference.stat().st_mode & 0o777 == expected
-    for path in (tmp_path / "set" / "synthetic.pt", tmp_path / "set" / "manifest.json",
-                 tmp_path / "results" / "spec.toml"):
+    for path in (
+        tmp_path / "set" / "synthetic.pt",
+        tmp_path / "set" / "manifest.json",
+        tmp_path / "results" / "spec.toml",
+    ):
         assert path.stat().st_mode & 0o777 == expected, path
 
 
 # --- 5. Ray ------------------------------------------------------------------------------------------
 
+
 def test_unreachable_ray_address_is_one_line_within_seconds(tmp_path: Path, capsys) -> None:
     start = time.monotonic()
-    code, err = cli(capsys, "run", "--preset", "smoke", "--executor", "ray", "--ray-address", "127.0.0.1:1",
-                    "--out", tmp_path / "r", "--quiet")
+    code, err = cli(
+        capsys,
+        "run",
+        "--preset",
+        "smoke",
+        "--executor",
+        "ray",
+        "--ray-address",
+        "127.0.0.1:1",
+        "--out",
+        tmp_path / "r",
+        "--quiet",
+    )
     assert time.monotonic() - start < 20  # was: 23 lines of warnings and still retrying after 300 s
     assert_refused(code, err, "cannot reach the Ray cluster at 127.0.0.1:1", "ray start --head")
 
 
-@pytest.mark.parametrize("address,message", [
-    ("not-an-address", "is not host:port"),
-    ("", "is not host:port"),             # empty: not "start a local cluster instead"
-    ("host:99999", "is not host:port"),
-    ("silent", "no answer within"),      # something accepts the connection and says nothing
-    ("talker", "not a Ray cluster"),     # something answers, but not gRPC
-])
+@pytest.mark.parametrize(
+    "address,message",
+    [
+        ("not-an-address", "is not host:port"),
+        ("", "is not host:port"),  # empty: not "start a local cluster instead"
+        ("host:99999", "is not host:port"),
+        ("silent", "no answer within"),  # something accepts the connection and says nothing
+        ("talker", "not a Ray cluster"),  # something answers, but not gRPC
+    ],
+)
 def test_ray_address_probe(address: str, message: str) -> None:
     with socket.create_server(("127.0.0.1", 0)) as server:
         port = server.getsockname()[1]
@@ -591,6 +766,7 @@ def test_ray_address_probe(address: str, message: str) -> None:
                     conn.sendall(b"SSH-2.0-OpenSSH_9.2\r\n")
                     time.sleep(1)
                     conn.close()
+
                 threading.Thread(target=banner, daemon=True).start()
             address = f"127.0.0.1:{port}"
         with pytest.raises(DcbenchError, match=message):
@@ -604,15 +780,27 @@ def test_ray_address_needs_the_ray_executor(tmp_path: Path, capsys) -> None:
 
 # --- 6. broken third-party plugins -------------------------------------------------------------------
 
-@pytest.mark.parametrize("name,source,message", [
-    ("crashes", "raise RuntimeError('plugin import exploded')", "RuntimeError: plugin import exploded"),
-    ("typo", "from dcbench import hookimpl\n@hookimpl\ndef dcbench_register_method(register): pass\n",
-     "unknown hook 'dcbench_register_method'"),
-    ("unmarked", "def dcbench_register_methods(register): pass\n", "implements no dcbench hook"),
-    ("dm", GOOD_PLUGIN.replace("{name}", "zero"), "two installed plugins are named 'dm'"),
-])
-def test_broken_plugin_is_skipped_in_one_line_and_the_rest_works(extra_plugins, capsys, name: str,  # noqa: F811
-                                                                   source: str, message: str) -> None:
+
+@pytest.mark.parametrize(
+    "name,source,message",
+    [
+        ("crashes", "raise RuntimeError('plugin import exploded')", "RuntimeError: plugin import exploded"),
+        (
+            "typo",
+            "from dcbench import hookimpl\n@hookimpl\ndef dcbench_register_method(register): pass\n",
+            "unknown hook 'dcbench_register_method'",
+        ),
+        ("unmarked", "def dcbench_register_methods(register): pass\n", "implements no dcbench hook"),
+        ("dm", GOOD_PLUGIN.replace("{name}", "zero"), "two installed plugins are named 'dm'"),
+    ],
+)
+def test_broken_plugin_is_skipped_in_one_line_and_the_rest_works(
+    extra_plugins,
+    capsys,
+    name: str,  # noqa: F811
+    source: str,
+    message: str,
+) -> None:
     extra_plugins(name, source)
     assert main(["list"]) == 0
     captured = capsys.readouterr()
@@ -621,14 +809,23 @@ def test_broken_plugin_is_skipped_in_one_line_and_the_rest_works(extra_plugins, 
     assert "random" in captured.out and "dm " in captured.out  # the built-ins still load, the real dm among them
 
 
-@pytest.mark.parametrize("source,message", [
-    (GOOD_PLUGIN.replace("{name}", "random"), "method 'random' is registered by both"),
-    ("from dcbench import hookimpl\nfrom dcbench.data.real import DatasetSpec\n@hookimpl\n"
-     "def dcbench_register_datasets(register):\n    register(DatasetSpec('fashion-mnist', lambda root: None))\n",
-     "dataset 'fashion-mnist' is registered by both 'dcbench.plugins.core' and 'clash'"),
-])
-def test_plugin_clashing_with_a_builtin_name_is_refused(extra_plugins, capsys, source: str,  # noqa: F811
-                                                        message: str) -> None:
+@pytest.mark.parametrize(
+    "source,message",
+    [
+        (GOOD_PLUGIN.replace("{name}", "random"), "method 'random' is registered by both"),
+        (
+            "from dcbench import hookimpl\nfrom dcbench.data.real import DatasetSpec\n@hookimpl\n"
+            "def dcbench_register_datasets(register):\n    register(DatasetSpec('fashion-mnist', lambda root: None))\n",
+            "dataset 'fashion-mnist' is registered by both 'dcbench.plugins.core' and 'clash'",
+        ),
+    ],
+)
+def test_plugin_clashing_with_a_builtin_name_is_refused(
+    extra_plugins,
+    capsys,
+    source: str,  # noqa: F811
+    message: str,
+) -> None:
     extra_plugins("clash", source)
     code, err = cli(capsys, "list")
     assert_refused(code, err, message, "DCBENCH_DISABLE_PLUGINS=clash")

@@ -73,14 +73,26 @@ def test_cifar10_and_svhn_from_tiny_files(tmp_path: Path) -> None:
     real = load_cifar10(tmp_path)
     assert real.train_images.shape == (100, 3, 32, 32) and real.num_classes == 10
     for split in ("train", "test"):
-        scipy.io.savemat(tmp_path / f"{split}_32x32.mat", {
-            "X": rng.integers(0, 256, (32, 32, 3, 20), dtype=np.uint8),
-            "y": np.array([[c if c else 10] for c in list(range(10)) * 2], dtype=np.uint8)})
+        scipy.io.savemat(
+            tmp_path / f"{split}_32x32.mat",
+            {
+                "X": rng.integers(0, 256, (32, 32, 3, 20), dtype=np.uint8),
+                "y": np.array([[c if c else 10] for c in list(range(10)) * 2], dtype=np.uint8),
+            },
+        )
     svhn = load_svhn(tmp_path)
     assert svhn.train_images.shape == (20, 3, 32, 32) and svhn.test_labels.max() == 9
 
 
 def test_a_class_without_images_is_refused() -> None:
     with pytest.raises(DcbenchError, match="no training images of class 1"):
-        RealDataset("toy", torch.zeros(2, 1, 4, 4), torch.tensor([0, 0]), torch.zeros(1, 1, 4, 4),
-                    torch.tensor([0]), (0.5,), (0.5,), ("a", "b"))
+        RealDataset(
+            "toy",
+            torch.zeros(2, 1, 4, 4),
+            torch.tensor([0, 0]),
+            torch.zeros(1, 1, 4, 4),
+            torch.tensor([0]),
+            (0.5,),
+            (0.5,),
+            ("a", "b"),
+        )

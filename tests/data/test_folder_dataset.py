@@ -1,4 +1,5 @@
 """Datasets given as a path: image folders and .pt/.npz tensor files, end to end and when broken."""
+
 from __future__ import annotations
 
 import json
@@ -28,8 +29,9 @@ CLASSES = ("cat", "dog", "frog")
 pytestmark = pytest.mark.filterwarnings("ignore:The image decoding and encoding:DeprecationWarning")
 
 
-def write_image_folder(root: Path, train: int = 20, test: int = 10, size: tuple[int, int] = (24, 24),
-                       channels: int = 3, seed: int = 0) -> Path:
+def write_image_folder(
+    root: Path, train: int = 20, test: int = 10, size: tuple[int, int] = (24, 24), channels: int = 3, seed: int = 0
+) -> Path:
     """Noise PNGs in which class c brightens channel c (greyscale: the brightness is c's), so the
     classes can be learnt from a few images."""
     generator = torch.Generator().manual_seed(seed)
@@ -50,7 +52,6 @@ def image_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_image_folder(tmp_path_factory.mktemp("folders") / "pets")
 
 
-
 def one_line_error(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
     assert main(argv) == 2
     lines = capsys.readouterr().err.strip().splitlines()
@@ -60,11 +61,30 @@ def one_line_error(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
 
 # --- the happy path ------------------------------------------------------------------------------
 
+
 def test_folder_condensed_with_dm_and_cafe_and_evaluated(tmp_path: Path, image_folder: Path, capsys) -> None:
     for method in ("dm", "cafe"):
         out = tmp_path / method
-        assert main(["condense", "--method", method, "--dataset", str(image_folder), "--ipc", "2",
-                     "--preset", "smoke", "--device", "cpu", "-o", str(out)]) == 0
+        assert (
+            main(
+                [
+                    "condense",
+                    "--method",
+                    method,
+                    "--dataset",
+                    str(image_folder),
+                    "--ipc",
+                    "2",
+                    "--preset",
+                    "smoke",
+                    "--device",
+                    "cpu",
+                    "-o",
+                    str(out),
+                ]
+            )
+            == 0
+        )
         assert main(["evaluate", str(out), "--preset", "smoke", "--device", "cpu"]) == 0
         captured = capsys.readouterr()
         assert f"{method}: 6 images (2 per class) of pets" in captured.out
@@ -84,8 +104,9 @@ def test_normalisation_matches_an_independent_decoder(image_folder: Path) -> Non
     from PIL import Image
 
     dataset = DatasetSource.from_entry(str(image_folder)).load()
-    pixels = np.stack([np.asarray(Image.open(p), dtype=np.float64) / 255
-                       for p in sorted((image_folder / "train").glob("*/*.png"))])  # (N, H, W, C)
+    pixels = np.stack(
+        [np.asarray(Image.open(p), dtype=np.float64) / 255 for p in sorted((image_folder / "train").glob("*/*.png"))]
+    )  # (N, H, W, C)
     np.testing.assert_allclose(dataset.mean, pixels.mean(axis=(0, 1, 2)), atol=1e-6)
     np.testing.assert_allclose(dataset.std, pixels.std(axis=(0, 1, 2)), atol=1e-6)
     assert dataset.class_names == CLASSES and dataset.num_classes == 3
@@ -157,8 +178,26 @@ def test_damaged_cache_is_rebuilt(tmp_path: Path) -> None:
 def test_evaluate_finds_a_moved_folder_only_when_told(tmp_path: Path, capsys) -> None:
     root = write_image_folder(tmp_path / "before", train=2, test=1, size=(8, 8))
     out = tmp_path / "set"
-    assert main(["condense", "--method", "random", "--dataset", str(root), "--ipc", "1", "--image-size", "12",
-                 "--device", "cpu", "-o", str(out)]) == 0
+    assert (
+        main(
+            [
+                "condense",
+                "--method",
+                "random",
+                "--dataset",
+                str(root),
+                "--ipc",
+                "1",
+                "--image-size",
+                "12",
+                "--device",
+                "cpu",
+                "-o",
+                str(out),
+            ]
+        )
+        == 0
+    )
     moved = root.rename(tmp_path / "after")
     capsys.readouterr()
     line = one_line_error(capsys, ["evaluate", str(out), "--preset", "smoke", "--device", "cpu"])
@@ -169,6 +208,7 @@ def test_evaluate_finds_a_moved_folder_only_when_told(tmp_path: Path, capsys) ->
 
 
 # --- bad folders: one line, exit 2, the file and the fix -----------------------------------------
+
 
 def _break_empty(root: Path) -> Path:
     shutil.rmtree(root)
@@ -237,60 +277,106 @@ def _break_alpha(root: Path) -> Path:
     return bad
 
 
-@pytest.mark.parametrize("breaker,message,fix", [
-    (_break_empty, "is empty", "train/<class>"),
-    (_break_one_class, "only one class (cat)", "add a folder"),
-    (_break_no_test_folder, "class 'frog' has no test images", "add test images of frog"),
-    (_break_empty_test_folder, "class 'frog' has no test images", "add some"),
-    (_break_unreadable, "cannot be decoded as a PNG or JPEG image", "replace or delete it"),
-    (_break_truncated, "cannot be decoded as a PNG or JPEG image", "replace or delete it"),
-    (_break_mixed_channels, "has 1 channel(s) but", "convert all images to RGB"),
-    (_break_file_as_class, "is not a directory", "move that file out or delete it"),
-    (_break_other_file, "is not a PNG or JPEG file", "convert it or move it out"),
-    (_break_test_only_class, "has no training folder", "add training images"),
-    (_break_alpha, "has 4 channels", "convert the images to RGB or greyscale"),
-])
-def test_bad_folder_is_one_line_naming_the_file_and_fix(tmp_path: Path, capsys, breaker, message: str,
-                                                         fix: str) -> None:
+@pytest.mark.parametrize(
+    "breaker,message,fix",
+    [
+        (_break_empty, "is empty", "train/<class>"),
+        (_break_one_class, "only one class (cat)", "add a folder"),
+        (_break_no_test_folder, "class 'frog' has no test images", "add test images of frog"),
+        (_break_empty_test_folder, "class 'frog' has no test images", "add some"),
+        (_break_unreadable, "cannot be decoded as a PNG or JPEG image", "replace or delete it"),
+        (_break_truncated, "cannot be decoded as a PNG or JPEG image", "replace or delete it"),
+        (_break_mixed_channels, "has 1 channel(s) but", "convert all images to RGB"),
+        (_break_file_as_class, "is not a directory", "move that file out or delete it"),
+        (_break_other_file, "is not a PNG or JPEG file", "convert it or move it out"),
+        (_break_test_only_class, "has no training folder", "add training images"),
+        (_break_alpha, "has 4 channels", "convert the images to RGB or greyscale"),
+    ],
+)
+def test_bad_folder_is_one_line_naming_the_file_and_fix(
+    tmp_path: Path, capsys, breaker, message: str, fix: str
+) -> None:
     root = write_image_folder(tmp_path / "data", train=2, test=1, size=(8, 8))
     culprit = breaker(root)
-    line = one_line_error(capsys, ["condense", "--method", "random", "--dataset", str(root), "--ipc", "1",
-                                   "--device", "cpu", "-o", str(tmp_path / "out")])
+    line = one_line_error(
+        capsys,
+        [
+            "condense",
+            "--method",
+            "random",
+            "--dataset",
+            str(root),
+            "--ipc",
+            "1",
+            "--device",
+            "cpu",
+            "-o",
+            str(tmp_path / "out"),
+        ],
+    )
     assert message in line and fix in line and str(culprit) in line, line
     assert not (tmp_path / "out").exists()
 
 
 def test_missing_folder_through_the_real_command_line(tmp_path: Path) -> None:
-    result = subprocess.run([sys.executable, "-m", "dcbench.cli", "condense", "--method", "random", "--dataset",
-                             str(tmp_path / "nowhere"), "--ipc", "1", "-o", str(tmp_path / "o")],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dcbench.cli",
+            "condense",
+            "--method",
+            "random",
+            "--dataset",
+            str(tmp_path / "nowhere"),
+            "--ipc",
+            "1",
+            "-o",
+            str(tmp_path / "o"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        f"dcbench: error: dataset folder {tmp_path / 'nowhere'} not found; pass an image folder or a .pt/.npz file"]
+        f"dcbench: error: dataset folder {tmp_path / 'nowhere'} not found; pass an image folder or a .pt/.npz file"
+    ]
 
 
 def test_image_size_only_for_path_datasets(capsys) -> None:
-    line = one_line_error(capsys, ["condense", "--method", "random", "--dataset", "fashion-mnist", "--ipc", "1",
-                                   "--image-size", "32", "-o", "x"])
+    line = one_line_error(
+        capsys,
+        ["condense", "--method", "random", "--dataset", "fashion-mnist", "--ipc", "1", "--image-size", "32", "-o", "x"],
+    )
     assert "--image-size applies to a dataset given as a path" in line
 
 
 # --- tensor files --------------------------------------------------------------------------------
 
+
 def _arrays(seed: int = 0) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
-    return {"train_images": rng.integers(0, 256, (12, 16, 16, 3), dtype=np.uint8),  # channels-last
-            "train_labels": np.repeat(np.arange(3), 4), "test_images": rng.integers(0, 256, (6, 16, 16, 3),
-                                                                                 dtype=np.uint8),
-            "test_labels": np.repeat(np.arange(3), 2), "class_names": np.array(CLASSES)}
+    return {
+        "train_images": rng.integers(0, 256, (12, 16, 16, 3), dtype=np.uint8),  # channels-last
+        "train_labels": np.repeat(np.arange(3), 4),
+        "test_images": rng.integers(0, 256, (6, 16, 16, 3), dtype=np.uint8),
+        "test_labels": np.repeat(np.arange(3), 2),
+        "class_names": np.array(CLASSES),
+    }
 
 
 def test_npz_and_pt_files_load_alike(tmp_path: Path) -> None:
     arrays = _arrays()
     np.savez(tmp_path / "shapes.npz", **arrays)
-    torch.save({k: torch.from_numpy(v).permute(0, 3, 1, 2).contiguous() if k.endswith("images")
-                else (list(CLASSES) if k == "class_names" else torch.from_numpy(v)) for k, v in arrays.items()},
-               tmp_path / "shapes.pt")
+    torch.save(
+        {
+            k: torch.from_numpy(v).permute(0, 3, 1, 2).contiguous()
+            if k.endswith("images")
+            else (list(CLASSES) if k == "class_names" else torch.from_numpy(v))
+            for k, v in arrays.items()
+        },
+        tmp_path / "shapes.pt",
+    )
     a = DatasetSource.from_entry(str(tmp_path / "shapes.npz")).load()
     b = DatasetSource.from_entry(str(tmp_path / "shapes.pt")).load()
     assert a.name == b.name == "shapes" and a.class_names == b.class_names == CLASSES
@@ -304,8 +390,24 @@ def test_npz_and_pt_files_load_alike(tmp_path: Path) -> None:
 
 def test_tensor_file_condenses(tmp_path: Path, capsys) -> None:
     np.savez(tmp_path / "shapes.npz", **_arrays())
-    assert main(["condense", "--method", "random", "--dataset", str(tmp_path / "shapes.npz"), "--ipc", "1",
-                 "--device", "cpu", "-o", str(tmp_path / "out")]) == 0
+    assert (
+        main(
+            [
+                "condense",
+                "--method",
+                "random",
+                "--dataset",
+                str(tmp_path / "shapes.npz"),
+                "--ipc",
+                "1",
+                "--device",
+                "cpu",
+                "-o",
+                str(tmp_path / "out"),
+            ]
+        )
+        == 0
+    )
     assert json.loads((tmp_path / "out" / "manifest.json").read_text())["dataset_source"]["kind"] == "tensor file"
 
 
@@ -313,44 +415,62 @@ class Gadget:  # a pickled object is refused by weights_only loading
     pass
 
 
-@pytest.mark.parametrize("change,message", [
-    (lambda a: a.update(train_images=a["train_images"].astype(np.float32) / 255 * np.nan), "NaN"),
-    (lambda a: a.update(train_images=a["train_images"].astype(np.float32)), "lies in [0, 255]"),
-    (lambda a: a.update(test_labels=a["test_labels"] + 3), "a label is 5 but there are 3 class names"),
-    (lambda a: a.update(train_labels=a["train_labels"] - 1), "negative label -1"),
-    (lambda a: a.update(train_labels=a["train_labels"][:5]), "has shape (5,), the images need (12,)"),
-    (lambda a: a.update(test_images=a["test_images"][:, :8]), "both splits need one shape"),
-    (lambda a: a.update(train_images=a["train_images"][..., :2]), "expected (N, C, H, W)"),
-    (lambda a: a.update(train_labels=a["train_labels"].astype(np.float32)), "labels must be integers"),
-    (lambda a: a.pop("test_labels"), "has no 'test_labels'"),
-    (lambda a: a.update(train_labels=np.zeros(12, dtype=np.int64)), "class 1 (dog) has no training images"),
-    (lambda a: a.update(class_names=np.array([{"x": 1}], dtype=object)), "refused for safety"),
-])
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        (lambda a: a.update(train_images=a["train_images"].astype(np.float32) / 255 * np.nan), "NaN"),
+        (lambda a: a.update(train_images=a["train_images"].astype(np.float32)), "lies in [0, 255]"),
+        (lambda a: a.update(test_labels=a["test_labels"] + 3), "a label is 5 but there are 3 class names"),
+        (lambda a: a.update(train_labels=a["train_labels"] - 1), "negative label -1"),
+        (lambda a: a.update(train_labels=a["train_labels"][:5]), "has shape (5,), the images need (12,)"),
+        (lambda a: a.update(test_images=a["test_images"][:, :8]), "both splits need one shape"),
+        (lambda a: a.update(train_images=a["train_images"][..., :2]), "expected (N, C, H, W)"),
+        (lambda a: a.update(train_labels=a["train_labels"].astype(np.float32)), "labels must be integers"),
+        (lambda a: a.pop("test_labels"), "has no 'test_labels'"),
+        (lambda a: a.update(train_labels=np.zeros(12, dtype=np.int64)), "class 1 (dog) has no training images"),
+        (lambda a: a.update(class_names=np.array([{"x": 1}], dtype=object)), "refused for safety"),
+    ],
+)
 def test_bad_npz_is_one_line(tmp_path: Path, capsys, change, message: str) -> None:
     arrays = _arrays()
     change(arrays)
     path = tmp_path / "bad.npz"
     np.savez(path, **arrays)
-    line = one_line_error(capsys, ["condense", "--method", "random", "--dataset", str(path), "--ipc", "1",
-                                   "-o", str(tmp_path / "o")])
+    line = one_line_error(
+        capsys, ["condense", "--method", "random", "--dataset", str(path), "--ipc", "1", "-o", str(tmp_path / "o")]
+    )
     assert message in line and str(path) in line, line
 
 
 def test_pt_with_objects_is_refused(tmp_path: Path, capsys) -> None:
     torch.save({"train_images": Gadget()}, tmp_path / "evil.pt")
-    line = one_line_error(capsys, ["condense", "--method", "random", "--dataset", str(tmp_path / "evil.pt"),
-                                   "--ipc", "1", "-o", str(tmp_path / "o")])
+    line = one_line_error(
+        capsys,
+        [
+            "condense",
+            "--method",
+            "random",
+            "--dataset",
+            str(tmp_path / "evil.pt"),
+            "--ipc",
+            "1",
+            "-o",
+            str(tmp_path / "o"),
+        ],
+    )
     assert "could run code" in line
 
 
 # --- in a benchmark spec -------------------------------------------------------------------------
 
-def test_folder_in_a_spec_runs_and_the_report_names_its_classes(tmp_path: Path, image_folder: Path,
-                                                                capsys) -> None:
+
+def test_folder_in_a_spec_runs_and_the_report_names_its_classes(tmp_path: Path, image_folder: Path, capsys) -> None:
     shutil.copytree(image_folder, tmp_path / "imgs")
     spec = tmp_path / "grid.toml"
-    spec.write_text('name = "mine"\npreset = "smoke"\nmethods = ["random", "dm"]\nipcs = [1]\nseeds = [0, 1]\n'
-                    'datasets = [{ path = "imgs", name = "mydata", size = 24 }]\n')  # relative to the spec
+    spec.write_text(
+        'name = "mine"\npreset = "smoke"\nmethods = ["random", "dm"]\nipcs = [1]\nseeds = [0, 1]\n'
+        'datasets = [{ path = "imgs", name = "mydata", size = 24 }]\n'
+    )  # relative to the spec
     out = tmp_path / "results"
     assert main(["run", str(spec), "--out", str(out), "--device", "cpu", "--quiet"]) == 0
     runs = pd.read_csv(out / "runs.csv")
@@ -377,14 +497,17 @@ def test_changed_folder_changes_the_cells_fingerprint(tmp_path: Path) -> None:
     assert before.fingerprint["data_fingerprint"] != after.fingerprint["data_fingerprint"]
 
 
-@pytest.mark.parametrize("datasets,message", [
-    ('[{ path = "a" }, { path = "b/a" }]', "name 'a' twice"),
-    ('[{ path = "a", colour = 3 }]', "no field 'colour'"),
-    ('[{ path = "a", size = 0 }]', "must be a positive integer or [height, width]"),
-    ('[{ path = "a", name = "my data" }]', "must be letters, digits"),
-    ('[{ name = "x" }]', "needs path"),
-    ("[3]", "must be a name, a path or a table"),
-])
+@pytest.mark.parametrize(
+    "datasets,message",
+    [
+        ('[{ path = "a" }, { path = "b/a" }]', "name 'a' twice"),
+        ('[{ path = "a", colour = 3 }]', "no field 'colour'"),
+        ('[{ path = "a", size = 0 }]', "must be a positive integer or [height, width]"),
+        ('[{ path = "a", name = "my data" }]', "must be letters, digits"),
+        ('[{ name = "x" }]', "needs path"),
+        ("[3]", "must be a name, a path or a table"),
+    ],
+)
 def test_bad_dataset_entries_in_a_spec(tmp_path: Path, datasets: str, message: str) -> None:
     spec = tmp_path / "s.toml"
     spec.write_text(f"datasets = {datasets}\n")

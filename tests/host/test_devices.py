@@ -1,4 +1,5 @@
 """Devices: MPS on request, CUDA indices checked against the visible GPUs, the hardware's name."""
+
 from __future__ import annotations
 
 import pytest
@@ -21,8 +22,10 @@ def test_cuda_index_is_checked_against_the_visible_gpus(two_gpus: None) -> None:
     assert resolve_device("cuda") == torch.device("cuda")
     with pytest.raises(DcbenchError) as info:
         resolve_device("cuda:2")
-    assert str(info.value) == ("--device cuda:2 asked for, but 2 CUDA GPU(s) are visible "
-                               "(CUDA_VISIBLE_DEVICES=3,5); use one of cuda:0 to cuda:1")
+    assert str(info.value) == (
+        "--device cuda:2 asked for, but 2 CUDA GPU(s) are visible "
+        "(CUDA_VISIBLE_DEVICES=3,5); use one of cuda:0 to cuda:1"
+    )
 
 
 def test_no_gpu_and_unknown_devices_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -42,10 +45,27 @@ def test_mps_where_available_and_a_clear_line_where_not(monkeypatch: pytest.Monk
     assert resolve_device("auto") == torch.device("cpu")  # MPS only on request
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
     monkeypatch.setattr(torch.backends.mps, "is_built", lambda: False)
-    assert main(["condense", "--method", "random", "--dataset", "fashion-mnist", "--ipc", "1",
-                 "--device", "mps", "-o", "never"]) == 2
-    assert capsys.readouterr().err.strip() == ("dcbench: error: --device mps asked for, but this PyTorch build "
-                                               "has no MPS support; use --device cpu or auto")
+    assert (
+        main(
+            [
+                "condense",
+                "--method",
+                "random",
+                "--dataset",
+                "fashion-mnist",
+                "--ipc",
+                "1",
+                "--device",
+                "mps",
+                "-o",
+                "never",
+            ]
+        )
+        == 2
+    )
+    assert capsys.readouterr().err.strip() == (
+        "dcbench: error: --device mps asked for, but this PyTorch build has no MPS support; use --device cpu or auto"
+    )
     monkeypatch.setattr(torch.backends.mps, "is_built", lambda: True)
     with pytest.raises(DcbenchError, match="no Apple GPU is usable here"):
         resolve_device("mps")

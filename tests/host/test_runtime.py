@@ -1,4 +1,5 @@
 """The runtime settings: allocator, threads, precision, in-place activations."""
+
 from __future__ import annotations
 
 import os
@@ -30,6 +31,7 @@ def real(fashion_root: Path):
 
 # --- in-place activations --------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("arch", sorted(ARCHS))
 def test_inplace_activations_give_the_same_first_and_second_order_gradients(arch: str) -> None:
     """DC differentiates through parameter gradients: both orders must be unchanged by in-place
@@ -44,9 +46,10 @@ def test_inplace_activations_give_the_same_first_and_second_order_gradients(arch
     for inplace in (False, True):
         set_inplace_activations(net, inplace)
         x = x0.clone().requires_grad_(True)
-        grads = torch.autograd.grad(torch.nn.functional.cross_entropy(net(x), y), list(net.parameters()),
-                                    create_graph=True)
-        second = torch.autograd.grad(sum((g ** 2).sum() for g in grads), x)[0]
+        grads = torch.autograd.grad(
+            torch.nn.functional.cross_entropy(net(x), y), list(net.parameters()), create_graph=True
+        )
+        second = torch.autograd.grad(sum((g**2).sum() for g in grads), x)[0]
         results.append((grads, second))
     (g_off, s_off), (g_on, s_on) = results
     for a, b in zip(g_off, g_on):
@@ -88,9 +91,15 @@ def test_allocator_keeps_freed_memory_so_a_training_loop_stops_faulting() -> Non
     where glibc's defaults map and fault every large activation in again, every step. Counted in
     fresh processes: in the test process, other tests' threads and arenas add faults of their own
     (counted there, it once exceeded its bound in a full run)."""
+
     def faults(env: dict[str, str]) -> tuple[str, int]:
-        done = subprocess.run([sys.executable, "-c", FAULTS_OF_THREE_STEPS], capture_output=True, text=True,
-                              check=True, env={**os.environ, **env})
+        done = subprocess.run(
+            [sys.executable, "-c", FAULTS_OF_THREE_STEPS],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, **env},
+        )
         allocator, count = done.stdout.split()
         return allocator, int(count)
 
@@ -107,23 +116,35 @@ def test_allocator_keeps_freed_memory_so_a_training_loop_stops_faulting() -> Non
 def test_allocator_can_be_switched_off_and_is_applied_in_every_process(tmp_path: Path) -> None:
     code = "import dcbench.host.runtime as r, dcbench; print(r.allocator())"
     on = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    off = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env={"DCBENCH_MALLOC": "system", "PATH": "/usr/bin:/bin"})
+    off = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"DCBENCH_MALLOC": "system", "PATH": "/usr/bin:/bin"},
+    )
     assert on.stdout.strip() in ("mallopt", "unavailable")
     assert off.stdout.strip() == "system"
 
 
 def test_openmp_spin_is_shortened_only_when_the_user_chose_nothing() -> None:
     code = "import os, dcbench, torch; print(os.environ.get('GOMP_SPINCOUNT'), os.environ.get('OMP_WAIT_POLICY'))"
-    default = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                             env={"PATH": "/usr/bin:/bin"})
-    chosen = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                            env={"PATH": "/usr/bin:/bin", "OMP_WAIT_POLICY": "ACTIVE"})
+    default = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env={"PATH": "/usr/bin:/bin"}
+    )
+    chosen = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PATH": "/usr/bin:/bin", "OMP_WAIT_POLICY": "ACTIVE"},
+    )
     assert default.stdout.split() == [runtime.DEFAULT_SPINCOUNT, "None"]
     assert chosen.stdout.split() == ["None", "ACTIVE"]
 
 
 # --- threads --------------------------------------------------------------------------------------
+
 
 def test_threads_option_sets_torch_threads_and_refuses_nonsense(capsys: pytest.CaptureFixture[str]) -> None:
     before = torch.get_num_threads()
@@ -136,8 +157,9 @@ def test_threads_option_sets_torch_threads_and_refuses_nonsense(capsys: pytest.C
     finally:
         torch.set_num_threads(before)
     with pytest.raises(SystemExit) as exc:
-        main(["condense", "--threads", "0", "--method", "random", "--dataset", "fashion-mnist", "--ipc", "1",
-              "-o", "x"])
+        main(
+            ["condense", "--threads", "0", "--method", "random", "--dataset", "fashion-mnist", "--ipc", "1", "-o", "x"]
+        )
     assert exc.value.code == 2
     assert "--threads" in capsys.readouterr().err
 
@@ -160,8 +182,22 @@ def test_run_applies_the_thread_count_to_every_cell(tmp_path: Path, fashion_root
     spec.write_text('preset = "smoke"\nmethods = ["random"]\nipcs = [1]\nseeds = [0]\nthreads = 1\n')
     before = torch.get_num_threads()
     try:
-        assert main(["run", str(spec), "--out", str(tmp_path / "out"), "--data-root", str(fashion_root),
-                     "--device", "cpu", "--quiet"]) == 0
+        assert (
+            main(
+                [
+                    "run",
+                    str(spec),
+                    "--out",
+                    str(tmp_path / "out"),
+                    "--data-root",
+                    str(fashion_root),
+                    "--device",
+                    "cpu",
+                    "--quiet",
+                ]
+            )
+            == 0
+        )
     finally:
         torch.set_num_threads(before)
     metrics = json.loads(next((tmp_path / "out" / "runs").glob("*/metrics.json")).read_text())
@@ -171,8 +207,9 @@ def test_run_applies_the_thread_count_to_every_cell(tmp_path: Path, fashion_root
 # --- precision ------------------------------------------------------------------------------------
 
 #: the tests that run bf16 on the CPU; elsewhere dcbench refuses it (next tests)
-needs_native_bf16 = pytest.mark.skipif(not runtime.native_bf16("cpu"),
-                                       reason="this CPU has neither AVX-512 BF16 nor AMX")
+needs_native_bf16 = pytest.mark.skipif(
+    not runtime.native_bf16("cpu"), reason="this CPU has neither AVX-512 BF16 nor AMX"
+)
 
 
 def test_precision_is_checked() -> None:
@@ -214,30 +251,73 @@ def test_bf16_is_recorded_in_the_manifest_hash_and_protocol(real) -> None:
 
 
 @needs_native_bf16
-def test_cli_precision_reaches_condense_and_evaluate(tmp_path: Path, fashion_root: Path,
-                                                    capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_precision_reaches_condense_and_evaluate(
+    tmp_path: Path, fashion_root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     import json
 
     out = tmp_path / "set"
-    assert main(["condense", "--method", "dm", "--dataset", "fashion-mnist", "--ipc", "1", "--preset", "smoke",
-                 "--precision", "bf16", "-o", str(out), "--data-root", str(fashion_root), "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "condense",
+                "--method",
+                "dm",
+                "--dataset",
+                "fashion-mnist",
+                "--ipc",
+                "1",
+                "--preset",
+                "smoke",
+                "--precision",
+                "bf16",
+                "-o",
+                str(out),
+                "--data-root",
+                str(fashion_root),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     assert json.loads((out / "manifest.json").read_text())["precision"] == "bf16"
-    assert main(["evaluate", str(out), "--preset", "smoke", "--precision", "bf16", "--data-root", str(fashion_root),
-                 "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                str(out),
+                "--preset",
+                "smoke",
+                "--precision",
+                "bf16",
+                "--data-root",
+                str(fashion_root),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     assert "/bf16/" in capsys.readouterr().out
 
 
 def test_native_bf16_follows_what_onednn_can_run() -> None:
     """Held to AVX2 (a CPU without AVX-512 BF16 or AMX), oneDNN has no bf16 kernels: detected."""
     code = "import dcbench.host.runtime as r; print(r.native_bf16('cpu'))"
-    capped = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                            env={**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2"})
+    capped = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2"},
+    )
     assert capped.stdout.strip() == "False"
 
 
-def test_emulated_bf16_is_refused_before_any_work(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
-                                                  fashion_root: Path, real,
-                                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_emulated_bf16_is_refused_before_any_work(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, fashion_root: Path, real, capsys: pytest.CaptureFixture[str]
+) -> None:
     """On a CPU without native bf16 autocast would emulate it, ~10x slower: one line, exit 2, and
     nothing written (a protocol without a device is still only checked by name)."""
     monkeypatch.setattr(runtime, "native_bf16", lambda device_type: False)
@@ -245,14 +325,36 @@ def test_emulated_bf16_is_refused_before_any_work(monkeypatch: pytest.MonkeyPatc
     with pytest.raises(DcbenchError, match="bf16 is not native here.*--precision fp32"):
         condense(load_plugins().method("random"), real, 1, 0, "smoke", precision="bf16")
     with pytest.raises(DcbenchError, match="bf16 is not native here"):
-        evaluate_synthetic(condense(load_plugins().method("random"), real, 1, 0, "smoke").synthetic, real,
-                           Protocol.for_preset("smoke", real.name, precision="bf16"), 0)
+        evaluate_synthetic(
+            condense(load_plugins().method("random"), real, 1, 0, "smoke").synthetic,
+            real,
+            Protocol.for_preset("smoke", real.name, precision="bf16"),
+            0,
+        )
     capsys.readouterr()
     spec = tmp_path / "spec.toml"
     spec.write_text('name = "b"\npreset = "smoke"\nmethods = ["random"]\nipcs = [1]\nseeds = [0]\n')
     out = tmp_path / "out"
-    assert main(["run", str(spec), "--out", str(out), "--data-root", str(fashion_root), "--device", "cpu",
-                 "--precision", "bf16", "--quiet", "--reference", "none"]) == 2
+    assert (
+        main(
+            [
+                "run",
+                str(spec),
+                "--out",
+                str(out),
+                "--data-root",
+                str(fashion_root),
+                "--device",
+                "cpu",
+                "--precision",
+                "bf16",
+                "--quiet",
+                "--reference",
+                "none",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "bf16 is not native here" in err[0] and "Traceback" not in err[0]
     assert not out.exists()

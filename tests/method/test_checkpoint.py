@@ -1,4 +1,5 @@
 """Checkpoints inside a cell: the policy, the file, and kill -9 / resume of dm, dc and cafe."""
+
 from __future__ import annotations
 
 import os
@@ -31,12 +32,20 @@ from dcbench.testing import tiny_dataset
 IDENTITY = checkpoint_identity("dm", "0.1.0", "abc123", "tiny", 2, 0)
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("500", CheckpointPolicy(iterations=500)), (500, CheckpointPolicy(iterations=500)),
-    ("10m", CheckpointPolicy(seconds=600.0)), ("30s", CheckpointPolicy(seconds=30.0)),
-    ("1.5h", CheckpointPolicy(seconds=5400.0)), ("2 min", CheckpointPolicy(seconds=120.0)),
-    (None, CheckpointPolicy(seconds=600.0)), ("off", None), (0, None),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("500", CheckpointPolicy(iterations=500)),
+        (500, CheckpointPolicy(iterations=500)),
+        ("10m", CheckpointPolicy(seconds=600.0)),
+        ("30s", CheckpointPolicy(seconds=30.0)),
+        ("1.5h", CheckpointPolicy(seconds=5400.0)),
+        ("2 min", CheckpointPolicy(seconds=120.0)),
+        (None, CheckpointPolicy(seconds=600.0)),
+        ("off", None),
+        (0, None),
+    ],
+)
 def test_policy_parses_iterations_times_and_off(text: object, expected: CheckpointPolicy | None) -> None:
     assert CheckpointPolicy.parse(text) == expected
 
@@ -60,8 +69,7 @@ def sgd_state() -> dict:
     optimizer = torch.optim.SGD([images], lr=0.1, momentum=0.5)
     images.grad = torch.ones_like(images)
     optimizer.step()
-    return {"images": images.detach(), "optimizer": optimizer.state_dict(), "counts": {"steps": [3, 1]},
-            "loss": 1.25}
+    return {"images": images.detach(), "optimizer": optimizer.state_dict(), "counts": {"steps": [3, 1]}, "loss": 1.25}
 
 
 def test_checkpoint_round_trip_is_atomic_safe_and_owned(tmp_path: Path) -> None:
@@ -93,8 +101,9 @@ def test_a_checkpoint_of_another_config_is_refused_in_one_line(tmp_path: Path) -
     Checkpointer(tmp_path, IDENTITY, CheckpointPolicy(iterations=1)).save(1, 3, lambda: {"x": torch.ones(1)})
     other = {**IDENTITY, "config_hash": "def456"}
     for attempt in (lambda: check_compatible(tmp_path, other), lambda: Checkpointer(tmp_path, other, None).load()):
-        with pytest.raises(DcbenchError, match="written by a different config \\(config_hash 'abc123' vs "
-                                               "'def456'\\); delete it") as info:
+        with pytest.raises(
+            DcbenchError, match="written by a different config \\(config_hash 'abc123' vs 'def456'\\); delete it"
+        ) as info:
             attempt()
         assert "\n" not in str(info.value)
     check_compatible(tmp_path, IDENTITY)
@@ -108,8 +117,10 @@ def test_state_other_than_tensors_and_plain_values_is_refused_at_save_and_load(t
     writer = Checkpointer(tmp_path, IDENTITY, CheckpointPolicy(iterations=1))
     with pytest.raises(DcbenchError, match=r"holds a Opaque at state\.counts\[1\]"):
         writer.save(1, 2, lambda: {"counts": [1, Opaque()]})
-    torch.save({"format": "dcbench-checkpoint/1", "identity": IDENTITY, "iteration": 1, "state": {"x": Opaque()}},
-               tmp_path / CHECKPOINT_FILE)
+    torch.save(
+        {"format": "dcbench-checkpoint/1", "identity": IDENTITY, "iteration": 1, "state": {"x": Opaque()}},
+        tmp_path / CHECKPOINT_FILE,
+    )
     with pytest.raises(DcbenchError, match="could run code"):
         read_checkpoint(tmp_path / CHECKPOINT_FILE)
     (tmp_path / CHECKPOINT_FILE).write_bytes(b"not a checkpoint")
@@ -155,21 +166,43 @@ def test_a_method_that_implements_nothing_still_runs_and_writes_no_checkpoint(tm
 
 # --- kill -9 mid-cell, then the same command -------------------------------------------------------
 
+
 def condense_command(method: str, out: Path, fashion_root: Path, *extra: str) -> list[str]:
-    return ["condense", "--method", method, "--dataset", "fashion-mnist", "--ipc", "1", "--preset", "smoke",
-            "--set", "iterations=4", "--checkpoint-every", "1", "--data-root", str(fashion_root),
-            "--device", "cpu", "-o", str(out), *extra]
+    return [
+        "condense",
+        "--method",
+        method,
+        "--dataset",
+        "fashion-mnist",
+        "--ipc",
+        "1",
+        "--preset",
+        "smoke",
+        "--set",
+        "iterations=4",
+        "--checkpoint-every",
+        "1",
+        "--data-root",
+        str(fashion_root),
+        "--device",
+        "cpu",
+        "-o",
+        str(out),
+        *extra,
+    ]
 
 
 def run_cli(args: list[str], **env: str) -> subprocess.CompletedProcess:
     environment = {**os.environ, "OMP_NUM_THREADS": "1", **env}
-    return subprocess.run([sys.executable, "-m", "dcbench.cli", *args], capture_output=True, text=True,
-                          env=environment, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "dcbench.cli", *args], capture_output=True, text=True, env=environment, timeout=300
+    )
 
 
 @pytest.mark.parametrize("method", ["dm", "dc", "cafe"])
-def test_kill_minus_nine_after_two_checkpoints_resumes_bitwise(method: str, tmp_path: Path, fashion_root: Path,
-                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_kill_minus_nine_after_two_checkpoints_resumes_bitwise(
+    method: str, tmp_path: Path, fashion_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # the uninterrupted reference, in this process with the subprocesses' thread count
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

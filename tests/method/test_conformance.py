@@ -1,4 +1,5 @@
 """The conformance kit: every installed method passes it, and it catches each broken promise."""
+
 from __future__ import annotations
 
 import re
@@ -28,6 +29,7 @@ def test_installed_method_conforms(suite: ConformanceSuite, check: str) -> None:
 
 
 # --- the kit catches what it promises to catch ----------------------------------------------------
+
 
 @dataclass
 class ToyConfig:
@@ -66,8 +68,7 @@ class ToyMethod(Method):
         self.defect = defect
         self.config_class = CONFIG_DEFECTS.get(defect, ToyConfig)
 
-    def condense(self, real: RealDataset, ipc: int, config: ToyConfig, seed: int,
-                 ctx: CondenseContext) -> SyntheticSet:
+    def condense(self, real: RealDataset, ipc: int, config: ToyConfig, seed: int, ctx: CondenseContext) -> SyntheticSet:
         g = make_generator(0 if self.defect == "ignores seed" else seed, "toy")
         images = init_synthetic_images(real, ipc, "real", g) * config.scale
         images = images + 0.1 * torch.randn(images.shape, generator=g)
@@ -97,18 +98,21 @@ def failing_checks(suite: ConformanceSuite) -> set[str]:
     return failed
 
 
-@pytest.mark.parametrize("defect, expected", [
-    (None, set()),
-    ("global rng", {"global_rng", "determinism"}),
-    ("ignores seed", {"seed_sensitivity"}),
-    ("interleaved labels", {"labels"}),
-    ("diverges", {"shapes"}),
-    ("edits real data", {"real_data_untouched"}),
-    ("no iterations metric", {"metrics"}),
-    ("preset typo", {"metadata"}),
-    ("invalid quick preset", {"metadata", "config_roundtrip"}),
-    ("slow", {"smoke_time"}),
-])
+@pytest.mark.parametrize(
+    "defect, expected",
+    [
+        (None, set()),
+        ("global rng", {"global_rng", "determinism"}),
+        ("ignores seed", {"seed_sensitivity"}),
+        ("interleaved labels", {"labels"}),
+        ("diverges", {"shapes"}),
+        ("edits real data", {"real_data_untouched"}),
+        ("no iterations metric", {"metrics"}),
+        ("preset typo", {"metadata"}),
+        ("invalid quick preset", {"metadata", "config_roundtrip"}),
+        ("slow", {"smoke_time"}),
+    ],
+)
 def test_each_defect_fails_exactly_its_check(defect: str | None, expected: set[str]) -> None:
     assert failing_checks(ConformanceSuite(ToyMethod(defect), smoke_seconds=0.3)) == expected
 
@@ -142,8 +146,7 @@ class IterativeToy(Method):
     def __init__(self, defect: str | None = None) -> None:
         self.defect = defect
 
-    def condense(self, real: RealDataset, ipc: int, config: ToyConfig, seed: int,
-                 ctx: CondenseContext) -> SyntheticSet:
+    def condense(self, real: RealDataset, ipc: int, config: ToyConfig, seed: int, ctx: CondenseContext) -> SyntheticSet:
         images = init_synthetic_images(real, ipc, "real", make_generator(seed, "init")).requires_grad_(True)
         optimizer = torch.optim.SGD([images], lr=0.1, momentum=0.9)
         whole_run_stream = make_generator(seed, "noise")  # the "one stream for the run" defect
@@ -167,13 +170,16 @@ class IterativeToy(Method):
         return SyntheticSet(images.detach(), class_major_labels(real.num_classes, ipc))
 
 
-@pytest.mark.parametrize("defect, message", [
-    (None, None),
-    ("stream across iterations", "gave different images than an uninterrupted run"),
-    ("forgets momentum", "restore every tensor, optimiser state and counter"),
-    ("never resumes", "did not call ctx.resume()"),
-    ("never checkpoints", "never called ctx.checkpoint"),
-])
+@pytest.mark.parametrize(
+    "defect, message",
+    [
+        (None, None),
+        ("stream across iterations", "gave different images than an uninterrupted run"),
+        ("forgets momentum", "restore every tensor, optimiser state and counter"),
+        ("never resumes", "did not call ctx.resume()"),
+        ("never checkpoints", "never called ctx.checkpoint"),
+    ],
+)
 def test_the_resume_check_catches_a_broken_resume(defect: str | None, message: str | None) -> None:
     suite = ConformanceSuite(IterativeToy(defect))
     if message is None:
@@ -189,12 +195,16 @@ def test_a_crashing_method_is_reported_with_its_case() -> None:
         def condense(self, real, ipc, config, seed, ctx):  # type: ignore[override]
             raise RuntimeError("shapes do not line up")
 
-    with pytest.raises(AssertionError, match=r"'shapes': condensing 3 classes of 1x28x28, IPC 2, seed 0, cpu "
-                                             r"raised RuntimeError: shapes do not line up"):
+    with pytest.raises(
+        AssertionError,
+        match=r"'shapes': condensing 3 classes of 1x28x28, IPC 2, seed 0, cpu "
+        r"raised RuntimeError: shapes do not line up",
+    ):
         ConformanceSuite(Crashing()).run("shapes")
 
 
 # --- the kit's tiny data --------------------------------------------------------------------------
+
 
 def test_tiny_dataset_is_seeded_balanced_and_shuffled() -> None:
     real = tiny_dataset(num_classes=12, channels=3, size=32, per_class=5, seed=3)

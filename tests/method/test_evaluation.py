@@ -21,14 +21,22 @@ def real(fashion_root: Path):
 
 
 def random_set(real, ipc: int, seed: int = 0) -> SyntheticSet:
-    return SyntheticSet(init_synthetic_images(real, ipc, "real", make_generator(seed, "init")),
-                        class_major_labels(real.num_classes, ipc))
+    return SyntheticSet(
+        init_synthetic_images(real, ipc, "real", make_generator(seed, "init")),
+        class_major_labels(real.num_classes, ipc),
+    )
 
 
 def test_presets_follow_the_reference_protocol() -> None:
     paper = Protocol.for_preset("paper", "cifar10", "none")
-    assert (paper.models, paper.epochs, paper.lr, paper.momentum, paper.weight_decay, paper.batch_size) == \
-        (20, 300, 0.01, 0.9, 5e-4, 256)
+    assert (paper.models, paper.epochs, paper.lr, paper.momentum, paper.weight_decay, paper.batch_size) == (
+        20,
+        300,
+        0.01,
+        0.9,
+        5e-4,
+        256,
+    )
     dsa = Protocol.for_preset("paper", "mnist", "dsa")
     assert dsa.epochs == 1000 and dsa.dsa_strategy == "color_crop_cutout_scale_rotate"
     assert Protocol.for_preset("quick", "fashion-mnist").name == "ConvNet-W32/150ep/none/v2"
@@ -64,6 +72,7 @@ def test_training_learns_the_synthetic_set(real) -> None:
 def test_batchnorm_architecture_trains_model_by_model(real) -> None:
     protocol = Protocol.for_preset("smoke", "fashion-mnist", arch="ConvNetBN")
     from dcbench.nn.networks import BUILTIN_ARCHITECTURES
+
     arch = {a.name: a for a in BUILTIN_ARCHITECTURES}["ConvNetBN"]
     result = evaluate_synthetic(random_set(real, 1), real, protocol, seed=0, architecture=arch)
     assert len(result.test_accs) == protocol.models
@@ -97,16 +106,19 @@ def test_lr_drops_after_training_epoch_half_plus_one(real, monkeypatch: pytest.M
     assert steps == pytest.approx(reference_lrs)
 
 
-@pytest.mark.parametrize("method,dataset,augmentation,epochs,strategy", [
-    ("cafe", "fashion-mnist", "none", 600, ""),
-    ("cafe", "mnist", "dc", 1000, ""),
-    ("cafe_dsa", "fashion-mnist", "dsa", 1000, "color_crop_cutout_flip_scale_rotate"),
-    ("dc", "fashion-mnist", "none", 300, ""),
-    ("dc", "mnist", "dc", 1000, ""),
-    ("dsa", "mnist", "dsa", 1000, "color_crop_cutout_scale_rotate"),
-    ("dm", "mnist", "dsa", 1000, "color_crop_cutout_flip_scale_rotate"),
-    ("random", "mnist", "none", 300, ""),
-])
+@pytest.mark.parametrize(
+    "method,dataset,augmentation,epochs,strategy",
+    [
+        ("cafe", "fashion-mnist", "none", 600, ""),
+        ("cafe", "mnist", "dc", 1000, ""),
+        ("cafe_dsa", "fashion-mnist", "dsa", 1000, "color_crop_cutout_flip_scale_rotate"),
+        ("dc", "fashion-mnist", "none", 300, ""),
+        ("dc", "mnist", "dc", 1000, ""),
+        ("dsa", "mnist", "dsa", 1000, "color_crop_cutout_scale_rotate"),
+        ("dm", "mnist", "dsa", 1000, "color_crop_cutout_flip_scale_rotate"),
+        ("random", "mnist", "none", 300, ""),
+    ],
+)
 def test_native_epochs_per_method(method: str, dataset: str, augmentation: str, epochs: int, strategy: str) -> None:
     from dcbench.plugins import load_plugins
 
@@ -131,9 +143,20 @@ def test_a_native_grid_gives_each_method_its_papers_protocol(monkeypatch: pytest
 
     # planning hashes each dataset's content; MNIST is not installed here and not needed for this
     monkeypatch.setattr(plan, "dataset_fingerprint", lambda *args: "not-loaded")
-    spec = Spec(name="native", preset="paper", methods=["cafe", "dc"], datasets=["mnist", "fashion-mnist"],
-                ipcs=[1], seeds=[0], eval_augmentation="native")
+    spec = Spec(
+        name="native",
+        preset="paper",
+        methods=["cafe", "dc"],
+        datasets=["mnist", "fashion-mnist"],
+        ipcs=[1],
+        seeds=[0],
+        eval_augmentation="native",
+    )
     cells = plan_cells(spec, shared_registry(), None, "cpu")
     protocols = {(c.method, c.dataset): c.protocols[0]["name"] for c in cells}
-    assert protocols == {("cafe", "mnist"): "ConvNet/1000ep/dc/v2", ("cafe", "fashion-mnist"): "ConvNet/600ep/none/v2",
-                         ("dc", "mnist"): "ConvNet/1000ep/dc/v2", ("dc", "fashion-mnist"): "ConvNet/300ep/none/v2"}
+    assert protocols == {
+        ("cafe", "mnist"): "ConvNet/1000ep/dc/v2",
+        ("cafe", "fashion-mnist"): "ConvNet/600ep/none/v2",
+        ("dc", "mnist"): "ConvNet/1000ep/dc/v2",
+        ("dc", "fashion-mnist"): "ConvNet/300ep/none/v2",
+    }

@@ -38,13 +38,16 @@ class Evil:
         return (exec, ("pwned = True",))
 
 
-@pytest.mark.parametrize("payload,match", [
-    ({"images": Evil(), "labels": torch.tensor([0])}, "refused to load: it needs the Python object exec"),
-    ([torch.zeros(1)], "expected a dict with tensors"),
-    ({"images": torch.zeros(2, 4, 4), "labels": torch.tensor([0, 1])}, r"must be \(N, C, H, W\)"),
-    ({"images": torch.zeros(2, 1, 4, 4), "labels": torch.tensor([0])}, "labels must be"),
-    ({"images": torch.full((1, 1, 4, 4), float("nan")), "labels": torch.tensor([0])}, "NaN"),
-])
+@pytest.mark.parametrize(
+    "payload,match",
+    [
+        ({"images": Evil(), "labels": torch.tensor([0])}, "refused to load: it needs the Python object exec"),
+        ([torch.zeros(1)], "expected a dict with tensors"),
+        ({"images": torch.zeros(2, 4, 4), "labels": torch.tensor([0, 1])}, r"must be \(N, C, H, W\)"),
+        ({"images": torch.zeros(2, 1, 4, 4), "labels": torch.tensor([0])}, "labels must be"),
+        ({"images": torch.full((1, 1, 4, 4), float("nan")), "labels": torch.tensor([0])}, "NaN"),
+    ],
+)
 def test_bad_files_give_one_line_errors(tmp_path: Path, payload, match: str) -> None:
     torch.save(payload, tmp_path / "synthetic.pt")
     with pytest.raises(DcbenchError, match=match) as info:

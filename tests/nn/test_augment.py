@@ -124,8 +124,9 @@ def test_dc_crop_pads_with_the_channel_mean() -> None:
 def test_dc_rotate_is_a_cubic_spline_rotation() -> None:
     image = torch.randn(2, 9, 9, generator=make_generator(0)).numpy()
     # at multiples of 90 degrees a spline rotation is exact: torch.rot90 is an independent reference
-    np.testing.assert_allclose(_dc_rotate(image, 90, 0.0), torch.rot90(torch.from_numpy(image), 1, (-2, -1)).numpy(),
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        _dc_rotate(image, 90, 0.0), torch.rot90(torch.from_numpy(image), 1, (-2, -1)).numpy(), atol=1e-5
+    )
     np.testing.assert_allclose(_dc_rotate(image, 0, 0.0), image, atol=1e-6)
     corners = _dc_rotate(np.zeros((1, 28, 28), np.float32), 45, 3.0)[0, [0, 0, -1, -1], [0, -1, 0, -1]]
     np.testing.assert_allclose(corners, 3.0, atol=1e-5)  # the grown canvas is filled with the fill value

@@ -29,8 +29,18 @@ def test_convnet_features_match_the_reference_shapes_for_28_and_32_pixels() -> N
 
 
 def test_convnet_options_change_structure() -> None:
-    net = build_network(ARCHS["ConvNet"], 3, 10, (32, 32), make_generator(0), width=16, depth=4,
-                        norm="batchnorm", activation="leakyrelu", pooling="maxpooling")
+    net = build_network(
+        ARCHS["ConvNet"],
+        3,
+        10,
+        (32, 32),
+        make_generator(0),
+        width=16,
+        depth=4,
+        norm="batchnorm",
+        activation="leakyrelu",
+        pooling="maxpooling",
+    )
     assert len(net.features(torch.zeros(2, 3, 32, 32))) == 5
     assert net.embed(torch.zeros(2, 3, 32, 32)).shape == (2, 16 * 2 * 2)
     assert any(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())
@@ -64,8 +74,8 @@ def test_avgpool2x2_matches_avg_pool2d_forward_backward_and_double_backward(shap
     outputs = []
     for pool in (torch.nn.AvgPool2d(2, 2), AvgPool2x2()):
         y = pool(x)
-        (g,) = torch.autograd.grad((y ** 3).sum(), x, create_graph=True)
-        (gg,) = torch.autograd.grad((g ** 2).sum(), x)
+        (g,) = torch.autograd.grad((y**3).sum(), x, create_graph=True)
+        (gg,) = torch.autograd.grad((g**2).sum(), x)
         outputs.append((y, g, gg))
     for ref, got in zip(*outputs):
         assert got.shape == ref.shape

@@ -1,4 +1,5 @@
 """Tests of the CAFE plugin: loss terms, stopping rules, the loop and the two registered methods."""
+
 from __future__ import annotations
 
 import pytest
@@ -20,16 +21,25 @@ from dcbench_cafe.method import CafeDsaMethod, CafeMethod
 from dcbench_cafe.stopping import CAP, FROZEN, MOVED, STABLE, AccuracyWindow, InnerStop, OuterStop
 
 
-def tiny_dataset(num_classes: int = 3, per_class: int = 10, channels: int = 1, size: int = 28,
-                 seed: int = 0) -> RealDataset:
+def tiny_dataset(
+    num_classes: int = 3, per_class: int = 10, channels: int = 1, size: int = 28, seed: int = 0
+) -> RealDataset:
     g = torch.Generator().manual_seed(seed)
     n = num_classes * per_class
     labels = torch.arange(num_classes).repeat_interleave(per_class)
     # a class-dependent offset, so the classes differ and accuracy checks are not constant
     images = torch.randn(n, channels, size, size, generator=g) + labels.view(-1, 1, 1, 1) * 0.5
     test = torch.randn(6, channels, size, size, generator=g)
-    return RealDataset("tiny", images, labels, test, torch.arange(6) % num_classes, (0.5,) * channels,
-                       (0.5,) * channels, tuple(f"c{i}" for i in range(num_classes)))
+    return RealDataset(
+        "tiny",
+        images,
+        labels,
+        test,
+        torch.arange(6) % num_classes,
+        (0.5,) * channels,
+        (0.5,) * channels,
+        tuple(f"c{i}" for i in range(num_classes)),
+    )
 
 
 def random_maps(k: int, seed: int = 0) -> list[Tensor]:
@@ -38,6 +48,7 @@ def random_maps(k: int, seed: int = 0) -> list[Tensor]:
 
 
 # --- loss terms ----------------------------------------------------------------------------------
+
 
 def test_class_means_keep_spatial_maps_and_handle_unequal_classes() -> None:
     x = torch.arange(2 * 3 * 2 * 2, dtype=torch.float).view(6, 2, 2, 1)
@@ -66,7 +77,7 @@ def test_each_map_weight_scales_only_its_own_block(perturbed: int) -> None:
     syn = [m.clone() for m in real]
     delta = torch.randn(syn[perturbed].shape, generator=torch.Generator().manual_seed(3))
     syn[perturbed] = syn[perturbed] + delta
-    sse = float((delta ** 2).sum())
+    sse = float((delta**2).sum())
     # the deepest map is also the embedding (f5 = f4 flattened): it carries both weights
     expected = weights[perturbed] * sse + (embed_weight * sse if perturbed == 3 else 0.0)
     assert float(alignment_loss(real, syn, weights, embed_weight)) == pytest.approx(expected, rel=1e-5)
@@ -110,7 +121,7 @@ def test_batched_cafe_loss_equals_a_class_by_class_computation_and_skips_real_gr
     real_embeddings, syn_centres = [], []
     for c in range(k):
         real_maps = net.features(real_batches[c].detach())
-        syn_maps = net.features(syn[c * ipc:(c + 1) * ipc])
+        syn_maps = net.features(syn[c * ipc : (c + 1) * ipc])
         for w, rm, sm in zip(weights, real_maps, syn_maps):
             expected = expected + w * ((rm.mean(0) - sm.mean(0)) ** 2).sum()
         real_embeddings.append(real_maps[-1].flatten(1))
@@ -125,6 +136,7 @@ def test_batched_cafe_loss_equals_a_class_by_class_computation_and_skips_real_gr
 
 
 # --- stopping rules ------------------------------------------------------------------------------
+
 
 def run_rule(rule: OuterStop | InnerStop, sequence: list[list[float]]) -> tuple[str | None, int]:
     for accs in sequence:
@@ -189,7 +201,8 @@ def test_running_sum_warm_up_alone_ends_a_faithful_inner_loop_at_high_accuracy()
 def test_image_lr_halves_at_the_scaled_official_milestones() -> None:
     paper = CafeConfig()
     assert [image_lr(paper, it) for it in (0, 1199, 1200, 1599, 1600, 1800, 1999)] == pytest.approx(
-        [0.1, 0.1, 0.05, 0.05, 0.025, 0.0125, 0.0125])
+        [0.1, 0.1, 0.05, 0.05, 0.025, 0.0125, 0.0125]
+    )
     short = CafeConfig(iterations=10)
     assert [image_lr(short, it) for it in (5, 6, 8, 9)] == pytest.approx([0.1, 0.05, 0.025, 0.0125])
 
@@ -215,8 +228,10 @@ def test_query_accuracy_is_per_class_on_training_images() -> None:
 
 # --- the methods ---------------------------------------------------------------------------------
 
-def condense(method: CafeMethod | CafeDsaMethod, real: RealDataset, ipc: int, seed: int,
-             **overrides: object) -> tuple[Tensor, Tensor, dict]:
+
+def condense(
+    method: CafeMethod | CafeDsaMethod, real: RealDataset, ipc: int, seed: int, **overrides: object
+) -> tuple[Tensor, Tensor, dict]:
     ctx = CondenseContext()
     synthetic = method.condense(real, ipc, method.make_config("smoke", overrides), seed, ctx)
     return synthetic.images, synthetic.labels, ctx.metrics
@@ -298,8 +313,15 @@ def test_config_validation() -> None:
     with pytest.raises(DcbenchError):
         CafeDsaMethod().make_config("paper", {"dsa_strategy": "blur"})
     paper = method.make_config("paper")
-    assert (paper.iterations, paper.batch_real, paper.lambda_1, paper.lambda_2, paper.init, paper.net_width,
-            paper.faithful) == (2000, 256, 0.04, 0.03, "noise", 128, True)
+    assert (
+        paper.iterations,
+        paper.batch_real,
+        paper.lambda_1,
+        paper.lambda_2,
+        paper.init,
+        paper.net_width,
+        paper.faithful,
+    ) == (2000, 256, 0.04, 0.03, "noise", 128, True)
     assert CafeDsaMethod().make_config("quick").init == "real"
 
 

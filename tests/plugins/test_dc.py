@@ -1,4 +1,5 @@
 """Tests of the DC / DSA plugin: matching distance, loop schedule, per-class gradients, methods."""
+
 from __future__ import annotations
 
 import math
@@ -20,13 +21,22 @@ from dcbench_dc.method import DCMethod, DSAMethod
 ARCHS = {a.name: a for a in BUILTIN_ARCHITECTURES}
 
 
-def tiny_dataset(classes: int = 4, per_class: int = 10, channels: int = 1, size: int = 28,
-                 name: str = "tiny") -> RealDataset:
+def tiny_dataset(
+    classes: int = 4, per_class: int = 10, channels: int = 1, size: int = 28, name: str = "tiny"
+) -> RealDataset:
     g = make_generator(0, "tiny-data", classes, channels, size)
     x = torch.randn(classes * per_class, channels, size, size, generator=g)
     y = torch.arange(classes).repeat(per_class)
-    return RealDataset(name, x, y, x[:classes], y[:classes], (0.5,) * channels, (0.5,) * channels,
-                       tuple(str(c) for c in range(classes)))
+    return RealDataset(
+        name,
+        x,
+        y,
+        x[:classes],
+        y[:classes],
+        (0.5,) * channels,
+        (0.5,) * channels,
+        tuple(str(c) for c in range(classes)),
+    )
 
 
 def stacked(*rows: list) -> torch.Tensor:
@@ -35,6 +45,7 @@ def stacked(*rows: list) -> torch.Tensor:
 
 
 # ---- matching distance -------------------------------------------------------------------------
+
 
 def test_ours_sums_one_minus_row_cosines_of_a_linear_weight() -> None:
     real = stacked([1.0, 0.0], [0.0, 1.0])
@@ -88,13 +99,31 @@ def test_unknown_metric_is_a_user_error() -> None:
 
 # ---- loop schedule -----------------------------------------------------------------------------
 
+
 def test_reference_loop_table() -> None:
     assert {ipc: get_loops(ipc) for ipc in (1, 10, 20, 30, 40, 50)} == {
-        1: (1, 1), 10: (10, 50), 20: (20, 25), 30: (30, 20), 40: (40, 15), 50: (50, 10)}
+        1: (1, 1),
+        10: (10, 50),
+        20: (20, 25),
+        30: (30, 20),
+        40: (40, 15),
+        50: (50, 10),
+    }
 
 
-@pytest.mark.parametrize("ipc, loops", [(2, (2, 50)), (5, (5, 50)), (9, (9, 50)), (15, (15, 38)),
-                                        (25, (25, 23)), (45, (45, 13)), (51, (50, 10)), (100, (50, 10))])
+@pytest.mark.parametrize(
+    "ipc, loops",
+    [
+        (2, (2, 50)),
+        (5, (5, 50)),
+        (9, (9, 50)),
+        (15, (15, 38)),
+        (25, (25, 23)),
+        (45, (45, 13)),
+        (51, (50, 10)),
+        (100, (50, 10)),
+    ],
+)
 def test_loop_rule_for_other_ipcs(ipc: int, loops: tuple[int, int]) -> None:
     assert get_loops(ipc) == loops
 
@@ -105,6 +134,7 @@ def test_loops_reject_non_positive_ipc() -> None:
 
 
 # ---- per-class gradients -----------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("arch", ["ConvNet", "ConvNetBN"])
 def test_batched_class_gradients_equal_the_class_loop(arch: str) -> None:
@@ -144,14 +174,16 @@ def test_class_gradients_match_a_single_class_autograd() -> None:
 
 # ---- methods -----------------------------------------------------------------------------------
 
+
 def condense(method, real: RealDataset, ipc: int, seed: int, **overrides) -> tuple[torch.Tensor, torch.Tensor, dict]:
     ctx = CondenseContext()
     synthetic = method.condense(real, ipc, method.make_config("smoke", overrides), seed, ctx)
     return synthetic.images, synthetic.labels, ctx.metrics
 
 
-@pytest.mark.parametrize("method, real", [(DCMethod(), tiny_dataset()),
-                                          (DSAMethod(), tiny_dataset(3, 8, channels=3, size=32))])
+@pytest.mark.parametrize(
+    "method, real", [(DCMethod(), tiny_dataset()), (DSAMethod(), tiny_dataset(3, 8, channels=3, size=32))]
+)
 def test_method_changes_images_keeps_shapes_and_is_deterministic(method, real: RealDataset) -> None:
     ipc = 2
     images, labels, metrics = condense(method, real, ipc, seed=0)
@@ -181,8 +213,9 @@ def test_dsa_uses_the_dataset_strategy_unless_configured() -> None:
 @pytest.mark.parametrize("method", [DCMethod(), DSAMethod()])
 def test_class_batching_modes_give_the_same_set(method) -> None:
     real = tiny_dataset(3, 6)
-    sets = [condense(method, real, 2, seed=3, iterations=1, class_batching=mode)[0]
-            for mode in ("none", "synthetic", "all")]
+    sets = [
+        condense(method, real, 2, seed=3, iterations=1, class_batching=mode)[0] for mode in ("none", "synthetic", "all")
+    ]
     for other in sets[1:]:
         torch.testing.assert_close(other, sets[0], rtol=1e-4, atol=1e-5)
 
@@ -204,13 +237,27 @@ def test_diverging_images_stop_the_cell() -> None:
 def test_config_presets_and_validation() -> None:
     dc = DCMethod()
     paper = dc.make_config("paper")
-    assert (paper.iterations, paper.batch_real, paper.lr_img, paper.lr_net, paper.init, paper.dis_metric,
-            paper.net_width, paper.net_depth, paper.net_norm) == (1000, 256, 0.1, 0.01, "noise", "ours", 128, 3,
-                                                                 "instancenorm")
+    assert (
+        paper.iterations,
+        paper.batch_real,
+        paper.lr_img,
+        paper.lr_net,
+        paper.init,
+        paper.dis_metric,
+        paper.net_width,
+        paper.net_depth,
+        paper.net_norm,
+    ) == (1000, 256, 0.1, 0.01, "noise", "ours", 128, 3, "instancenorm")
     assert dc.make_config("quick").net_width == 32
     assert DSAMethod().make_config("paper").init == "real"
-    for bad in ({"dis_metric": "l2"}, {"init": "zeros"}, {"iterations": 0}, {"inner_loop": 0},
-                {"class_batching": "some"}, {"lr_img": 0.0}):
+    for bad in (
+        {"dis_metric": "l2"},
+        {"init": "zeros"},
+        {"iterations": 0},
+        {"inner_loop": 0},
+        {"class_batching": "some"},
+        {"lr_img": 0.0},
+    ):
         with pytest.raises(DcbenchError):
             dc.make_config("smoke", bad)
     with pytest.raises(DcbenchError):

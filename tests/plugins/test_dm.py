@@ -1,4 +1,5 @@
 """Tests of the DM baseline plugin: the loss, its batched evaluation and the condensation loop."""
+
 from __future__ import annotations
 
 import pytest
@@ -19,8 +20,16 @@ def tiny_dataset(class_sizes: list[int], channels: int = 1, side: int = 28, name
     labels = torch.cat([torch.full((n,), c, dtype=torch.long) for c, n in enumerate(class_sizes)])
     # class-dependent offsets so the classes really differ
     images = torch.randn(len(labels), channels, side, side, generator=g) + labels.view(-1, 1, 1, 1).float()
-    return RealDataset(name, images, labels, images[:4], labels[:4], (0.5,) * channels, (0.25,) * channels,
-                       tuple(f"c{c}" for c in range(len(class_sizes))))
+    return RealDataset(
+        name,
+        images,
+        labels,
+        images[:4],
+        labels[:4],
+        (0.5,) * channels,
+        (0.25,) * channels,
+        tuple(f"c{c}" for c in range(len(class_sizes))),
+    )
 
 
 def convnet(channels: int = 1, num_classes: int = 3, side: int = 28, seed: int = 0) -> ConvNet:
@@ -41,6 +50,7 @@ def loop_loss(embed, real_batches: list[Tensor], syn_batches: list[Tensor]) -> T
 
 
 # --- the loss -----------------------------------------------------------------------------------
+
 
 def test_loss_is_zero_when_class_means_coincide() -> None:
     real = [randn(6, 1, 4, 4, seed=c) for c in range(3)]
@@ -110,6 +120,7 @@ def test_real_batches_are_the_images_sample_class_draws() -> None:
 
 # --- the method ---------------------------------------------------------------------------------
 
+
 def smoke(**overrides: object) -> DMConfig:
     return make_config(DMConfig, "smoke", overrides)
 
@@ -167,6 +178,7 @@ def test_divergence_stops_the_cell() -> None:
 
 # --- configuration and registration -------------------------------------------------------------
 
+
 def test_paper_defaults_are_the_reference_settings() -> None:
     paper = make_config(DMConfig, "paper")
     reference = (20000, 1.0, 0.5, 256, "real")
@@ -177,8 +189,18 @@ def test_paper_defaults_are_the_reference_settings() -> None:
     assert DMMethod.native_eval_augmentation == "dsa"
 
 
-@pytest.mark.parametrize("bad", [{"iterations": 0}, {"lr_img": 0.0}, {"momentum": 1.0}, {"batch_real": 0},
-                                 {"init": "zeros"}, {"dsa_strategy": "colour"}, {"real_chunk": 0}])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"iterations": 0},
+        {"lr_img": 0.0},
+        {"momentum": 1.0},
+        {"batch_real": 0},
+        {"init": "zeros"},
+        {"dsa_strategy": "colour"},
+        {"real_chunk": 0},
+    ],
+)
 def test_bad_settings_are_one_line_errors(bad: dict[str, object]) -> None:
     with pytest.raises(DcbenchError):
         make_config(DMConfig, "quick", bad)

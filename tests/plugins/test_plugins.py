@@ -1,4 +1,5 @@
 """The plugin host: loading, isolation of broken plugins, registration hooks and observer hooks."""
+
 from __future__ import annotations
 
 import importlib.metadata
@@ -34,16 +35,22 @@ def test_third_party_plugin_is_loaded(extra_plugins) -> None:
     assert registry.methods["zero"].version == "9.9" and registry.owners[("method", "zero")] == "zero"
 
 
-@pytest.mark.parametrize("source,reason", [
-    ("raise ImportError('missing dependency foo')", "ImportError: missing dependency foo"),
-    ("from dcbench import hookimpl\n@hookimpl\ndef dcbench_regsiter_methods(register): pass\n", "unknown hook"),
-    ("from dcbench import hookimpl\n@hookimpl\ndef dcbench_register_methods(register, extra): pass\n",
-     "extra"),
-    ("from dcbench import hookimpl\n@hookimpl\ndef dcbench_register_methods(register):\n    register(42)\n",
-     "expects a Method"),
-    ("from dcbench import hookimpl\n@hookimpl\ndef dcbench_register_methods(register):\n    1 / 0\n",
-     "ZeroDivisionError"),
-])
+@pytest.mark.parametrize(
+    "source,reason",
+    [
+        ("raise ImportError('missing dependency foo')", "ImportError: missing dependency foo"),
+        ("from dcbench import hookimpl\n@hookimpl\ndef dcbench_regsiter_methods(register): pass\n", "unknown hook"),
+        ("from dcbench import hookimpl\n@hookimpl\ndef dcbench_register_methods(register, extra): pass\n", "extra"),
+        (
+            "from dcbench import hookimpl\n@hookimpl\ndef dcbench_register_methods(register):\n    register(42)\n",
+            "expects a Method",
+        ),
+        (
+            "from dcbench import hookimpl\n@hookimpl\ndef dcbench_register_methods(register):\n    1 / 0\n",
+            "ZeroDivisionError",
+        ),
+    ],
+)
 def test_broken_plugin_is_reported_in_one_line_and_skipped(extra_plugins, capsys, source: str, reason: str) -> None:
     extra_plugins("broken", source)
     extra_plugins("zero", GOOD_PLUGIN.replace("{name}", "zero"))
@@ -129,25 +136,31 @@ def test_hook_dcbench_register_methods(extra_plugins) -> None:
 
 
 def test_hook_dcbench_register_datasets(extra_plugins) -> None:
-    extra_plugins("toy", """
+    extra_plugins(
+        "toy",
+        """
         from dcbench import hookimpl
         from dcbench.data.real import DatasetSpec
         @hookimpl
         def dcbench_register_datasets(register):
             register(DatasetSpec("toy", lambda root: None, "a toy"))
-    """)
+    """,
+    )
     assert load_plugins().dataset("toy").description == "a toy"
 
 
 def test_hook_dcbench_register_architectures(extra_plugins) -> None:
-    extra_plugins("tiny", """
+    extra_plugins(
+        "tiny",
+        """
         import torch
         from dcbench import hookimpl
         from dcbench.nn.networks import Architecture
         @hookimpl
         def dcbench_register_architectures(register):
             register(Architecture("Tiny", lambda c, k, size: torch.nn.Linear(c * size[0] * size[1], k)))
-    """)
+    """,
+    )
     assert load_plugins().architecture("Tiny").name == "Tiny"
 
 
@@ -169,11 +182,19 @@ def _run_one_cell(tmp_path: Path, fashion_root: Path, recorder: Recorder, method
 def test_hook_dcbench_cell_started(tmp_path: Path, fashion_root: Path) -> None:
     recorder = Recorder()
     _run_one_cell(tmp_path, fashion_root, recorder)
-    assert recorder.calls[0] == ("started", {"id": "herding-fashion-mnist-ipc1-s0", "method": "herding",
-                                             "dataset": "fashion-mnist", "ipc": 1, "seed": 0, "preset": "smoke",
-                                             "directory": str((tmp_path / "runs" / "herding-fashion-mnist-ipc1-s0")
-                                                              .resolve()),
-                                             "tracking": {}})
+    assert recorder.calls[0] == (
+        "started",
+        {
+            "id": "herding-fashion-mnist-ipc1-s0",
+            "method": "herding",
+            "dataset": "fashion-mnist",
+            "ipc": 1,
+            "seed": 0,
+            "preset": "smoke",
+            "directory": str((tmp_path / "runs" / "herding-fashion-mnist-ipc1-s0").resolve()),
+            "tracking": {},
+        },
+    )
 
 
 def test_hook_dcbench_condense_progress(tmp_path: Path, fashion_root: Path) -> None:

@@ -1,4 +1,5 @@
 """`dcbench run` options of issue 15 end to end: curves, TensorBoard, checkpoint settings and refusals."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -23,7 +24,6 @@ checkpoint_every = 1
 """
 
 
-
 def write_spec(tmp_path: Path, text: str = SPEC) -> Path:
     path = tmp_path / "tb.toml"
     path.write_text(text)
@@ -32,8 +32,14 @@ def write_spec(tmp_path: Path, text: str = SPEC) -> Path:
 
 def test_run_writes_curves_tensorboard_events_and_a_loss_figure(tmp_path: Path, fashion_root: Path) -> None:
     event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
-    out = run_benchmark(write_spec(tmp_path), out=tmp_path / "out", data_root=str(fashion_root),
-                               device="cpu", show_progress=False, tensorboard=True)
+    out = run_benchmark(
+        write_spec(tmp_path),
+        out=tmp_path / "out",
+        data_root=str(fashion_root),
+        device="cpu",
+        show_progress=False,
+        tensorboard=True,
+    )
     dm = out / "runs" / "dm-fashion-mnist-ipc1-s0"
     assert (dm / "curve.csv").read_text().splitlines()[0] == "step,total,loss"
     assert not (dm / CHECKPOINT_FILE).exists()  # deleted once the cell finished
@@ -50,35 +56,51 @@ def test_run_writes_curves_tensorboard_events_and_a_loss_figure(tmp_path: Path, 
     assert (out / "tensorboard" / "random-fashion-mnist-ipc1-s0").is_dir()
 
 
-def test_tensorboard_without_the_package_is_refused_before_work(tmp_path: Path, fashion_root: Path,
-                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_tensorboard_without_the_package_is_refused_before_work(
+    tmp_path: Path, fashion_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name == "tensorboard" else real_find_spec(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "tensorboard" else real_find_spec(name, *a)
+    )
     with pytest.raises(DcbenchError, match=r"pip install 'dcbench\[tensorboard\]'"):
-        run_benchmark(write_spec(tmp_path), out=tmp_path / "out", data_root=str(fashion_root),
-                             device="cpu", show_progress=False, tensorboard=str(tmp_path / "tb"))
+        run_benchmark(
+            write_spec(tmp_path),
+            out=tmp_path / "out",
+            data_root=str(fashion_root),
+            device="cpu",
+            show_progress=False,
+            tensorboard=str(tmp_path / "tb"),
+        )
     assert not (tmp_path / "out").exists()
 
 
-def test_a_cell_checkpoint_of_another_config_stops_the_run_before_any_work(tmp_path: Path,
-                                                                           fashion_root: Path) -> None:
+def test_a_cell_checkpoint_of_another_config_stops_the_run_before_any_work(tmp_path: Path, fashion_root: Path) -> None:
     cell_dir = tmp_path / "out" / "runs" / "dm-fashion-mnist-ipc1-s0"
     stale = checkpoint_identity("dm", shared_registry().method("dm").version, "0ldc0nf1g", "fashion-mnist", 1, 0)
     Checkpointer(cell_dir, stale, CheckpointPolicy(iterations=1)).save(1, 2, lambda: {"images": torch.zeros(1)})
     with pytest.raises(DcbenchError, match="written by a different config .*config_hash '0ldc0nf1g'"):
-        run_benchmark(write_spec(tmp_path), out=tmp_path / "out", data_root=str(fashion_root),
-                             device="cpu", show_progress=False, write_report=False)
+        run_benchmark(
+            write_spec(tmp_path),
+            out=tmp_path / "out",
+            data_root=str(fashion_root),
+            device="cpu",
+            show_progress=False,
+            write_report=False,
+        )
     assert not (tmp_path / "out" / "runs" / "random-fashion-mnist-ipc1-s0").exists()
     assert (cell_dir / CHECKPOINT_FILE).exists()
 
 
-@pytest.mark.parametrize("text, match", [
-    ("checkpoint_every = '5 parsecs'", "neither a number of iterations"),
-    ("gpus_per_cell = 1.5", "gpus_per_cell must be a fraction"),
-    ("gpus_per_cell = -1", "gpus_per_cell must be a fraction"),
-    ("tensorboard = 3", "spec tensorboard must be"),
-])
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ("checkpoint_every = '5 parsecs'", "neither a number of iterations"),
+        ("gpus_per_cell = 1.5", "gpus_per_cell must be a fraction"),
+        ("gpus_per_cell = -1", "gpus_per_cell must be a fraction"),
+        ("tensorboard = 3", "spec tensorboard must be"),
+    ],
+)
 def test_bad_run_options_in_a_spec_are_one_line_errors(tmp_path: Path, text: str, match: str) -> None:
     with pytest.raises(DcbenchError, match=match):
         load_spec(write_spec(tmp_path, text))

@@ -1,4 +1,5 @@
 """dcbench.report.compare and `dcbench compare`: a run held against a reference store or published numbers."""
+
 from __future__ import annotations
 
 import shutil
@@ -29,8 +30,12 @@ REPO = Path(__file__).resolve().parents[2]
 LEVELS = {("random", 1): 48.0, ("random", 10): 72.0, ("dm", 1): 69.0, ("dm", 10): 78.0}
 
 
-def write_store(root: Path, shift: dict[str, float] | None = None, protocol: str = "ConvNet/300ep/none/v2",
-                seeds: tuple[int, ...] = (0, 1, 2)) -> Path:
+def write_store(
+    root: Path,
+    shift: dict[str, float] | None = None,
+    protocol: str = "ConvNet/300ep/none/v2",
+    seeds: tuple[int, ...] = (0, 1, 2),
+) -> Path:
     """A results directory with runs.csv as the runner writes it; ``shift`` moves a method's accuracy."""
     rng = np.random.default_rng(len(str(root)))
     rows = []
@@ -39,10 +44,21 @@ def write_store(root: Path, shift: dict[str, float] | None = None, protocol: str
             seed_effect = rng.normal(0, 0.8)
             for k in range(2):
                 accuracy = level + (shift or {}).get(method, 0.0) + seed_effect + rng.normal(0, 0.3)
-                rows.append({"run_id": f"{method}-fashion-mnist-ipc{ipc}-s{seed}", "method": method,
-                             "dataset": "fashion-mnist", "ipc": ipc, "eval_arch": "ConvNet", "synth_seed": seed,
-                             "eval_index": k, "test_acc": accuracy / 100, "protocol": protocol,
-                             "config_hash": f"hash-{method}", "preset": "quick"})
+                rows.append(
+                    {
+                        "run_id": f"{method}-fashion-mnist-ipc{ipc}-s{seed}",
+                        "method": method,
+                        "dataset": "fashion-mnist",
+                        "ipc": ipc,
+                        "eval_arch": "ConvNet",
+                        "synth_seed": seed,
+                        "eval_index": k,
+                        "test_acc": accuracy / 100,
+                        "protocol": protocol,
+                        "config_hash": f"hash-{method}",
+                        "preset": "quick",
+                    }
+                )
     root.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(rows).to_csv(root / "runs.csv", index=False)
     (root / "spec.toml").write_text('name = "x"\npreset = "quick"\ndatasets = ["fashion-mnist"]\n')
@@ -87,8 +103,9 @@ def test_identical_stores_reproduce_every_cell(tmp_path: Path) -> None:
     table = compare_paths(run, reference)
     assert len(table) == 4 and (table["verdict"] == "reproduced").all()
     assert (table["diff"] == 0).all() and (table["diff_ci_low"] < 0).all() and (table["diff_ci_high"] > 0).all()
-    assert summary_line(table).startswith("4 of 4 cells reproduced (Welch t, Holm over 4 cells, α = 0.05; "
-                                          "differences up to ")
+    assert summary_line(table).startswith(
+        "4 of 4 cells reproduced (Welch t, Holm over 4 cells, α = 0.05; differences up to "
+    )
 
 
 def test_a_shifted_method_differs_and_is_named(tmp_path: Path) -> None:
@@ -102,10 +119,12 @@ def test_a_shifted_method_differs_and_is_named(tmp_path: Path) -> None:
 
 
 def test_a_changed_protocol_is_flagged(tmp_path: Path) -> None:
-    table = compare_paths(write_store(tmp_path / "run"),
-                          write_store(tmp_path / "ref", protocol="ConvNet/300ep/none/v1"))
+    table = compare_paths(
+        write_store(tmp_path / "run"), write_store(tmp_path / "ref", protocol="ConvNet/300ep/none/v1")
+    )
     assert not table["same_protocol"].any()
     from dcbench.report.compare import warnings
+
     assert "another protocol than the reference" in warnings(table)[0]
 
 
@@ -126,8 +145,10 @@ def test_a_run_against_published_numbers(tmp_path: Path) -> None:
     assert dict(zip(table["ipc"], table["verdict"])) == {1: "reproduced", 10: "differs"}
     assert table["same_protocol"].isna().all()  # a paper records no dcbench protocol
     from dcbench.report.compare import warnings
-    assert warnings(table) == ["2 cell(s) ran another preset than the reference (run quick vs reference paper): "
-                               "the settings differ"]
+
+    assert warnings(table) == [
+        "2 cell(s) ran another preset than the reference (run quick vs reference paper): the settings differ"
+    ]
 
 
 def test_the_shipped_published_numbers_load() -> None:
@@ -136,14 +157,17 @@ def test_the_shipped_published_numbers_load() -> None:
     assert cells.set_index(["method", "dataset", "ipc"]).loc[("dsa", "fashion-mnist", 10), "mean"] == 84.6
 
 
-@pytest.mark.parametrize("text,match", [
-    ("method,dataset,ipc,mean,sd\ndm,fashion-mnist,1,69,1\n", "lacks column"),
-    ("method,dataset,ipc,mean,sd,n\ndm,fashion-mnist,1,0.69,0.01,5\n", "fractions"),
-    ("method,dataset,ipc,mean,sd,n\ndm,fashion-mnist,1,69,1,5\ndm,fashion-mnist,1,70,1,5\n", "twice"),
-    ("method,dataset,ipc,mean,sd,n\ndm,fashion-mnist,1,69,1,0\n", "line 2: n must be a positive integer"),
-    ("method,dataset,ipc,mean,sd,n\ndm,fashion-mnist,one,69,1,5\n", "line 2: ipc 'one' is not a number"),
-    ("method,dataset,ipc,mean,sd,n\n", "no rows"),
-])
+@pytest.mark.parametrize(
+    "text,match",
+    [
+        ("method,dataset,ipc,mean,sd\ndm,fashion-mnist,1,69,1\n", "lacks column"),
+        ("method,dataset,ipc,mean,sd,n\ndm,fashion-mnist,1,0.69,0.01,5\n", "fractions"),
+        ("method,dataset,ipc,mean,sd,n\ndm,fashion-mnist,1,69,1,5\ndm,fashion-mnist,1,70,1,5\n", "twice"),
+        ("method,dataset,ipc,mean,sd,n\ndm,fashion-mnist,1,69,1,0\n", "line 2: n must be a positive integer"),
+        ("method,dataset,ipc,mean,sd,n\ndm,fashion-mnist,one,69,1,5\n", "line 2: ipc 'one' is not a number"),
+        ("method,dataset,ipc,mean,sd,n\n", "no rows"),
+    ],
+)
 def test_bad_published_csv_is_one_line_error(tmp_path: Path, text: str, match: str) -> None:
     csv = tmp_path / "bad.csv"
     csv.write_text(text)
@@ -175,15 +199,20 @@ def test_reference_is_found_by_dataset_and_preset(tmp_path: Path) -> None:
     assert find_reference(["mnist"], "quick", root) is None
     run_root = tmp_path / "local"
     assert resolve_reference("none", ["fashion-mnist"], "quick", run_root)[0] is None
-    assert resolve_reference(str(root / "fashion-mnist-quick"), ["mnist"], "smoke", run_root) == \
-        (root / "fashion-mnist-quick", "")
+    assert resolve_reference(str(root / "fashion-mnist-quick"), ["mnist"], "smoke", run_root) == (
+        root / "fashion-mnist-quick",
+        "",
+    )
     # regenerating the reference in place compares it with nothing, and says so
-    assert resolve_reference(str(root / "fashion-mnist-quick"), [], "quick", root / "fashion-mnist-quick") == \
-        (None, f"{root / 'fashion-mnist-quick'} is the reference itself: nothing compared")
+    assert resolve_reference(str(root / "fashion-mnist-quick"), [], "quick", root / "fashion-mnist-quick") == (
+        None,
+        f"{root / 'fashion-mnist-quick'} is the reference itself: nothing compared",
+    )
     with pytest.raises(DcbenchError, match="not found"):
         resolve_reference(str(tmp_path / "nope"), ["fashion-mnist"], "quick", run_root)
     assert resolve_reference("auto", ["fashion-mnist"], "paper", run_root)[1].startswith(
-        "no committed reference of fashion-mnist at preset paper")
+        "no committed reference of fashion-mnist at preset paper"
+    )
 
 
 def test_the_committed_reference_is_found_from_the_repository_root(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -206,15 +235,34 @@ def test_run_ends_with_the_comparison(tmp_path: Path, fashion_root: Path, capsys
     spec = tmp_path / "tiny.toml"
     spec.write_text(SPEC)
     with pytest.raises(DcbenchError, match="not found"):  # a bad reference is refused before any work
-        run_benchmark(spec, out=tmp_path / "run", data_root=str(fashion_root), device="cpu",
-                             show_progress=False, reference=str(tmp_path / "missing"))
+        run_benchmark(
+            spec,
+            out=tmp_path / "run",
+            data_root=str(fashion_root),
+            device="cpu",
+            show_progress=False,
+            reference=str(tmp_path / "missing"),
+        )
     assert not (tmp_path / "run").exists()
-    reference = run_benchmark(spec, out=tmp_path / "reference", data_root=str(fashion_root), device="cpu",
-                                     show_progress=False, write_report=False, reference="none")
+    reference = run_benchmark(
+        spec,
+        out=tmp_path / "reference",
+        data_root=str(fashion_root),
+        device="cpu",
+        show_progress=False,
+        write_report=False,
+        reference="none",
+    )
     shutil.copytree(reference, tmp_path / "run")
     capsys.readouterr()
-    run_benchmark(spec, out=tmp_path / "run", data_root=str(fashion_root), device="cpu",
-                         show_progress=False, reference=str(reference))
+    run_benchmark(
+        spec,
+        out=tmp_path / "run",
+        data_root=str(fashion_root),
+        device="cpu",
+        show_progress=False,
+        reference=str(reference),
+    )
     assert capsys.readouterr().out.strip().splitlines()[-1].startswith("1 of 1 cells reproduced")
     report = (tmp_path / "run" / "report" / "report.md").read_text()
     assert "## Against the reference" in report and "1 of 1 cells reproduced" in report

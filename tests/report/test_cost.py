@@ -1,4 +1,5 @@
 """dcbench.report.cost: cost per cell, the Pareto front of accuracy against condensation seconds, report outputs."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,8 +12,13 @@ from dcbench.report import write_report
 from dcbench.report.cost import cell_costs, pareto_front
 
 # method: (accuracy % at IPC 1, condensation seconds per seed)
-METHODS = {"random": (48.0, 0.001), "herding": (66.0, 6.0), "dm": (70.0, 18.0), "dc": (67.0, 22.0),
-           "whole": (90.0, 0.0)}
+METHODS = {
+    "random": (48.0, 0.001),
+    "herding": (66.0, 6.0),
+    "dm": (70.0, 18.0),
+    "dc": (67.0, 22.0),
+    "whole": (90.0, 0.0),
+}
 
 
 def write_runs(root: Path) -> Path:
@@ -22,11 +28,22 @@ def write_runs(root: Path) -> Path:
         for seed in (0, 1, 2):
             condense_s = seconds * (1 + 0.1 * seed)  # one value per condensation, repeated per model
             for k in range(2):
-                rows.append({"run_id": f"{method}-fashion-mnist-ipc1-s{seed}", "method": method,
-                             "dataset": "fashion-mnist", "ipc": 1, "eval_arch": "ConvNet", "synth_seed": seed,
-                             "eval_index": k, "test_acc": (accuracy + rng.normal(0, 0.5)) / 100,
-                             "condense_s": condense_s, "eval_s": 10.0 + seed, "peak_rss_mb": 1000.0 + 100 * seed,
-                             "cuda_peak_mb": np.nan})
+                rows.append(
+                    {
+                        "run_id": f"{method}-fashion-mnist-ipc1-s{seed}",
+                        "method": method,
+                        "dataset": "fashion-mnist",
+                        "ipc": 1,
+                        "eval_arch": "ConvNet",
+                        "synth_seed": seed,
+                        "eval_index": k,
+                        "test_acc": (accuracy + rng.normal(0, 0.5)) / 100,
+                        "condense_s": condense_s,
+                        "eval_s": 10.0 + seed,
+                        "peak_rss_mb": 1000.0 + 100 * seed,
+                        "cuda_peak_mb": np.nan,
+                    }
+                )
     root.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(rows).to_csv(root / "runs.csv", index=False)
     return root

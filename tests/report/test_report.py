@@ -1,4 +1,5 @@
 """dcbench.report end to end on synthetic results directories: outputs, tables, validation."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -22,21 +23,43 @@ pytestmark = pytest.mark.filterwarnings("error")
 @pytest.fixture(scope="module")
 def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One full report: 3 tasks (< 5), synthetic sets on disk, a failure and a spec."""
-    root = make_results(tmp_path_factory.mktemp("results"),
-                        {"MNIST": (1, 10), "CIFAR10": (1,)}, grids=True)
-    pd.DataFrame([{"run_id": "cafe-MNIST-ipc1-s0", "method": "cafe", "dataset": "MNIST",
-                   "ipc": 1, "synth_seed": 0, "reason": "CUDA out of memory"}]).to_csv(
-        root / "failures.csv", index=False)
+    root = make_results(tmp_path_factory.mktemp("results"), {"MNIST": (1, 10), "CIFAR10": (1,)}, grids=True)
+    pd.DataFrame(
+        [
+            {
+                "run_id": "cafe-MNIST-ipc1-s0",
+                "method": "cafe",
+                "dataset": "MNIST",
+                "ipc": 1,
+                "synth_seed": 0,
+                "reason": "CUDA out of memory",
+            }
+        ]
+    ).to_csv(root / "failures.csv", index=False)
     (root / "spec.toml").write_text('name = "toy-grid"\n')
     return write_report(root)
 
 
 def test_report_writes_every_output(report: Path):
     assert report == report.parent / "report.md" and report.parent.name == "report"
-    expected = ["cells.csv", "comparisons.csv", "ranks.csv", "omnibus.csv", "win_tie_loss.csv",
-                "table_wide.csv", "table.tex", "table.md", "report.md"]
-    figures = ["acc_vs_ipc_MNIST", "acc_vs_ipc_CIFAR10", "synthetic_grids_MNIST_ipc1",
-               "synthetic_grids_MNIST_ipc10", "synthetic_grids_CIFAR10_ipc1"]
+    expected = [
+        "cells.csv",
+        "comparisons.csv",
+        "ranks.csv",
+        "omnibus.csv",
+        "win_tie_loss.csv",
+        "table_wide.csv",
+        "table.tex",
+        "table.md",
+        "report.md",
+    ]
+    figures = [
+        "acc_vs_ipc_MNIST",
+        "acc_vs_ipc_CIFAR10",
+        "synthetic_grids_MNIST_ipc1",
+        "synthetic_grids_MNIST_ipc10",
+        "synthetic_grids_CIFAR10_ipc1",
+    ]
     for name in expected + [f"{stem}.{kind}" for stem in figures for kind in ("png", "pdf")]:
         assert (report.parent / name).is_file(), name
     # 3 tasks: no pairwise Wilcoxon can reach alpha, no Nemenyi / CD diagram below 5 tasks
@@ -56,12 +79,15 @@ def test_cells_equal_a_direct_recomputation_from_runs(report: Path):
     assert list(cells.columns) == list(stats.CELL_SUMMARY_COLUMNS)
     assert len(cells) == len(runs.groupby(list(stats.CELL_KEYS)))
     for cell in cells.itertuples(index=False):
-        rows = runs[(runs["method"] == cell.method) & (runs["dataset"] == cell.dataset)
-                    & (runs["ipc"] == cell.ipc) & (runs["eval_arch"] == cell.eval_arch)]
+        rows = runs[
+            (runs["method"] == cell.method)
+            & (runs["dataset"] == cell.dataset)
+            & (runs["ipc"] == cell.ipc)
+            & (runs["eval_arch"] == cell.eval_arch)
+        ]
         percent = 100 * rows["test_acc"]
         seed_means = percent.groupby(rows["synth_seed"]).mean().to_numpy()
-        low, high = sps.t.interval(0.95, len(seed_means) - 1, loc=seed_means.mean(),
-                                   scale=sps.sem(seed_means))
+        low, high = sps.t.interval(0.95, len(seed_means) - 1, loc=seed_means.mean(), scale=sps.sem(seed_means))
         assert (cell.n_seeds, cell.n_evals) == (len(SEEDS), len(SEEDS) * EVAL_MODELS)
         assert cell.mean == pytest.approx(seed_means.mean())
         assert cell.sd == pytest.approx(seed_means.std(ddof=1))
@@ -82,10 +108,13 @@ def test_comparisons_exclude_whole_share_one_holm_family_and_name_the_effect_siz
     runs = pd.read_csv(report.parent.parent / "runs.csv")
     row = comparisons.iloc[0]
     task = runs[(runs["dataset"] == row["dataset"]) & (runs["ipc"] == row["ipc"])]
-    seed_means = {method: 100 * task[task["method"] == method].groupby("synth_seed")["test_acc"]
-                  .mean().to_numpy() for method in (row["method_a"], row["method_b"])}
-    assert row["effect_size"] == pytest.approx(pingouin.compute_effsize(
-        seed_means[row["method_a"]], seed_means[row["method_b"]], eftype="hedges"))
+    seed_means = {
+        method: 100 * task[task["method"] == method].groupby("synth_seed")["test_acc"].mean().to_numpy()
+        for method in (row["method_a"], row["method_b"])
+    }
+    assert row["effect_size"] == pytest.approx(
+        pingouin.compute_effsize(seed_means[row["method_a"]], seed_means[row["method_b"]], eftype="hedges")
+    )
 
 
 def test_ranks_and_omnibus(report: Path):
@@ -103,8 +132,17 @@ def test_ranks_and_omnibus(report: Path):
 
 def test_latex_table_is_booktabs_with_marks_and_whole_dataset_on_top(report: Path):
     latex = (report.parent / "table.tex").read_text()
-    for token in (r"\toprule", r"\midrule", r"\bottomrule", r"\textbf{", r"\underline{",
-                  r"$\pm$", r"\caption{", r"\multicolumn", r"\resizebox"):
+    for token in (
+        r"\toprule",
+        r"\midrule",
+        r"\bottomrule",
+        r"\textbf{",
+        r"\underline{",
+        r"$\pm$",
+        r"\caption{",
+        r"\multicolumn",
+        r"\resizebox",
+    ):
         assert token in latex, token
     body = latex.split(r"\midrule")[1].strip().splitlines()
     assert body[0].startswith("Whole dataset")
@@ -114,20 +152,25 @@ def test_latex_table_is_booktabs_with_marks_and_whole_dataset_on_top(report: Pat
 def test_markdown_table_twin_marks_best_second_and_ties_with_best(report: Path):
     lines = (report.parent / "table.md").read_text().splitlines()
     assert lines[0].startswith("| Method | CIFAR10 IPC 1 | MNIST IPC 1 | MNIST IPC 10 | CIFAR10 IPC 1 cost |")
-    rows = {line.split(" | ")[0].lstrip("| "): line.strip("| ").split(" | ")[1:]
-            for line in lines[2:] if line.startswith("| ")}
+    rows = {
+        line.split(" | ")[0].lstrip("| "): line.strip("| ").split(" | ")[1:]
+        for line in lines[2:]
+        if line.startswith("| ")
+    }
     assert list(rows) == ["Whole dataset", "random", "dc", "dm"]
     cells = pd.read_csv(report.parent / "cells.csv")
     comparisons = pd.read_csv(report.parent / "comparisons.csv")
     columns = [("CIFAR10", 1), ("MNIST", 1), ("MNIST", 10)]
     for position, (dataset, ipc) in enumerate(columns):
-        task = cells[(cells["dataset"] == dataset) & (cells["ipc"] == ipc)
-                     & (cells["method"] != "whole")].sort_values("mean", ascending=False)
+        task = cells[(cells["dataset"] == dataset) & (cells["ipc"] == ipc) & (cells["method"] != "whole")].sort_values(
+            "mean", ascending=False
+        )
         best, second = task["method"].iloc[0], task["method"].iloc[1]
         assert rows[best][position].startswith("**")
         assert rows[second][position].startswith("<ins>")  # GitHub keeps <ins>, strips <u>
-        vs_best = comparisons[(comparisons["dataset"] == dataset) & (comparisons["ipc"] == ipc)
-                              & (comparisons["kind"] == "vs_best")]
+        vs_best = comparisons[
+            (comparisons["dataset"] == dataset) & (comparisons["ipc"] == ipc) & (comparisons["kind"] == "vs_best")
+        ]
         for row in vs_best.itertuples(index=False):
             assert rows[row.method_a][position].endswith("†") == (not row.significant)
     assert " ± " in rows["random"][0] and "Holm over 9 comparisons" in lines[-1]
@@ -136,17 +179,30 @@ def test_markdown_table_twin_marks_best_second_and_ties_with_best(report: Path):
 
 def test_report_md_states_protocol_decisions_and_failures(report: Path):
     text = report.read_text()
-    for phrase in ("Synthesis seeds: 0, 1, 2", "300 epochs", "augmentation dsa", "Welch",
-                   "Holm over", "Hedges' g", "exact: every within-task ordering",
-                   "approximations are not shown", "smallest two-sided p is 2/2^N = 0.25",
-                   "all pairs of methods (m = 3): smallest adjusted p 0.75; below α = 0.05 "
-                   "from 7 tasks", "each method vs the reference (m = 2)",
-                   "no pairwise test is run across tasks",
-                   "No CD diagram and no Nemenyi post-hoc: 3 complete task(s) < 5",
-                   "Win/tie/loss vs `random`", "Dependence: the 3 tasks are not independent",
-                   "MNIST: 2 tasks", "CUDA out of memory", 'name = "toy-grid"',
-                   "## Cost per method", "(acc_vs_ipc_MNIST.png)",
-                   "(synthetic_grids_MNIST_ipc10.png)", "PNG (300 dpi) and PDF"):
+    for phrase in (
+        "Synthesis seeds: 0, 1, 2",
+        "300 epochs",
+        "augmentation dsa",
+        "Welch",
+        "Holm over",
+        "Hedges' g",
+        "exact: every within-task ordering",
+        "approximations are not shown",
+        "smallest two-sided p is 2/2^N = 0.25",
+        "all pairs of methods (m = 3): smallest adjusted p 0.75; below α = 0.05 from 7 tasks",
+        "each method vs the reference (m = 2)",
+        "no pairwise test is run across tasks",
+        "No CD diagram and no Nemenyi post-hoc: 3 complete task(s) < 5",
+        "Win/tie/loss vs `random`",
+        "Dependence: the 3 tasks are not independent",
+        "MNIST: 2 tasks",
+        "CUDA out of memory",
+        'name = "toy-grid"',
+        "## Cost per method",
+        "(acc_vs_ipc_MNIST.png)",
+        "(synthetic_grids_MNIST_ipc10.png)",
+        "PNG (300 dpi) and PDF",
+    ):
         assert phrase in text, phrase
     assert "cuda_peak_mb" not in text  # all empty: the column is left out of the cost table
     assert "cd_diagram.png" not in text and "<0.001" not in text.split("## Across tasks")[1][:600]
@@ -163,9 +219,14 @@ def test_paired_t_when_requested_with_g_av_matching_pingouin(tmp_path: Path):
     runs = pd.read_csv(root / "runs.csv")
     per_seed = (100 * runs.groupby(["method", "synth_seed"])["test_acc"].mean()).unstack()
     for row in comparisons.itertuples(index=False):
-        assert row.effect_size == pytest.approx(pingouin.compute_effsize(
-            per_seed.loc[row.method_a].to_numpy(), per_seed.loc[row.method_b].to_numpy(),
-            paired=True, eftype="hedges"))
+        assert row.effect_size == pytest.approx(
+            pingouin.compute_effsize(
+                per_seed.loc[row.method_a].to_numpy(),
+                per_seed.loc[row.method_b].to_numpy(),
+                paired=True,
+                eftype="hedges",
+            )
+        )
     assert "g_av" in report.read_text()
 
 
@@ -193,9 +254,11 @@ def test_one_seed_cell_among_tested_ones_gets_the_not_tested_mark(tmp_path: Path
     one_seed = (runs["method"] == "random") & (runs["ipc"] == 10) & (runs["synth_seed"] > 0)
     runs[~one_seed].to_csv(root / "runs.csv", index=False)
     report = write_report(root, formats=("md", "tex"))
-    random_row = next(line.strip("| ").split(" | ") for line
-                      in (report.parent / "table.md").read_text().splitlines()
-                      if line.startswith("| random |"))
+    random_row = next(
+        line.strip("| ").split(" | ")
+        for line in (report.parent / "table.md").read_text().splitlines()
+        if line.startswith("| random |")
+    )
     assert random_row[2].endswith("‡") and "|".join(random_row).count("‡") == 1  # MNIST IPC 10
     latex = (report.parent / "table.tex").read_text()
     random_line = next(line for line in latex.splitlines() if line.startswith("random &"))
@@ -210,8 +273,9 @@ def test_whole_dataset_recorded_per_ipc_and_incomplete_tasks(tmp_path: Path):
     runs.to_csv(root / "runs.csv", index=False)
     report = write_report(root, formats=("csv", "md"))
     cells = pd.read_csv(report.parent / "cells.csv").set_index(["method", "ipc"])
-    whole_row = next(line for line in (report.parent / "table.md").read_text().splitlines()
-                     if line.startswith("| Whole dataset |"))
+    whole_row = next(
+        line for line in (report.parent / "table.md").read_text().splitlines() if line.startswith("| Whole dataset |")
+    )
     for ipc in (1, 10):  # each column shows the whole-dataset cell of its own IPC
         assert f"{cells.loc[('whole', ipc), 'mean']:.1f} ± " in whole_row
     ranks = pd.read_csv(report.parent / "ranks.csv")
@@ -240,11 +304,21 @@ def test_cli_report_leaves_stderr_empty_with_constant_groups(tmp_path: Path, cap
 
 def test_extension_points_list_every_part_of_the_report():
     names = [writer.__name__ for writer in FIGURE_WRITERS]
-    assert names == ["accuracy_vs_ipc_figures", "cd_diagram_figures", "accuracy_vs_cost_figures",
-                     "synthetic_grid_figures", "loss_curve_figures"]
+    assert names == [
+        "accuracy_vs_ipc_figures",
+        "cd_diagram_figures",
+        "accuracy_vs_cost_figures",
+        "synthetic_grid_figures",
+        "loss_curve_figures",
+    ]
     sections = [section.__name__ for section in SECTIONS]
-    assert sections[:5] == ["title_section", "protocol_section", "datasets_section",
-                            "results_section", "reference_section"]
+    assert sections[:5] == [
+        "title_section",
+        "protocol_section",
+        "datasets_section",
+        "results_section",
+        "reference_section",
+    ]
     assert len(SECTIONS) == len(set(SECTIONS))
 
 
@@ -252,22 +326,42 @@ def _runs_frame(tmp_path: Path) -> pd.DataFrame:
     return pd.read_csv(make_results(tmp_path, {"MNIST": (1,)}) / "runs.csv")
 
 
-@pytest.mark.parametrize("break_input, message", [
-    (lambda path: (path / "runs.csv").unlink(), "not found"),
-    (lambda path: (path / "runs.csv").write_text(""), "no rows"),
-    (lambda path: (path / "runs.csv").write_text("run_id,method,test_acc\n"), "no rows"),
-    (lambda path: ((path / "runs.csv").write_text("run_id,method,test_acc\n"),
-                   (path / "failures.csv").write_text("run_id,reason\nx,oom\n")),
-     "every cell failed: see failures.csv"),
-    (lambda path: _runs_frame(path).drop(columns=["synth_seed", "eval_arch"]).to_csv(
-        path / "runs.csv", index=False), "lacks column(s) eval_arch, synth_seed"),
-    (lambda path: _runs_frame(path).assign(test_acc=lambda f: f["test_acc"].where(
-        f.index != 2)).to_csv(path / "runs.csv", index=False), "non-numeric test_acc"),
-    (lambda path: _runs_frame(path).assign(test_acc=lambda f: 100 * f["test_acc"]).to_csv(
-        path / "runs.csv", index=False), "outside [0, 1]"),
-    (lambda path: pd.concat([_runs_frame(path)] * 2).to_csv(path / "runs.csv", index=False),
-     "repeats evaluations"),
-])
+@pytest.mark.parametrize(
+    "break_input, message",
+    [
+        (lambda path: (path / "runs.csv").unlink(), "not found"),
+        (lambda path: (path / "runs.csv").write_text(""), "no rows"),
+        (lambda path: (path / "runs.csv").write_text("run_id,method,test_acc\n"), "no rows"),
+        (
+            lambda path: (
+                (path / "runs.csv").write_text("run_id,method,test_acc\n"),
+                (path / "failures.csv").write_text("run_id,reason\nx,oom\n"),
+            ),
+            "every cell failed: see failures.csv",
+        ),
+        (
+            lambda path: (
+                _runs_frame(path).drop(columns=["synth_seed", "eval_arch"]).to_csv(path / "runs.csv", index=False)
+            ),
+            "lacks column(s) eval_arch, synth_seed",
+        ),
+        (
+            lambda path: (
+                _runs_frame(path)
+                .assign(test_acc=lambda f: f["test_acc"].where(f.index != 2))
+                .to_csv(path / "runs.csv", index=False)
+            ),
+            "non-numeric test_acc",
+        ),
+        (
+            lambda path: (
+                _runs_frame(path).assign(test_acc=lambda f: 100 * f["test_acc"]).to_csv(path / "runs.csv", index=False)
+            ),
+            "outside [0, 1]",
+        ),
+        (lambda path: pd.concat([_runs_frame(path)] * 2).to_csv(path / "runs.csv", index=False), "repeats evaluations"),
+    ],
+)
 def test_bad_input_raises_one_line_dcbench_error(tmp_path: Path, break_input, message):
     make_results(tmp_path, {"MNIST": (1,)})
     break_input(tmp_path)
@@ -277,10 +371,13 @@ def test_bad_input_raises_one_line_dcbench_error(tmp_path: Path, break_input, me
     assert "\n" not in str(error.value) and ": " in str(error.value)
 
 
-@pytest.mark.parametrize("options, message", [
-    ({"formats": ("csv", "svg")}, "unknown report format(s) svg"),
-    ({"alpha": 5.0}, "not a probability"),
-])
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"formats": ("csv", "svg")}, "unknown report format(s) svg"),
+        ({"alpha": 5.0}, "not a probability"),
+    ],
+)
 def test_bad_options_raise_dcbench_error(tmp_path: Path, options, message):
     make_results(tmp_path, {"MNIST": (1,)})
     with pytest.raises(DcbenchError, match=message.replace("(", r"\(").replace(")", r"\)")):

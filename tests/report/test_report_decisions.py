@@ -1,4 +1,5 @@
 """The across-task procedure chosen from the design, on constructed runs.csv files."""
+
 from __future__ import annotations
 
 from math import factorial
@@ -31,8 +32,7 @@ def test_eight_tasks_five_methods_consistent_effect_gives_a_significant_pair(tmp
     assert len(nemenyi) == 10 and nemenyi["significant"].any()
     assert (report.parent / "cd_diagram.png").is_file()  # 8 >= 5 tasks
     text = report.read_text()
-    assert "all pairs of methods (m = 10): smallest adjusted p 0.0781; below α = 0.05 from 9" \
-        in text
+    assert "all pairs of methods (m = 10): smallest adjusted p 0.0781; below α = 0.05 from 9" in text
     assert "Run over each method vs the reference" in text
     assert "Dependence" not in text  # 8 distinct datasets, one architecture
 
@@ -45,8 +45,7 @@ def test_nine_tasks_reach_alpha_over_all_pairs(tmp_path: Path):
 
 
 def test_two_tasks_in_identical_order_never_reach_significance(tmp_path: Path):
-    root = make_results(tmp_path, {"MNIST": (1,), "CIFAR10": (1,)},
-                        methods=("random", "dc", "dm"))
+    root = make_results(tmp_path, {"MNIST": (1,), "CIFAR10": (1,)}, methods=("random", "dc", "dm"))
     report = write_report(root, formats=("csv", "md"))
     omnibus = pd.read_csv(report.parent / "omnibus.csv").iloc[0]
     assert omnibus["p"] == pytest.approx(1 / factorial(3)) and omnibus["p"] >= 0.05
@@ -60,8 +59,7 @@ def test_two_tasks_in_identical_order_never_reach_significance(tmp_path: Path):
 
 @pytest.mark.parametrize("n_tasks", [2, 4])
 def test_fewer_than_five_tasks_draw_no_cd_diagram_and_say_why(tmp_path: Path, n_tasks: int):
-    report = write_report(consistent_effect(tmp_path, n_tasks=n_tasks, n_methods=4),
-                          formats=("csv", "png", "pdf"))
+    report = write_report(consistent_effect(tmp_path, n_tasks=n_tasks, n_methods=4), formats=("csv", "png", "pdf"))
     assert not list(report.parent.glob("cd_diagram.*"))
     assert not (report.parent / "nemenyi.csv").exists()
     text = report.read_text()
@@ -71,8 +69,7 @@ def test_fewer_than_five_tasks_draw_no_cd_diagram_and_say_why(tmp_path: Path, n_
 
 
 def test_five_tasks_draw_the_cd_diagram_in_both_formats(tmp_path: Path):
-    report = write_report(consistent_effect(tmp_path, n_tasks=5, n_methods=4),
-                          formats=("csv", "png", "pdf"))
+    report = write_report(consistent_effect(tmp_path, n_tasks=5, n_methods=4), formats=("csv", "png", "pdf"))
     assert (report.parent / "cd_diagram.png").is_file()
     assert (report.parent / "cd_diagram.pdf").is_file()
     assert "![cd_diagram](cd_diagram.png)" in report.read_text()
@@ -83,5 +80,4 @@ def test_dependence_caveat_for_shared_datasets_and_synthetic_sets(tmp_path: Path
     text = write_report(root, formats=("csv",)).read_text()
     assert "Dependence: the 4 tasks are not independent replicates" in text
     assert "CIFAR10: 2 tasks" in text and "MNIST: 2 tasks" in text
-    assert "the synthetic sets of 2 (dataset, IPC) pair(s) are evaluated on several " \
-        "architectures" in text
+    assert "the synthetic sets of 2 (dataset, IPC) pair(s) are evaluated on several architectures" in text

@@ -1,4 +1,5 @@
 """The report's figures: image grids that fill the page with class names, PNG + PDF output."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -15,8 +16,7 @@ pytestmark = pytest.mark.filterwarnings("error")
 
 
 def _panels(count: int, classes: int, per_class: int, tile: int = 28) -> list[Panel]:
-    mosaic = np.random.default_rng(0).random((classes * (tile + 1) - 1, per_class * (tile + 1) - 1,
-                                              1))
+    mosaic = np.random.default_rng(0).random((classes * (tile + 1) - 1, per_class * (tile + 1) - 1, 1))
     names = [f"class name {c}" for c in range(classes)]
     return [Panel(f"method{i}", mosaic, names, tile + 1) for i in range(count)]
 
@@ -26,16 +26,18 @@ def _image_fraction(panels: list[Panel]) -> tuple[float, list]:
     figure = plot_panels(panels, "title")
     FigureCanvasAgg(figure).draw()
     axes = [ax for ax in figure.axes if ax.get_visible()]
-    covered = sum(ax.get_position(original=False).width * ax.get_position(original=False).height
-                  for ax in axes)
+    covered = sum(ax.get_position(original=False).width * ax.get_position(original=False).height for ax in axes)
     return covered, axes
 
 
-@pytest.mark.parametrize("count, classes, per_class, shape", [
-    (7, 10, 1, (1, 7)),    # IPC 1: one column of classes per method, side by side
-    (7, 10, 10, (2, 4)),   # IPC 10: square panels, two rows
-    (3, 100, 10, (1, 3)),  # CIFAR-100 at IPC 10: tall panels
-])
+@pytest.mark.parametrize(
+    "count, classes, per_class, shape",
+    [
+        (7, 10, 1, (1, 7)),  # IPC 1: one column of classes per method, side by side
+        (7, 10, 10, (2, 4)),  # IPC 10: square panels, two rows
+        (3, 100, 10, (1, 3)),  # CIFAR-100 at IPC 10: tall panels
+    ],
+)
 def test_image_grids_fill_the_figure_and_name_the_classes(count, classes, per_class, shape):
     panels = _panels(count, classes, per_class)
     covered, axes = _image_fraction(panels)
@@ -72,7 +74,10 @@ def test_figures_only_in_the_requested_formats(tmp_path: Path):
     root = make_results(tmp_path, {"MNIST": (1,)}, grids=True)
     report = write_report(root, formats=("pdf",))
     assert sorted(path.name for path in report.parent.glob("*.p*")) == [
-        "acc_vs_cost_MNIST.pdf", "acc_vs_ipc_MNIST.pdf", "synthetic_grids_MNIST_ipc1.pdf"]
+        "acc_vs_cost_MNIST.pdf",
+        "acc_vs_ipc_MNIST.pdf",
+        "synthetic_grids_MNIST_ipc1.pdf",
+    ]
     assert "- [acc_vs_ipc_MNIST](acc_vs_ipc_MNIST.pdf)" in report.read_text()
     png_report = write_report(root, formats=("png",), out_dir=tmp_path / "png")
     for stem in ("synthetic_grids_MNIST_ipc1", "acc_vs_cost_MNIST"):

@@ -1,5 +1,6 @@
 """table.tex: the packages it needs are named on top, its columns add up, and (where pdflatex is
 installed, as in CI) it compiles in a stock article without overflowing the text width."""
+
 from __future__ import annotations
 
 import re
@@ -20,10 +21,12 @@ WIDE_TASKS = {"MNIST": (1, 10, 50, 100), "CIFAR10": (1, 10, 50, 100)}
 def tables(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """table.tex for a narrow, an 8-column, a 16-column and a not-tested-mark grid."""
     made = {}
-    for name, options in {"narrow": {"tasks": {"MNIST": (1, 10)}},
-                          "wide": {"tasks": WIDE_TASKS},
-                          "very_wide": {"tasks": WIDE_TASKS, "archs": ("ConvNet", "ResNet18")},
-                          "one_seed": {"tasks": {"MNIST": (1, 10)}, "seeds": (0,)}}.items():
+    for name, options in {
+        "narrow": {"tasks": {"MNIST": (1, 10)}},
+        "wide": {"tasks": WIDE_TASKS},
+        "very_wide": {"tasks": WIDE_TASKS, "archs": ("ConvNet", "ResNet18")},
+        "one_seed": {"tasks": {"MNIST": (1, 10)}, "seeds": (0,)},
+    }.items():
         root = make_results(tmp_path_factory.mktemp(name), **options)
         made[name] = write_report(root, formats=("tex",)).parent / "table.tex"
     return made
@@ -66,31 +69,35 @@ def _compile(table: Path, tmp_path: Path) -> str:
     packages = "".join(rf"\usepackage{{{name}}}" for name in preamble_packages(table.read_text()))
     shutil.copy(table, tmp_path / "table.tex")
     (tmp_path / "paper.tex").write_text(
-        rf"\documentclass{{article}}{packages}\begin{{document}}\input{{table}}\end{{document}}")
-    done = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "paper.tex"],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        rf"\documentclass{{article}}{packages}\begin{{document}}\input{{table}}\end{{document}}"
+    )
+    done = subprocess.run(
+        ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "paper.tex"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     log = (tmp_path / "paper.log").read_text(errors="replace")
     assert done.returncode == 0, log[-2000:]
     return log
 
 
-@pytest.mark.skipif(shutil.which("pdflatex") is None,
-                    reason="pdflatex not installed (.ci/run installs texlive-latex-recommended)")
+@pytest.mark.skipif(
+    shutil.which("pdflatex") is None, reason="pdflatex not installed (.ci/run installs texlive-latex-recommended)"
+)
 @pytest.mark.parametrize("name", ["narrow", "wide", "very_wide", "one_seed"])
-def test_table_compiles_in_a_stock_article_within_the_text_width(tables: dict[str, Path],
-                                                                  name: str, tmp_path: Path):
+def test_table_compiles_in_a_stock_article_within_the_text_width(tables: dict[str, Path], name: str, tmp_path: Path):
     log = _compile(tables[name], tmp_path)
     assert "Overfull \\hbox" not in log
     assert (tmp_path / "paper.pdf").read_bytes().startswith(b"%PDF")
 
 
 @pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex not installed")
-def test_without_the_resizebox_the_wide_table_would_overflow(tables: dict[str, Path],
-                                                             tmp_path: Path):
+def test_without_the_resizebox_the_wide_table_would_overflow(tables: dict[str, Path], tmp_path: Path):
     """The check above can fail: the same 16-column table, unshrunk, overflows the page."""
     latex = tables["very_wide"].read_text()
-    unshrunk = re.sub(r"\\resizebox\{.*?\}\{!\}\{%\n", "", latex).replace("\\end{tabular}%\n}",
-                                                                          "\\end{tabular}")
+    unshrunk = re.sub(r"\\resizebox\{.*?\}\{!\}\{%\n", "", latex).replace("\\end{tabular}%\n}", "\\end{tabular}")
     assert r"\resizebox{" not in unshrunk
     (tmp_path / "source").mkdir()
     (tmp_path / "source" / "table.tex").write_text(unshrunk)

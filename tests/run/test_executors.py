@@ -2,6 +2,7 @@
 how many run at once, a killed worker's cells rerun and resume. Ray: retries resume from the
 checkpoint, a lost cell is recorded and the grid goes on, results reach the driver without a
 shared filesystem, thread and GPU settings per task."""
+
 from __future__ import annotations
 
 import json
@@ -37,16 +38,17 @@ iterations = 4
 DM_CELL = "dm-fashion-mnist-ipc1-s0"
 
 
-
 def cell(tmp_path: Path, fashion_root: Path) -> Cell:
     spec_path = tmp_path / "faults.toml"
     spec_path.write_text(SPEC)
-    return next(c for c in plan_cells(load_spec(spec_path), shared_registry(), str(fashion_root),
-                                             "cpu") if c.method == "dm")
+    return next(
+        c for c in plan_cells(load_spec(spec_path), shared_registry(), str(fashion_root), "cpu") if c.method == "dm"
+    )
 
 
 def test_without_a_shared_filesystem_the_task_returns_the_files_and_the_driver_writes_them(
-        tmp_path: Path, fashion_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, fashion_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(executors, "assigned_cpus", lambda: 3.0)
     seen_threads = []
 
@@ -54,8 +56,12 @@ def test_without_a_shared_filesystem_the_task_returns_the_files_and_the_driver_w
         seen_threads.append(c.torch_threads)
         directory = Store(Path(root)).cell_dir(c.id)
         directory.mkdir(parents=True)
-        for name, text in (("metrics.json", '{"status": "done"}'), ("log.txt", "log"), (".tmp", "x"),
-                           (CHECKPOINT_FILE, "not sent")):
+        for name, text in (
+            ("metrics.json", '{"status": "done"}'),
+            ("log.txt", "log"),
+            (".tmp", "x"),
+            (CHECKPOINT_FILE, "not sent"),
+        ):
             (directory / name).write_text(text)
         return {"status": "done"}
 
@@ -97,14 +103,22 @@ def test_gpus_per_cell_defaults_and_limits() -> None:
 
 @pytest.mark.ray
 def test_a_killed_ray_worker_is_retried_and_resumes_and_a_lost_cell_does_not_stop_the_grid(
-        tmp_path: Path, fashion_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, fashion_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     ray = pytest.importorskip("ray")
     spec = tmp_path / "faults.toml"
     spec.write_text(SPEC)
 
     def run(out: str, **options) -> Path:
-        return run_benchmark(spec, out=tmp_path / out, data_root=str(fashion_root), device="cpu",
-                                    show_progress=False, write_report=False, **options)
+        return run_benchmark(
+            spec,
+            out=tmp_path / out,
+            data_root=str(fashion_root),
+            device="cpu",
+            show_progress=False,
+            write_report=False,
+            **options,
+        )
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the local reference: 1 thread, like a 1-CPU task
@@ -123,8 +137,9 @@ def test_a_killed_ray_worker_is_retried_and_resumes_and_a_lost_cell_does_not_sto
         assert "checkpoint at iteration 2/4" in log and "resumed at iteration 2" in log
         assert json.loads((retried / "runs" / DM_CELL / "metrics.json").read_text())["resumed_at_iteration"] == 2
         assert not (retried / "runs" / DM_CELL / CHECKPOINT_FILE).exists()
-        assert torch.equal(torch.load(retried / "runs" / DM_CELL / "synthetic.pt", weights_only=True)["images"],
-                           reference)
+        assert torch.equal(
+            torch.load(retried / "runs" / DM_CELL / "synthetic.pt", weights_only=True)["images"], reference
+        )
         assert set(pd.read_csv(retried / "runs.csv")["method"]) == {"random", "dm"}
 
         given_up = run("given-up", executor="ray", max_retries=0)
@@ -146,16 +161,19 @@ def test_a_killed_ray_worker_is_retried_and_resumes_and_a_lost_cell_does_not_sto
 GiB = 2**30
 
 
-@pytest.mark.parametrize("workers,threads,device,preset,cells,memory,expected", [
-    (None, None, "cpu", "quick", 42, 24 * GiB, (2, 1)),  # this project's 2-core CPU: a cell per core
-    (None, 2, "cpu", "quick", 42, 24 * GiB, (1, 2)),  # --threads 2 takes both cores: one worker
-    (None, None, "cpu", "quick", 1, 24 * GiB, (1, None)),  # one cell: no pool to start
-    (None, None, "cpu", "smoke", 42, 24 * GiB, (1, None)),  # starting workers costs more than smoke cells
-    (None, None, "cuda", "quick", 42, 24 * GiB, (1, None)),  # one GPU: one cell at a time
-    (None, None, "cpu", "quick", 42, 5 * GiB, (1, 2)),  # memory for one worker only
-    (3, None, "cpu", "quick", 42, 24 * GiB, (3, 1)),  # asked for: kept, threads split what is left
-    (1, None, "cpu", "quick", 42, 24 * GiB, (1, 2)),
-])
+@pytest.mark.parametrize(
+    "workers,threads,device,preset,cells,memory,expected",
+    [
+        (None, None, "cpu", "quick", 42, 24 * GiB, (2, 1)),  # this project's 2-core CPU: a cell per core
+        (None, 2, "cpu", "quick", 42, 24 * GiB, (1, 2)),  # --threads 2 takes both cores: one worker
+        (None, None, "cpu", "quick", 1, 24 * GiB, (1, None)),  # one cell: no pool to start
+        (None, None, "cpu", "smoke", 42, 24 * GiB, (1, None)),  # starting workers costs more than smoke cells
+        (None, None, "cuda", "quick", 42, 24 * GiB, (1, None)),  # one GPU: one cell at a time
+        (None, None, "cpu", "quick", 42, 5 * GiB, (1, 2)),  # memory for one worker only
+        (3, None, "cpu", "quick", 42, 24 * GiB, (3, 1)),  # asked for: kept, threads split what is left
+        (1, None, "cpu", "quick", 42, 24 * GiB, (1, 2)),
+    ],
+)
 def test_plan_workers(workers, threads, device, preset, cells, memory, expected) -> None:
     plan = plan_workers(workers, threads, device, preset, cells, [], cpus=2, memory=memory)
     assert (plan.workers, plan.threads) == (expected[0], expected[1] or torch.get_num_threads())
@@ -181,26 +199,45 @@ def test_worker_processes_give_the_results_of_one_process(tmp_path: Path, fashio
     spec.write_text(SPEC)
 
     def run(out: str, workers: int) -> Path:
-        return run_benchmark(spec, out=tmp_path / out, data_root=str(fashion_root), device="cpu",
-                                    show_progress=False, write_report=False, threads=1, workers=workers)
+        return run_benchmark(
+            spec,
+            out=tmp_path / out,
+            data_root=str(fashion_root),
+            device="cpu",
+            show_progress=False,
+            write_report=False,
+            threads=1,
+            workers=workers,
+        )
 
     one, two = run("one", 1), run("two", 2)
     columns = ["run_id", "test_acc", "threads"]
     assert pd.read_csv(one / "runs.csv")[columns].equals(pd.read_csv(two / "runs.csv")[columns])
-    assert torch.equal(torch.load(one / "runs" / DM_CELL / "synthetic.pt", weights_only=True)["images"],
-                       torch.load(two / "runs" / DM_CELL / "synthetic.pt", weights_only=True)["images"])
+    assert torch.equal(
+        torch.load(one / "runs" / DM_CELL / "synthetic.pt", weights_only=True)["images"],
+        torch.load(two / "runs" / DM_CELL / "synthetic.pt", weights_only=True)["images"],
+    )
 
 
 def test_a_killed_worker_process_is_rerun_and_resumes_and_a_lost_cell_is_recorded(
-        tmp_path: Path, fashion_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, fashion_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     spec = tmp_path / "faults.toml"
     spec.write_text(SPEC)
     alone = tmp_path / "alone.toml"
     alone.write_text(SPEC.replace('methods = ["random", "dm"]', 'methods = ["dm"]'))
 
     def run(spec: Path, out: str, **options) -> Path:
-        return run_benchmark(spec, out=tmp_path / out, data_root=str(fashion_root), device="cpu",
-                                    show_progress=False, write_report=False, threads=1, **options)
+        return run_benchmark(
+            spec,
+            out=tmp_path / out,
+            data_root=str(fashion_root),
+            device="cpu",
+            show_progress=False,
+            write_report=False,
+            threads=1,
+            **options,
+        )
 
     reference_dir = run(spec, "local", workers=1) / "runs" / DM_CELL
     reference = torch.load(reference_dir / "synthetic.pt", weights_only=True)["images"]
@@ -211,8 +248,7 @@ def test_a_killed_worker_process_is_rerun_and_resumes_and_a_lost_cell_is_recorde
     log = (retried / "runs" / DM_CELL / "log.txt").read_text()
     assert "checkpoint at iteration 2/4" in log and "resumed at iteration 2" in log
     assert json.loads((retried / "runs" / DM_CELL / "metrics.json").read_text())["resumed_at_iteration"] == 2
-    assert torch.equal(torch.load(retried / "runs" / DM_CELL / "synthetic.pt", weights_only=True)["images"],
-                       reference)
+    assert torch.equal(torch.load(retried / "runs" / DM_CELL / "synthetic.pt", weights_only=True)["images"], reference)
     assert set(pd.read_csv(retried / "runs.csv")["method"]) == {"random", "dm"}
 
     given_up = run(alone, "given-up", workers=2, max_retries=0)
@@ -229,8 +265,7 @@ def test_workers_are_for_the_local_executor(tmp_path: Path, fashion_root: Path) 
     spec = tmp_path / "faults.toml"
     spec.write_text(SPEC)
     with pytest.raises(DcbenchError, match="workers is for the local executor"):
-        run_benchmark(spec, out=tmp_path / "out", data_root=str(fashion_root), device="cpu",
-                             executor="ray", workers=2)
+        run_benchmark(spec, out=tmp_path / "out", data_root=str(fashion_root), device="cpu", executor="ray", workers=2)
 
 
 def test_workers_is_checked_in_the_spec_and_on_the_command_line(tmp_path: Path, capsys) -> None:
@@ -253,8 +288,9 @@ def _die_at_start(parent: int, started) -> None:
     os._exit(1)
 
 
-def test_workers_that_die_before_any_cell_are_a_one_line_error(tmp_path: Path, fashion_root: Path,
-                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_workers_that_die_before_any_cell_are_a_one_line_error(
+    tmp_path: Path, fashion_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     dm = cell(tmp_path, fashion_root)
     monkeypatch.setattr(executors, "_worker_init", _die_at_start)  # spawned workers import the original
     with pytest.raises(DcbenchError, match="die before running a cell"):
@@ -265,8 +301,7 @@ def _die_at_start_execute(cell, root: str) -> dict:
     raise AssertionError("never runs")
 
 
-def test_a_cell_that_always_kills_its_worker_is_recorded_after_its_retries(tmp_path: Path,
-                                                                           fashion_root: Path) -> None:
+def test_a_cell_that_always_kills_its_worker_is_recorded_after_its_retries(tmp_path: Path, fashion_root: Path) -> None:
     dm = cell(tmp_path, fashion_root)
     (metrics,) = list(executors.run_pool([dm], tmp_path, _die, workers=2, max_retries=1))
     assert metrics["status"] == "failed" and "worker process failed, 1 retries" in metrics["reason"]

@@ -1,4 +1,5 @@
 """`dcbench run`: grid expansion, resumable store, failures, config changes, kill/resume, Ray."""
+
 from __future__ import annotations
 
 import os
@@ -32,7 +33,6 @@ seeds = [0, 1]
 """
 
 
-
 def write_spec(tmp_path: Path, text: str = SPEC) -> Path:
     path = tmp_path / "tiny.toml"
     path.write_text(text)
@@ -45,14 +45,26 @@ def numbers(out: Path) -> pd.DataFrame:
 
 
 def run(tmp_path: Path, out: Path, fashion_root: Path, **kwargs) -> Path:
-    return run_benchmark(write_spec(tmp_path), out=out, data_root=str(fashion_root), device="cpu",
-                                show_progress=False, write_report=False, **kwargs)
+    return run_benchmark(
+        write_spec(tmp_path),
+        out=out,
+        data_root=str(fashion_root),
+        device="cpu",
+        show_progress=False,
+        write_report=False,
+        **kwargs,
+    )
 
 
 def test_default_spec_is_the_quick_fashion_mnist_benchmark() -> None:
     spec = load_spec(None)
-    assert (spec.name, spec.preset, spec.datasets, spec.ipcs, spec.seeds) == \
-        ("fashion-mnist-quick", "quick", ["fashion-mnist"], [1, 10], [0, 1, 2])
+    assert (spec.name, spec.preset, spec.datasets, spec.ipcs, spec.seeds) == (
+        "fashion-mnist-quick",
+        "quick",
+        ["fashion-mnist"],
+        [1, 10],
+        [0, 1, 2],
+    )
     registry = shared_registry()
     cells = plan_cells(spec, registry, None, "cpu")
     methods = {c.method for c in cells}
@@ -60,13 +72,16 @@ def test_default_spec_is_the_quick_fashion_mnist_benchmark() -> None:
     assert len(cells) == len(methods) * 2 * 3
 
 
-@pytest.mark.parametrize("text,match", [
-    ("ipcs = [0]", r"ipcs\[0\] must be an integer >= 1"),
-    ("seeds = [1, 1]", "seeds lists 1 twice"),
-    ("preset = 'huge'", "preset"),
-    ("colour = 1", "no field 'colour'"),
-    ("ipcs = [1", "not valid TOML"),
-])
+@pytest.mark.parametrize(
+    "text,match",
+    [
+        ("ipcs = [0]", r"ipcs\[0\] must be an integer >= 1"),
+        ("seeds = [1, 1]", "seeds lists 1 twice"),
+        ("preset = 'huge'", "preset"),
+        ("colour = 1", "no field 'colour'"),
+        ("ipcs = [1", "not valid TOML"),
+    ],
+)
 def test_bad_specs_are_one_line_errors(tmp_path: Path, text: str, match: str) -> None:
     with pytest.raises(DcbenchError, match=match):
         load_spec(write_spec(tmp_path, text))
@@ -79,8 +94,19 @@ def test_second_run_skips_every_cell(tmp_path: Path, fashion_root: Path, capsys)
     first = time.perf_counter() - start
     runs = pd.read_csv(out / "runs.csv")
     assert len(runs) == 2 * 2 * 2 * 2  # methods x ipcs x seeds x evaluation models
-    assert {"method", "dataset", "ipc", "eval_arch", "synth_seed", "eval_seed", "test_acc", "condense_s",
-            "eval_s", "method_version", "config_hash"} <= set(runs.columns)
+    assert {
+        "method",
+        "dataset",
+        "ipc",
+        "eval_arch",
+        "synth_seed",
+        "eval_seed",
+        "test_acc",
+        "condense_s",
+        "eval_s",
+        "method_version",
+        "config_hash",
+    } <= set(runs.columns)
     for cell in runs["run_id"].unique():
         files = {p.name for p in (out / "runs" / cell).iterdir()}
         assert {"synthetic.pt", "manifest.json", "metrics.json", "grid.png", "log.txt"} <= files
@@ -99,8 +125,14 @@ def test_changed_config_is_detected(tmp_path: Path, fashion_root: Path) -> None:
     run(tmp_path, out, fashion_root)
     write_spec(tmp_path, SPEC + "\n[overrides.herding]\nnet_width = 8\n")
     with pytest.raises(DcbenchError, match="computed with a different config"):
-        run_benchmark(tmp_path / "tiny.toml", out=out, data_root=str(fashion_root), device="cpu",
-                             show_progress=False, write_report=False)
+        run_benchmark(
+            tmp_path / "tiny.toml",
+            out=out,
+            data_root=str(fashion_root),
+            device="cpu",
+            show_progress=False,
+            write_report=False,
+        )
 
 
 @dataclass
@@ -123,8 +155,9 @@ def test_failed_cell_is_recorded_and_others_go_on(tmp_path: Path, fashion_root: 
     registry.methods["diverging"] = DivergingMethod()
     registry.owners[("method", "diverging")] = "test"
     spec = write_spec(tmp_path, SPEC.replace('["random", "herding"]', '["random", "diverging"]'))
-    out = run_benchmark(spec, out=tmp_path / "out", data_root=str(fashion_root), device="cpu",
-                               show_progress=False, write_report=False)
+    out = run_benchmark(
+        spec, out=tmp_path / "out", data_root=str(fashion_root), device="cpu", show_progress=False, write_report=False
+    )
     failures = pd.read_csv(out / "failures.csv")
     assert len(failures) == 4 and failures["reason"].str.contains("NonFiniteLossError: loss became nan").all()
     assert set(pd.read_csv(out / "runs.csv")["method"]) == {"random"}
@@ -134,8 +167,20 @@ def test_kill_minus_nine_loses_no_finished_cell(tmp_path: Path, fashion_root: Pa
     spec = write_spec(tmp_path)
     reference = run(tmp_path, tmp_path / "reference", fashion_root)
     out = tmp_path / "killed"
-    command = [sys.executable, "-m", "dcbench.cli", "run", str(spec), "--out", str(out), "--data-root",
-               str(fashion_root), "--device", "cpu", "--quiet"]
+    command = [
+        sys.executable,
+        "-m",
+        "dcbench.cli",
+        "run",
+        str(spec),
+        "--out",
+        str(out),
+        "--data-root",
+        str(fashion_root),
+        "--device",
+        "cpu",
+        "--quiet",
+    ]
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while time.time() < deadline and len(list(out.glob("runs/*/metrics.json"))) < 2:

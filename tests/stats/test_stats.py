@@ -1,5 +1,6 @@
 """dcbench.stats against independent references: hand-worked examples, brute-force enumeration
 and second libraries used only here (pingouin, statsmodels, scikit-posthocs)."""
+
 from __future__ import annotations
 
 import itertools
@@ -46,8 +47,7 @@ def test_t_interval_degenerate_samples():
 
 
 def _evaluations(per_seed: dict[int, list[float]]) -> pd.DataFrame:
-    return pd.DataFrame([{"synth_seed": seed, "acc": value}
-                         for seed, values in per_seed.items() for value in values])
+    return pd.DataFrame([{"synth_seed": seed, "acc": value} for seed, values in per_seed.items() for value in values])
 
 
 def test_summarize_cell_averages_evaluations_within_seeds_first():
@@ -75,14 +75,19 @@ def test_summarize_cell_with_one_seed_and_one_evaluation_is_nan_not_an_error():
 
 
 def test_summarize_cells_one_row_per_cell():
-    runs = pd.DataFrame({
-        "method": ["dc"] * 4 + ["dm"] * 2, "dataset": "MNIST", "ipc": [1, 1, 10, 10, 1, 1],
-        "eval_arch": "ConvNet", "synth_seed": [0, 1, 0, 1, 0, 1],
-        "acc": [40.0, 42.0, 50.0, 54.0, 45.0, 47.0]})
+    runs = pd.DataFrame(
+        {
+            "method": ["dc"] * 4 + ["dm"] * 2,
+            "dataset": "MNIST",
+            "ipc": [1, 1, 10, 10, 1, 1],
+            "eval_arch": "ConvNet",
+            "synth_seed": [0, 1, 0, 1, 0, 1],
+            "acc": [40.0, 42.0, 50.0, 54.0, 45.0, 47.0],
+        }
+    )
     cells = stats.summarize_cells(runs, "acc")
     assert list(cells.columns) == list(stats.CELL_SUMMARY_COLUMNS)
-    assert cells[["method", "ipc", "mean"]].values.tolist() == [
-        ["dc", 1, 41.0], ["dc", 10, 52.0], ["dm", 1, 46.0]]
+    assert cells[["method", "ipc", "mean"]].values.tolist() == [["dc", 1, 41.0], ["dc", 10, 52.0], ["dm", 1, 46.0]]
 
 
 # --------------------------------------------------------------------------------------------
@@ -144,8 +149,7 @@ def test_compare_samples_pairs_only_matching_seed_lists():
     assert stats.compare_samples(a, matching, paired=False).test == "welch_t"
     # Pairing follows the seed labels, not the row order.
     shuffled = matching.iloc[[2, 0, 1]]
-    assert stats.compare_samples(a, shuffled, paired=True).p_raw == pytest.approx(
-        stats.paired_t(TOY_A, TOY_B).p_raw)
+    assert stats.compare_samples(a, shuffled, paired=True).p_raw == pytest.approx(stats.paired_t(TOY_A, TOY_B).p_raw)
 
 
 def test_effect_sizes_hand_worked():
@@ -163,8 +167,7 @@ def test_effect_sizes_match_pingouin_and_are_labelled_per_kind():
     assert welch.effect_size == pytest.approx(pingouin.compute_effsize(a, b, eftype="hedges"))
     paired = stats.paired_t(a, b)
     assert paired.effect_size_kind == stats.G_AV
-    assert paired.effect_size == pytest.approx(
-        pingouin.compute_effsize(a, b, paired=True, eftype="hedges"))
+    assert paired.effect_size == pytest.approx(pingouin.compute_effsize(a, b, paired=True, eftype="hedges"))
     # The issue's mix-up: the SD of the differences gives a different (larger) number.
     d_z = pingouin.compute_effsize(a, b, paired=True, eftype="cohen_dz")
     assert abs(paired.effect_size) != pytest.approx(abs(d_z), rel=0.05)
@@ -209,23 +212,33 @@ def test_holm_matches_statsmodels_on_random_p_values():
 
 def test_planned_pairs_best_and_reference_without_duplicates():
     pairs = list(stats.planned_pairs(["dc", "dm", "random"], best="dm", reference="random"))
-    assert pairs == [("dc", "dm", "vs_best"), ("random", "dm", "vs_best"),
-                     ("dc", "random", "vs_reference")]
+    assert pairs == [("dc", "dm", "vs_best"), ("random", "dm", "vs_best"), ("dc", "random", "vs_reference")]
 
 
 def test_planned_pairs_when_the_reference_is_best_or_absent():
     assert list(stats.planned_pairs(["dc", "random"], best="random", reference="random")) == [
-        ("dc", "random", "vs_best")]
-    assert list(stats.planned_pairs(["dc", "dm"], best="dm", reference=None)) == [
-        ("dc", "dm", "vs_best")]
+        ("dc", "random", "vs_best")
+    ]
+    assert list(stats.planned_pairs(["dc", "dm"], best="dm", reference=None)) == [("dc", "dm", "vs_best")]
 
 
 def _seed_scores(rng: np.random.Generator, n_tasks: int = 3) -> pd.DataFrame:
     means = {"random": 30.0, "dc": 45.0, "dm": 46.0}
-    return pd.DataFrame([
-        {"method": method, "dataset": "MNIST", "ipc": ipc, "eval_arch": "ConvNet",
-         "synth_seed": seed, "score": mean + ipc + rng.normal(0, 1)}
-        for method, mean in means.items() for ipc in range(1, n_tasks + 1) for seed in range(3)])
+    return pd.DataFrame(
+        [
+            {
+                "method": method,
+                "dataset": "MNIST",
+                "ipc": ipc,
+                "eval_arch": "ConvNet",
+                "synth_seed": seed,
+                "score": mean + ipc + rng.normal(0, 1),
+            }
+            for method, mean in means.items()
+            for ipc in range(1, n_tasks + 1)
+            for seed in range(3)
+        ]
+    )
 
 
 def test_compare_within_tasks_holm_over_the_whole_report():
@@ -234,8 +247,7 @@ def test_compare_within_tasks_holm_over_the_whole_report():
     assert list(comparisons.columns) == list(stats.COMPARISON_COLUMNS)
     assert len(comparisons) == 3 * 3  # per task: 2 vs best + 1 vs reference not yet tested
     assert (comparisons["family_size"] == 9).all()
-    assert comparisons["p_adj"].to_numpy() == pytest.approx(
-        multipletests(comparisons["p_raw"], method="holm")[1])
+    assert comparisons["p_adj"].to_numpy() == pytest.approx(multipletests(comparisons["p_raw"], method="holm")[1])
     assert (comparisons["significant"] == (comparisons["p_adj"] < 0.05)).all()
     assert (comparisons["effect_size_kind"] == stats.HEDGES_G).all()
     for _, task in comparisons.groupby(list(stats.TASK_KEYS)):
@@ -259,8 +271,9 @@ def test_compare_within_tasks_matches_pingouin_welch():
 
 
 def test_ranks_highest_score_first_ties_averaged_and_rows_sum_to_k_k_plus_1_over_2():
-    matrix = pd.DataFrame({"a": [90.0, 50.0, 70.0], "b": [80.0, 60.0, 70.0],
-                           "c": [70.0, 40.0, 60.0], "d": [60.0, 30.0, 70.0]})
+    matrix = pd.DataFrame(
+        {"a": [90.0, 50.0, 70.0], "b": [80.0, 60.0, 70.0], "c": [70.0, 40.0, 60.0], "d": [60.0, 30.0, 70.0]}
+    )
     ranks = stats.rank_within_tasks(matrix)
     assert ranks.iloc[0].tolist() == [1.0, 2.0, 3.0, 4.0]
     assert ranks.iloc[1].tolist() == [2.0, 1.0, 3.0, 4.0]
@@ -274,7 +287,7 @@ def _brute_force_friedman_p(scores: np.ndarray) -> float:
 
     def chi2(rows: np.ndarray) -> float:  # 12/(Nk(k+1)) sum R_j^2 - 3N(k+1), no tie correction
         rank_sums = rows.sum(axis=0)
-        return 12.0 / (n_tasks * k * (k + 1)) * (rank_sums ** 2).sum() - 3 * n_tasks * (k + 1)
+        return 12.0 / (n_tasks * k * (k + 1)) * (rank_sums**2).sum() - 3 * n_tasks * (k + 1)
 
     observed = chi2(ranks)
     orderings = [list(itertools.permutations(row)) for row in ranks]
@@ -284,16 +297,14 @@ def _brute_force_friedman_p(scores: np.ndarray) -> float:
 
 def test_friedman_exact_p_hand_worked():
     # 2 tasks, 3 methods, same order: only the 1 of 6 orderings of task 2 that matches is as extreme
-    assert stats.friedman_exact_p(np.array([[3.0, 2.0, 1.0], [30.0, 20.0, 10.0]])) == \
-        pytest.approx(1.0 / 6.0)
+    assert stats.friedman_exact_p(np.array([[3.0, 2.0, 1.0], [30.0, 20.0, 10.0]])) == pytest.approx(1.0 / 6.0)
     # 3 tasks: 1/36; 4 tasks, k = 3: exact P(chi2 >= 6.5) = 0.042 (published table, Hollander &
     # Wolfe), with rank sums 4, 8, 12 -> chi2 = 8: the 6 orderings of identical tasks, 6^4 in all
     assert stats.friedman_exact_p(np.tile([3.0, 2.0, 1.0], (3, 1))) == pytest.approx(1.0 / 36.0)
-    assert stats.friedman_exact_p(np.tile([3.0, 2.0, 1.0], (4, 1))) == pytest.approx(6 / 6 ** 4)
+    assert stats.friedman_exact_p(np.tile([3.0, 2.0, 1.0], (4, 1))) == pytest.approx(6 / 6**4)
 
 
-@pytest.mark.parametrize("n_tasks, k, ties", [(4, 3, False), (3, 4, False), (3, 4, True),
-                                              (2, 5, True)])
+@pytest.mark.parametrize("n_tasks, k, ties", [(4, 3, False), (3, 4, False), (3, 4, True), (2, 5, True)])
 def test_friedman_exact_p_equals_brute_force_enumeration(n_tasks, k, ties):
     rng = np.random.default_rng(n_tasks * 10 + k)
     scores = rng.normal(size=(n_tasks, k)) + np.arange(k)
@@ -380,8 +391,7 @@ def test_nemenyi_posthoc_matches_scikit_posthocs():
 def test_nemenyi_p_is_alpha_at_the_critical_difference():
     # Mean ranks 1 .. 4 over 14 tasks would differ by 3; a pair exactly CD apart has p = alpha.
     sd = math.sqrt(4 * 5 / (6 * 14))
-    assert sps.studentized_range.sf(2.569 * math.sqrt(2), 4, np.inf) == pytest.approx(0.05,
-                                                                                      abs=5e-4)
+    assert sps.studentized_range.sf(2.569 * math.sqrt(2), 4, np.inf) == pytest.approx(0.05, abs=5e-4)
     assert stats.nemenyi_cd(4, 14) / sd == pytest.approx(2.569, abs=5e-4)
 
 
@@ -393,7 +403,7 @@ def test_nemenyi_p_is_alpha_at_the_critical_difference():
 def test_tasks_needed_hand_worked(pairs, needed):
     # smallest Holm p with N tasks is pairs * 2 / 2^N; it must fall below .05
     assert stats.tasks_needed(pairs, 0.05) == needed
-    assert pairs * 2 / 2 ** needed < 0.05 <= pairs * 2 / 2 ** (needed - 1)
+    assert pairs * 2 / 2**needed < 0.05 <= pairs * 2 / 2 ** (needed - 1)
 
 
 def test_family_is_chosen_from_the_design():
@@ -403,10 +413,8 @@ def test_family_is_chosen_from_the_design():
     assert all_pairs.smallest_adjusted_p == pytest.approx(10 * 2 / 256)  # 0.078, the issue's
     assert not all_pairs.reachable and vs_reference.reachable
     assert stats.choose_family(families) is vs_reference
-    assert vs_reference.pairs == (("a", "random"), ("b", "random"), ("c", "random"),
-                                  ("d", "random"))
-    assert stats.choose_family(stats.candidate_families(methods, 9, "random", 0.05)).name == \
-        stats.ALL_PAIRS
+    assert vs_reference.pairs == (("a", "random"), ("b", "random"), ("c", "random"), ("d", "random"))
+    assert stats.choose_family(stats.candidate_families(methods, 9, "random", 0.05)).name == stats.ALL_PAIRS
     assert stats.choose_family(stats.candidate_families(methods, 7, "random", 0.05)) is None
     assert stats.choose_family(stats.candidate_families(methods, 8, None, 0.05)) is None
 
@@ -417,8 +425,7 @@ def _brute_force_wilcoxon_p(differences: np.ndarray) -> float:
     ranks = sps.rankdata(np.abs(nonzero))
     observed = ranks[nonzero > 0].sum()
     centre = ranks.sum() / 2
-    sums = [ranks[np.array(signs, dtype=bool)].sum()
-            for signs in itertools.product([0, 1], repeat=nonzero.size)]
+    sums = [ranks[np.array(signs, dtype=bool)].sum() for signs in itertools.product([0, 1], repeat=nonzero.size)]
     return float(np.mean(np.abs(np.array(sums) - centre) >= abs(observed - centre) - 1e-9))
 
 
@@ -426,7 +433,7 @@ def test_wilcoxon_consistent_effect_hand_worked():
     matrix = pd.DataFrame({"a": np.arange(8.0) + 1.0, "random": np.arange(8.0)})
     family = stats.PairFamily(stats.VS_REFERENCE, (("a", "random"),), 8, 0.05)
     row = stats.wilcoxon_across_tasks(matrix, family).iloc[0]
-    assert row["p_raw"] == pytest.approx(2 / 2 ** 8)  # every difference positive
+    assert row["p_raw"] == pytest.approx(2 / 2**8)  # every difference positive
     assert row["statistic"] == 0.0 and row["n_tested"] == 8 and row["significant"]
 
 
@@ -456,28 +463,31 @@ def test_wilcoxon_drops_zero_differences_and_counts_the_tested_ones():
 
 def test_wilcoxon_holm_over_the_family_and_identical_methods():
     rng = np.random.default_rng(2)
-    matrix = pd.DataFrame({"a": rng.normal(50, 3, 7), "b": rng.normal(52, 3, 7),
-                           "c": rng.normal(49, 3, 7)})
+    matrix = pd.DataFrame({"a": rng.normal(50, 3, 7), "b": rng.normal(52, 3, 7), "c": rng.normal(49, 3, 7)})
     family = stats.candidate_families(list(matrix.columns), 7, None, 0.05)[0]
     table = stats.wilcoxon_across_tasks(matrix, family)
     assert table[["method_a", "method_b"]].values.tolist() == [["a", "b"], ["a", "c"], ["b", "c"]]
     for row in table.itertuples():
         differences = np.round(matrix[row.method_a] - matrix[row.method_b], 6).to_numpy()
         assert row.p_raw == pytest.approx(_brute_force_wilcoxon_p(differences))
-    assert table["p_adj"].to_numpy() == pytest.approx(
-        multipletests(table["p_raw"], method="holm")[1])
-    same = stats.wilcoxon_across_tasks(pd.DataFrame({"a": np.arange(6.0), "b": np.arange(6.0)}),
-                                       stats.PairFamily(stats.ALL_PAIRS, (("a", "b"),), 6, 0.05))
+    assert table["p_adj"].to_numpy() == pytest.approx(multipletests(table["p_raw"], method="holm")[1])
+    same = stats.wilcoxon_across_tasks(
+        pd.DataFrame({"a": np.arange(6.0), "b": np.arange(6.0)}),
+        stats.PairFamily(stats.ALL_PAIRS, (("a", "b"),), 6, 0.05),
+    )
     assert same.loc[0, "p_raw"] == 1.0 and same.loc[0, "n_tested"] == 0
 
 
 def test_win_tie_loss_counts_against_the_reference_in_both_orientations():
-    comparisons = pd.DataFrame({
-        "method_a": ["dc", "random", "dc", "dc", "dm"],
-        "method_b": ["random", "dc", "random", "random", "random"],
-        "diff": [5.0, 3.0, 1.0, 2.0, 4.0],
-        "p_adj": [0.01, 0.01, 0.5, np.nan, 0.2],
-        "significant": [True, True, False, False, False]})
+    comparisons = pd.DataFrame(
+        {
+            "method_a": ["dc", "random", "dc", "dc", "dm"],
+            "method_b": ["random", "dc", "random", "random", "random"],
+            "diff": [5.0, 3.0, 1.0, 2.0, 4.0],
+            "p_adj": [0.01, 0.01, 0.5, np.nan, 0.2],
+            "significant": [True, True, False, False, False],
+        }
+    )
     counts = stats.win_tie_loss(comparisons, "random").set_index("method")
     # dc: win (task 1), loss (random ahead by 3, task 2), tie, untested; dm: tie
     assert counts.loc["dc"].tolist() == [1, 1, 1, 1]

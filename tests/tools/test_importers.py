@@ -1,4 +1,5 @@
 """`dcbench import --format dc-repo`: released DC/DSA/DM files become evaluable dcbench sets, safely."""
+
 from __future__ import annotations
 
 import hashlib
@@ -24,8 +25,10 @@ FILE_NAME = "res_DC_FashionMNIST_ConvNet_2ipc.pt"
 def released(ipc: int = 2, experiments: int = 2, seed: int = 0) -> dict[str, Any]:
     """What the reference scripts save: class-major sets and NumPy float accuracies."""
     g = torch.Generator().manual_seed(seed)
-    data = [[torch.randn(10 * ipc, 1, 28, 28, generator=g), torch.arange(10).repeat_interleave(ipc)]
-            for _ in range(experiments)]
+    data = [
+        [torch.randn(10 * ipc, 1, 28, 28, generator=g), torch.arange(10).repeat_interleave(ipc)]
+        for _ in range(experiments)
+    ]
     return {"data": data, "accs_all_exps": {"ConvNet": [np.float64(0.5 + i / 100) for i in range(3 * experiments)]}}
 
 
@@ -46,11 +49,20 @@ def test_each_experiment_becomes_a_set_that_evaluates(tmp_path: Path, fashion_ro
     for i in range(2):
         synthetic = load_synthetic(out / f"exp{i}")
         manifest = synthetic.manifest
-        assert (manifest["method"], manifest["dataset"], manifest["ipc"], manifest["seed"]) == \
-            ("dc", "fashion-mnist", 2, i)
-        assert manifest["imported_from"] == {"file": FILE_NAME, "sha256": hashlib.sha256(file.read_bytes()).hexdigest(),
-                                             "format": "dc-repo", "experiment": i, "experiments": 2,
-                                             "condensed_with": "ConvNet"}
+        assert (manifest["method"], manifest["dataset"], manifest["ipc"], manifest["seed"]) == (
+            "dc",
+            "fashion-mnist",
+            2,
+            i,
+        )
+        assert manifest["imported_from"] == {
+            "file": FILE_NAME,
+            "sha256": hashlib.sha256(file.read_bytes()).hexdigest(),
+            "format": "dc-repo",
+            "experiment": i,
+            "experiments": 2,
+            "condensed_with": "ConvNet",
+        }
         assert manifest["preprocessing"] == {"normalised": True, "mean": [0.2861], "std": [0.353], "zca": False}
         assert manifest["reported_accs"] == {"ConvNet": [0.5, 0.51, 0.52, 0.53, 0.54, 0.55]}
         assert synthetic.labels.tolist() == [c for c in range(10) for _ in range(2)]  # class-major
@@ -114,20 +126,23 @@ def broken(case: str) -> Any:
     return changes[case]()
 
 
-@pytest.mark.parametrize("case, message", [
-    ("not a dict", "expected a dict whose 'data' is a non-empty list"),
-    ("no data", "expected a dict whose 'data' is a non-empty list"),
-    ("pair flattened", r"data\[0\] must be a pair \[images, labels\]"),
-    ("not tensors", r"data\[0\] must hold two tensors, got a list"),
-    ("wrong shape", r"shape \(20, 3, 32, 32\), fashion-mnist needs floating-point \(N, 1, 28, 28\)"),
-    ("count mismatch", r"labels have shape \(19,\) for 20 images"),
-    ("nan", "NaN or infinite"),
-    ("float labels", "expected integer class indices"),
-    ("labels out of range", r"labels span 1\.\.10, fashion-mnist has classes 0\.\.9"),
-    ("unbalanced", "classes have different numbers of images"),
-    ("bad accuracies", "must hold finite numbers"),
-    ("code", r"refused to load: it needs the Python object [\w.]*Payload, and loading that could run code"),
-])
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("not a dict", "expected a dict whose 'data' is a non-empty list"),
+        ("no data", "expected a dict whose 'data' is a non-empty list"),
+        ("pair flattened", r"data\[0\] must be a pair \[images, labels\]"),
+        ("not tensors", r"data\[0\] must hold two tensors, got a list"),
+        ("wrong shape", r"shape \(20, 3, 32, 32\), fashion-mnist needs floating-point \(N, 1, 28, 28\)"),
+        ("count mismatch", r"labels have shape \(19,\) for 20 images"),
+        ("nan", "NaN or infinite"),
+        ("float labels", "expected integer class indices"),
+        ("labels out of range", r"labels span 1\.\.10, fashion-mnist has classes 0\.\.9"),
+        ("unbalanced", "classes have different numbers of images"),
+        ("bad accuracies", "must hold finite numbers"),
+        ("code", r"refused to load: it needs the Python object [\w.]*Payload, and loading that could run code"),
+    ],
+)
 def test_malformed_file_is_one_clear_line(tmp_path: Path, case: str, message: str) -> None:
     file = save(tmp_path, broken(case))
     with pytest.raises(DcbenchError, match=message) as info:
@@ -143,13 +158,21 @@ def test_mismatches_with_the_file_name_and_other_refusals(tmp_path: Path) -> Non
         (dict(dataset="imagenet"), "cannot import sets of dataset 'imagenet'"),
         (dict(dataset="mnist"), "the file name says dataset FashionMNIST, but --dataset is mnist"),
         (dict(file=tmp_path / "missing.pt"), "no such file"),
-        (dict(file=save(tmp_path, released(), "res_DC_FashionMNIST_ConvNet_10ipc.pt")),
-         r"says 10 images per class, the data has \[2\]"),
+        (
+            dict(file=save(tmp_path, released(), "res_DC_FashionMNIST_ConvNet_10ipc.pt")),
+            r"says 10 images per class, the data has \[2\]",
+        ),
         (dict(method="My Method"), "must be lower-case letters"),
     ]
     for change, message in cases:
-        args = {"file": file, "format": "dc-repo", "dataset": "fashion-mnist", "output": tmp_path / "out",
-                "method": None, **change}
+        args = {
+            "file": file,
+            "format": "dc-repo",
+            "dataset": "fashion-mnist",
+            "output": tmp_path / "out",
+            "method": None,
+            **change,
+        }
         with pytest.raises(DcbenchError, match=message):
             import_synthetic(**args)
     (tmp_path / "notes.pt").write_text("not a torch file")
@@ -172,10 +195,14 @@ def test_cli_error_is_one_line_and_exit_2(tmp_path: Path, capsys) -> None:
 def test_normalisation_constants_match_the_dataset_loaders(monkeypatch: pytest.MonkeyPatch) -> None:
     """importers.DATASETS repeats the constants of dcbench/data/builtin.py; they must not drift apart."""
     used: dict[str, tuple] = {}
-    monkeypatch.setattr(builtin, "_load_mnist_like", lambda name, folder, tv_name, mean, std, root, extra_dirs=():
-                        used.setdefault(name, ((mean,), (std,))))
-    monkeypatch.setattr(builtin, "_load_torchvision", lambda name, build, expected, root, mean, std:
-                        used.setdefault(name, (mean, std)))
+    monkeypatch.setattr(
+        builtin,
+        "_load_mnist_like",
+        lambda name, folder, tv_name, mean, std, root, extra_dirs=(): used.setdefault(name, ((mean,), (std,))),
+    )
+    monkeypatch.setattr(
+        builtin, "_load_torchvision", lambda name, build, expected, root, mean, std: used.setdefault(name, (mean, std))
+    )
     for spec in builtin.BUILTIN_DATASETS:
         spec.loader(None)
     assert used == {name: (encoding.mean, encoding.std) for name, encoding in DATASETS.items()}

@@ -1,4 +1,5 @@
 """The plugin READMEs' settings tables are the code's: generated from it and checked here."""
+
 from __future__ import annotations
 
 import sys
@@ -23,16 +24,23 @@ def test_every_plugin_has_a_readme() -> None:
 def test_every_settings_table_is_what_the_code_generates() -> None:
     methods = load_plugins().methods
     for readme in plugin_docs.plugin_readmes(ROOT):
-        assert plugin_docs.stale_blocks(readme, methods) == [], \
+        assert plugin_docs.stale_blocks(readme, methods) == [], (
             f"{readme} is stale: run python -m dcbench.tools.plugin_docs"
+        )
 
 
 def test_every_built_in_method_has_a_settings_table() -> None:
     registry = load_plugins()
-    documented = {m["method"] for readme in plugin_docs.plugin_readmes(ROOT)
-                  for m in plugin_docs.BLOCK.finditer(readme.read_text())}
-    built_in = {name for (kind, name), plugin in registry.owners.items()
-                if kind == "method" and registry.plugins[plugin].distribution == "dcbench"}
+    documented = {
+        m["method"]
+        for readme in plugin_docs.plugin_readmes(ROOT)
+        for m in plugin_docs.BLOCK.finditer(readme.read_text())
+    }
+    built_in = {
+        name
+        for (kind, name), plugin in registry.owners.items()
+        if kind == "method" and registry.plugins[plugin].distribution == "dcbench"
+    }
     assert built_in and built_in <= documented
 
 
@@ -40,8 +48,9 @@ def test_a_stale_value_is_named_by_check(tmp_path: Path, capsys: pytest.CaptureF
     (tmp_path / "plugins" / "dm").mkdir(parents=True)
     text = (ROOT / "plugins" / "dm_baseline" / "README.md").read_text()
     assert "| `iterations` | 20000 |" in text
-    (tmp_path / "plugins" / "dm" / "README.md").write_text(text.replace("| `iterations` | 20000 |",
-                                                                         "| `iterations` | 2000 |"))
+    (tmp_path / "plugins" / "dm" / "README.md").write_text(
+        text.replace("| `iterations` | 20000 |", "| `iterations` | 2000 |")
+    )
     assert plugin_docs.main(["--check", "--root", str(tmp_path)]) == 1
     assert "the settings of 'dm' differ from the code" in capsys.readouterr().err
     assert plugin_docs.main(["--root", str(tmp_path)]) == 0  # rewrites it

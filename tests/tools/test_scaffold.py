@@ -1,4 +1,5 @@
 """`dcbench new-method`: the generated plugin installs, is listed, passes its own tests and runs in a grid."""
+
 from __future__ import annotations
 
 import ast
@@ -20,13 +21,16 @@ def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=cwd)
 
 
-@pytest.mark.parametrize("name, message", [
-    ("Bad-Name", "must be 1-40 lower-case letters"),
-    ("9lives", "starting with a letter"),
-    ("class", "not a Python keyword"),
-    ("dm", "a method named 'dm' is already installed \\(plugin 'dm'\\)"),
-    ("coresets", "a dcbench plugin named 'coresets' is already installed"),
-])
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        ("Bad-Name", "must be 1-40 lower-case letters"),
+        ("9lives", "starting with a letter"),
+        ("class", "not a Python keyword"),
+        ("dm", "a method named 'dm' is already installed \\(plugin 'dm'\\)"),
+        ("coresets", "a dcbench plugin named 'coresets' is already installed"),
+    ],
+)
 def test_a_bad_or_taken_name_is_refused(tmp_path: Path, name: str, message: str) -> None:
     with pytest.raises(DcbenchError, match=message):
         scaffold_method(name, tmp_path / "plugin")
@@ -46,8 +50,13 @@ def test_the_package_layout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     path = scaffold_method("my_method")
     assert path == tmp_path / "dcbench-my_method"
     files = sorted(p.relative_to(path).as_posix() for p in path.rglob("*") if p.is_file())
-    assert files == ["README.md", "dcbench_my_method/__init__.py", "dcbench_my_method/method.py",
-                     "pyproject.toml", "tests/test_my_method.py"]
+    assert files == [
+        "README.md",
+        "dcbench_my_method/__init__.py",
+        "dcbench_my_method/method.py",
+        "pyproject.toml",
+        "tests/test_my_method.py",
+    ]
     project = tomllib.loads((path / "pyproject.toml").read_text())
     assert project["project"]["name"] == "dcbench-my_method"
     assert project["project"]["entry-points"]["dcbench"] == {"my_method": "dcbench_my_method"}
@@ -57,8 +66,9 @@ def test_the_package_layout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
         if file.endswith(".py"):
             ast.parse(text, filename=file)
     init = ast.parse((path / "dcbench_my_method" / "__init__.py").read_text())
-    assert [type(node).__name__ for node in init.body if not isinstance(node, (ast.Expr, ast.ImportFrom))] == \
-        ["FunctionDef"]  # only the hook implementation
+    assert [type(node).__name__ for node in init.body if not isinstance(node, (ast.Expr, ast.ImportFrom))] == [
+        "FunctionDef"
+    ]  # only the hook implementation
     assert "class MyMethodMethod(Method):" in (path / "dcbench_my_method" / "method.py").read_text()
 
 
@@ -79,7 +89,8 @@ def installed(tmp_path: Path) -> Iterator[tuple[str, Path]]:
 
 @pytest.mark.slow
 def test_a_new_method_installs_lists_passes_its_tests_and_runs_in_a_grid(
-        installed: tuple[str, Path], tmp_path: Path, fashion_root: Path) -> None:
+    installed: tuple[str, Path], tmp_path: Path, fashion_root: Path
+) -> None:
     name, path = installed
     listing = run("-m", "dcbench.cli", "list")
     assert listing.returncode == 0 and f"  {name} " in listing.stdout
@@ -90,11 +101,24 @@ def test_a_new_method_installs_lists_passes_its_tests_and_runs_in_a_grid(
     assert " passed" in own_tests.stdout
 
     spec = tmp_path / "grid.toml"
-    spec.write_text(f'name = "grid"\npreset = "smoke"\nmethods = ["{name}", "random"]\n'
-                    'datasets = ["fashion-mnist"]\nipcs = [1]\nseeds = [0]\n')
+    spec.write_text(
+        f'name = "grid"\npreset = "smoke"\nmethods = ["{name}", "random"]\n'
+        'datasets = ["fashion-mnist"]\nipcs = [1]\nseeds = [0]\n'
+    )
     out = tmp_path / "results"
-    grid = run("-m", "dcbench.cli", "run", str(spec), "--out", str(out), "--data-root", str(fashion_root),
-               "--device", "cpu", "--quiet")
+    grid = run(
+        "-m",
+        "dcbench.cli",
+        "run",
+        str(spec),
+        "--out",
+        str(out),
+        "--data-root",
+        str(fashion_root),
+        "--device",
+        "cpu",
+        "--quiet",
+    )
     assert grid.returncode == 0, grid.stderr[-3000:]
     runs = pd.read_csv(out / "runs.csv")
     assert sorted(runs["method"].unique()) == sorted([name, "random"])

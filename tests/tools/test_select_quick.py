@@ -1,4 +1,5 @@
 """benchmarks/select_quick.py: hyperparameters chosen on a validation split of the training set."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -38,14 +39,38 @@ def test_validation_split_never_touches_the_test_set(select_quick, fashion_root:
 
 
 def test_a_tiny_sweep_writes_its_table(select_quick, fashion_root: Path, tmp_path: Path) -> None:
-    code = select_quick.main(["herding", "--preset", "smoke", "--grid", "net_width=8,16", "--ipcs", "1",
-                              "--seeds", "100", "--train", "60", "--val", "30", "--epochs", "1", "--models", "1",
-                              "--data-root", str(fashion_root), "--out", str(tmp_path)])
+    code = select_quick.main(
+        [
+            "herding",
+            "--preset",
+            "smoke",
+            "--grid",
+            "net_width=8,16",
+            "--ipcs",
+            "1",
+            "--seeds",
+            "100",
+            "--train",
+            "60",
+            "--val",
+            "30",
+            "--epochs",
+            "1",
+            "--models",
+            "1",
+            "--data-root",
+            str(fashion_root),
+            "--out",
+            str(tmp_path),
+        ]
+    )
     assert code == 0
     results = pd.read_csv(tmp_path / "herding-fashion-mnist.csv")
     assert results["settings"].tolist() == ["net_width=8", "net_width=16"]
     assert results["val_acc"].between(0, 100).all() and (results["condense_s"] >= 0).all()
     table = (tmp_path / "herding-fashion-mnist.md").read_text()
     assert table.count("**chosen**") == 1 and "the test set is not used" in table
-    assert select_quick.main(["herding", "--grid", "colour=1", "--data-root", str(fashion_root),
-                              "--out", str(tmp_path)]) == 2
+    assert (
+        select_quick.main(["herding", "--grid", "colour=1", "--data-root", str(fashion_root), "--out", str(tmp_path)])
+        == 2
+    )
