@@ -38,7 +38,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from dcbench.host.errors import DcbenchError
+from dcbench.host.errors import DcbenchError, first_line
 from dcbench.host.files import atomic_write
 from dcbench.method.checkpoint import CHECKPOINT_FILE
 from dcbench.results.record import METRICS_FILE
@@ -93,13 +93,11 @@ def _lost_cell(
     store: Store, cell: Any, exc: BaseException, max_retries: int, where: str = "Ray task"
 ) -> dict[str, Any]:
     """Record a cell whose task failed even after its retries, like a cell whose method failed."""
-    text = str(exc).strip()
-    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
     metrics = {
         "cell": cell.identity(),
         "fingerprint": cell.fingerprint,
         "status": "failed",
-        "reason": f"{type(exc).__name__}: {first} ({where} failed, {max_retries} retries)",
+        "reason": f"{type(exc).__name__}: {first_line(exc).strip()} ({where} failed, {max_retries} retries)",
         "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     store.write_metrics(cell.id, metrics)

@@ -1,149 +1,252 @@
 """The settings tables of the plugin READMEs, generated from the code so that they cannot drift.
 
-A README marks each table with ``<!-- dcbench:settings METHOD -->`` ... ``<!-- /dcbench:settings -->``;
-the table between the markers has one row per field of the method's config dataclass: its value
-under each preset (``paper`` is the dataclass default) and its meaning, taken from the field's
-trailing ``# comment`` in the source. ``python -m dcbench.tools.plugin_docs`` rewrites the tables;
-``--check`` exits 1 naming each stale one (a test runs it)."""
+A README marks each table with ``<!-- dcbench:settings METHOD -->`` ... ``<!-- /dcbench:settings -->``.
+Between the markers goes one row per field of the method's config dataclass: its value under each
+preset (``paper`` is the dataclass default, ``quick`` and ``smoke`` come from ``make_config``) and
+its meaning, read from the field's ``# comment`` in the class source, so the dataclass stays the
+one place where a setting is defined and explained.
+
+``python -m dcbench.tools.plugin_docs`` rewrites the blocks of ``plugins/*/README.md``;
+``python -m dcbench.tools.plugin_docs --check`` changes nothing and exits 1 with one line per
+stale block (the test suite runs the same check).
+"""
 
 from __future__ import annotations
 
 import argparse
+import ast
 import dataclasses
 import inspect
 import io
 import re
 import sys
+import textwrap
 import tokenize
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from dcbench.method.contract import PRESETS, Method
+from dcbench.host.errors import DcbenchError
+from dcbench.method.contract import Method
 from dcbench.plugins import load_plugins
 
+#: one settings block; group 1 the opening marker, ``table`` what is generated, group 4 the closing one
 BLOCK = re.compile(
     r"(<!-- dcbench:settings (?P<method>[\w-]+) -->\n)(?P<table>.*?)(<!-- /dcbench:settings -->)", re.DOTALL
 )
+OPENING = re.compile(r"<!-- dcbench:settings\b")
+#: the column order of a table: the published settings first, then the cheaper presets
 PRESET_ORDER = ("paper", "quick", "smoke")
+#: tool directives, not explanations: never shown as a meaning
+DIRECTIVE = re.compile(r"^(noqa|type:|pragma|fmt:|ruff:)")
+COMMAND = "python -m dcbench.tools.plugin_docs"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Comment:
+    """A comment of the class source: where it starts and whether it has a line to itself."""
+
+    column: int
+    text: str
+    alone: bool
+
+
+def _own_comments(config_class: type) -> dict[str, str]:
+    """The comments of the fields that ``config_class``'s own body declares (not inherited ones).
+
+    A field's comment is its trailing ``# ...``, continued by the comment-only lines right below
+    it that are indented deeper than the field (aligned under the trailing comment); a comment
+    block directly above the field, at the field's indentation, belongs to it too (the form long
+    explanations take). The field lines come from ``ast``, the comments from ``tokenize``, because
+    ``ast`` drops comments and ``tokenize`` alone cannot tell a field from a name in a method."""
+    try:
+        source = textwrap.dedent(inspect.getsource(config_class))
+    except (OSError, TypeError):  # defined in a REPL or an exec: there is no source to read
+        return {}
+    tree = ast.parse(source)
+    node = next((n for n in tree.body if isinstance(n, ast.ClassDef)), None)
+    if node is None:
+        return {}
+    comments: dict[int, _Comment] = {}
+    for token in tokenize.generate_tokens(io.StringIO(source).readline):
+        if token.type == tokenize.COMMENT:
+            text = token.string.lstrip("#").lstrip(":").strip()  # "#: ..." is Sphinx's attribute comment
+            if not DIRECTIVE.match(text):
+                comments[token.start[0]] = _Comment(token.start[1], text, not token.line[: token.start[1]].strip())
+    result = {}
+    for statement in node.body:
+        if not (isinstance(statement, ast.AnnAssign) and isinstance(statement.target, ast.Name)):
+            continue
+        first, last, column = statement.lineno, statement.end_lineno or statement.lineno, statement.col_offset
+        above = []
+        row = first - 1
+        while row in comments and comments[row].alone and comments[row].column == column:
+            above.insert(0, comments[row].text)
+            row -= 1
+        trailing = [comments[r].text for r in range(first, last + 1) if r in comments and not comments[r].alone]
+        if trailing:
+            row = last + 1
+            while row in comments and comments[row].alone and comments[row].column > column:
+                trailing.append(comments[row].text)
+                row += 1
+        parts = [p for p in above + trailing if p]
+        if parts:
+            result[statement.target.id] = " ".join(parts)
+    return result
 
 
 def field_comments(config_class: type) -> dict[str, str]:
-    """Each field's comment in the class source: the comment lines right above it and its trailing one."""
-    try:
-        source = inspect.getsource(config_class)
-    except (OSError, TypeError):
-        return {}
-    names = {f.name for f in dataclasses.fields(config_class)}
-    field_rows: dict[int, str] = {}
-    comment_rows: dict[int, str] = {}
-    comment_only: set[int] = set()
-    for token in tokenize.generate_tokens(io.StringIO(source).readline):
-        row = token.start[0]
-        if (
-            token.type == tokenize.NAME
-            and token.string in names
-            and token.line[: token.start[1]].strip() == ""
-            and row not in field_rows
-        ):
-            field_rows[row] = token.string
-        elif token.type == tokenize.COMMENT:
-            comment_rows[row] = token.string.lstrip("#").strip()
-            if token.line.strip().startswith("#"):
-                comment_only.add(row)
-    comments = {}
-    for row, name in field_rows.items():
-        above = row - 1
-        while above in comment_only:  # a comment block right above the field belongs to it
-            above -= 1
-        parts = [comment_rows[r] for r in range(above + 1, row)]
-        if row in comment_rows and row not in comment_only:
-            parts.append(comment_rows[row])
-        if parts:
-            comments[name] = " ".join(parts)
-    return comments
+    """Each dataclass field's meaning from its comment in the source. A field that a subclass
+    redeclares without a comment (a new default) keeps the comment of the class that explains it."""
+    names = [f.name for f in dataclasses.fields(config_class)]
+    comments: dict[str, str] = {}
+    for klass in config_class.__mro__:
+        if dataclasses.is_dataclass(klass):
+            for name, text in _own_comments(klass).items():
+                if name in names:
+                    comments.setdefault(name, text)
+    return {name: comments[name] for name in names if name in comments}
 
 
-def _value(value: Any) -> str:
+def _code(text: str) -> str:
+    """``text`` as Markdown inline code, safe even when it holds a backtick."""
+    return f"`` {text} ``" if "`" in text else f"`{text}`"
+
+
+def format_value(value: Any) -> str:
+    """A config value as a table cell: numbers plain, booleans lower-case (as TOML and ``--set``
+    write them), strings and sequences as inline code (so ``""`` and ``real`` read as values)."""
     if isinstance(value, bool):
-        return f"`{str(value).lower()}`"
+        return str(value).lower()
     if isinstance(value, (int, float)):
         return str(value)
+    if isinstance(value, str):
+        return _code(value) if value else '`""`'
     if isinstance(value, (list, tuple)):
-        return "`" + ", ".join(map(str, value)) + "`" if value else "`[]`"
-    return f"`{value}`" if value != "" else '`""`'
+        return _code(repr(value))
+    return _code(repr(value))
 
 
-def _escape(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+def escape(text: str) -> str:
+    """``text`` safe inside one Markdown table cell: a ``|`` would start a new column, a newline a new row."""
+    return text.replace("|", "\\|").replace("\r\n", " ").replace("\n", " ").replace("\r", " ")
 
 
 def settings_table(method: Method) -> str:
-    """The Markdown settings table of ``method``: a row per config field, a column per preset."""
-    configs = {preset: method.make_config(preset) for preset in PRESET_ORDER if preset in PRESETS}
-    comments = field_comments(method.config_class)
-    header = f"| `{method.config_class.__name__}` field | paper (default) | quick | smoke | meaning |"
-    lines = [header, "|---|---|---|---|---|"]
-    for field in dataclasses.fields(method.config_class):
+    """What goes between the markers for ``method``: a caption naming the dataclass, then one row
+    per field with its value under each preset (bold where it differs from ``paper``)."""
+    config_class = method.config_class
+    configs = {preset: method.make_config(preset) for preset in PRESET_ORDER}
+    where = f"`{config_class.__name__}` in `{config_class.__module__}`"
+    fields = dataclasses.fields(config_class)
+    if not fields:
+        return f"`{method.name}` ({where}) has no settings: every preset runs it the same way.\n"
+    comments = field_comments(config_class)
+    lines = [
+        f"Settings of `{method.name}` ({where}); **bold**: differs from `paper`. "
+        f"Generated by `{COMMAND}`: edit the dataclass, not this table.",
+        "",
+        "| field | paper (default) | quick | smoke | meaning |",
+        "|---|---|---|---|---|",
+    ]
+    for field in fields:
         paper = getattr(configs["paper"], field.name)
         cells = []
         for preset in PRESET_ORDER:
             value = getattr(configs[preset], field.name)
-            text = _escape(_value(value))
+            text = escape(format_value(value))
             cells.append(f"**{text}**" if preset != "paper" and value != paper else text)
-        lines.append(f"| `{field.name}` | " + " | ".join(cells) + f" | {_escape(comments.get(field.name, ''))} |")
-    if len(lines) == 2:
-        lines.append("| (no settings) | | | | |")
+        lines.append(f"| `{field.name}` | " + " | ".join(cells) + f" | {escape(comments.get(field.name, ''))} |")
     return "\n".join(lines) + "\n"
 
 
-def render(text: str, methods: dict[str, Method]) -> str:
-    """``text`` with every settings block regenerated (an unknown method is an error)."""
+def render(text: str, methods: Mapping[str, Method]) -> str:
+    """``text`` with every settings block regenerated; a block naming an unregistered method is
+    an error (a README must not document a method that does not exist)."""
 
     def replace(match: re.Match[str]) -> str:
         name = match["method"]
         if name not in methods:
-            raise KeyError(f"the README names method {name!r}, which no loaded plugin registers")
+            raise DcbenchError(f"a settings block names method {name!r}, which no loaded plugin registers")
         return match.group(1) + settings_table(methods[name]) + match.group(4)
 
     return BLOCK.sub(replace, text)
 
 
-def plugin_readmes(root: Path) -> list[Path]:
+def plugin_readmes(root: Path = ROOT) -> list[Path]:
+    """The READMEs of the plugins shipped in ``root``: the files whose blocks this tool owns."""
     return sorted((root / "plugins").glob("*/README.md"))
 
 
-def stale_blocks(readme: Path, methods: dict[str, Method]) -> list[str]:
-    """The methods whose settings block in ``readme`` differs from the code."""
+def stale_blocks(readme: Path, methods: Mapping[str, Method]) -> list[str]:
+    """The methods whose settings block in ``readme`` differs from what the code generates, in
+    the README's order (a method with two stale blocks is named twice)."""
+    text = readme.read_text()
+    old = list(BLOCK.finditer(text))
+    new = list(BLOCK.finditer(render(text, methods)))  # same blocks, same order: only their tables change
+    return [o["method"] for o, n in zip(old, new) if o["table"] != n["table"]]
+
+
+def broken_blocks(readme: Path, methods: Mapping[str, Method]) -> list[str]:
+    """One line per block that no rewrite can fix: an opening marker without a closing one, or a
+    block naming a method that no loaded plugin registers."""
+    text = readme.read_text()
+    lines = []
+    unclosed = len(OPENING.findall(text)) - len(BLOCK.findall(text))
+    if unclosed:
+        lines.append(f"{readme}: {unclosed} settings block(s) without a closing <!-- /dcbench:settings -->")
+    for match in BLOCK.finditer(text):
+        if match["method"] not in methods:
+            lines.append(f"{readme}: a settings block names method {match['method']!r}, "
+                         "which no loaded plugin registers")
+    return lines
+
+
+def problems(readme: Path, methods: Mapping[str, Method]) -> list[str]:
+    """What ``--check`` reports for ``readme``, one line each: broken blocks, else stale ones."""
+    broken = broken_blocks(readme, methods)
+    if broken:
+        return broken
+    return [f"{readme}: the settings of {name!r} differ from the code; run {COMMAND}"
+            for name in stale_blocks(readme, methods)]
+
+
+def rewrite(readme: Path, methods: Mapping[str, Method]) -> bool:
+    """Regenerate ``readme``'s blocks in place; True when the file changed (an unchanged file is
+    not rewritten, so its timestamp says when its settings last changed)."""
     text = readme.read_text()
     fresh = render(text, methods)
-    old = {m["method"]: m["table"] for m in BLOCK.finditer(text)}
-    new = {m["method"]: m["table"] for m in BLOCK.finditer(fresh)}
-    return [name for name in old if old[name] != new[name]]
+    if fresh == text:
+        return False
+    readme.write_text(fresh)
+    return True
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Regenerate (or check) the settings tables of the plugin READMEs.")
-    parser.add_argument("--check", action="store_true", help="exit 1 when a table differs from the code")
-    parser.add_argument("--root", default=str(Path(__file__).resolve().parents[2]), help="the repository root")
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m dcbench.tools.plugin_docs [--check] [--root DIR] [README ...]``: 0 when every
+    block is (now) current, 1 when ``--check`` found a stale one or a block is broken."""
+    parser = argparse.ArgumentParser(
+        prog=COMMAND, description="Regenerate (or, with --check, verify) the settings blocks of the plugin READMEs."
+    )
+    parser.add_argument("readmes", nargs="*", type=Path, help="READMEs to process (default: ROOT/plugins/*/README.md)")
+    parser.add_argument("--check", action="store_true", help="change nothing; exit 1 naming each stale block")
+    parser.add_argument("--root", type=Path, default=ROOT, help="the repository root (default: this checkout)")
     args = parser.parse_args(argv)
+    readmes = args.readmes or plugin_readmes(args.root)
+    if not readmes:
+        print(f"{COMMAND}: no plugins/*/README.md under {args.root}", file=sys.stderr)
+        return 1
     methods = load_plugins().methods
     status = 0
-    for readme in plugin_readmes(Path(args.root)):
-        if args.check:
-            for name in stale_blocks(readme, methods):
-                print(
-                    f"{readme}: the settings of {name!r} differ from the code; run python -m dcbench.tools.plugin_docs",
-                    file=sys.stderr,
-                )
-                status = 1
-        else:
-            text = readme.read_text()
-            fresh = render(text, methods)
-            if fresh != text:
-                readme.write_text(fresh)
-                print(f"updated {readme}")
+    for readme in readmes:
+        lines = problems(readme, methods) if args.check else broken_blocks(readme, methods)
+        for line in lines:
+            print(line, file=sys.stderr)
+        status = 1 if lines else status
+        if not args.check and not lines and rewrite(readme, methods):
+            print(f"updated {readme}")
     return status
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -16,15 +16,15 @@ INITS = ("noise", "real")
 class CafeConfig:
     """Settings of ``cafe``; see README.md for each field's source."""
 
-    iterations: int = 2000  # outer iterations, each with a fresh network
-    lr_img: float = 0.1
-    momentum_img: float = 0.5  # one image SGD optimizer for the whole run
+    iterations: int = 2000  # outer iterations, each with a fresh network (official --Iteration)
+    lr_img: float = 0.1  # SGD learning rate of the synthetic images (halved at lr_decay_at)
+    momentum_img: float = 0.5  # momentum of the image SGD (one optimizer for the whole run)
     # the image lr is halved at these fractions of ``iterations`` (official: 1200/1600/1800 of 2000)
     lr_decay_at: tuple[float, ...] = (0.6, 0.8, 0.9)
     lr_net: float = 0.01  # inner-loop SGD, no momentum
     batch_real: int = 256  # real images per class per image step
     batch_train: int = 256  # inner-loop minibatch over the synthetic set
-    init: str = "noise"  # "noise" or "real"
+    init: str = "noise"  # initial images: "noise" (the official default) or "real" (random real images)
     # one weight per map of ConvNet.features, shallow to deep (depth + 1 maps); None: 1 for the two
     # deepest maps and 0.1 for the others, which is the official (0.1, 0.1, 1, 1) at depth 3
     layer_weights: tuple[float, ...] | None = None
@@ -33,15 +33,17 @@ class CafeConfig:
     lambda_1: float = 0.04  # outer loop stops when the accuracy window spans less than this
     lambda_2: float = 0.03  # inner loop stops when it spans more than this
     window: int = 10  # accuracy checks per window (a literal in the official code)
-    query_per_class: int = 128  # real training images per class per accuracy check
+    query_per_class: int = 128  # real training images per class per accuracy check (a literal in the official code)
     # True: the official never-reset running-sum accuracy; False: the fresh mean per check plus
     # the ``inner_plateau`` exit (see stopping.py)
     faithful: bool = True
     inner_plateau: float = 0.01  # corrected mode only: an inner window spanning less ends the loop
-    max_image_steps: int = 100  # cap of the outer loop per iteration (official: none)
+    # cap of the outer loop per iteration (official: none); an inner loop follows every image step
+    # but the last, so this caps the inner loops too
+    max_image_steps: int = 100
     max_inner_epochs: int = 100  # cap of each inner loop (official: none)
-    net_width: int = 128
-    net_depth: int = 3
+    net_width: int = 128  # channels per layer of the condensation ConvNet (instance norm, ReLU, average pooling)
+    net_depth: int = 3  # its conv blocks
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "smoke": {
@@ -114,7 +116,7 @@ class CafeDsaConfig(CafeConfig):
     the official repository publishes no DSA command; DC/DSA's README initialises DSA runs from real)."""
 
     init: str = "real"
-    dsa_strategy: str = ""  # "" = the reference strategy string of the dataset
+    dsa_strategy: str = ""  # "" = the reference strategy string of the dataset (no flip for MNIST and SVHN)
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = CafeConfig.PRESETS
 

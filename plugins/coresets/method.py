@@ -51,10 +51,10 @@ class HerdingConfig:
     """Herding on the embedding of a randomly initialised ConvNet (which network the DC paper
     used is not documented; a random network keeps the baseline cheap and seed-driven)."""
 
-    net_width: int = 128
-    net_depth: int = 3
+    net_width: int = 128  # channels per layer of the random ConvNet whose embedding herding works in
+    net_depth: int = 3  # its conv blocks
     pool_per_class: int = 0  # candidates per class drawn at random; 0 = every training image
-    batch_size: int = 1024
+    batch_size: int = 1024  # candidates per embedding pass (memory only: the selection is the same)
     PRESETS: ClassVar[dict[str, dict]] = {
         "smoke": {"net_width": 16, "pool_per_class": 64},
         "quick": {"net_width": 32, "pool_per_class": 1000},

@@ -28,22 +28,24 @@ CLASS_BATCHING = ("none", "synthetic", "all")
 class DCConfig:
     """DC settings; the defaults are the reference ``main.py --method DC`` arguments."""
 
-    iterations: int = 1000  # network initialisations (the paper's K)
+    iterations: int = 1000  # fresh networks, one after another (the paper's K, the reference's Iteration)
     outer_loop: int | None = None  # matching steps per iteration; None = get_loops(ipc)
     inner_loop: int | None = None  # network epochs between matching steps; None = get_loops(ipc)
     batch_real: int = 256  # real images per class per matching step
     batch_train: int = 256  # mini-batch of the inner-loop network training
-    lr_img: float = 0.1
-    momentum_img: float = 0.5
-    lr_net: float = 0.01
-    init: str = "noise"  # "noise" or "real"
-    dis_metric: str = "ours"  # "ours", "mse" or "cos"
-    model: str = "ConvNet"  # condensation network (a registered architecture)
-    net_width: int = 128  # ConvNet family only
-    net_depth: int = 3
-    net_norm: str = "instancenorm"
+    lr_img: float = 0.1  # SGD learning rate of the synthetic images
+    momentum_img: float = 0.5  # momentum of the image SGD (one optimizer for the whole run)
+    lr_net: float = 0.01  # SGD learning rate (no momentum) of the network in the inner loop
+    init: str = "noise"  # initial images: "noise" (N(0, 1) in normalised space) or "real" (random real images)
+    # gradient distance: "ours" (per weight tensor, 1 - cosine per output row, 1-D tensors skipped),
+    # "mse" (squared distance of all gradients as one vector, biases included) or "cos" (1 - its cosine)
+    dis_metric: str = "ours"
+    model: str = "ConvNet"  # condensation network (a registered architecture; ConvNetBN: see README)
+    net_width: int = 128  # channels per layer, ConvNet family only (ignored by other architectures)
+    net_depth: int = 3  # conv blocks, ConvNet family only
+    net_norm: str = "instancenorm"  # ConvNet family only: instancenorm, batchnorm, layernorm, groupnorm, none
     # per-class gradients computed in one vmapped pass: "none" (the reference's class loop),
-    # "synthetic" (synthetic side only; fastest on CPU, see README) or "all"; same values
+    # "synthetic" (synthetic side only; fastest on CPU, see README) or "all"; every mode gives the same values
     class_batching: str = "synthetic"
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {

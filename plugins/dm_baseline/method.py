@@ -41,14 +41,14 @@ class DMConfig:
     """DM settings; the defaults are the reference ``main_DM.py`` defaults (the ``paper`` preset)."""
 
     iterations: int = 20000  # image updates, one per freshly drawn network
-    lr_img: float = 1.0
-    momentum: float = 0.5  # of the image SGD optimizer, kept for the whole run
+    lr_img: float = 1.0  # SGD learning rate of the synthetic images
+    momentum: float = 0.5  # momentum of the image SGD optimizer (one optimizer for the whole run)
     batch_real: int = 256  # real images per class per iteration
     init: str = "real"  # "real" (random real images of the class) or "noise"
     dsa_strategy: str = ""  # "" = main_DM.py's DM_DSA_STRATEGY (flip kept on every dataset); "none" = off
     arch: str = "ConvNet"  # any registered architecture with an ``embed`` method
-    net_width: int = 128  # ConvNet* only
-    net_depth: int = 3  # ConvNet* only
+    net_width: int = 128  # channels per layer of a ConvNet* (ignored by other architectures)
+    net_depth: int = 3  # conv blocks of a ConvNet* (ignored by other architectures)
     # Real images per no-grad forward pass, in whole classes (at least one). A class at a time, as
     # the reference: at paper settings one pass of all classes holds 1.3 GiB per activation, which
     # measured slower on a CPU (page faults, cache) and needs 2.4x the reference's peak memory. The
