@@ -20,7 +20,6 @@ import inspect
 import io
 import re
 import sys
-import textwrap
 import tokenize
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -38,7 +37,7 @@ OPENING = re.compile(r"<!-- dcbench:settings\b")
 #: the column order of a table: the published settings first, then the cheaper presets
 PRESET_ORDER = ("paper", "quick", "smoke")
 #: tool directives, not explanations: never shown as a meaning
-DIRECTIVE = re.compile(r"^(noqa|type:|pragma|fmt:|ruff:)")
+DIRECTIVE = re.compile(r"^(noqa\b|type:\s*ignore|pragma:|fmt:|ruff:|isort:)")
 COMMAND = "python -m dcbench.tools.plugin_docs"
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -52,45 +51,91 @@ class _Comment:
     alone: bool
 
 
-def _own_comments(config_class: type) -> dict[str, str]:
-    """The comments of the fields that ``config_class``'s own body declares (not inherited ones).
-
-    A field's comment is its trailing ``# ...``, continued by the comment-only lines right below
-    it that are indented deeper than the field (aligned under the trailing comment); a comment
-    block directly above the field, at the field's indentation, belongs to it too (the form long
-    explanations take). The field lines come from ``ast``, the comments from ``tokenize``, because
-    ``ast`` drops comments and ``tokenize`` alone cannot tell a field from a name in a method."""
-    try:
-        source = textwrap.dedent(inspect.getsource(config_class))
-    except (OSError, TypeError):  # defined in a REPL or an exec: there is no source to read
-        return {}
-    tree = ast.parse(source)
-    node = next((n for n in tree.body if isinstance(n, ast.ClassDef)), None)
-    if node is None:
-        return {}
-    comments: dict[int, _Comment] = {}
+def _comment_rows(source: str) -> dict[int, _Comment]:
+    """Every comment of ``source`` by line, tool directives (``# noqa``, ...) left out."""
+    comments = {}
     for token in tokenize.generate_tokens(io.StringIO(source).readline):
         if token.type == tokenize.COMMENT:
             text = token.string.lstrip("#").lstrip(":").strip()  # "#: ..." is Sphinx's attribute comment
             if not DIRECTIVE.match(text):
                 comments[token.start[0]] = _Comment(token.start[1], text, not token.line[: token.start[1]].strip())
+    return comments
+
+
+def _class_body(config_class: type) -> tuple[list[ast.stmt], dict[int, _Comment]] | None:
+    """The statements of ``config_class``'s body and the comments of its source (None: no source)."""
+    try:
+        source = inspect.getsource(config_class)
+    except (OSError, TypeError):  # defined in a REPL or an exec: there is no source to read
+        return None
+    if source[:1].isspace():  # a nested class: parse it as the body of a block, columns unchanged
+        source = "if 1:\n" + source
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return None
+    name = config_class.__name__
+    node = next((n for n in ast.walk(tree) if isinstance(n, ast.ClassDef) and n.name == name), None)
+    return None if node is None else (node.body, _comment_rows(source))
+
+
+def _own_comments(config_class: type) -> dict[str, str]:
+    """The comments of the fields that ``config_class``'s own body declares (not inherited ones).
+
+    A field's comment is its trailing ``# ...`` continued by the comment lines right below it, or
+    the comment block right above it, or both. ``ruff format`` moves continuation lines to the
+    field's indentation, where they look like the next statement's block; they continue the
+    trailing comment unless they lead straight into a statement without a trailing comment of its
+    own, which they then explain (lines indented deeper than the field always continue). The
+    statements come from ``ast`` and the comments from ``tokenize``: ``ast`` drops comments, and
+    ``tokenize`` alone cannot tell a field from a name inside a method."""
+    parsed = _class_body(config_class)
+    if parsed is None:
+        return {}
+    body, comments = parsed
+
+    def span(statement: ast.stmt) -> tuple[int, int]:
+        first = min([statement.lineno, *(d.lineno for d in getattr(statement, "decorator_list", []))])
+        return first, statement.end_lineno or statement.lineno
+
+    def trailing(statement: ast.stmt) -> list[int]:
+        first, last = span(statement)
+        return [r for r in range(first, last + 1) if r in comments and not comments[r].alone]
+
+    starts = {span(statement)[0]: statement for statement in body}
+    claimed: dict[int, int] = {}  # comment row -> first row of the statement it continues
+    for statement in body:
+        if not trailing(statement):
+            continue
+        row, column = span(statement)[1] + 1, statement.col_offset
+        while row in comments and comments[row].alone and comments[row].column > column:
+            claimed[row] = statement.lineno  # aligned under the trailing comment: a continuation
+            row += 1
+        run = []
+        while row in comments and comments[row].alone and comments[row].column == column:
+            run.append(row)
+            row += 1
+        after = starts.get(row)
+        if run and (after is None or trailing(after)):  # a blank line, the end, or a commented statement
+            claimed.update(dict.fromkeys(run, statement.lineno))
+
     result = {}
-    for statement in node.body:
+    for statement in body:
         if not (isinstance(statement, ast.AnnAssign) and isinstance(statement.target, ast.Name)):
             continue
-        first, last, column = statement.lineno, statement.end_lineno or statement.lineno, statement.col_offset
-        above = []
+        first, _ = span(statement)
+        above: list[int] = []
         row = first - 1
-        while row in comments and comments[row].alone and comments[row].column == column:
-            above.insert(0, comments[row].text)
+        while (
+            row in comments
+            and comments[row].alone
+            and comments[row].column == statement.col_offset
+            and row not in claimed
+        ):
+            above.insert(0, row)
             row -= 1
-        trailing = [comments[r].text for r in range(first, last + 1) if r in comments and not comments[r].alone]
-        if trailing:
-            row = last + 1
-            while row in comments and comments[row].alone and comments[row].column > column:
-                trailing.append(comments[row].text)
-                row += 1
-        parts = [p for p in above + trailing if p]
+        own = above + trailing(statement) + sorted(r for r, owner in claimed.items() if owner == statement.lineno)
+        parts = [comments[r].text for r in own if comments[r].text]
         if parts:
             result[statement.target.id] = " ".join(parts)
     return result
@@ -116,16 +161,14 @@ def _code(text: str) -> str:
 
 def format_value(value: Any) -> str:
     """A config value as a table cell: numbers plain, booleans lower-case (as TOML and ``--set``
-    write them), strings and sequences as inline code (so ``""`` and ``real`` read as values)."""
+    write them), strings, sequences and ``None`` as inline code (so ``""`` and ``real`` read as values)."""
     if isinstance(value, bool):
         return str(value).lower()
     if isinstance(value, (int, float)):
         return str(value)
     if isinstance(value, str):
         return _code(value) if value else '`""`'
-    if isinstance(value, (list, tuple)):
-        return _code(repr(value))
-    return _code(repr(value))
+    return _code(repr(value))  # tuples and lists as Python writes them: (0.6, 0.8, 0.9)
 
 
 def escape(text: str) -> str:
@@ -198,8 +241,9 @@ def broken_blocks(readme: Path, methods: Mapping[str, Method]) -> list[str]:
         lines.append(f"{readme}: {unclosed} settings block(s) without a closing <!-- /dcbench:settings -->")
     for match in BLOCK.finditer(text):
         if match["method"] not in methods:
-            lines.append(f"{readme}: a settings block names method {match['method']!r}, "
-                         "which no loaded plugin registers")
+            lines.append(
+                f"{readme}: a settings block names method {match['method']!r}, which no loaded plugin registers"
+            )
     return lines
 
 
@@ -208,8 +252,10 @@ def problems(readme: Path, methods: Mapping[str, Method]) -> list[str]:
     broken = broken_blocks(readme, methods)
     if broken:
         return broken
-    return [f"{readme}: the settings of {name!r} differ from the code; run {COMMAND}"
-            for name in stale_blocks(readme, methods)]
+    return [
+        f"{readme}: the settings of {name!r} differ from the code; run {COMMAND}"
+        for name in stale_blocks(readme, methods)
+    ]
 
 
 def rewrite(readme: Path, methods: Mapping[str, Method]) -> bool:
@@ -247,6 +293,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.check and not lines and rewrite(readme, methods):
             print(f"updated {readme}")
     return status
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -28,7 +28,7 @@ class CafeConfig:
     # one weight per map of ConvNet.features, shallow to deep (depth + 1 maps); None: 1 for the two
     # deepest maps and 0.1 for the others, which is the official (0.1, 0.1, 1, 1) at depth 3
     layer_weights: tuple[float, ...] | None = None
-    embed_weight: float = 1.0  # the f5 (embedding) alignment term
+    embed_weight: float = 1.0  # the f5 (embedding) alignment term (no flag in the official code)
     inner_weight: float = 0.01  # the summed discrimination cross-entropy
     lambda_1: float = 0.04  # outer loop stops when the accuracy window spans less than this
     lambda_2: float = 0.03  # inner loop stops when it spans more than this
