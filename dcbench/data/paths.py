@@ -32,7 +32,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import Tensor
 
 from dcbench.data.folders import load_image_folder
@@ -49,19 +48,6 @@ class PathDataset(RealDataset):
     """A :class:`RealDataset` read from a path; ``source`` says where from and how, for manifests."""
 
     source: dict[str, Any] = field(default_factory=dict)
-
-    def to(self, device: torch.device | str) -> PathDataset:
-        return PathDataset(
-            self.name,
-            self.train_images.to(device),
-            self.train_labels.to(device),
-            self.test_images.to(device),
-            self.test_labels.to(device),
-            self.mean,
-            self.std,
-            self.class_names,
-            source=self.source,
-        )
 
     @property
     def fingerprint(self) -> str:

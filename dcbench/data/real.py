@@ -4,10 +4,11 @@ normalisation they all share."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -20,6 +21,8 @@ SPLITS = ("train", "test")
 TENSOR_KEYS = ("train_images", "train_labels", "test_images", "test_labels")
 #: a dataset as read from a path: its tensors by TENSOR_KEYS, and what was read (for manifests)
 Decoded = tuple[dict[str, Tensor], dict[str, Any]]
+
+_Dataset = TypeVar("_Dataset", bound="RealDataset")
 
 
 @dataclass
@@ -92,16 +95,15 @@ class RealDataset:
         labels = torch.cat([torch.full((len(x),), c, dtype=torch.long) for c, x in enumerate(images)])
         return torch.cat(images), labels.to(self.device)
 
-    def to(self, device: torch.device | str) -> RealDataset:
-        return RealDataset(
-            self.name,
-            self.train_images.to(device),
-            self.train_labels.to(device),
-            self.test_images.to(device),
-            self.test_labels.to(device),
-            self.mean,
-            self.std,
-            self.class_names,
+    def to(self: _Dataset, device: torch.device | str) -> _Dataset:
+        """The same dataset (of the same class, with its other fields) with its tensors on ``device``;
+        a fresh object even when they are there already, whose per-class index is rebuilt."""
+        return dataclasses.replace(
+            self,
+            train_images=self.train_images.to(device),
+            train_labels=self.train_labels.to(device),
+            test_images=self.test_images.to(device),
+            test_labels=self.test_labels.to(device),
         )
 
     def denormalise(self, images: Tensor) -> Tensor:
