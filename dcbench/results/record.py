@@ -14,6 +14,7 @@ import math
 import types
 import typing
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any, Literal
 
 import jsonschema
@@ -22,6 +23,11 @@ from dcbench.results.identity import IDENTITY_COLUMN, CellIdentity, identity_of_
 
 METRICS_FILE = "metrics.json"
 STATUSES = ("done", "failed")
+
+
+def now() -> str:
+    """A record's timestamp: UTC, to the second, ISO 8601."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def cell_id(method: str, dataset: str, ipc: int, seed: int) -> str:

@@ -31,7 +31,7 @@ import pandas as pd
 
 from dcbench.host.compat import tomllib
 from dcbench.host.errors import DcbenchError
-from dcbench.results.record import METRICS_FILE, CellRecord, record_problem
+from dcbench.results.record import now, METRICS_FILE, CellRecord, record_problem
 from dcbench.results.identity import CellIdentity, identity_of_metrics, label_identities
 from dcbench.results.runs_table import FAILURE_COLUMNS, RUNS_COLUMNS
 from dcbench.method.synthetic import MANIFEST_FILE, load_synthetic
@@ -118,7 +118,7 @@ class Store:
         log = self.cell_dir(cell_id) / "log.txt"
         if log.parent.is_dir():
             with open(log, "a") as f:
-                f.write(f"{_now()} damaged, re-running: {reason}\n")
+                f.write(f"{now()} damaged, re-running: {reason}\n")
 
     def write_metrics(self, cell_id: str, metrics: CellRecord | dict[str, Any]) -> None:
         data = metrics.to_json() if isinstance(metrics, CellRecord) else metrics
@@ -141,7 +141,7 @@ class Store:
             return
         header = "" if old else "# Every spec that wrote to this results directory, oldest first (dcbench appends).\n"
         body = re.sub(r"^\[(.+)\]$", r"[runs.spec.\1]", toml_text.strip(), flags=re.MULTILINE)
-        block = (f"\n[[runs]]\nwritten = {json.dumps(_now())}\ndcbench_version = {json.dumps(dcbench_version)}\n\n"
+        block = (f"\n[[runs]]\nwritten = {json.dumps(now())}\ndcbench_version = {json.dumps(dcbench_version)}\n\n"
                  f"[runs.spec]\n{body}\n")
         atomic_write_text(path, old + ("\n" if old and not old.endswith("\n") else "") + header + block)
 
@@ -176,5 +176,3 @@ class Store:
         return runs
 
 
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")

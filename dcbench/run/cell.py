@@ -17,7 +17,6 @@ import sys
 import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
@@ -34,7 +33,7 @@ from dcbench.method.contract import CondenseContext, Method
 from dcbench.method.synthetic import GRID_FILE
 from dcbench.plugins import Registry
 from dcbench.results.curves import CURVE_FILE, CurveWriter
-from dcbench.results.record import CellRecord, EvaluationRecord
+from dcbench.results.record import CellRecord, EvaluationRecord, now
 from dcbench.results.store import Store
 from dcbench.run import shared
 from dcbench.run.plan import Cell
@@ -132,7 +131,7 @@ def _execute_cell(cell: Cell, root: str) -> dict[str, Any]:
             raise
         except BaseException as exc:  # noqa: BLE001 - SystemExit from a plugin too: recorded, the grid goes on
             run.fail(exc)
-        run.record.finished = _now()
+        run.record.finished = now()
         store.write_metrics(cell.id, run.record)
         if run.checkpointer is not None:
             run.checkpointer.discard()  # the cell finished (done or failed): nothing to resume
@@ -167,7 +166,7 @@ class _CellRun:
             torch_version=torch.__version__,
             platform=platform.platform(),
             data_root=_data_root_recorded(cell.data_root),
-            started=_now(),
+            started=now(),
         )
         self.log: IO[str] | None = None
         self.shared_data: RealDataset | None = None
@@ -175,7 +174,7 @@ class _CellRun:
 
     def note(self, text: str) -> None:
         assert self.log is not None
-        self.log.write(f"{_now()} {text}\n")
+        self.log.write(f"{now()} {text}\n")
         self.log.flush()
 
     def observe(self, step: int, total: int, values: Mapping[str, float]) -> None:
@@ -272,10 +271,6 @@ def _evaluate(
         train_accs=result.train_accs,
         eval_seeds=result.eval_seeds,
     )
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def _data_root_recorded(data_root: str | None) -> str | None:

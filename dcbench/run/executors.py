@@ -34,14 +34,13 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from dcbench.host.errors import DcbenchError, first_line
 from dcbench.host.files import atomic_write
 from dcbench.method.checkpoint import CHECKPOINT_FILE
-from dcbench.results.record import METRICS_FILE
+from dcbench.results.record import METRICS_FILE, CellRecord, now
 from dcbench.results.store import Store
 
 TOKEN_FILE = ".dcbench-driver-token"
@@ -93,15 +92,16 @@ def _lost_cell(
     store: Store, cell: Any, exc: BaseException, max_retries: int, where: str = "Ray task"
 ) -> dict[str, Any]:
     """Record a cell whose task failed even after its retries, like a cell whose method failed."""
-    metrics = {
-        "cell": cell.identity(),
-        "fingerprint": cell.fingerprint,
-        "status": "failed",
-        "reason": f"{type(exc).__name__}: {first_line(exc).strip()} ({where} failed, {max_retries} retries)",
-        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
-    store.write_metrics(cell.id, metrics)
-    return metrics
+    record = CellRecord(
+        cell=cell.key(),
+        status="failed",
+        fingerprint=cell.fingerprint,
+        precision=cell.precision,
+        reason=f"{type(exc).__name__}: {first_line(exc).strip()} ({where} failed, {max_retries} retries)",
+        finished=now(),
+    )
+    store.write_metrics(cell.id, record)
+    return record.to_json()
 
 
 _started: Any = None  # in a worker process: the queue on which it says which cell it starts

@@ -3,6 +3,7 @@ every evaluation architecture, validated against the installed plugins before an
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,14 +51,7 @@ class Cell:
 
     def identity(self) -> dict[str, Any]:
         """The cell as observers and ``metrics.json`` name it."""
-        return {
-            "id": self.id,
-            "method": self.method,
-            "dataset": self.dataset,
-            "ipc": self.ipc,
-            "seed": self.seed,
-            "preset": self.preset,
-        }
+        return dataclasses.asdict(self.key())
 
     def checkpoint_identity(self, method: Method) -> dict[str, Any]:
         """What a checkpoint of this cell must have been written by."""
