@@ -190,6 +190,8 @@ class Method:
     #: more than IPC images per class, a grid runs it only when a spec names it, and the report
     #: shows it on top of a table, never ranked or tested
     reference_only: ClassVar[bool] = False
+    #: how tables and legends name the method; empty: its ``name`` (e.g. "Whole dataset" for ``whole``)
+    label: ClassVar[str] = ""
 
     def native_evaluation(self, dataset: str) -> NativeEvaluation:
         """How the method's own paper evaluates its sets on ``dataset`` (``eval_augmentation =

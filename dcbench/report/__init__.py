@@ -33,7 +33,7 @@ from dcbench.report.figures import (
     save_figure,
 )
 from dcbench.report.image_grids import synthetic_grid_figures
-from dcbench.report.inputs import WHOLE_DATASET, WHOLE_DATASET_LABEL, read_optional_text
+from dcbench.report.inputs import read_optional_text, reference_lines
 from dcbench.report.tables import (
     LATEX,
     MARKDOWN,
@@ -86,12 +86,11 @@ __all__ = [
     "MARKDOWN",
     "ReportContext",
     "SECTIONS",
-    "WHOLE_DATASET",
-    "WHOLE_DATASET_LABEL",
     "analyse",
     "load_runs",
     "method_order",
     "paper_table",
+    "reference_lines",
     "render_latex_table",
     "save_figure",
     "table_caption",

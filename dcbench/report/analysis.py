@@ -12,7 +12,7 @@ import pandas as pd
 
 from dcbench import stats
 from dcbench.host.errors import DcbenchError
-from dcbench.report.inputs import WHOLE_DATASET
+from dcbench.report.inputs import reference_lines
 from dcbench.results.identity import identity_notes
 from dcbench.results.runs_table import ACCURACY
 
@@ -23,7 +23,7 @@ FAMILY_LABELS = {stats.ALL_PAIRS: "all pairs of methods", stats.VS_REFERENCE: "e
 class Analysis:
     """Everything the report shows, computed once from runs.csv."""
 
-    cells: pd.DataFrame  # per-cell summaries, the whole-dataset reference included
+    cells: pd.DataFrame  # per-cell summaries, the reference lines included
     comparisons: pd.DataFrame  # within-task tests, Holm over all of them
     ranks: pd.DataFrame  # per complete task and method: mean and rank (1 = best)
     omnibus: pd.DataFrame  # one row: Friedman (exact / permutation p), Nemenyi CD
@@ -36,6 +36,12 @@ class Analysis:
     no_cd_diagram: str | None  # why there is no CD diagram / Nemenyi; None when there is
     dependence: str | None  # caveat when tasks share a dataset or synthetic sets
     trail: list[str] = field(default_factory=list)  # the decisions taken, in words
+    #: reference lines (methods recorded reference_only, e.g. the whole training set): name -> label
+    reference_lines: dict[str, str] = field(default_factory=dict)
+
+    def compared(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """The rows of ``frame`` (cells or runs) of the compared methods, reference lines left out."""
+        return frame[~frame["method"].isin(self.reference_lines)]
 
     @property
     def n_tasks(self) -> int:
@@ -72,13 +78,16 @@ def analyse(runs: pd.DataFrame, reference: str = "random", alpha: float = 0.05, 
     """Apply the statistics protocol to validated runs (see :func:`load_runs`)."""
     trail: list[str] = identity_notes(runs)  # methods shown once per identity where they have several
     cells = stats.summarize_cells(runs, ACCURACY)
-    compared_runs = runs[runs["method"] != WHOLE_DATASET]
+    lines = reference_lines(runs)
+    compared_runs = runs[~runs["method"].isin(lines)]
     if compared_runs.empty:
-        raise DcbenchError("runs.csv holds only the whole-dataset reference: run at least one condensation method")
-    if len(compared_runs) < len(runs):
+        raise DcbenchError(
+            f"runs.csv holds only reference lines ({', '.join(sorted(lines))}): run at least one condensation method"
+        )
+    for method, label in sorted(lines.items()):
         trail.append(
-            f"Method `{WHOLE_DATASET}` is the whole-dataset reference line: excluded "
-            "from comparisons, ranks and omnibus tests."
+            f"Method `{method}` ({label}) is a reference line (recorded reference_only): shown on top of the "
+            "tables, excluded from comparisons, ranks and omnibus tests."
         )
     single_seed = int((cells["n_seeds"] == 1).sum())
     if single_seed:
@@ -107,7 +116,7 @@ def analyse(runs: pd.DataFrame, reference: str = "random", alpha: float = 0.05, 
             "variance): p is NaN, they are outside the Holm family and marked ‡."
         )
 
-    matrix = stats.task_score_matrix(cells[cells["method"] != WHOLE_DATASET])
+    matrix = stats.task_score_matrix(cells[~cells["method"].isin(lines)])
     complete = matrix.dropna()
     if len(complete) < len(matrix):
         trail.append(
@@ -185,6 +194,7 @@ def analyse(runs: pd.DataFrame, reference: str = "random", alpha: float = 0.05, 
         no_cd_diagram,
         dependence,
         trail,
+        lines,
     )
 
 

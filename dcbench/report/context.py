@@ -16,7 +16,6 @@ import pandas as pd
 
 from dcbench.report import cost
 from dcbench.report.analysis import Analysis
-from dcbench.report.inputs import WHOLE_DATASET
 
 FIGURE_FORMATS = ("png", "pdf")
 
@@ -45,15 +44,15 @@ class ReportContext:
     def pareto(self) -> pd.DataFrame:
         """Per task and method: accuracy against condensation seconds and the Pareto front
         (:func:`dcbench.report.cost.pareto_table`; empty when runs.csv records no condensation seconds)."""
-        return cost.pareto_table(self.analysis.cells, self.runs)
+        return cost.pareto_table(self.analysis.compared(self.analysis.cells), self.runs)
 
     @property
     def methods(self) -> list[str]:
-        """Every compared method in table and legend order."""
-        return method_order(self.runs["method"].unique(), self.analysis.reference)
+        """Every compared method in table and legend order (reference lines left out)."""
+        return method_order(self.analysis.compared(self.runs)["method"].unique(), self.analysis.reference)
 
 
 def method_order(methods: list[str] | np.ndarray, reference: str | None) -> list[str]:
     """Table and legend order: the reference first, then the other methods alphabetically."""
-    others = sorted(m for m in set(methods) if m not in (reference, WHOLE_DATASET))
+    others = sorted(m for m in set(methods) if m != reference)
     return ([reference] if reference is not None and reference in set(methods) else []) + others

@@ -8,8 +8,8 @@ it ran on a GPU), and per task the Pareto front of accuracy against condensation
 methods no other method beats on both (at most the seconds and at least the mean accuracy).
 
 The front is taken on the means; the plot shows each point's 95% t-intervals (over seeds) so a
-reader can see when a method's place on the front is within the noise. The whole-dataset line is
-drawn for reference but is not a condensation and is never on the front.
+reader can see when a method's place on the front is within the noise. A reference line (the whole
+training set) is drawn for reference but is not a condensation and is never on the front.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from dcbench.stats import t_interval
 
 CELL = ["method", "dataset", "ipc", "eval_arch"]
 TASK = ["dataset", "ipc", "eval_arch"]
-WHOLE_DATASET = "whole"
 #: runs.csv column -> cost column (per cell: seconds are means over seeds, memory the maximum)
 COSTS = {"condense_s": "condense_s", "eval_s": "eval_s", "peak_rss_mb": "peak_rss_mb", "cuda_peak_mb": "cuda_peak_mb"}
 
@@ -47,32 +46,37 @@ def cell_costs(runs: pd.DataFrame) -> pd.DataFrame:
     return costs.reset_index()
 
 
-def _task_costs(runs: pd.DataFrame, labels: dict[str, str] | None) -> pd.DataFrame:
-    """``cell_costs`` on the tasks of the condensation methods; the whole-dataset cell (recorded
-    once per dataset, e.g. at ipc 0) is repeated under every IPC of its dataset and architecture,
-    as the results table shows it. Methods renamed by ``labels``."""
+def _task_costs(runs: pd.DataFrame, lines: dict[str, str]) -> pd.DataFrame:
+    """``cell_costs`` on the tasks of the condensation methods; a reference line's cell (the whole
+    training set is recorded once per dataset, e.g. at ipc 0) is repeated under every IPC of its
+    dataset and architecture, as the results table shows it, and named by its label (``lines``:
+    method -> label)."""
     costs = cell_costs(runs)
-    whole = costs[costs["method"] == WHOLE_DATASET]
-    costs = costs[costs["method"] != WHOLE_DATASET]
-    if len(whole):
-        tasks = costs[TASK].drop_duplicates()
-        same_ipc = whole.merge(tasks, on=TASK)
-        other_ipc = (
-            whole.drop(columns="ipc")
-            .drop_duplicates(["dataset", "eval_arch"])
-            .merge(tasks, on=["dataset", "eval_arch"])
-        )
-        whole = pd.concat([same_ipc, other_ipc]).drop_duplicates(TASK)  # its own IPC first
-        costs = pd.concat([whole, costs], ignore_index=True)
-    costs["method"] = costs["method"].replace(labels or {})
+    shown = [costs[~costs["method"].isin(lines)]]
+    for method in lines:
+        shown.insert(0, _under_every_ipc(costs[costs["method"] == method], shown[-1]))
+    costs = pd.concat(shown, ignore_index=True)
+    costs["method"] = costs["method"].replace(lines)
     return costs
 
 
-def with_cost_columns(wide: pd.DataFrame, runs: pd.DataFrame, labels: dict[str, str] | None = None) -> pd.DataFrame:
+def _under_every_ipc(line: pd.DataFrame, compared: pd.DataFrame) -> pd.DataFrame:
+    """A reference line's costs under each task of the compared methods: its own IPC first."""
+    if line.empty:
+        return line
+    tasks = compared[TASK].drop_duplicates()
+    same_ipc = line.merge(tasks, on=TASK)
+    other_ipc = (
+        line.drop(columns="ipc").drop_duplicates(["dataset", "eval_arch"]).merge(tasks, on=["dataset", "eval_arch"])
+    )
+    return pd.concat([same_ipc, other_ipc]).drop_duplicates(TASK)
+
+
+def with_cost_columns(wide: pd.DataFrame, runs: pd.DataFrame, lines: dict[str, str]) -> pd.DataFrame:
     """The report's numeric wide table (rows: methods; columns: eval_arch, dataset, ipc, statistic)
-    with the statistics condense_s, eval_s and peak memory added next to mean and sd. ``labels``
-    renames methods as the table shows them (e.g. whole -> Whole dataset)."""
-    costs = _task_costs(runs, labels)
+    with the statistics condense_s, eval_s and peak memory added next to mean and sd. ``lines``: the
+    reference lines, method -> label as the table shows them (e.g. whole -> Whole dataset)."""
+    costs = _task_costs(runs, lines)
     names = [c for c in COSTS if c in costs.columns]
     if not names:
         return wide
@@ -94,10 +98,10 @@ def _megabytes(value: float) -> str:
     return "–" if pd.isna(value) else (f"{value / 1024:.1f} GB" if value >= 1024 else f"{value:.0f} MB")
 
 
-def markdown_cost_columns(runs: pd.DataFrame, labels: dict[str, str] | None = None) -> pd.DataFrame:
+def markdown_cost_columns(runs: pd.DataFrame, lines: dict[str, str]) -> pd.DataFrame:
     """Per task one text column "<dataset> IPC <ipc> cost": condense / evaluation seconds and peak
-    memory, for the Markdown results table (rows: methods, renamed by ``labels``)."""
-    costs = _task_costs(runs, labels)
+    memory, for the Markdown results table (rows: methods; reference lines by their label)."""
+    costs = _task_costs(runs, lines)
     several_archs = costs["eval_arch"].nunique() > 1
     memory = "cuda_peak_mb" if "cuda_peak_mb" in costs.columns else "peak_rss_mb"
     columns = {}
@@ -130,11 +134,12 @@ def pareto_front(seconds: np.ndarray, accuracy: np.ndarray) -> np.ndarray:
 
 def pareto_table(cells: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     """Per task and method: mean accuracy with its 95% CI, mean condensation seconds with its CI,
-    and whether the method is on the task's Pareto front. ``cells`` are the report's summaries."""
+    and whether the method is on the task's Pareto front. ``cells`` are the report's summaries of
+    the compared methods (no reference line)."""
     costs = cell_costs(runs)
     if "condense_s" not in costs.columns:
         return pd.DataFrame()
-    points = cells[cells["method"] != WHOLE_DATASET][[*CELL, "mean", "ci_low", "ci_high"]].merge(
+    points = cells[[*CELL, "mean", "ci_low", "ci_high"]].merge(
         costs[[*CELL, "condense_s", "condense_s_ci_low", "condense_s_ci_high"]], on=CELL
     )
     points["on_front"] = False
@@ -154,11 +159,11 @@ def pareto_lines(points: pd.DataFrame) -> list[str]:
 
 
 def accuracy_vs_cost_figures(
-    points: pd.DataFrame, cells: pd.DataFrame, colors: dict[str, tuple[float, ...]]
+    points: pd.DataFrame, cells: pd.DataFrame, colors: dict[str, tuple[float, ...]], lines: dict[str, str]
 ) -> dict[str, Figure]:
     """Per dataset, one panel per (ipc, eval_arch): accuracy against condensation seconds, each
     method a point with 95% intervals on both axes; the Pareto front filled and joined by a step
-    line, dominated methods hollow; the whole-dataset accuracy as a dashed line. Keyed by file
+    line, dominated methods hollow; each reference line's accuracy (``lines``: method -> label) dashed. Keyed by file
     stem ``acc_vs_cost_<dataset>``; the report writes them (PNG and PDF)."""
     figures: dict[str, Figure] = {}
     for dataset, data in points.groupby("dataset", sort=True) if len(points) else []:
@@ -192,11 +197,13 @@ def accuracy_vs_cost_figures(
                 linestyle=":",
                 label="Pareto front",
             )
-            whole = cells[
-                (cells["method"] == WHOLE_DATASET) & (cells["dataset"] == dataset) & (cells["eval_arch"] == arch)
-            ]
-            if len(whole):
-                ax.axhline(whole["mean"].iloc[0], color="0.3", linestyle="--", label="Whole dataset")
+            for method, label in lines.items():
+                line = cells[(cells["method"] == method) & (cells["dataset"] == dataset) & (cells["eval_arch"] == arch)]
+                if len(line):
+                    same_ipc = line[line["ipc"] == ipc]
+                    ax.axhline(
+                        (same_ipc if len(same_ipc) else line)["mean"].iloc[0], color="0.3", linestyle="--", label=label
+                    )
             ax.set_xscale("symlog", linthresh=1.0)  # coresets take ~0 s, condensation minutes to hours
             ax.set_xlim(left=-0.4)  # room for the markers of methods at 0 s
             ax.set_xlabel("condensation seconds (mean over seeds)")

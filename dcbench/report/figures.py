@@ -19,8 +19,7 @@ from matplotlib.figure import Figure
 
 from dcbench.report import cost, curves
 from dcbench.report.context import ReportContext
-from dcbench.report.inputs import WHOLE_DATASET, WHOLE_DATASET_LABEL
-from dcbench.report.tables import whole_dataset_cells
+from dcbench.report.tables import reference_line_cells
 
 DPI = 300
 
@@ -55,23 +54,31 @@ def accuracy_vs_ipc_figures(context: ReportContext) -> list[Path]:
     methods = context.methods
     colors = method_colors(methods)
     written = []
-    for dataset in sorted(cells.loc[cells["method"] != WHOLE_DATASET, "dataset"].unique()):
-        figure = plot_accuracy_vs_ipc(cells, dataset, methods, colors)
+    lines = context.analysis.reference_lines
+    for dataset in sorted(context.analysis.compared(cells)["dataset"].unique()):
+        figure = plot_accuracy_vs_ipc(cells, dataset, methods, colors, lines)
         written.append(save_figure(figure, context.out_dir, f"acc_vs_ipc_{file_part(dataset)}", context.figure_formats))
     return written
 
 
 def plot_accuracy_vs_ipc(
-    cells: pd.DataFrame, dataset: str, methods: list[str], colors: dict[str, tuple[float, ...]]
+    cells: pd.DataFrame,
+    dataset: str,
+    methods: list[str],
+    colors: dict[str, tuple[float, ...]],
+    lines: dict[str, str] | None = None,
 ) -> Figure:
-    """Mean accuracy vs IPC with 95% t-interval error bars; one panel per eval architecture."""
+    """Mean accuracy vs IPC with 95% t-interval error bars; one panel per eval architecture;
+    each reference line (``lines``: method -> label) dashed with its band."""
+    lines = lines or {}
     data = cells[cells["dataset"] == dataset]
-    archs = sorted(data.loc[data["method"] != WHOLE_DATASET, "eval_arch"].unique())
+    compared = data[~data["method"].isin(lines)]
+    archs = sorted(compared["eval_arch"].unique())
     figure = Figure(figsize=(2.0 + 3.5 * len(archs), 3.2), layout="constrained")
     axes = figure.subplots(1, len(archs), sharey=True, squeeze=False)[0]
     for ax, arch in zip(axes, archs):
         arch_cells = data[data["eval_arch"] == arch]
-        ipcs = sorted(arch_cells.loc[arch_cells["method"] != WHOLE_DATASET, "ipc"].unique())
+        ipcs = sorted(compared.loc[compared["eval_arch"] == arch, "ipc"].unique())
         shown = [m for m in methods if m in set(arch_cells["method"])]
         for i, method in enumerate(shown):
             cell = arch_cells[arch_cells["method"] == method].sort_values("ipc")
@@ -89,9 +96,10 @@ def plot_accuracy_vs_ipc(
                 color=colors[method],
                 label=method,
             )
-        whole = whole_dataset_cells(cells, pd.MultiIndex.from_tuples([(arch, dataset, ipc) for ipc in ipcs]))
-        if not whole.empty:
-            _plot_whole_dataset(ax, whole)
+        for method, label in lines.items():
+            shown_cells = reference_line_cells(cells, method, [(arch, dataset, ipc) for ipc in ipcs])
+            if not shown_cells.empty:
+                _plot_reference_line(ax, shown_cells, label)
         ax.set_xscale("log")
         ax.set_xlim(min(ipcs) / 1.5, max(ipcs) * 1.5)
         ax.set_xticks(ipcs, labels=[str(ipc) for ipc in ipcs])
@@ -112,10 +120,10 @@ def plot_accuracy_vs_ipc(
     return figure
 
 
-def _plot_whole_dataset(ax: Axes, whole: pd.Series) -> None:
-    """The whole-dataset line and its 95% CI band; across the panel when it does not vary by IPC."""
+def _plot_reference_line(ax: Axes, whole: pd.Series, label: str) -> None:
+    """A reference line and its 95% CI band; across the panel when it does not vary by IPC."""
     means, lows, highs = (np.array([cell[key] for cell in whole], dtype=float) for key in ("mean", "ci_low", "ci_high"))
-    style: dict[str, Any] = {"color": "0.3", "linestyle": "--", "label": WHOLE_DATASET_LABEL}
+    style: dict[str, Any] = {"color": "0.3", "linestyle": "--", "label": label}
     band: dict[str, Any] = {"color": "0.3", "alpha": 0.15, "linewidth": 0}
     if np.all(means == means[0]):  # one cell shown under every IPC
         ax.axhline(means[0], **style)
@@ -218,7 +226,10 @@ def _cliques(sorted_ranks: np.ndarray, cd: float) -> list[tuple[int, int]]:
 def accuracy_vs_cost_figures(context: ReportContext) -> list[Path]:
     """Per dataset, accuracy against condensation seconds with the Pareto front (none when
     runs.csv records no condensation seconds)."""
-    figures = cost.accuracy_vs_cost_figures(context.pareto, context.analysis.cells, method_colors(context.methods))
+    analysis = context.analysis
+    figures = cost.accuracy_vs_cost_figures(
+        context.pareto, analysis.cells, method_colors(context.methods), analysis.reference_lines
+    )
     return [save_figure(figure, context.out_dir, stem, context.figure_formats) for stem, figure in figures.items()]
 
 

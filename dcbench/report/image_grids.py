@@ -21,7 +21,6 @@ from dcbench.host.errors import DcbenchError
 from dcbench.method.synthetic import TENSOR_FILE, load_synthetic
 from dcbench.report.context import ReportContext
 from dcbench.report.figures import file_part, save_figure
-from dcbench.report.inputs import WHOLE_DATASET
 
 MAX_PER_CLASS = 10  # images shown per class
 PAD = 1  # white pixels between images
@@ -49,7 +48,7 @@ def synthetic_grid_figures(context: ReportContext) -> list[Path]:
     Cells without a readable synthetic.pt are left out (and named in the trail); a figure is
     written only when some set exists.
     """
-    runs = context.runs[context.runs["method"] != WHOLE_DATASET]
+    runs = context.analysis.compared(context.runs)
     first_runs = runs.sort_values(["synth_seed", "run_id"]).drop_duplicates(["dataset", "ipc", "method"])
     written = []
     for (dataset, ipc), group in first_runs.groupby(["dataset", "ipc"], sort=True):

@@ -8,9 +8,14 @@ from pathlib import Path
 
 import pandas as pd
 
-WHOLE_DATASET = "whole"
-WHOLE_DATASET_LABEL = "Whole dataset"
 COST_COLUMNS = ("condense_s", "eval_s", "peak_rss_mb", "cuda_peak_mb")
+
+
+def reference_lines(runs: pd.DataFrame) -> dict[str, str]:
+    """The reference lines of validated runs (methods recorded ``reference_only``, such as the whole
+    training set), method name -> table label: shown on top of a table, never ranked or tested."""
+    flagged = runs.loc[runs["reference_only"], ["method", "method_label"]].drop_duplicates("method")
+    return dict(zip(flagged["method"], flagged["method_label"]))
 
 
 def dataset_manifests(results_dir: Path, runs: pd.DataFrame) -> dict[str, dict]:

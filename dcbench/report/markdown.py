@@ -13,7 +13,7 @@ from dcbench.report.analysis import FAMILY_LABELS, Analysis
 from dcbench.report.compare import write_comparison
 from dcbench.report.context import ReportContext
 from dcbench.report.formatting import number, p_clause, p_value, render_markdown_table, span, yes_no
-from dcbench.report.inputs import COST_COLUMNS, WHOLE_DATASET, dataset_manifests
+from dcbench.report.inputs import COST_COLUMNS, dataset_manifests
 from dcbench.report.tables import markdown_results_caption, markdown_results_table
 
 EFFECT_SIZE_LABELS = {stats.HEDGES_G: "Hedges' g", stats.G_AV: "g_av"}
@@ -33,7 +33,7 @@ def _values(runs: pd.DataFrame, column: str) -> str:
 def protocol_section(context: ReportContext) -> list[str]:
     runs, analysis, alpha = context.runs, context.analysis, context.alpha
     cells = analysis.cells
-    n_tasks = len(cells.loc[cells["method"] != WHOLE_DATASET, list(stats.TASK_KEYS)].drop_duplicates())
+    n_tasks = len(analysis.compared(cells)[list(stats.TASK_KEYS)].drop_duplicates())
     seeds = ", ".join(map(str, sorted(runs["synth_seed"].unique())))
     evals_per_seed = runs.groupby([*stats.CELL_KEYS, "synth_seed"]).size()
     targets = f" and vs the reference `{analysis.reference}`" if analysis.reference else ""

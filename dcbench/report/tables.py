@@ -18,7 +18,6 @@ from dcbench.report import cost
 from dcbench.report.analysis import Analysis
 from dcbench.report.context import method_order
 from dcbench.report.formatting import render_markdown_table, span
-from dcbench.report.inputs import WHOLE_DATASET, WHOLE_DATASET_LABEL
 
 TABLE_COLUMN_KEYS = ["eval_arch", "dataset", "ipc"]
 # Packages table.tex needs beyond a stock article, named in its first comment line.
@@ -71,10 +70,10 @@ def paper_table(analysis: Analysis, markup: Markup) -> pd.DataFrame:
     """Methods x (eval_arch, dataset, ipc) table of mean ± SD strings with the best marked.
 
     Bold / second-best follow the numeric means (rank 1 / 2 in the column, ties share the rank).
-    The whole-dataset line, when present, is shown on top and never marked.
+    Reference lines (the whole training set), when present, are shown on top and never marked.
     """
     cells = analysis.cells
-    compared = cells[cells["method"] != WHOLE_DATASET]
+    compared = analysis.compared(cells)
     columns = pd.MultiIndex.from_frame(compared[TABLE_COLUMN_KEYS].drop_duplicates().sort_values(TABLE_COLUMN_KEYS))
     rows = method_order(compared["method"].unique(), analysis.reference)
     table = pd.DataFrame(markup.missing, index=rows, columns=columns, dtype=object)
@@ -97,24 +96,28 @@ def paper_table(analysis: Analysis, markup: Markup) -> pd.DataFrame:
             text += markup.not_tested
         table.loc[cell.method, column] = text
 
-    whole = whole_dataset_cells(cells, columns)
-    if not whole.empty:
-        whole_row = [
-            markup.cell(cell["mean"], cell["sd"]) if cell is not None else markup.missing
-            for cell in (whole.get(column) for column in columns)
-        ]
-        table = pd.concat([pd.DataFrame([whole_row], index=[WHOLE_DATASET_LABEL], columns=columns), table])
-    return table
+    top = []
+    for method, label in analysis.reference_lines.items():
+        shown = reference_line_cells(cells, method, columns)
+        if not shown.empty:
+            row = [
+                markup.cell(cell["mean"], cell["sd"]) if cell is not None else markup.missing
+                for cell in (shown.get(column) for column in columns)
+            ]
+            top.append(pd.DataFrame([row], index=[label], columns=columns))
+    return pd.concat([*top, table]) if top else table
 
 
-def whole_dataset_cells(cells: pd.DataFrame, columns: pd.MultiIndex) -> pd.Series:
-    """The whole-dataset cell shown under each table column, keyed by column.
+def reference_line_cells(
+    cells: pd.DataFrame, method: str, columns: pd.MultiIndex | list[tuple[str, str, int]]
+) -> pd.Series:
+    """A reference line's cell shown under each table column, keyed by column.
 
-    Training on the full set does not depend on IPC, so a whole-dataset cell recorded at another
-    IPC (e.g. once per dataset with ipc 0) is shown under every IPC of its dataset and
-    architecture; a cell recorded at the column's own IPC takes precedence.
+    Training on the full set does not depend on IPC, so a reference cell recorded at another IPC
+    (e.g. once per dataset with ipc 0) is shown under every IPC of its dataset and architecture;
+    a cell recorded at the column's own IPC takes precedence.
     """
-    whole = cells[cells["method"] == WHOLE_DATASET].sort_values("ipc")
+    whole = cells[cells["method"] == method].sort_values("ipc")
     chosen = {}
     for eval_arch, dataset, ipc in columns:
         candidates = whole[(whole["eval_arch"] == eval_arch) & (whole["dataset"] == dataset)]
@@ -138,7 +141,7 @@ def _presentation_columns(table: pd.DataFrame) -> pd.DataFrame:
 
 def table_caption(analysis: Analysis, alpha: float, latex: bool) -> str:
     """The rule the marks follow, in the caption of both table formats."""
-    seeds = span(analysis.cells.loc[analysis.cells["method"] != WHOLE_DATASET, "n_seeds"])
+    seeds = span(analysis.compared(analysis.cells)["n_seeds"])
     test = "paired or Welch t" if analysis.comparisons["paired"].any() else "Welch t"
     seed_noun = "seed" if seeds == "1" else "seeds"
     markup = LATEX if latex else MARKDOWN
@@ -206,7 +209,7 @@ def has_costs(runs: pd.DataFrame) -> bool:
 def markdown_results_table(analysis: Analysis, runs: pd.DataFrame) -> str:
     """table.md and report.md's results table: the paper table with, per task, a cost column
     (condensation / evaluation seconds / peak memory, :mod:`dcbench.report.cost`) where runs.csv has costs."""
-    extra = cost.markdown_cost_columns(runs, {WHOLE_DATASET: WHOLE_DATASET_LABEL}) if has_costs(runs) else None
+    extra = cost.markdown_cost_columns(runs, analysis.reference_lines) if has_costs(runs) else None
     return markdown_paper_table(paper_table(analysis, MARKDOWN), extra)
 
 
@@ -218,15 +221,17 @@ def markdown_results_caption(analysis: Analysis, runs: pd.DataFrame, alpha: floa
 
 def wide_table_with_costs(analysis: Analysis, runs: pd.DataFrame) -> pd.DataFrame:
     """table_wide.csv: :func:`wide_table` with condense_s, eval_s and peak memory per column."""
-    return cost.with_cost_columns(wide_table(analysis), runs, {WHOLE_DATASET: WHOLE_DATASET_LABEL})
+    return cost.with_cost_columns(wide_table(analysis), runs, analysis.reference_lines)
 
 
 def wide_table(analysis: Analysis) -> pd.DataFrame:
     """Numeric twin of the paper table: mean and SD per (eval_arch, dataset, ipc) column."""
     cells = analysis.cells
-    rows = [WHOLE_DATASET] * bool((cells["method"] == WHOLE_DATASET).any()) + method_order(
-        cells["method"].unique(), analysis.reference
+    lines = analysis.reference_lines
+    present = set(cells["method"])
+    rows = [m for m in lines if m in present] + method_order(
+        analysis.compared(cells)["method"].unique(), analysis.reference
     )
     wide = cells.pivot(index="method", columns=TABLE_COLUMN_KEYS, values=["mean", "sd"])
     wide = wide.reorder_levels([1, 2, 3, 0], axis=1).sort_index(axis=1)
-    return wide.reindex(rows).rename(index={WHOLE_DATASET: WHOLE_DATASET_LABEL})
+    return wide.reindex(rows).rename(index=lines)

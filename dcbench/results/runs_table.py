@@ -11,10 +11,11 @@ import pandas as pd
 
 from dcbench import stats
 from dcbench.host.errors import DcbenchError
+from dcbench.plugins.manager import load_plugins
 from dcbench.results.identity import IDENTITY_COLUMN, IDENTITY_FIELDS
 
 _BASE_COLUMNS = [
-    "run_id", "method", "method_name", "method_version", "plugin_version", "dataset", "ipc", "eval_arch",
+    "run_id", "method", "method_name", "reference_only", "method_label", "method_version", "plugin_version", "dataset", "ipc", "eval_arch",
     "synth_seed", "eval_seed", "eval_index", "test_acc", "train_acc", "condense_s", "eval_s", "peak_rss_mb",
     "cuda_peak_mb", "synth_iters", "config_hash", "preset", "protocol", "eval_epochs", "eval_augmentation",
     "eval_models", "device", "device_name", "threads", "dcbench_version", IDENTITY_COLUMN,
@@ -68,8 +69,25 @@ def load_runs(results_dir: Path) -> pd.DataFrame:
     if duplicated.any():
         raise DcbenchError(f"{path} repeats evaluations of run(s) "
                            f"{some(runs.loc[duplicated, 'run_id'].unique())}: rebuild runs.csv")
+    _method_columns(runs)
     runs[ACCURACY] = 100.0 * runs["test_acc"]
     return runs
+
+
+def _method_columns(runs: pd.DataFrame) -> None:
+    """``reference_only`` as booleans and ``method_label`` filled in. A runs.csv from before they
+    were recorded (older stores) takes both from the installed method of that name, if any."""
+    if "reference_only" not in runs.columns or "method_label" not in runs.columns:
+        installed = load_plugins().methods
+        if "reference_only" not in runs.columns:
+            runs["reference_only"] = [bool(getattr(installed.get(m), "reference_only", False)) for m in runs["method"]]
+        if "method_label" not in runs.columns:
+            runs["method_label"] = [getattr(installed.get(m), "label", "") or m for m in runs["method"]]
+    flags = runs["reference_only"].map(
+        lambda v: v if isinstance(v, (bool, np.bool_)) else str(v).strip().lower() in ("true", "1")
+    )
+    runs["reference_only"] = flags.astype(bool)
+    runs["method_label"] = runs["method_label"].where(runs["method_label"].notna(), runs["method"]).astype(str)
 
 
 def some(values: np.ndarray, limit: int = 3) -> str:

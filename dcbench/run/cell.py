@@ -157,6 +157,8 @@ class _CellRun:
         self.record = CellRecord(
             cell=cell.key(),
             status="failed",
+            reference_only=cell.reference_only,
+            method_label=cell.method_label,
             fingerprint=cell.fingerprint,
             device=str(self.device),
             precision=cell.precision,

@@ -95,6 +95,8 @@ def _lost_cell(
     record = CellRecord(
         cell=cell.key(),
         status="failed",
+        reference_only=cell.reference_only,
+        method_label=cell.method_label,
         fingerprint=cell.fingerprint,
         precision=cell.precision,
         reason=f"{type(exc).__name__}: {first_line(exc).strip()} ({where} failed, {max_retries} retries)",

@@ -41,6 +41,8 @@ class Cell:
     dataset_source: DatasetSource | None = None  # a dataset given by path (image folder, .pt/.npz)
     checkpoint_every: str | int = "10m"  # see dcbench.method.checkpoint.CheckpointPolicy
     tracking: dict[str, str] = field(default_factory=dict)  # for observer plugins, e.g. {"tensorboard": dir}
+    reference_only: bool = False  # the method's flag (Method.reference_only), recorded with the cell
+    method_label: str = ""  # the method's table name (Method.label), recorded with the cell
 
     @property
     def id(self) -> str:
@@ -123,6 +125,8 @@ def plan_cells(
                             source,
                             checkpoint_every=spec.checkpoint_every,
                             tracking=dict(tracking or {}),
+                            reference_only=method.reference_only,
+                            method_label=method.label or method_name,
                         )
                     )
     return cells

@@ -132,6 +132,7 @@ class WholeDatasetMethod(Method):
     description = "the whole training set (reference line; ignores IPC; expensive)"
     config_class = WholeConfig
     reference_only = True
+    label = "Whole dataset"
 
     def condense(
         self, real: RealDataset, ipc: int, config: WholeConfig, seed: int, ctx: CondenseContext

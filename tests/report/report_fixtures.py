@@ -66,6 +66,8 @@ def _row(
     return {
         "run_id": run_id,
         "method": method,
+        "reference_only": method == "whole",
+        "method_label": "Whole dataset" if method == "whole" else method,
         "method_version": "0.1",
         "dataset": dataset,
         "ipc": ipc,

@@ -32,6 +32,8 @@ def write_runs(root: Path) -> Path:
                     {
                         "run_id": f"{method}-fashion-mnist-ipc1-s{seed}",
                         "method": method,
+                        "reference_only": method == "whole",
+                        "method_label": "Whole dataset" if method == "whole" else method,
                         "dataset": "fashion-mnist",
                         "ipc": 1,
                         "eval_arch": "ConvNet",

@@ -382,3 +382,26 @@ def test_bad_options_raise_dcbench_error(tmp_path: Path, options, message):
     make_results(tmp_path, {"MNIST": (1,)})
     with pytest.raises(DcbenchError, match=message.replace("(", r"\(").replace(")", r"\)")):
         write_report(tmp_path, **options)
+
+
+def test_reference_lines_come_from_the_recorded_flag_not_a_method_name(tmp_path: Path):
+    """A third-party reference line (any name, its own label) is shown on top and never tested;
+    a runs.csv from before the flag was recorded takes it from the installed ``whole``."""
+    root = make_results(tmp_path / "new", {"MNIST": (1,)})
+    runs = pd.read_csv(root / "runs.csv")
+    flagged = runs["method"] == "whole"
+    runs.loc[flagged, "method"], runs.loc[flagged, "method_label"] = "oracle", "Oracle & co"
+    runs.to_csv(root / "runs.csv", index=False)
+    report = write_report(root, formats=("csv", "md", "tex"))
+    comparisons = pd.read_csv(report.parent / "comparisons.csv")
+    assert "oracle" not in set(comparisons["method_a"]) | set(comparisons["method_b"])
+    assert "| Oracle & co |" in (report.parent / "table.md").read_text()
+    assert r"Oracle \& co" in (report.parent / "table.tex").read_text()
+
+    legacy = make_results(tmp_path / "old", {"MNIST": (1,)})
+    runs = pd.read_csv(legacy / "runs.csv").drop(columns=["reference_only", "method_label"])
+    runs.to_csv(legacy / "runs.csv", index=False)
+    report = write_report(legacy, formats=("csv", "md"))
+    comparisons = pd.read_csv(report.parent / "comparisons.csv")
+    assert "whole" not in set(comparisons["method_a"]) | set(comparisons["method_b"])
+    assert "| Whole dataset |" in (report.parent / "table.md").read_text()
