@@ -65,6 +65,14 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _tracking_request(text: str) -> tuple[str, bool | str]:
+    """``NAME`` (the plugin's default setting) or ``NAME=VALUE``."""
+    name, sep, value = text.partition("=")
+    if not name.strip() or (sep and not value.strip()):
+        raise argparse.ArgumentTypeError(f"expected NAME or NAME=VALUE, got {text!r}")
+    return name.strip(), value if sep else True
+
+
 def _load_real(registry: Any, name: str, data_root: str | None, device: torch.device) -> Any:
 
     return registry.dataset(name).loader(data_root_option(data_root)).to(device)
@@ -265,6 +273,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         reference=args.reference,
         checkpoint_every=args.checkpoint_every,
         gpus_per_cell=args.gpus_per_cell,
+        tracking=dict(args.track or []),
         tensorboard=args.tensorboard,
         max_retries=args.max_retries,
         workers=args.workers,
@@ -426,7 +435,15 @@ def _add_run(sub: Subcommands) -> None:
         default=None,
         metavar="DIR",
         help="TensorBoard event files per cell in DIR (default DIR: RESULTS/tensorboard); "
-        "needs pip install 'dcbench[tensorboard]'",
+        "needs pip install 'dcbench[tensorboard]'; the same as --track tensorboard[=DIR]",
+    )
+    p.add_argument(
+        "--track",
+        action="append",
+        type=_tracking_request,
+        metavar="NAME[=VALUE]",
+        help="ask the tracking plugin NAME to follow every cell (VALUE: its setting, e.g. a "
+        "directory); repeatable; spec table [tracking]",
     )
     _common(p)
     p.set_defaults(func=cmd_run)

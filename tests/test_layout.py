@@ -155,3 +155,24 @@ def test_old_import_paths_answer_with_one_warning() -> None:
     assert all(issubclass(w.category, DeprecationWarning) for w in legacy)
     with pytest.raises(AttributeError, match="now live in dcbench.method.contract"):
         methods.no_such_name  # noqa: B018 - the lookup is the test
+
+
+def test_every_built_in_plugin_is_packaged_and_held_to_the_api() -> None:
+    """A built-in plugin is one entry point plus its place in the four lists of pyproject.toml that
+    cannot be derived from it; this names the list a new plugin was left out of."""
+    from dcbench.host.compat import tomllib
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    plugins = set(config["project"]["entry-points"]["dcbench"].values())
+    setuptools, linter = config["tool"]["setuptools"], config["tool"]["importlinter"]
+    [forbidden] = [c for c in linter["contracts"] if c["type"] == "forbidden"]
+    lists = {
+        "[tool.setuptools] packages": set(setuptools["packages"]) - {"dcbench"},
+        "[tool.setuptools.package-dir]": set(setuptools["package-dir"]) - {"dcbench"},
+        "[tool.importlinter] root_packages": set(linter["root_packages"]) - {"dcbench"},
+        "the forbidden contract's source_modules": set(forbidden["source_modules"]),
+    }
+    for where, names in lists.items():
+        assert names == plugins, f"{where} lists {sorted(names)}, the dcbench entry points {sorted(plugins)}"
+    for name, directory in setuptools["package-dir"].items():
+        assert (ROOT / directory / "__init__.py").is_file(), f"{name} -> {directory} has no __init__.py"

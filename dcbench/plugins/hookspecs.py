@@ -9,6 +9,7 @@ host sorts what is registered by name.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pluggy
@@ -59,6 +60,24 @@ def dcbench_register_architectures(register: Callable[[Architecture], None]) -> 
     """
 
 
+# --- tracking: a run's request, claimed once before any cell runs -------------------------------
+
+
+@hookspec(firstresult=True)
+def dcbench_tracking_setting(name: str, value: bool | str, results_dir: Path) -> str | None:
+    """Claim the tracking request ``name`` of a run (``dcbench run --track NAME[=VALUE]``, or
+    ``NAME = VALUE`` in the spec's ``[tracking]`` table), before any cell runs.
+
+    :param name: what the user asked for, e.g. ``"tensorboard"``.
+    :param value: ``True`` (the plugin's default) or the string the user gave, e.g. a directory.
+    :param results_dir: the run's results directory (a default place for the plugin's files).
+    :return: the setting every cell of the run gets as ``cell["tracking"][name]`` (for example an
+        absolute directory), or ``None`` when ``name`` is not this plugin's. Raise
+        ``DcbenchError`` naming the fix when the plugin cannot track (a package missing): the run
+        is then refused before any work.
+    """
+
+
 # --- observer hooks: progress and logging; return values are ignored ---------------------------
 
 
@@ -68,8 +87,9 @@ def dcbench_cell_started(cell: Mapping[str, Any]) -> None:
 
     :param cell: the cell's identity: ``id``, ``method``, ``dataset``, ``ipc``, ``seed``, ``preset``;
         plus ``directory`` (where the cell writes its files) and ``tracking``, the settings of the
-        run for tracking plugins (e.g. ``{"tensorboard": "/abs/dir"}`` under ``--tensorboard``;
-        empty when nothing was asked for).
+        run for tracking plugins, name -> what :func:`dcbench_tracking_setting` returned (e.g.
+        ``{"tensorboard": "/abs/dir"}`` under ``--track tensorboard``; empty when nothing was
+        asked for).
     """
 
 

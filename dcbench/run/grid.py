@@ -13,10 +13,9 @@ the same seeds and thread counts. Inside a cell, a resumable method checkpoints
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,8 +48,9 @@ from dcbench.run.workers import in_process_only, plan_workers
 class RunOptions:
     """How to run a grid: the spec and what the command line sets beside or over it.
 
-    ``checkpoint_every``, ``gpus_per_cell``, ``tensorboard``, ``workers``, ``threads`` and
-    ``precision`` override the spec's keys when given; ``max_retries`` is how often a cell whose
+    ``checkpoint_every``, ``gpus_per_cell``, ``workers``, ``threads`` and ``precision`` override
+    the spec's keys when given, ``tracking`` (name -> value) is merged over the spec's
+    ``[tracking]`` table and ``tensorboard`` is ``tracking["tensorboard"]``; ``max_retries`` is how often a cell whose
     worker process died is rerun (Ray, or the local worker processes); ``reference`` is what the
     run is compared with at the end (see :func:`dcbench.report.compare.resolve_reference`)."""
 
@@ -68,6 +68,7 @@ class RunOptions:
     reference: str | None = "auto"
     checkpoint_every: str | None = None
     gpus_per_cell: float | None = None
+    tracking: Mapping[str, bool | str] | None = None
     tensorboard: bool | str | None = None
     max_retries: int = 3
     workers: int | None = None
@@ -75,10 +76,13 @@ class RunOptions:
     def spec(self) -> Spec:
         """The spec with the command line's values over it, validated."""
         spec = load_spec(self.spec_path, self.preset)
-        for key in ("threads", "precision", "checkpoint_every", "gpus_per_cell", "tensorboard", "workers"):
+        for key in ("threads", "precision", "checkpoint_every", "gpus_per_cell", "workers"):
             value = getattr(self, key)
             if value is not None:  # the command line wins over the spec
                 setattr(spec, key, value)
+        spec.tracking = {**spec.tracking, **(self.tracking or {})}
+        if self.tensorboard is not None:
+            spec.tracking["tensorboard"] = self.tensorboard
         spec.validate()
         return spec
 
@@ -233,18 +237,20 @@ def _run_local_with_progress(cells: list[Cell], root: Path, registry: Registry, 
 
 
 def _tracking(spec: Spec, root: Path, registry: Registry) -> dict[str, str]:
-    """Settings of the tracking plugins for every cell; refuses a missing dependency up front."""
-    if spec.tensorboard is False:
-        return {}
-    if importlib.util.find_spec("tensorboard") is None:
-        raise DcbenchError("tensorboard logging needs TensorBoard: pip install 'dcbench[tensorboard]'")
-    if "tensorboard" not in registry.plugins:
-        raise DcbenchError(
-            "tensorboard logging asked for, but the 'tensorboard' plugin is not loaded "
-            "(check DCBENCH_LOAD_PLUGINS / DCBENCH_DISABLE_PLUGINS)"
-        )
-    directory = root / "tensorboard" if spec.tensorboard is True else Path(str(spec.tensorboard))
-    return {"tensorboard": str(directory.resolve())}
+    """Every cell's tracking settings: each request of the spec claimed by the plugin that handles
+    it (``dcbench_tracking_setting``), which refuses a missing dependency before any work."""
+    settings = {}
+    for name, value in sorted(spec.tracking.items()):
+        if value is False:
+            continue
+        setting = registry.manager.hook.dcbench_tracking_setting(name=name, value=value, results_dir=root)
+        if setting is None:
+            raise DcbenchError(
+                f"tracking {name!r} asked for, but no loaded plugin handles it: install its plugin "
+                "or check DCBENCH_LOAD_PLUGINS / DCBENCH_DISABLE_PLUGINS"
+            )
+        settings[name] = str(setting)
+    return settings
 
 
 def _show(results: Iterator[dict[str, Any]], total: int, show_progress: bool) -> None:

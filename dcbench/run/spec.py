@@ -19,7 +19,10 @@ A spec is a TOML file (or the built-in default). Example::
                                        # CPU, 1 on a GPU; see dcbench.run.grid.plan_workers)
     checkpoint_every = "10m"           # checkpoints inside a cell: iterations (500), a time (10m) or "off"
     gpus_per_cell = 0.5                # Ray executor: GPUs per cell (default 1 when the cluster has GPUs)
+
+    [tracking]                         # tracking plugins, each claims its name (see dcbench_tracking_setting)
     tensorboard = true                 # TensorBoard event files per cell: true (<results>/tensorboard) or a dir
+                                       # (a top-level `tensorboard = ...` is read as this)
 
     [overrides.dm]                     # method settings, as `dcbench condense --set`
     iterations = 200
@@ -27,6 +30,8 @@ A spec is a TOML file (or the built-in default). Example::
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,6 +60,16 @@ class DatasetEntry(Rule):
         return (isinstance(value, str) and bool(value.strip())) or isinstance(value, dict)
 
 
+class TrackingValue(Rule):
+    """``true`` (the tracking plugin's default), ``false`` (off) or a non-empty string (a directory,
+    a run name: whatever the plugin takes)."""
+
+    expected = "true, false or a non-empty string (a directory)"
+
+    def accepts(self, value: Any) -> bool:
+        return isinstance(value, bool) or (isinstance(value, str) and bool(value.strip()))
+
+
 SPEC_SCHEMA: dict[str, Rule] = {
     "name": Text(),
     "preset": OneOf(PRESETS),
@@ -70,6 +85,7 @@ SPEC_SCHEMA: dict[str, Rule] = {
     "precision": OneOf(PRECISIONS),
     "threads": Optional(Integer(minimum=1)),
     "workers": Optional(Integer(minimum=1)),
+    "tracking": Table(values=TrackingValue()),
 }
 
 
@@ -90,7 +106,7 @@ class Spec:
     workers: int | None = None  # None: dcbench.run.grid.plan_workers decides
     checkpoint_every: str | int = "10m"
     gpus_per_cell: float | None = None  # None: 1 when the Ray cluster has GPUs, else 0
-    tensorboard: bool | str = False
+    tracking: dict[str, bool | str] = field(default_factory=dict)  # name -> true or a value, per plugin
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def validate(self) -> None:
@@ -102,8 +118,6 @@ class Spec:
                 raise DcbenchError(f'spec datasets name {name!r} twice; give each path its own name = "..."')
         CheckpointPolicy.parse(self.checkpoint_every)
         validate_gpus_per_cell(self.gpus_per_cell)
-        if not isinstance(self.tensorboard, (bool, str)) or self.tensorboard == "":
-            raise DcbenchError(f"spec tensorboard must be true, false or a directory, got {self.tensorboard!r}")
         if "/" in self.name or "\x00" in self.name or self.name.startswith("."):
             raise DcbenchError(f"spec name {self.name!r} must be a plain directory name")
 
@@ -112,12 +126,16 @@ class Spec:
         lines = []
         data = asdict(self)
         overrides = data.pop("overrides")
+        tracking = data.pop("tracking")
         for key, value in data.items():
             if value is not None:
                 lines.append(f"{key} = {_toml_value(value)}")
+        if tracking:
+            lines.append("\n[tracking]")
+            lines += [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in sorted(tracking.items())]
         for method, values in sorted(overrides.items()):
-            lines.append(f"\n[overrides.{method}]")
-            lines += [f"{k} = {_toml_value(v)}" for k, v in sorted(values.items())]
+            lines.append(f"\n[overrides.{_toml_key(method)}]")
+            lines += [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in sorted(values.items())]
         return "\n".join(lines) + "\n"
 
 
@@ -138,12 +156,18 @@ def _toml_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        # a JSON string is a TOML basic string once DEL, which JSON leaves raw, is escaped too
+        return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     if isinstance(value, dict):
-        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
+        return "{ " + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items()) + " }"
     return repr(value)
+
+
+def _toml_key(key: str) -> str:
+    """A bare key where TOML allows one, else a quoted key."""
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else _toml_value(key)
 
 
 def load_spec(path: Path | None, preset: str | None = None) -> Spec:
@@ -161,6 +185,10 @@ def load_spec(path: Path | None, preset: str | None = None) -> Spec:
         values.setdefault("name", path.stem)
         if isinstance(values.get("datasets"), list):
             values["datasets"] = [anchor_dataset_entry(entry, path.parent) for entry in values["datasets"]]
+    if "tensorboard" in values:  # the key from before [tracking]: the same request
+        tracking = values.setdefault("tracking", {})
+        if isinstance(tracking, dict):
+            tracking.setdefault("tensorboard", values.pop("tensorboard"))
     known = set(Spec.__dataclass_fields__)
     unknown = sorted(set(values) - known)
     if unknown:

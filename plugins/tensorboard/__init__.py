@@ -1,8 +1,10 @@
 """TensorBoard tracking plugin: event files per cell, written from the observer hooks.
 
-A worked example of the observer hooks (see docs/writing-a-plugin.md). It does nothing unless a
-run asks for it (``dcbench run --tensorboard [DIR]`` or the spec key ``tensorboard``): the runner
-then puts ``{"tensorboard": DIR}`` in every cell's ``tracking`` settings and this plugin writes
+A worked example of the tracking and observer hooks (see docs/writing-a-plugin.md). It does
+nothing unless a run asks for it (``dcbench run --track tensorboard[=DIR]``, its shorthand
+``--tensorboard [DIR]``, or ``tensorboard = true | "DIR"`` in the spec's ``[tracking]`` table): it
+claims that request before any cell runs (refusing it when TensorBoard is not installed), the
+runner puts ``{"tensorboard": DIR}`` in every cell's ``tracking`` settings and this plugin writes
 ``DIR/<cell-id>/events.out.tfevents.*`` with
 
 - ``condense/<metric>`` per iteration: every number the method reports to ``ctx.progress``;
@@ -16,18 +18,32 @@ package (``pip install 'dcbench[tensorboard]'``); imported only when a run asks 
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from dcbench.api import hookimpl
+from dcbench.api import DcbenchError, hookimpl
+
+NAME = "tensorboard"
 
 #: open writers, by cell id (a process runs its cells one after another)
 _writers: dict[str, Any] = {}
 
 
+@hookimpl
+def dcbench_tracking_setting(name: str, value: bool | str, results_dir: Path) -> str | None:
+    """``tensorboard``: the absolute directory of the event files (default ``<results>/tensorboard``)."""
+    if name != NAME:
+        return None
+    if importlib.util.find_spec("tensorboard") is None:
+        raise DcbenchError("tensorboard logging needs TensorBoard: pip install 'dcbench[tensorboard]'")
+    directory = results_dir / "tensorboard" if value is True else Path(str(value)).expanduser()
+    return str(directory.resolve())
+
+
 def _directory(cell: Mapping[str, Any]) -> str | None:
-    return (cell.get("tracking") or {}).get("tensorboard")
+    return (cell.get("tracking") or {}).get(NAME)
 
 
 def _writer(cell: Mapping[str, Any], directory: str, first_step: int) -> Any:

@@ -179,6 +179,23 @@ def _run_one_cell(tmp_path: Path, fashion_root: Path, recorder: Recorder, method
         reset_caches()
 
 
+def test_hook_dcbench_tracking_setting(extra_plugins, tmp_path: Path) -> None:
+    extra_plugins(
+        "notes",
+        """
+        from dcbench import hookimpl
+        @hookimpl
+        def dcbench_tracking_setting(name, value, results_dir):
+            return f"{results_dir}/notes.txt" if name == "notes" else None
+    """,
+    )
+    hook = load_plugins().manager.hook.dcbench_tracking_setting
+    assert hook(name="notes", value=True, results_dir=tmp_path) == f"{tmp_path}/notes.txt"
+    assert hook(name="tensorboard", value=True, results_dir=tmp_path) == str((tmp_path / "tensorboard").resolve())
+    assert hook(name="tensorboard", value="tb", results_dir=tmp_path) == str(Path("tb").resolve())
+    assert hook(name="wandb", value=True, results_dir=tmp_path) is None  # nobody's: the runner refuses it
+
+
 def test_hook_dcbench_cell_started(tmp_path: Path, fashion_root: Path) -> None:
     recorder = Recorder()
     _run_one_cell(tmp_path, fashion_root, recorder)

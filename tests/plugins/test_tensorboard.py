@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from dcbench.api import hookimpl
+from dcbench.cli import main
 from dcbench.host.errors import DcbenchError
 from dcbench.method.checkpoint import CHECKPOINT_FILE, Checkpointer, CheckpointPolicy, checkpoint_identity
 from dcbench.run.grid import run_benchmark
@@ -98,7 +100,8 @@ def test_a_cell_checkpoint_of_another_config_stops_the_run_before_any_work(tmp_p
         ("checkpoint_every = '5 parsecs'", "neither a number of iterations"),
         ("gpus_per_cell = 1.5", "gpus_per_cell must be a fraction"),
         ("gpus_per_cell = -1", "gpus_per_cell must be a fraction"),
-        ("tensorboard = 3", "spec tensorboard must be"),
+        ("tensorboard = 3", "spec tracking.tensorboard must be true, false or a non-empty string"),
+        ("[tracking]\nwandb = ''", "spec tracking.wandb must be"),
     ],
 )
 def test_bad_run_options_in_a_spec_are_one_line_errors(tmp_path: Path, text: str, match: str) -> None:
@@ -108,6 +111,60 @@ def test_bad_run_options_in_a_spec_are_one_line_errors(tmp_path: Path, text: str
 
 def test_run_options_are_written_to_the_resolved_spec(tmp_path: Path) -> None:
     spec = load_spec(write_spec(tmp_path, SPEC + "gpus_per_cell = 0.25\ntensorboard = 'tb-logs'\n"))
-    assert (spec.checkpoint_every, spec.gpus_per_cell, spec.tensorboard) == (1, 0.25, "tb-logs")
+    assert (spec.checkpoint_every, spec.gpus_per_cell, spec.tracking) == (1, 0.25, {"tensorboard": "tb-logs"})
     text = spec.to_toml()
-    assert "checkpoint_every = 1\n" in text and "gpus_per_cell = 0.25\n" in text and 'tensorboard = "tb-logs"' in text
+    assert "checkpoint_every = 1\n" in text and "gpus_per_cell = 0.25\n" in text
+    assert '[tracking]\ntensorboard = "tb-logs"' in text
+    assert load_spec(write_spec(tmp_path, text)).tracking == {"tensorboard": "tb-logs"}  # read back the same
+
+
+def test_a_tracking_request_no_plugin_claims_is_refused_before_work(tmp_path: Path, fashion_root: Path) -> None:
+    with pytest.raises(DcbenchError, match="tracking 'wandb' asked for, but no loaded plugin handles it"):
+        run_benchmark(write_spec(tmp_path), out=tmp_path / "out", data_root=str(fashion_root), tracking={"wandb": True})
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_third_party_tracking_plugin_claims_its_name_and_sees_it_in_every_cell(
+    tmp_path: Path, fashion_root: Path
+) -> None:
+    seen: list[dict[str, str]] = []
+
+    class Recorder:
+        @hookimpl
+        def dcbench_tracking_setting(self, name: str, value: bool | str, results_dir: Path) -> str | None:
+            return f"{results_dir.name}:{value}" if name == "recorder" else None
+
+        @hookimpl
+        def dcbench_cell_started(self, cell: dict) -> None:
+            seen.append(dict(cell["tracking"]))
+
+    registry = shared_registry()
+    registry.manager.register(Recorder(), name="recorder-test")
+    try:
+        main(
+            [
+                "run",
+                str(write_spec(tmp_path)),
+                "--out",
+                str(tmp_path / "out"),
+                "--data-root",
+                str(fashion_root),
+                "--device",
+                "cpu",
+                "--quiet",
+                "--reference",
+                "none",
+                "--track",
+                "recorder=run-7",
+            ]
+        )
+    finally:
+        registry.manager.unregister(name="recorder-test")
+    assert seen == [{"recorder": "out:run-7"}] * 2  # two cells, the one claimed setting
+
+
+@pytest.mark.parametrize("request_text", ["=dir", "name=", " "])
+def test_a_malformed_track_option_is_a_usage_error(request_text: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["run", "--track", request_text])
+    assert "expected NAME or NAME=VALUE" in capsys.readouterr().err
