@@ -31,6 +31,7 @@ from dcbench.data.real import DatasetSpec, RealDataset
 from dcbench.host.errors import DcbenchError
 from dcbench.method.contract import (
     PRESETS,
+    SHARED_INIT_STREAM,
     CondenseContext,
     Method,
     NativeEvaluation,
@@ -41,6 +42,7 @@ from dcbench.method.contract import (
     config_to_dict,
     init_synthetic_images,
     make_config,
+    real_init_stream,
 )
 from dcbench.method.seeding import derive_seed, make_generator
 from dcbench.method.synthetic import SyntheticSet
@@ -94,6 +96,8 @@ __all__ = [
     "dsa_strategy_for",
     "hookimpl",
     "init_synthetic_images",
+    "real_init_stream",
+    "SHARED_INIT_STREAM",
     "make_config",
     "make_generator",
     "parse_strategy",

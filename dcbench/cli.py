@@ -301,7 +301,7 @@ def cmd_report(args: argparse.Namespace) -> None:
         reference=args.reference,
         alpha=args.alpha,
         formats=formats,
-        paired=args.paired,
+        pairing=not args.unpaired,
         against=Path(args.against) if args.against else None,
     )
     print(f"report written: {path}")
@@ -456,7 +456,11 @@ def _add_report(sub: Subcommands) -> None:
     p.add_argument("--reference", default="random", help="method every other is compared with")
     p.add_argument("--alpha", type=float, default=0.05)
     p.add_argument("--format", help="comma-separated subset of csv,tex,md,png,pdf (default: all)")
-    p.add_argument("--paired", action="store_true", help="paired t-tests where the seed lists match")
+    p.add_argument(
+        "--unpaired",
+        action="store_true",
+        help="Welch t for every comparison, ignoring the recorded pairing (a sensitivity check)",
+    )
     p.add_argument("--against", help="also compare with these results (a results directory or a published-numbers CSV)")
     p.set_defaults(func=cmd_report)
 

@@ -357,10 +357,13 @@ def load_svhn(data_root: Path | None) -> RealDataset:
 
 BUILTIN_DATASETS = (
     DatasetSpec(
-        "fashion-mnist", load_fashion_mnist, "FashionMNIST, 10 classes, 1x28x28 (Debian package or --data-root)"
+        "fashion-mnist",
+        load_fashion_mnist,
+        "FashionMNIST, 10 classes, 1x28x28 (Debian package or --data-root)",
+        "FashionMNIST",
     ),
-    DatasetSpec("mnist", load_mnist, "MNIST, 10 classes, 1x28x28"),
-    DatasetSpec("cifar10", load_cifar10, "CIFAR-10, 10 classes, 3x32x32"),
-    DatasetSpec("cifar100", load_cifar100, "CIFAR-100, 100 classes, 3x32x32"),
-    DatasetSpec("svhn", load_svhn, "SVHN (train/test), 10 classes, 3x32x32"),
+    DatasetSpec("mnist", load_mnist, "MNIST, 10 classes, 1x28x28", "MNIST"),
+    DatasetSpec("cifar10", load_cifar10, "CIFAR-10, 10 classes, 3x32x32", "CIFAR-10"),
+    DatasetSpec("cifar100", load_cifar100, "CIFAR-100, 100 classes, 3x32x32", "CIFAR-100"),
+    DatasetSpec("svhn", load_svhn, "SVHN (train/test), 10 classes, 3x32x32", "SVHN"),
 )

@@ -123,6 +123,7 @@ class DatasetSpec:
     name: str
     loader: DatasetLoader
     description: str = ""
+    label: str = ""  # how tables name it ("FashionMNIST"); empty: its name
 
 
 def normalise(images: np.ndarray | Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> Tensor:

@@ -192,6 +192,18 @@ class Method:
     reference_only: ClassVar[bool] = False
     #: how tables and legends name the method; empty: its ``name`` (e.g. "Whole dataset" for ``whole``)
     label: ClassVar[str] = ""
+    #: True for a selection of real images (random, herding, K-Center): tables list coresets
+    #: apart from the methods that synthesise images
+    coreset: ClassVar[bool] = False
+
+    def initial_stream(self, config: Any) -> str:
+        """The seeded stream this method's initial images come from under ``config``, when it
+        shares them with other methods: ``"init"`` for a method that starts from
+        ``init_synthetic_images(real, ipc, "real", make_generator(seed, "init"))``, the images
+        ``random`` selects at that seed. ``""`` (the default) for a method that starts from noise,
+        a stream or a selection of its own. Recorded per cell; the report pairs two methods' cells
+        of a seed only when they share it (and their evaluation networks)."""
+        return ""
 
     def native_evaluation(self, dataset: str) -> NativeEvaluation:
         """How the method's own paper evaluates its sets on ``dataset`` (``eval_augmentation =
@@ -283,6 +295,16 @@ def json_friendly(value: Any) -> Any:
 def class_major_labels(num_classes: int, ipc: int, device: torch.device | str = "cpu") -> Tensor:
     """Fixed hard labels [0]*ipc + [1]*ipc + ..., the reference's label layout."""
     return torch.arange(num_classes, device=device).repeat_interleave(ipc)
+
+
+#: the stream every built-in method draws its real initial images from, the images ``random`` selects
+SHARED_INIT_STREAM = "init"
+
+
+def real_init_stream(init: str) -> str:
+    """:meth:`Method.initial_stream` of a method whose ``init`` setting is ``"real"`` or
+    ``"noise"`` and that draws from ``make_generator(seed, SHARED_INIT_STREAM)``."""
+    return SHARED_INIT_STREAM if init == "real" else ""
 
 
 def init_synthetic_images(real: RealDataset, ipc: int, init: str, generator: torch.Generator) -> Tensor:

@@ -29,6 +29,7 @@ from dcbench.report.figures import (
     accuracy_vs_cost_figures,
     accuracy_vs_ipc_figures,
     cd_diagram_figures,
+    gain_figures,
     loss_curve_figures,
     save_figure,
 )
@@ -57,6 +58,7 @@ FIGURE_WRITERS: list[FigureWriter] = [
     accuracy_vs_ipc_figures,
     cd_diagram_figures,
     accuracy_vs_cost_figures,
+    gain_figures,
     synthetic_grid_figures,
     loss_curve_figures,
 ]
@@ -69,6 +71,8 @@ SECTIONS: list[Section] = [
     markdown.results_section,
     markdown.reference_section,
     markdown.comparisons_section,
+    markdown.gains_section,
+    markdown.precision_section,
     markdown.across_tasks_section,
     markdown.figures_section,
     markdown.cost_section,
@@ -105,7 +109,7 @@ def write_report(
     reference: str = "random",
     alpha: float = 0.05,
     formats: tuple[str, ...] = KNOWN_FORMATS,
-    paired: bool = False,
+    pairing: bool = True,
     against: Path | None = None,
 ) -> Path:
     """Compute the statistics of an experiment and write tables, figures and report.md.
@@ -123,7 +127,7 @@ def write_report(
     if not 0.0 < alpha < 1.0:
         raise DcbenchError(f"alpha = {alpha} is not a probability: pass a value such as 0.05")
     runs = load_runs(results_dir)
-    analysis = analyse(runs, reference, alpha, paired)
+    analysis = analyse(runs, reference, alpha, pairing)
     final_dir = Path(out_dir) if out_dir is not None else results_dir / "report"
     with staged_directory(final_dir) as staging:  # every file whole, or the old one kept
         _write_outputs(

@@ -13,6 +13,7 @@ import pandas as pd
 from dcbench import stats
 from dcbench.host.errors import DcbenchError
 from dcbench.report.inputs import reference_lines
+from dcbench.report.precision import GAIN_COLUMNS, PRECISION_COLUMNS, gains_over_reference, precision_table
 from dcbench.results.identity import identity_notes
 from dcbench.results.runs_table import ACCURACY
 
@@ -38,6 +39,17 @@ class Analysis:
     trail: list[str] = field(default_factory=list)  # the decisions taken, in words
     #: reference lines (methods recorded reference_only, e.g. the whole training set): name -> label
     reference_lines: dict[str, str] = field(default_factory=dict)
+    #: table names: method -> label (Method.label), dataset -> label (DatasetSpec.label)
+    method_labels: dict[str, str] = field(default_factory=dict)
+    dataset_labels: dict[str, str] = field(default_factory=dict)
+    #: the compared methods that select real images (Method.coreset): grouped apart in tables
+    coresets: frozenset[str] = frozenset()
+    #: the evaluation protocol in words, for table captions (preset, networks, epochs, augmentation)
+    protocol: str = ""
+    #: per method and task: its difference from the reference, with the interval of its test
+    gains: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=list(GAIN_COLUMNS)))
+    #: per task: variance between seeds / between networks, what each buys, seeds for 1 point
+    precision: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=list(PRECISION_COLUMNS)))
 
     def compared(self, frame: pd.DataFrame) -> pd.DataFrame:
         """The rows of ``frame`` (cells or runs) of the compared methods, reference lines left out."""
@@ -71,11 +83,14 @@ class Analysis:
             tables["nemenyi.csv"] = self.nemenyi
         if self.reference is not None:
             tables["win_tie_loss.csv"] = self.win_tie_loss
+            tables["gains.csv"] = self.gains
+        tables["precision.csv"] = self.precision
         return tables
 
 
-def analyse(runs: pd.DataFrame, reference: str = "random", alpha: float = 0.05, paired: bool = False) -> Analysis:
-    """Apply the statistics protocol to validated runs (see :func:`load_runs`)."""
+def analyse(runs: pd.DataFrame, reference: str = "random", alpha: float = 0.05, pairing: bool = True) -> Analysis:
+    """Apply the statistics protocol to validated runs (see :func:`load_runs`). ``pairing``:
+    paired t where the recorded design pairs two methods (False: Welch everywhere)."""
     trail: list[str] = identity_notes(runs)  # methods shown once per identity where they have several
     cells = stats.summarize_cells(runs, ACCURACY)
     lines = reference_lines(runs)
@@ -105,10 +120,10 @@ def analyse(runs: pd.DataFrame, reference: str = "random", alpha: float = 0.05, 
         )
     active_reference = reference if reference in methods else None
 
-    comparisons = stats.compare_within_tasks(
-        stats.seed_scores(compared_runs, ACCURACY), active_reference, alpha, paired
-    )
-    trail.append(_within_task_decision(comparisons, alpha, paired))
+    designs = seed_designs(compared_runs) if pairing else None
+    scores = stats.seed_scores(compared_runs, ACCURACY)
+    comparisons = stats.compare_within_tasks(scores, active_reference, alpha, designs)
+    trail.append(_within_task_decision(comparisons, alpha, pairing))
     untested = int(comparisons["p_raw"].isna().sum())
     if untested:
         trail.append(
@@ -195,22 +210,69 @@ def analyse(runs: pd.DataFrame, reference: str = "random", alpha: float = 0.05, 
         dependence,
         trail,
         lines,
+        _labels(runs, "method", "method_label"),
+        _labels(runs, "dataset", "dataset_label"),
+        frozenset(compared_runs.loc[compared_runs["coreset"], "method"]),
+        protocol_words(runs),
+        gains_over_reference(comparisons, active_reference),
+        precision_table(compared_runs, active_reference, int(comparisons["p_raw"].notna().sum()), alpha),
     )
 
 
-def _within_task_decision(comparisons: pd.DataFrame, alpha: float, paired: bool) -> str:
-    """One trail line: which test ran and the Holm family it belongs to."""
+def protocol_words(runs: pd.DataFrame) -> str:
+    """'quick preset; 1 ConvNet evaluation network per seed, 150 epochs, augmentation none'
+    (each part only where runs.csv records it; several values joined by '/')."""
+
+    def values(column: str) -> str:
+        if column not in runs.columns or runs[column].isna().all():
+            return ""
+        return "/".join(str(v) for v in sorted(runs[column].dropna().unique(), key=str))
+
+    parts = []
+    if values("preset"):
+        parts.append(f"{values('preset')} preset (method settings and budgets)")
+    networks = values("eval_models")
+    if networks:
+        noun = "network" if networks == "1" else "networks"
+        parts.append(f"{networks} {values('eval_arch')} evaluation {noun} per seed")
+    if values("eval_epochs"):
+        parts.append(f"{values('eval_epochs')} epochs")
+    if values("eval_augmentation"):
+        parts.append(f"augmentation {values('eval_augmentation')}")
+    return ", ".join(parts)
+
+
+def _labels(runs: pd.DataFrame, key: str, label: str) -> dict[str, str]:
+    """Identifier -> table name, as recorded (the first one where a store holds several). A method
+    shown once per identity ("herding#flvedtkb") keeps its identity after the label."""
+    first = runs[[key, label]].drop_duplicates(key)
+    names = dict(zip(first[key].astype(str), first[label].astype(str)))
+    return {k: v + k[k.index("#") :] if "#" in k and "#" not in v else v for k, v in names.items()}
+
+
+def seed_designs(runs: pd.DataFrame) -> dict[tuple[tuple[object, ...], str], stats.SeedDesign]:
+    """The recorded design of every (task, method): what its cells share with other methods' cells
+    of the same seed (read from the design columns only, never from an accuracy)."""
+    return {
+        (tuple(key[:-1]), str(key[-1])): stats.design_of(group)
+        for key, group in runs.groupby([*stats.TASK_KEYS, "method"], sort=True)
+    }
+
+
+def _within_task_decision(comparisons: pd.DataFrame, alpha: float, pairing: bool) -> str:
+    """One trail line: which tests ran, why, and the Holm family they belong to."""
     family = int(comparisons["family_size"].iloc[0]) if len(comparisons) else 0
+    n_paired = int(comparisons["paired"].sum())
     line = (
-        f"Within-task tests: two-sided Welch t on per-seed means with Hedges' g; Holm over "
-        f"{family} comparison(s), α = {alpha:g}."
+        f"Within-task tests on per-seed means, two-sided: paired t (effect size g_av) for {n_paired} of "
+        f"{len(comparisons)} comparison(s), where the recorded design pairs them (the same seeds, the same "
+        "initial images, the same evaluation networks), decided before any accuracy was read; Welch t "
+        f"(Hedges' g) for the others; Holm over {family} comparison(s), α = {alpha:g}. Each row of "
+        "comparisons.csv says which test ran and why (`pairing`) and the smallest difference it could "
+        f"detect with 80% power at α / {max(family, 1)} (`detectable_diff`)."
     )
-    if paired:
-        n_paired = int(comparisons["paired"].sum())
-        line += (
-            f" Paired t requested: used (with g_av) for {n_paired} of {len(comparisons)} "
-            "comparison(s); the others have different seed lists and keep Welch."
-        )
+    if not pairing:
+        line += " Pairing switched off (--unpaired): Welch everywhere."
     return line
 
 

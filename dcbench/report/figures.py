@@ -239,3 +239,48 @@ def loss_curve_figures(context: ReportContext) -> list[Path]:
         save_figure(figure, context.out_dir, stem, context.figure_formats)
         for stem, figure in curves.loss_curve_figures(context.results_dir).items()
     ]
+
+
+def gain_figures(context: ReportContext) -> list[Path]:
+    """Per dataset: each method's gain over the reference with its 95% CI, one panel per IPC and
+    architecture (filled: significant after Holm)."""
+    gains, reference = context.analysis.gains, context.analysis.reference
+    if reference is None or gains.empty:
+        return []
+    colors = method_colors(context.methods)
+    written = []
+    for dataset, frame in gains.groupby("dataset", sort=True):
+        figure = plot_gains(frame, reference, colors)
+        written.append(
+            save_figure(
+                figure,
+                context.out_dir,
+                f"gain_over_{file_part(reference)}_{file_part(dataset)}",
+                context.figure_formats,
+            )
+        )
+    return written
+
+
+def plot_gains(gains: pd.DataFrame, reference: str, colors: dict[str, tuple[float, ...]]) -> Figure:
+    panels = list(gains.groupby(["ipc", "eval_arch"], sort=True))
+    methods = sorted(gains["method"].unique())
+    figure = Figure(figsize=(1.5 + 3.0 * len(panels), 0.8 + 0.35 * len(methods)), layout="constrained")
+    axes = figure.subplots(1, len(panels), sharey=True, squeeze=False)[0]
+    for ax, ((ipc, arch), frame) in zip(axes, panels):
+        frame = frame.set_index("method").reindex(methods)
+        y = np.arange(len(methods))
+        ax.axvline(0.0, color="0.5", linewidth=0.8)
+        for i, method in enumerate(methods):
+            row = frame.loc[method]
+            if pd.isna(row["gain"]):
+                continue
+            color = colors.get(method, (0.3, 0.3, 0.3))
+            if np.isfinite(row["ci_low"]):
+                ax.plot([row["ci_low"], row["ci_high"]], [y[i], y[i]], color=color, linewidth=1.5)
+            ax.plot(row["gain"], y[i], "o", color=color, markerfacecolor=color if row["significant"] else "white")
+        ax.set_yticks(y, methods)
+        ax.set_title(f"IPC {ipc}, {arch}", fontsize=9)
+        ax.set_xlabel(f"gain over {reference} (points)")
+    figure.suptitle(f"{gains['dataset'].iloc[0]}: 95% CI; filled = significant after Holm", fontsize=9)
+    return figure

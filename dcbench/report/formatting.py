@@ -50,3 +50,22 @@ def render_markdown_table(table: pd.DataFrame, index_label: str = "", text_colum
     for index, row in table.iterrows():
         lines.append("| " + " | ".join(escape(value) for value in [index, *row]) + " |")
     return "\n".join(lines)
+
+
+_LATEX_SPECIAL = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+}
+
+
+def latex_text(text: object) -> str:
+    """Plain text made safe for LaTeX (every special character escaped), for captions."""
+    return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in str(text))

@@ -62,10 +62,15 @@ def protocol_section(context: ReportContext) -> list[str]:
         "- Per cell: evaluation models are averaged within each seed; mean ± SD (ddof = 1) and "
         "a 95% t-interval over the per-seed means. `cells.csv` also holds the pooled paper-style "
         "mean and SD (ddof = 0) over all evaluation models, for comparison with published tables.",
-        f"- Within each task: every method vs the best mean{targets}, two-sided Welch "
-        "t-test with the 95% CI of the difference and Hedges' g (paired t with g_av on request); "
-        f"Holm over all {analysis.family_size} comparisons of the report, α = {alpha:g}. No rank "
-        "tests within cells: with a handful of seeds they cannot reach significance.",
+        f"- Within each task: every pair of methods (the best mean{targets} among them; every "
+        "pair because the best is chosen from the data), two-sided t-test on per-seed means with "
+        "the 95% CI of the difference: paired t (g_av) where the recorded design pairs the two "
+        "methods (same seeds, same initial images, same evaluation networks: decided before any "
+        "accuracy is read), Welch t (Hedges' g) otherwise; Holm over all "
+        f"{analysis.family_size} comparisons of the report, α = {alpha:g}. Not significant means "
+        "not detected at this precision: each comparison states the smallest difference it could "
+        "detect with 80% power. No rank tests within cells: with a handful of seeds they cannot "
+        "reach significance.",
         "- Across tasks: mean ranks (1 = best) and the Friedman test with an exact or "
         "permutation p (χ² and Iman–Davenport only where N > 10 and k > 5). Pairwise Wilcoxon "
         "signed-rank tests over tasks with Holm, over all pairs or else each method vs the "
@@ -144,18 +149,92 @@ def comparisons_section(context: ReportContext) -> list[str]:
             "effect size": comparisons["effect_size"].map(number),
             "effect kind": comparisons["effect_size_kind"].map(EFFECT_SIZE_LABELS),
             "significant": yes_no(comparisons["significant"], comparisons["p_adj"].isna()),
+            "detectable": comparisons["detectable_diff"].map(number),
+            "why this test": comparisons["pairing"],
         }
     )
     present = set(comparisons["effect_size_kind"])
     kinds = [kind for kind in stats.EFFECT_SIZE_KINDS if kind in present]
     return lines + [
         render_markdown_table(
-            shown.set_index("task"), "task", text_columns=("A", "B", "kind", "test", "effect kind", "significant")
+            shown.set_index("task"),
+            "task",
+            text_columns=("A", "B", "kind", "test", "effect kind", "significant", "why this test"),
         ),
         "",
         "Effect sizes (pingouin's definitions): "
         + "; ".join(stats.EFFECT_SIZE_KINDS[kind] for kind in kinds)
-        + ". '–': not tested (one seed or no variance).",
+        + ". '–': not tested (one seed or no variance). Detectable: the difference (points) the "
+        f"row's test finds with 80% power at α / {max(context.analysis.family_size, 1)}, Holm's "
+        "first step; a smaller true difference is likely to stay not significant.",
+        "",
+    ]
+
+
+def gains_section(context: ReportContext) -> list[str]:
+    """Each method's difference from the reference at the same seeds, with its interval."""
+    gains, reference = context.analysis.gains, context.analysis.reference
+    if reference is None or gains.empty:
+        return []
+    shown = pd.DataFrame(
+        {
+            "task": gains["dataset"] + " IPC " + gains["ipc"].astype(str) + " " + gains["eval_arch"],
+            "method": gains["method"],
+            "gain (points)": gains["gain"].map(number),
+            "95% CI": [f"[{number(lo)}, {number(hi)}]" for lo, hi in zip(gains["ci_low"], gains["ci_high"])],
+            "test": gains["test"],
+            "significant": yes_no(gains["significant"], gains["ci_low"].isna()),
+            "detectable": gains["detectable_diff"].map(number),
+        }
+    )
+    return [
+        f"## Gain over `{reference}`",
+        "",
+        f"Each method's accuracy minus `{reference}`'s, in points, at the same seeds (paired where "
+        f"the design pairs them: a method that starts from `{reference}`'s images at a seed is "
+        "measured against exactly its own start). The interval is the 95% CI of the test's "
+        "difference, not adjusted; significance is Holm's over the whole family.",
+        "",
+        render_markdown_table(shown.set_index("task"), "task", text_columns=("method", "test", "significant")),
+        "",
+    ]
+
+
+def precision_section(context: ReportContext) -> list[str]:
+    """Where the spread comes from, what one more seed or network buys, how many seeds 1 point needs."""
+    table = context.analysis.precision
+    if table.empty:
+        return []
+    reference = context.analysis.reference or "the reference"
+    shown = pd.DataFrame(
+        {
+            "task": table["dataset"] + " IPC " + table["ipc"].astype(str) + " " + table["eval_arch"],
+            "seeds × networks": table["seeds"].astype(str) + " × " + table["networks"].astype(str),
+            "SD between seeds": table["between_seeds_sd"].map(number),
+            "SD between networks": table["within_seed_sd"].map(number),
+            "gain SD between seeds": table["gain_between_seeds_sd"].map(number),
+            "gain SD between networks": table["gain_within_seed_sd"].map(number),
+            "SD of a seed's gain": table["gain_sd_of_seed_means"].map(number),
+            "buys more per CPU-s": table["buys_more"].replace("", "–"),
+            "seeds for 1 point": table["seeds_for_1_point"].map(lambda v: "–" if pd.isna(v) else str(int(v))),
+        }
+    )
+    return [
+        "## Precision",
+        "",
+        "Variance of accuracy (points) split by the method of moments into between synthesis "
+        "seeds and between the evaluation networks of one seed, averaged over the methods; the "
+        f"same for each method's gain over `{reference}` at the same seed and network. More seeds "
+        "shrink both parts, more networks only the second: 'buys more' compares the variance of a "
+        "grid mean each removes per CPU-second it costs (a seed: one condensation and its "
+        "networks; a network: one more per seed). 'Seeds for 1 point': how many seeds a paired "
+        f"comparison with this spread of gains needs to detect 1 point with 80% power at α / "
+        f"{max(context.analysis.family_size, 1)}. Networks-only parts need at least 2 networks "
+        "per seed ('–' otherwise).",
+        "",
+        render_markdown_table(
+            shown.set_index("task"), "task", text_columns=("seeds × networks", "buys more per CPU-s")
+        ),
         "",
     ]
 

@@ -17,7 +17,7 @@ import pandas as pd
 from dcbench.report import cost
 from dcbench.report.analysis import Analysis
 from dcbench.report.context import method_order
-from dcbench.report.formatting import render_markdown_table, span
+from dcbench.report.formatting import latex_text, render_markdown_table, span
 
 TABLE_COLUMN_KEYS = ["eval_arch", "dataset", "ipc"]
 # Packages table.tex needs beyond a stock article, named in its first comment line.
@@ -66,16 +66,28 @@ def _vs_best_outcomes(comparisons: pd.DataFrame) -> tuple[set[tuple], set[tuple]
     )
 
 
+def method_groups(analysis: Analysis, methods: list[str] | np.ndarray) -> list[list[str]]:
+    """The compared methods in table order, by group: the coresets (the reference first), then
+    the methods that synthesise images; empty groups left out."""
+    ordered = method_order(methods, analysis.reference)
+    groups = [[m for m in ordered if m in analysis.coresets], [m for m in ordered if m not in analysis.coresets]]
+    return [group for group in groups if group]
+
+
 def paper_table(analysis: Analysis, markup: Markup) -> pd.DataFrame:
-    """Methods x (eval_arch, dataset, ipc) table of mean ± SD strings with the best marked.
+    """Methods x (eval_arch, dataset, ipc) table of mean ± SD strings with the best marked, rows
+    and datasets by their table names (``attrs["group_starts"]``: the position of the first row of
+    each group after the first, where LaTeX draws a rule).
 
     Bold / second-best follow the numeric means (rank 1 / 2 in the column, ties share the rank).
-    Reference lines (the whole training set), when present, are shown on top and never marked.
+    Reference lines (the whole training set), when present, are shown on top and never marked;
+    coresets are grouped apart from the methods that synthesise images.
     """
     cells = analysis.cells
     compared = analysis.compared(cells)
     columns = pd.MultiIndex.from_frame(compared[TABLE_COLUMN_KEYS].drop_duplicates().sort_values(TABLE_COLUMN_KEYS))
-    rows = method_order(compared["method"].unique(), analysis.reference)
+    groups = method_groups(analysis, compared["method"].unique())
+    rows = [method for group in groups for method in group]
     table = pd.DataFrame(markup.missing, index=rows, columns=columns, dtype=object)
 
     column_rank = compared.pivot_table(index="method", columns=TABLE_COLUMN_KEYS, values="mean").rank(
@@ -105,7 +117,16 @@ def paper_table(analysis: Analysis, markup: Markup) -> pd.DataFrame:
                 for cell in (shown.get(column) for column in columns)
             ]
             top.append(pd.DataFrame([row], index=[label], columns=columns))
-    return pd.concat([*top, table]) if top else table
+    labels = analysis.method_labels
+    table = table.rename(index=lambda m: labels.get(m, m))
+    sizes = [len(top), *map(len, groups)] if top else list(map(len, groups))
+    starts = list(np.cumsum(sizes)[:-1].astype(int))
+    table = pd.concat([*top, table]) if top else table
+    table.columns = table.columns.set_levels(
+        [analysis.dataset_labels.get(d, d) for d in table.columns.levels[1]], level=1, verify_integrity=False
+    )
+    table.attrs["group_starts"] = starts
+    return table
 
 
 def reference_line_cells(
@@ -146,11 +167,15 @@ def table_caption(analysis: Analysis, alpha: float, latex: bool) -> str:
     seed_noun = "seed" if seeds == "1" else "seeds"
     markup = LATEX if latex else MARKDOWN
     percent, pm, alpha_symbol = (r"\%", r"$\pm$", r"$\alpha$") if latex else ("%", "±", "α")
+    protocol = latex_text(analysis.protocol) if latex else analysis.protocol
     caption = (
         f"Test accuracy ({percent}), mean{pm}SD over {seeds} synthesis {seed_noun} "
-        f"(evaluation models averaged within a seed). Bold: best mean; underline: second "
-        f"best; {markup.not_different}: not significantly different from the best ({test}, "
-        f"Holm over {analysis.family_size} comparisons, {alpha_symbol}={alpha:g})"
+        f"(evaluation models averaged within a seed)"
+        + (f"; {protocol}" if protocol else "")
+        + f". Bold: best mean; underline: second best; {markup.not_different}: not significantly "
+        f"different from the best ({test} on per-seed means, Holm over all "
+        f"{analysis.family_size} pairwise comparisons, {alpha_symbol}={alpha:g}): not detected "
+        "at this precision, which is not evidence of equality"
     )
     _, not_tested = _vs_best_outcomes(analysis.comparisons)
     if not_tested:
@@ -183,12 +208,26 @@ def render_latex_table(table: pd.DataFrame, caption: str) -> str:
         1,
     )
     latex = latex.replace(r"\end{tabular}", "\\end{tabular}%\n}", 1)
+    latex = latex.replace(
+        "\\label{tab:dcbench}\n", "\\label{tab:dcbench}\n\\medskip\n", 1
+    )  # caption apart from the rule
+    latex = _rules_between_groups(latex, table.attrs.get("group_starts", []))
     packages = ", ".join(rf"\usepackage{{{name}}}" for name in LATEX_PACKAGES)
     return (
         f"% dcbench table. Preamble: {packages}\n"
         "% (booktabs for the rules, graphicx for \\resizebox, which shrinks a table wider than "
         "the text).\n" + latex
     )
+
+
+def _rules_between_groups(latex: str, starts: list[int]) -> str:
+    """A \\midrule before each body row of ``starts`` (row positions; the body lies between the
+    header's \\midrule and the \\bottomrule, one row per line)."""
+    lines = latex.split("\n")
+    body = lines.index("\\midrule") + 1
+    for offset, start in enumerate(sorted(starts)):
+        lines.insert(body + start + offset, "\\midrule")
+    return "\n".join(lines)
 
 
 def markdown_paper_table(table: pd.DataFrame, extra: pd.DataFrame | None = None) -> str:
@@ -210,6 +249,10 @@ def markdown_results_table(analysis: Analysis, runs: pd.DataFrame) -> str:
     """table.md and report.md's results table: the paper table with, per task, a cost column
     (condensation / evaluation seconds / peak memory, :mod:`dcbench.report.cost`) where runs.csv has costs."""
     extra = cost.markdown_cost_columns(runs, analysis.reference_lines) if has_costs(runs) else None
+    if extra is not None:  # by the table names, like the paper table's rows and columns
+        extra = extra.rename(index=lambda m: analysis.method_labels.get(m, m))
+        for dataset, label in analysis.dataset_labels.items():
+            extra.columns = [c.replace(f"{dataset} IPC", f"{label} IPC") for c in extra.columns]
     return markdown_paper_table(paper_table(analysis, MARKDOWN), extra)
 
 

@@ -71,6 +71,11 @@ class CellRecord:
     # what the method is (from its class): a reference line is shown, never ranked or tested
     reference_only: bool = False
     method_label: str | None = None
+    # the design it shares with other methods' cells of its seed (Method.initial_stream)
+    init_stream: str = ""
+    # how tables group and name it (Method.coreset, DatasetSpec.label)
+    coreset: bool = False
+    dataset_label: str | None = None
     # what the numbers depend on and where they were made
     fingerprint: dict[str, Any] | None = None
     device: str | None = None
@@ -130,6 +135,8 @@ class CellRecord:
         shared = {**identity.to_dict(), IDENTITY_COLUMN: identity.key,
                   "run_id": self.cell.id, "method": self.cell.method, "method_name": self.cell.method,
                   "reference_only": self.reference_only, "method_label": self.method_label or self.cell.method,
+                  "init_stream": self.init_stream, "coreset": self.coreset,
+                  "dataset_label": self.dataset_label or self.cell.dataset,
                   "dataset": self.cell.dataset, "ipc": self.cell.ipc, "synth_seed": self.cell.seed,
                   "condense_s": self.condense_s, "peak_rss_mb": self.peak_rss_mb, "cuda_peak_mb": self.cuda_peak_mb,
                   "synth_iters": (self.method_metrics or {}).get("iterations"), "preset": self.cell.preset,

@@ -15,7 +15,7 @@ from dcbench.plugins.manager import load_plugins
 from dcbench.results.identity import IDENTITY_COLUMN, IDENTITY_FIELDS
 
 _BASE_COLUMNS = [
-    "run_id", "method", "method_name", "reference_only", "method_label", "method_version", "plugin_version", "dataset", "ipc", "eval_arch",
+    "run_id", "method", "method_name", "reference_only", "method_label", "init_stream", "coreset", "dataset_label", "method_version", "plugin_version", "dataset", "ipc", "eval_arch",
     "synth_seed", "eval_seed", "eval_index", "test_acc", "train_acc", "condense_s", "eval_s", "peak_rss_mb",
     "cuda_peak_mb", "synth_iters", "config_hash", "preset", "protocol", "eval_epochs", "eval_augmentation",
     "eval_models", "device", "device_name", "threads", "dcbench_version", IDENTITY_COLUMN,
@@ -75,19 +75,35 @@ def load_runs(results_dir: Path) -> pd.DataFrame:
 
 
 def _method_columns(runs: pd.DataFrame) -> None:
-    """``reference_only`` as booleans and ``method_label`` filled in. A runs.csv from before they
-    were recorded (older stores) takes both from the installed method of that name, if any."""
-    if "reference_only" not in runs.columns or "method_label" not in runs.columns:
+    """The columns that say what a method and a dataset are (reference line, coreset, table
+    names, shared initial images), typed and filled in. A runs.csv from before they were
+    recorded takes the flags and labels from the installed method and dataset of that name, and
+    records no shared initial images (so nothing in it is paired)."""
+    missing = [c for c in ("reference_only", "coreset", "method_label") if c not in runs.columns]
+    if missing:
         installed = load_plugins().methods
-        if "reference_only" not in runs.columns:
-            runs["reference_only"] = [bool(getattr(installed.get(m), "reference_only", False)) for m in runs["method"]]
-        if "method_label" not in runs.columns:
-            runs["method_label"] = [getattr(installed.get(m), "label", "") or m for m in runs["method"]]
-    flags = runs["reference_only"].map(
-        lambda v: v if isinstance(v, (bool, np.bool_)) else str(v).strip().lower() in ("true", "1")
-    )
-    runs["reference_only"] = flags.astype(bool)
-    runs["method_label"] = runs["method_label"].where(runs["method_label"].notna(), runs["method"]).astype(str)
+        for column, attribute, default in (
+            ("reference_only", "reference_only", False),
+            ("coreset", "coreset", False),
+            ("method_label", "label", ""),
+        ):
+            if column in missing:
+                runs[column] = [getattr(installed.get(m), attribute, default) for m in runs["method"]]
+    for column in ("reference_only", "coreset"):
+        runs[column] = runs[column].map(_flag).astype(bool)
+    if "dataset_label" not in runs.columns:  # older stores: the installed dataset's label
+        datasets = load_plugins().datasets
+        runs["dataset_label"] = [getattr(datasets.get(d), "label", "") for d in runs["dataset"]]
+    for column, fallback in (("method_label", "method"), ("dataset_label", "dataset")):
+        values = runs[column] if column in runs.columns else pd.Series(np.nan, index=runs.index)
+        values = values.where(values.notna() & (values.astype(str) != ""), runs[fallback])
+        runs[column] = values.astype(str)
+    runs["init_stream"] = runs["init_stream"].fillna("").astype(str) if "init_stream" in runs else ""
+
+
+def _flag(value: object) -> bool:
+    """A boolean cell of runs.csv (pandas reads True/False, hand-made files may hold 1 or "true")."""
+    return bool(value) if isinstance(value, (bool, np.bool_)) else str(value).strip().lower() in ("true", "1")
 
 
 def some(values: np.ndarray, limit: int = 3) -> str:

@@ -43,6 +43,9 @@ class Cell:
     tracking: dict[str, str] = field(default_factory=dict)  # for observer plugins, e.g. {"tensorboard": dir}
     reference_only: bool = False  # the method's flag (Method.reference_only), recorded with the cell
     method_label: str = ""  # the method's table name (Method.label), recorded with the cell
+    init_stream: str = ""  # Method.initial_stream(config): what its initial images share ("" none)
+    coreset: bool = False  # Method.coreset: a selection of real images, listed apart in tables
+    dataset_label: str = ""  # DatasetSpec.label: the dataset's name in tables
 
     @property
     def id(self) -> str:
@@ -94,7 +97,9 @@ def plan_cells(
     for method_name in methods:
         method = registry.method(method_name)
         overrides = spec.overrides.get(method_name, {})
-        config = config_to_dict(method.make_config(spec.preset, overrides))
+        made = method.make_config(spec.preset, overrides)
+        config = config_to_dict(made)
+        init_stream = method.initial_stream(made)
         for dataset, source in datasets:
             protocols = _protocols(spec, method, dataset)
             fingerprint = CellIdentity(
@@ -127,9 +132,17 @@ def plan_cells(
                             tracking=dict(tracking or {}),
                             reference_only=method.reference_only,
                             method_label=method.label or method_name,
+                            init_stream=init_stream,
+                            coreset=method.coreset,
+                            dataset_label=_dataset_label(registry, dataset),
                         )
                     )
     return cells
+
+
+def _dataset_label(registry: Registry, dataset: str) -> str:
+    spec = registry.datasets.get(dataset)
+    return (spec.label if spec is not None else "") or dataset
 
 
 def _protocols(spec: Spec, method: Method, dataset: str) -> list[dict[str, Any]]:

@@ -5,9 +5,11 @@ after seeing the data:
 
 * One cell (:mod:`.cells`): per-seed means, their SD and t-interval; the synthesis seed is the
   unit of replication.
-* Within a task (:mod:`.two_sample`, :mod:`.within_tasks`): two-sided Welch t (paired t on
-  request when the seed lists match) with the CI of the difference and a named effect size; Holm
-  (:mod:`.multiplicity`) over every comparison of the report.
+* Within a task (:mod:`.two_sample`, :mod:`.within_tasks`): two-sided paired t where the
+  recorded design pairs two methods (:mod:`.design`: same seeds, initial images and evaluation
+  networks), Welch t otherwise, with the CI of the difference and a named effect size; Holm
+  (:mod:`.multiplicity`) over every comparison of the report; the smallest difference each test
+  could detect and the variance decomposition by seed and network (:mod:`.power`).
 * Across tasks: mean ranks, the Friedman test with an exact or permutation p and the Nemenyi
   post-hoc (:mod:`.friedman`); pairwise Wilcoxon signed-rank tests with Holm over a family chosen
   from the design so that it can reach α (:mod:`.across_tasks`); win/tie/loss counts otherwise.
@@ -37,6 +39,7 @@ from dcbench.stats.cells import (
     summarize_cells,
     t_interval,
 )
+from dcbench.stats.design import INIT_STREAM, Pairing, SeedDesign, design_of, pairing
 from dcbench.stats.friedman import (
     APPROXIMATION_MIN_METHODS,
     APPROXIMATION_MIN_TASKS,
@@ -55,6 +58,16 @@ from dcbench.stats.friedman import (
     task_score_matrix,
 )
 from dcbench.stats.multiplicity import holm, smallest_holm_p
+from dcbench.stats.power import (
+    POWER,
+    detectable_difference,
+    mean_variance,
+    paired_standard_error,
+    seeds_needed,
+    t_power,
+    variance_components,
+    welch_standard_error,
+)
 from dcbench.stats.two_sample import (
     EFFECT_SIZE_KINDS,
     G_AV,
@@ -85,6 +98,19 @@ __all__ = [
     "FriedmanResult",
     "G_AV",
     "HEDGES_G",
+    "INIT_STREAM",
+    "POWER",
+    "Pairing",
+    "SeedDesign",
+    "design_of",
+    "detectable_difference",
+    "mean_variance",
+    "paired_standard_error",
+    "pairing",
+    "seeds_needed",
+    "t_power",
+    "variance_components",
+    "welch_standard_error",
     "NEMENYI_COLUMNS",
     "NEMENYI_MIN_TASKS",
     "PERMUTATIONS",

@@ -6,6 +6,8 @@ steps and non-Siamese DSA to the inner-loop network training, as the official ``
 
 from __future__ import annotations
 
+from typing import Any
+
 from dcbench.api import (
     CondenseContext,
     DcbenchError,
@@ -15,6 +17,7 @@ from dcbench.api import (
     SyntheticSet,
     dc_strategy_for,
     dsa_strategy_for,
+    real_init_stream,
 )
 
 from .bilevel import condense_cafe
@@ -28,6 +31,7 @@ def _check_ipc(ipc: int) -> None:
 
 class CafeMethod(Method):
     name = "cafe"
+    label = "CAFE"
     version = "0.1.0"
     description = (
         "CAFE: layer-wise feature alignment + discrimination loss, dynamic bi-level "
@@ -36,6 +40,9 @@ class CafeMethod(Method):
     config_class = CafeConfig
     native_eval_augmentation = "none"
     resumable = True
+
+    def initial_stream(self, config: Any) -> str:
+        return real_init_stream(config.init)
 
     def native_evaluation(self, dataset: str) -> NativeEvaluation:
         """CAFE's ``distill.py`` evaluates non-DSA sets with DC's ``get_daparam``: MNIST with the DC
@@ -53,11 +60,15 @@ class CafeMethod(Method):
 
 class CafeDsaMethod(Method):
     name = "cafe_dsa"
+    label = "CAFE+DSA"
     version = "0.1.0"
     description = "CAFE with Siamese differentiable augmentation (the official --method DSA)"
     config_class = CafeDsaConfig
     native_eval_augmentation = "dsa"
     resumable = True
+
+    def initial_stream(self, config: Any) -> str:
+        return real_init_stream(config.init)
 
     def native_evaluation(self, dataset: str) -> NativeEvaluation:
         """``distill.py --method DSA``: 1000 epochs with per-sample DSA on every dataset."""

@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from dcbench.api import (
+    SHARED_INIT_STREAM,
     CondenseContext,
     ConvNet,
     DcbenchError,
@@ -34,14 +35,19 @@ class RandomConfig:
 
 class RandomMethod(Method):
     name = "random"
+    label = "Random"
+    coreset = True
     version = "1.0.0"
     description = "class-balanced random real images (the baseline every method must beat)"
     config_class = RandomConfig
 
+    def initial_stream(self, config: RandomConfig) -> str:
+        return SHARED_INIT_STREAM  # random *is* the shared initial images
+
     def condense(
         self, real: RealDataset, ipc: int, config: RandomConfig, seed: int, ctx: CondenseContext
     ) -> SyntheticSet:
-        images = init_synthetic_images(real, ipc, "real", make_generator(seed, "init"))
+        images = init_synthetic_images(real, ipc, "real", make_generator(seed, SHARED_INIT_STREAM))
         ctx.metrics["iterations"] = 0
         return SyntheticSet(images, class_major_labels(real.num_classes, ipc))
 
@@ -84,6 +90,8 @@ def herding_select(features: Tensor, k: int) -> Tensor:
 
 class HerdingMethod(Method):
     name = "herding"
+    label = "Herding"
+    coreset = True
     version = "1.0.0"
     description = "herding coreset: greedy mean matching in a random ConvNet's embedding"
     config_class = HerdingConfig

@@ -15,6 +15,7 @@ from dcbench.api import (
     dc_strategy_for,
     dsa_strategy_for,
     parse_strategy,
+    real_init_stream,
 )
 
 from .gradient_matching import MatchingSettings, condense_by_gradient_matching
@@ -121,11 +122,15 @@ def _settings(config: DCConfig, ipc: int, dsa_strategy: str) -> MatchingSettings
 
 class DCMethod(Method):
     name = "dc"
+    label = "DC"
     version = "1.0.0"
     description = "Dataset Condensation with gradient matching (Zhao, Mopuri & Bilen, ICLR 2021)"
     config_class = DCConfig
     native_eval_augmentation = "none"
     resumable = True
+
+    def initial_stream(self, config: Any) -> str:
+        return real_init_stream(config.init)
 
     def native_evaluation(self, dataset: str) -> NativeEvaluation:
         """``main.py`` evaluates DC sets with ``get_daparam``: MNIST with the DC augmentation
@@ -141,11 +146,15 @@ class DCMethod(Method):
 
 class DSAMethod(Method):
     name = "dsa"
+    label = "DSA"
     version = "1.0.0"
     description = "Dataset Condensation with Differentiable Siamese Augmentation (Zhao & Bilen, ICML 2021)"
     config_class = DSAConfig
     native_eval_augmentation = "dsa"
     resumable = True
+
+    def initial_stream(self, config: Any) -> str:
+        return real_init_stream(config.init)
 
     def condense(self, real: RealDataset, ipc: int, config: DSAConfig, seed: int, ctx: CondenseContext) -> SyntheticSet:
         strategy = config.dsa_strategy or dsa_strategy_for(real.name)

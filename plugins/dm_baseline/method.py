@@ -25,6 +25,7 @@ from dcbench.api import (
     init_synthetic_images,
     make_generator,
     parse_strategy,
+    real_init_stream,
     siamese_augment,
 )
 
@@ -103,11 +104,15 @@ def sample_real_batches(real: RealDataset, n: int, generator: torch.Generator) -
 
 class DMMethod(Method):
     name = "dm"
+    label = "DM"
     version = "0.2.0"  # 0.2: main_DM.py's DSA strategy (with flip) on MNIST and SVHN too
     description = "Distribution matching: match mean embeddings of random networks (Zhao & Bilen, WACV 2023)"
     config_class = DMConfig
     native_eval_augmentation = "dsa"
     resumable = True
+
+    def initial_stream(self, config: Any) -> str:
+        return real_init_stream(config.init)
 
     def native_evaluation(self, dataset: str) -> NativeEvaluation:
         """``main_DM.py``: 1000 epochs with per-sample DSA, its default strategy on every dataset."""

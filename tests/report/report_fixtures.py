@@ -28,12 +28,14 @@ def make_results(
     levels: dict[str, float] | None = None,
     archs: tuple[str, ...] = ("ConvNet",),
     seed_sd: float = 0.01,
+    own_init: tuple[str, ...] = (),
 ) -> Path:
     """Write runs.csv (and optionally the cells' synthetic sets) like the runner does.
 
     ``tasks`` maps dataset -> IPCs. The whole-dataset method is recorded once per dataset with
     ipc 0 (its accuracy does not depend on IPC), or at every IPC with ``whole_per_ipc``. One
-    condensation run (run_id) is evaluated on every architecture of ``archs``.
+    condensation run (run_id) is evaluated on every architecture of ``archs``. Every method but
+    ``whole`` and those of ``own_init`` records the shared initial stream, as a real grid does.
     """
     levels = levels or METHOD_LEVELS
     rng = np.random.default_rng(0)
@@ -52,7 +54,9 @@ def make_results(
                                 + seed_effect
                                 + rng.normal(0, seed_sd / 2.5)
                             )
-                            rows.append(_row(run_id, method, dataset, ipc, arch, synth_seed, eval_index, accuracy))
+                            row = _row(run_id, method, dataset, ipc, arch, synth_seed, eval_index, accuracy)
+                            row["init_stream"] = "" if method == "whole" or method in own_init else "init"
+                            rows.append(row)
                     if grids and method != "whole":
                         write_synthetic_set(root / "runs" / run_id, ipc, rng)
     root.mkdir(parents=True, exist_ok=True)

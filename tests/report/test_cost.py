@@ -77,7 +77,7 @@ def test_report_shows_cost_columns_plot_and_front(tmp_path: Path) -> None:
     dm = wide.loc["dm"]
     assert dm[dm.index.get_level_values(3) == "condense_s"].iloc[0] == pytest.approx(19.8)
     table = (root / "report" / "table.md").read_text()
-    assert "fashion-mnist IPC 1 cost" in table and "| 20 s / 11 s / 1.2 GB |" in table
+    assert "FashionMNIST IPC 1 cost" in table and "| 20 s / 11 s / 1.2 GB |" in table  # display name
     front = pd.read_csv(root / "report" / "pareto.csv").set_index("method")["on_front"]
     assert front.to_dict() == {"random": True, "herding": True, "dm": True, "dc": False}  # whole is not a method here
     assert (root / "report" / "acc_vs_cost_fashion-mnist.png").is_file()

@@ -103,18 +103,10 @@ def test_comparisons_exclude_whole_share_one_holm_family_and_name_the_effect_siz
     assert set(comparisons["kind"]) <= {"vs_best", "vs_reference"}
     assert (comparisons["family_size"] == comparisons["p_raw"].notna().sum()).all()
     assert (comparisons["p_adj"] >= comparisons["p_raw"]).all()
-    assert (comparisons["test"] == "welch_t").all() and not comparisons["paired"].any()
-    assert (comparisons["effect_size_kind"] == "hedges_g").all()
-    runs = pd.read_csv(report.parent.parent / "runs.csv")
-    row = comparisons.iloc[0]
-    task = runs[(runs["dataset"] == row["dataset"]) & (runs["ipc"] == row["ipc"])]
-    seed_means = {
-        method: 100 * task[task["method"] == method].groupby("synth_seed")["test_acc"].mean().to_numpy()
-        for method in (row["method_a"], row["method_b"])
-    }
-    assert row["effect_size"] == pytest.approx(
-        pingouin.compute_effsize(seed_means[row["method_a"]], seed_means[row["method_b"]], eftype="hedges")
-    )
+    # the fixture records a grid's design: shared initial images and evaluation seeds
+    assert (comparisons["test"] == "paired_t").all() and comparisons["paired"].all()
+    assert comparisons["pairing"].str.startswith("paired by seed").all()
+    assert (comparisons["effect_size_kind"] == "g_av").all()
 
 
 def test_ranks_and_omnibus(report: Path):
@@ -144,9 +136,9 @@ def test_latex_table_is_booktabs_with_marks_and_whole_dataset_on_top(report: Pat
         r"\resizebox",
     ):
         assert token in latex, token
-    body = latex.split(r"\midrule")[1].strip().splitlines()
+    body = [line for line in latex.split(r"\midrule", 1)[1].strip().splitlines() if line != r"\midrule"]
     assert body[0].startswith("Whole dataset")
-    assert body[1].startswith("random")  # the reference leads the compared methods
+    assert body[1].startswith("random")  # the reference (a coreset) leads the compared methods
 
 
 def test_markdown_table_twin_marks_best_second_and_ties_with_best(report: Path):
@@ -173,7 +165,7 @@ def test_markdown_table_twin_marks_best_second_and_ties_with_best(report: Path):
         ]
         for row in vs_best.itertuples(index=False):
             assert rows[row.method_a][position].endswith("†") == (not row.significant)
-    assert " ± " in rows["random"][0] and "Holm over 9 comparisons" in lines[-1]
+    assert " ± " in rows["random"][0] and "Holm over all 9 pairwise comparisons" in lines[-1]
     assert "‡" not in "\n".join(lines)  # every cell was tested: no not-tested mark or caption
 
 
@@ -208,9 +200,29 @@ def test_report_md_states_protocol_decisions_and_failures(report: Path):
     assert "cd_diagram.png" not in text and "<0.001" not in text.split("## Across tasks")[1][:600]
 
 
-def test_paired_t_when_requested_with_g_av_matching_pingouin(tmp_path: Path):
+def test_welch_where_the_design_does_not_pair_and_under_unpaired(tmp_path: Path):
+    root = make_results(tmp_path, {"MNIST": (1,)}, own_init=("dc",))
+    comparisons = pd.read_csv(write_report(root, formats=("csv",)).parent / "comparisons.csv")
+    with_dc = (comparisons["method_a"] == "dc") | (comparisons["method_b"] == "dc")
+    assert (comparisons.loc[with_dc, "test"] == "welch_t").all()
+    assert (comparisons.loc[with_dc, "pairing"] == "Welch: dc records no shared initial images").all()
+    assert (comparisons.loc[~with_dc, "test"] == "paired_t").all() and (~with_dc).any()
+    runs = pd.read_csv(root / "runs.csv")
+    row = comparisons[with_dc].iloc[0]
+    seed_means = {
+        method: 100 * runs[runs["method"] == method].groupby("synth_seed")["test_acc"].mean().to_numpy()
+        for method in (row["method_a"], row["method_b"])
+    }
+    assert row["effect_size"] == pytest.approx(
+        pingouin.compute_effsize(seed_means[row["method_a"]], seed_means[row["method_b"]], eftype="hedges")
+    )
+    unpaired = write_report(root, formats=("csv",), pairing=False, out_dir=tmp_path / "welch")
+    assert (pd.read_csv(unpaired.parent / "comparisons.csv")["test"] == "welch_t").all()
+
+
+def test_paired_t_by_design_with_g_av_matching_pingouin(tmp_path: Path):
     root = make_results(tmp_path, {"MNIST": (1,)})
-    report = write_report(root, formats=("csv",), paired=True, out_dir=tmp_path / "out")
+    report = write_report(root, formats=("csv",), out_dir=tmp_path / "out")
     assert report == tmp_path / "out" / "report.md"
     comparisons = pd.read_csv(report.parent / "comparisons.csv")
     assert (comparisons["test"] == "paired_t").all() and comparisons["paired"].all()
@@ -308,6 +320,7 @@ def test_extension_points_list_every_part_of_the_report():
         "accuracy_vs_ipc_figures",
         "cd_diagram_figures",
         "accuracy_vs_cost_figures",
+        "gain_figures",
         "synthetic_grid_figures",
         "loss_curve_figures",
     ]

@@ -76,6 +76,7 @@ def test_figures_only_in_the_requested_formats(tmp_path: Path):
     assert sorted(path.name for path in report.parent.glob("*.p*")) == [
         "acc_vs_cost_MNIST.pdf",
         "acc_vs_ipc_MNIST.pdf",
+        "gain_over_random_MNIST.pdf",
         "synthetic_grids_MNIST_ipc1.pdf",
     ]
     assert "- [acc_vs_ipc_MNIST](acc_vs_ipc_MNIST.pdf)" in report.read_text()

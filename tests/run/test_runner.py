@@ -63,13 +63,13 @@ def test_default_spec_is_the_quick_fashion_mnist_benchmark() -> None:
         "quick",
         ["fashion-mnist"],
         [1, 10],
-        [0, 1, 2],
+        [0, 1, 2, 3, 4, 5],
     )
     registry = shared_registry()
     cells = plan_cells(spec, registry, None, "cpu")
     methods = {c.method for c in cells}
     assert "random" in methods and "whole" not in methods and methods == set(registry.methods) - {"whole"}
-    assert len(cells) == len(methods) * 2 * 3
+    assert len(cells) == len(methods) * 2 * 6
 
 
 @pytest.mark.parametrize(
