@@ -1,7 +1,9 @@
 """Two methods within one task: Welch or paired t on per-seed scores, with a named effect size.
 
-Welch is the default: it does not assume equal variances across methods, and unlike rank tests it
-can reach p < .05 with 3 seeds per method. Paired t is opt-in (common random numbers).
+Welch does not assume equal variances across methods, and unlike rank tests it can reach p < .05
+with 3 seeds per method. Paired t is for methods whose cells of a seed share their randomness
+(common random numbers: the same initial images and evaluation networks), which the recorded design
+decides (:mod:`dcbench.stats.design`).
 
 Effect sizes follow pingouin's definitions (``compute_effsize(..., eftype="hedges")``), and every
 result names the kind it holds, because the two are on different footings:
