@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from dcbench import __version__
+from dcbench.artifacts import Artifact, ArtifactStore
 from dcbench.data.builtin import data_root_option
 from dcbench.data.paths import path_dataset, source_for_evaluation
 from dcbench.evaluation import Protocol, evaluate_synthetic
@@ -88,7 +89,8 @@ def cmd_list(args: argparse.Namespace) -> None:
     for name in sorted(registry.methods):
         m = registry.methods[name]
         plugin = registry.owners[("method", name)]
-        print(f"  {name:<12} {plugin:<10} {m.version:<8} {m.description}")
+        opt_in = " [opt-in: runs where a spec names it]" if m.opt_in and not m.reference_only else ""
+        print(f"  {name:<12} {plugin:<10} {m.version:<8} {m.description}{opt_in}")
     print("datasets:")
     for name in sorted(registry.datasets):
         print(f"  {name:<12} {registry.datasets[name].description}")
@@ -156,6 +158,7 @@ def cmd_condense(args: argparse.Namespace) -> None:
             observe=lambda step, total, values: bar.dcbench_condense_progress(
                 cell=label, step=step, total=total, metrics=values
             ),
+            log=lambda text: tqdm.write(f"dcbench: {text}", file=sys.stderr),
         )
     finally:
         bar.close()
@@ -311,6 +314,29 @@ def cmd_new_method(args: argparse.Namespace) -> None:
 
     path = scaffold_method(args.name, Path(args.path) if args.path else None)
     print(f"plugin package written to {path}; install it with: pip install -e {path}")
+
+
+def cmd_artifacts(args: argparse.Namespace) -> None:
+    """``list``: every stored artifact with its cost; ``remove KEY``: delete one (finished or not)."""
+    store = ArtifactStore()
+    if args.action == "remove":
+        if not args.keys:
+            raise DcbenchError(
+                "dcbench artifacts remove needs the key(s) to remove; `dcbench artifacts list` shows them"
+            )
+        for key in args.keys:
+            for path in store.remove(key):
+                print(f"removed {path}")
+        return
+    entries = store.entries()
+    print(f"artifacts in {store.root}" + ("" if entries else ": none"))
+    for kind, key, entry in entries:
+        if isinstance(entry, Artifact):
+            print(
+                f"  {key}  {kind:<20} {entry.bytes / 2**20:8.1f} MiB  built in {entry.build_s:.0f} s  {entry.created}"
+            )
+        else:
+            print(f"  {key}  {kind:<20} {entry}")
 
 
 def cmd_import(args: argparse.Namespace) -> None:
@@ -495,6 +521,13 @@ def _add_import(sub: Subcommands) -> None:
     p.set_defaults(func=cmd_import)
 
 
+def _add_artifacts(sub: Subcommands) -> None:
+    p = sub.add_parser("artifacts", help="list or remove stored artifacts (expert trajectories, teachers)")
+    p.add_argument("action", choices=("list", "remove"))
+    p.add_argument("keys", nargs="*", help="for remove: the artifact keys (`dcbench artifacts list` shows them)")
+    p.set_defaults(func=cmd_artifacts)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dcbench", description="Benchmark dataset condensation methods.")
     parser.add_argument("--version", action="version", version=f"dcbench {__version__}")
@@ -508,6 +541,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_compare(sub)
     _add_new_method(sub)
     _add_import(sub)
+    _add_artifacts(sub)
     return parser
 
 

@@ -29,6 +29,7 @@ import functools
 import os
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 from dcbench.host.errors import DcbenchError
 
@@ -99,18 +100,49 @@ def set_threads(threads: int | None) -> int:
     return torch.get_num_threads()
 
 
+#: CPU feature flags (``/proc/cpuinfo``) of native bf16 arithmetic: AVX-512 BF16 and AMX on x86,
+#: the Armv8.6 BF16 extension on Arm. oneDNN's own answer is not enough: it reports bf16 support on
+#: any AVX-512 CPU (it can emulate it there), where bf16 then runs several times slower than fp32.
+BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "bf16"})
+
+
+def cpuinfo_flags(text: str) -> frozenset[str] | None:
+    """The feature flags of the first CPU in a ``/proc/cpuinfo`` text (x86 ``flags``, Arm
+    ``Features``), or None when it names none."""
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            return frozenset(value.split())
+    return None
+
+
+def cpu_has_native_bf16(flags: frozenset[str]) -> bool:
+    return bool(flags & BF16_FLAGS)
+
+
+def _onednn_bf16() -> bool:
+    import torch
+
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a build without oneDNN: no grounds to refuse
+        return True
+
+
 @functools.cache
-def native_bf16(device_type: str) -> bool:
-    """Whether bf16 runs natively on this kind of device: a CPU with AVX-512 BF16 or AMX (what oneDNN
-    reports, so ``ONEDNN_MAX_CPU_ISA`` counts), a CUDA GPU from Ampere on. Elsewhere autocast
-    emulates it: measured 11x slower than fp32 with oneDNN held to AVX2 (benchmarks/RESULTS.md)."""
+def native_bf16(device_type: str, cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """Whether bf16 runs natively on this kind of device: a CPU whose flags name AVX-512 BF16, AMX
+    or Arm's BF16 (and whose oneDNN may use them: ``ONEDNN_MAX_CPU_ISA`` counts), a CUDA GPU from
+    Ampere on. Elsewhere autocast emulates it (benchmarks/RESULTS.md has the measured slowdowns).
+    Where ``/proc/cpuinfo`` is unreadable (macOS, Windows) oneDNN's answer stands."""
     import torch
 
     if device_type == "cpu":
         try:
-            return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-        except (AttributeError, RuntimeError):  # a build without oneDNN: no grounds to refuse
-            return True
+            flags = cpuinfo_flags(Path(cpuinfo).read_text(errors="replace"))
+        except OSError:
+            flags = None
+        return _onednn_bf16() and (flags is None or cpu_has_native_bf16(flags))
     if device_type == "cuda":
         try:
             return bool(torch.cuda.is_bf16_supported(including_emulation=False))
@@ -126,9 +158,9 @@ def check_precision(precision: str, device_type: str | None = None) -> str:
     if precision not in PRECISIONS:
         raise DcbenchError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
     if precision == "bf16" and device_type is not None and not native_bf16(device_type):
-        what = "CPU has neither AVX-512 BF16 nor AMX" if device_type == "cpu" else f"{device_type} device has no bf16"
+        what = "CPU names no AVX-512 BF16, AMX or Arm BF16" if device_type == "cpu" else f"{device_type} has no bf16"
         raise DcbenchError(
-            f"bf16 is not native here (this {what}): autocast would emulate it, about 10x slower "
+            f"bf16 is not native here (this {what}): autocast would emulate it, 2-12x slower "
             f"than fp32; use --precision fp32"
         )
     return precision

@@ -39,6 +39,7 @@ class Condensed:
     seconds: float  # condensation time, including the runs that led to a resumed checkpoint
     metrics: dict[str, Any]
     resumed_at: int | None = None  # the iteration this run resumed at (None: from the start)
+    artifacts: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # shared artifacts it used
 
 
 def condense(
@@ -67,12 +68,17 @@ def condense(
     config = method.make_config(preset, overrides)
     ctx = ctx or CondenseContext(device=real.device)
     check_precision(precision, ctx.device.type)
+    ctx.precision = precision
     if state_store is not None and method.resumable:
         ctx.state_store = state_store
+    built_before, used_before = ctx.artifact_build_s, len(ctx.artifacts_used)  # a context may be reused
     start = time.perf_counter()
     with autocast(precision, ctx.device.type):
         synthetic = method.condense(real, ipc, config, seed, ctx)
-    seconds = time.perf_counter() - start + (ctx.resumed.seconds if ctx.resumed else 0.0)
+    # an artifact built on the way (expert trajectories) is a one-off cost, recorded with it
+    seconds = time.perf_counter() - start - (ctx.artifact_build_s - built_before)
+    seconds += ctx.resumed.seconds if ctx.resumed else 0.0
+    artifacts = ctx.artifacts_used[used_before:]
     if not isinstance(synthetic, SyntheticSet):
         raise DcbenchError(f"method {method.name!r} returned {type(synthetic).__name__}, not a SyntheticSet")
     synthetic.validate(real.channels, real.image_size, real.num_classes, source=f"method {method.name!r}")
@@ -106,7 +112,9 @@ def condense(
             "condense_seconds": round(seconds, 3),
         }
     )
+    if artifacts:
+        synthetic.manifest["artifacts"] = artifacts
     source = manifest_source(real)  # a folder/file dataset: its path, content hash, size and statistics
     if source is not None:
         synthetic.manifest["dataset_source"] = source
-    return Condensed(synthetic, seconds, dict(ctx.metrics), ctx.resumed.iteration if ctx.resumed else None)
+    return Condensed(synthetic, seconds, dict(ctx.metrics), ctx.resumed.iteration if ctx.resumed else None, artifacts)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+import time
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -22,6 +23,7 @@ from typing import Any, ClassVar, Protocol
 import torch
 from torch import Tensor, nn
 
+from dcbench.artifacts import Artifact, ArtifactStore, Builder
 from dcbench.data.real import RealDataset
 from dcbench.host.errors import DcbenchError
 from dcbench.method.synthetic import SyntheticSet
@@ -104,8 +106,9 @@ class StateStore(Protocol):
 @dataclass
 class CondenseContext:
     """What the host lends a method while it condenses: the device, the registered architectures,
-    a progress callback, a dict for method-specific metrics (written to the cell's metrics.json)
-    and, for a method with ``resumable = True``, a store for its checkpoints."""
+    a progress callback, a dict for method-specific metrics (written to the cell's metrics.json),
+    for a method with ``resumable = True`` a store for its checkpoints, and the artifact store
+    for what cells share (expert trajectories, trained networks: :meth:`artifact`)."""
 
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     architectures: Mapping[str, Architecture] = field(
@@ -116,6 +119,19 @@ class CondenseContext:
     state_store: StateStore | None = None
     #: the state :meth:`resume` handed back (None: the run started at iteration 0)
     resumed: SavedState | None = None
+    #: where shared artifacts are kept (None: ``$DCBENCH_ARTIFACTS`` or the dcbench cache)
+    artifact_store: ArtifactStore | None = None
+    #: the real data's content hash when the host knows it (else computed on first use)
+    data_fingerprint: str = ""
+    #: the cell's numeric precision ("fp32", "bf16"): part of an artifact's identity
+    precision: str = "fp32"
+    #: one line of progress for the cell's log (artifact builds)
+    log: Callable[[str], None] | None = None
+    #: the artifacts this condensation used (recorded with the cell)
+    artifacts_used: list[dict[str, Any]] = field(default_factory=list)
+    #: seconds spent in the artifact store (building an artifact, or waiting for another process
+    #: to finish building it): a one-off cost, excluded from the condensation time
+    artifact_build_s: float = 0.0
 
     def build_network(self, arch: str, real: RealDataset, generator: torch.Generator, **options: Any) -> nn.Module:
         """A freshly initialised ``arch`` for ``real``'s images, drawn from ``generator``, on the device."""
@@ -155,6 +171,24 @@ class CondenseContext:
         if self.state_store is not None:
             self.state_store.save(step, total, make_state)
 
+    def data_identity(self, real: RealDataset) -> str:
+        """The content hash of ``real`` (for an artifact's identity)."""
+        if not self.data_fingerprint:
+            self.data_fingerprint = real.content_hash()
+        return self.data_fingerprint
+
+    def artifact(self, kind: str, identity: Mapping[str, Any], build: Builder) -> Artifact:
+        """The shared artifact ``identity`` names (include :meth:`data_identity`, the recipe, the
+        seed, :attr:`precision` and a version of your builder), built by ``build(directory,
+        step_done)`` when no cell has built it yet. The time spent here (a build, or a wait for
+        another process's build) is not the cell's: the build is recorded once, with the artifact."""
+        store = self.artifact_store if self.artifact_store is not None else ArtifactStore()
+        start = time.perf_counter()
+        artifact, built = store.get(kind, identity, build, log=self.log)
+        self.artifact_build_s += time.perf_counter() - start  # a build here, or a wait for another's
+        self.artifacts_used.append(artifact.usage(built))
+        return artifact
+
     def check_finite(self, loss: Tensor | float, step: int) -> None:
         """Stop the cell with a clear reason when the loss diverges, instead of saving garbage.
         Pass a float you already have where you can: a tensor costs a host sync on a GPU."""
@@ -190,6 +224,10 @@ class Method:
     #: more than IPC images per class, a grid runs it only when a spec names it, and the report
     #: shows it on top of a table, never ranked or tested
     reference_only: ClassVar[bool] = False
+    #: True for a method a grid runs only where a spec names it (``dcbench run`` without a methods
+    #: list leaves it out): one whose shared artifacts are too dear for the default grid, or one
+    #: added after the committed default reference was made; reference lines are always opt-in
+    opt_in: ClassVar[bool] = False
     #: how tables and legends name the method; empty: its ``name`` (e.g. "Whole dataset" for ``whole``)
     label: ClassVar[str] = ""
     #: True for a selection of real images (random, herding, K-Center): tables list coresets

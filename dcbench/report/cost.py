@@ -25,14 +25,31 @@ from dcbench.stats import t_interval
 CELL = ["method", "dataset", "ipc", "eval_arch"]
 TASK = ["dataset", "ipc", "eval_arch"]
 #: runs.csv column -> cost column (per cell: seconds are means over seeds, memory the maximum)
-COSTS = {"condense_s": "condense_s", "eval_s": "eval_s", "peak_rss_mb": "peak_rss_mb", "cuda_peak_mb": "cuda_peak_mb"}
+COSTS = {
+    "condense_s": "condense_s",
+    "eval_s": "eval_s",
+    "peak_rss_mb": "peak_rss_mb",
+    "cuda_peak_mb": "cuda_peak_mb",
+    "artifact_s": "artifact_s",
+}  # artifact_s: one-off build seconds of the shared artifacts a cell used
+
+
+def present_costs(runs: pd.DataFrame) -> list[str]:
+    """The cost columns runs.csv holds values of (one-off artifact seconds only where some cell used one)."""
+    return [
+        c
+        for c in COSTS
+        if c in runs.columns
+        and runs[c].notna().any()
+        and (c != "artifact_s" or bool((pd.to_numeric(runs[c], errors="coerce") > 0).any()))
+    ]
 
 
 def cell_costs(runs: pd.DataFrame) -> pd.DataFrame:
     """One row per cell: mean condensation and evaluation seconds over seeds with the 95%
     t-interval of the condensation seconds, and the peak memory (max over seeds) in MB.
     Columns that runs.csv does not hold (or holds only as blanks) are left out."""
-    present = [c for c in COSTS if c in runs.columns and runs[c].notna().any()]
+    present = present_costs(runs)
     per_seed = runs.groupby([*CELL, "synth_seed"], sort=True)[present].first().reset_index()
     grouped = per_seed.groupby(CELL, sort=True)
     costs = grouped[[c for c in present if c.endswith("_s")]].mean()
@@ -110,6 +127,7 @@ def markdown_cost_columns(runs: pd.DataFrame, lines: dict[str, str]) -> pd.DataF
         columns[name] = pd.Series(
             [
                 f"{_seconds(r.get('condense_s'))} / {_seconds(r.get('eval_s'))} / {_megabytes(r.get(memory))}"
+                + (f" + {_seconds(r.get('artifact_s'))} one-off" if (r.get("artifact_s") or 0) > 0 else "")
                 for _, r in group.iterrows()
             ],
             index=group["method"],
@@ -119,8 +137,22 @@ def markdown_cost_columns(runs: pd.DataFrame, lines: dict[str, str]) -> pd.DataF
 
 COST_CAPTION = (
     "Cost columns: condensation seconds / evaluation seconds (all evaluation models of the "
-    "cell), means over seeds / peak memory of a cell (CPU resident set, or GPU memory on a GPU)."
+    "cell), means over seeds / peak memory of a cell (CPU resident set, or GPU memory on a GPU); "
+    "+ one-off: the build seconds of shared artifacts (expert trajectories) the cells used, paid once "
+    "for every cell and method that shares them."
 )
+
+
+def one_off_lines(runs: pd.DataFrame) -> list[str]:
+    """One line per distinct set of shared artifacts: its build seconds and the methods that used it."""
+    if "artifacts" not in runs.columns or "artifact_s" not in runs.columns:
+        return []
+    used = runs[runs["artifacts"].fillna("").astype(str) != ""]
+    lines = []
+    for artifacts, group in used.groupby("artifacts", sort=True):
+        methods = ", ".join(sorted(group["method"].astype(str).unique()))
+        lines.append(f"- `{artifacts}`: built once in {_seconds(float(group['artifact_s'].max()))}, used by {methods}")
+    return lines
 
 
 def pareto_front(seconds: np.ndarray, accuracy: np.ndarray) -> np.ndarray:

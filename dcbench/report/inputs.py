@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-COST_COLUMNS = ("condense_s", "eval_s", "peak_rss_mb", "cuda_peak_mb")
+COST_COLUMNS = ("condense_s", "eval_s", "peak_rss_mb", "cuda_peak_mb", "artifact_s")
 
 
 def reference_lines(runs: pd.DataFrame) -> dict[str, str]:

@@ -387,7 +387,7 @@ def figures_section(context: ReportContext) -> list[str]:
 
 def cost_section(context: ReportContext) -> list[str]:
     runs = context.runs
-    present = [column for column in COST_COLUMNS if column in runs.columns and runs[column].notna().any()]
+    present = [column for column in COST_COLUMNS if column in cost.present_costs(runs)]
     lines = ["## Cost per method", ""]
     if not present:
         return lines + ["No cost columns recorded.", ""]
@@ -398,6 +398,15 @@ def cost_section(context: ReportContext) -> list[str]:
         render_markdown_table(costs.map(lambda v: number(v, 1)), "method"),
         "",
     ]
+    one_off = cost.one_off_lines(runs)
+    if one_off:
+        lines += [
+            "One-off costs (`artifact_s`, not in `condense_s`): shared artifacts, each built once for "
+            "every cell that uses it (`dcbench artifacts list`):",
+            "",
+            *one_off,
+            "",
+        ]
     if context.pareto.empty:
         return lines
     return lines + [

@@ -11,6 +11,7 @@ number does not split a store. Thread counts and the device are recorded, not id
 Adding a field is one line in :class:`CellIdentity`; its default is the value that cells
 written before the field existed had (e.g. ``precision = "fp32"``).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -21,7 +22,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
-import torch
+
+from dcbench.data.real import data_fingerprint as data_fingerprint  # re-exported: where a cell's data hash is made
 
 #: the data fingerprint of cells written before fingerprints were recorded
 UNRECORDED = "unrecorded"
@@ -67,8 +69,11 @@ class CellIdentity:
 
     def differences(self, other: CellIdentity) -> list[str]:
         """``field a vs b`` for every field that differs, in field order."""
-        return [f"{f.name} {getattr(self, f.name)} vs {getattr(other, f.name)}"
-                for f in dataclasses.fields(self) if getattr(self, f.name) != getattr(other, f.name)]
+        return [
+            f"{f.name} {getattr(self, f.name)} vs {getattr(other, f.name)}"
+            for f in dataclasses.fields(self)
+            if getattr(self, f.name) != getattr(other, f.name)
+        ]
 
 
 IDENTITY_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(CellIdentity))
@@ -76,22 +81,10 @@ IDENTITY_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Cell
 
 def protocol_hash(protocols: Iterable[Mapping[str, Any]]) -> str:
     """A short hash of every evaluation protocol's full settings (order-independent)."""
-    text = json.dumps(sorted((dict(p) for p in protocols), key=lambda p: json.dumps(p, sort_keys=True)),
-                      sort_keys=True, default=str)
+    text = json.dumps(
+        sorted((dict(p) for p in protocols), key=lambda p: json.dumps(p, sort_keys=True)), sort_keys=True, default=str
+    )
     return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()[:12]
-
-
-def data_fingerprint(train_images: torch.Tensor, train_labels: torch.Tensor, test_images: torch.Tensor,
-                     test_labels: torch.Tensor, num_classes: int) -> str:
-    """BLAKE2b over the bytes, shapes and dtypes of the train and test tensors (FashionMNIST's
-    220 MB hash in a fraction of a second; callers cache it per dataset and process)."""
-    h = hashlib.blake2b(digest_size=16)
-    h.update(f"classes={num_classes}".encode())
-    for tensor in (train_images, train_labels, test_images, test_labels):
-        t = tensor.detach().cpu().contiguous()
-        h.update(f"{tuple(t.shape)}{t.dtype}".encode())
-        h.update(t.view(torch.uint8).reshape(-1).numpy().data if t.numel() else b"")
-    return h.hexdigest()
 
 
 def identity_of_metrics(metrics: Mapping[str, Any]) -> CellIdentity:
@@ -103,9 +96,13 @@ def identity_of_metrics(metrics: Mapping[str, Any]) -> CellIdentity:
         return CellIdentity.from_dict(stored)
     evaluations = metrics.get("evaluations") or []
     protocols = [ev["protocol"] for ev in evaluations if isinstance(ev, Mapping) and "protocol" in ev]
-    return CellIdentity(method_name=metrics["cell"]["method"], method_version=metrics.get("method_version"),
-                        plugin_version=metrics.get("plugin_version"), config_hash=stored.get("config_hash"),
-                        protocol_hash=protocol_hash(protocols) if protocols else None)
+    return CellIdentity(
+        method_name=metrics["cell"]["method"],
+        method_version=metrics.get("method_version"),
+        plugin_version=metrics.get("plugin_version"),
+        config_hash=stored.get("config_hash"),
+        protocol_hash=protocol_hash(protocols) if protocols else None,
+    )
 
 
 def label_identities(runs: pd.DataFrame) -> pd.Series:
@@ -129,16 +126,22 @@ def identity_notes(runs: pd.DataFrame) -> list[str]:
         if len(keys) < 2:
             continue
         firsts = group.drop_duplicates(IDENTITY_COLUMN).set_index(IDENTITY_COLUMN)
-        identities = {key: CellIdentity.from_dict(
-            {f: (None if pd.isna(v) else v) for f, v in firsts.loc[key, list(IDENTITY_FIELDS)].items()})
-            for key in keys}
+        identities = {
+            key: CellIdentity.from_dict(
+                {f: (None if pd.isna(v) else v) for f, v in firsts.loc[key, list(IDENTITY_FIELDS)].items()}
+            )
+            for key in keys
+        }
         named = []
         for key in keys:
             seeds = sorted(int(s) for s in group.loc[group[IDENTITY_COLUMN].astype(str) == key, "synth_seed"].unique())
             noun = "seed" if len(seeds) == 1 else "seeds"
             named.append(f"{method}{LABEL_SEPARATOR}{key} ({noun} {', '.join(map(str, seeds))})")
-        differing = identities[keys[0]].differences(identities[keys[1]])
-        notes.append(f"{method} on {dataset} IPC {ipc} holds {len(keys)} identities, reported separately "
-                     f"and never averaged: {' and '.join(named)}; they differ in "
-                     f"{'; '.join(differing) or 'their identity key'} (spec.toml lists the specs that wrote them).")
+        # every field in which some identity differs from the first (not only the first two)
+        differing = list(dict.fromkeys(d for key in keys[1:] for d in identities[keys[0]].differences(identities[key])))
+        notes.append(
+            f"{method} on {dataset} IPC {ipc} holds {len(keys)} identities, reported separately "
+            f"and never averaged: {' and '.join(named)}; they differ in "
+            f"{'; '.join(differing) or 'their identity key'} (spec.toml lists the specs that wrote them)."
+        )
     return notes

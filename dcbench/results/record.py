@@ -7,6 +7,7 @@ is checked against, is derived from their fields: a field without a default is r
 annotation gives its JSON type. A record also carries fields the schema does not constrain
 (environment, timings, the method's own metrics): they are written and read back as they are.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -93,6 +94,8 @@ class CellRecord:
     plugin_version: str | None = None
     condense_s: float | None = None
     method_metrics: dict[str, Any] = field(default_factory=dict)
+    # shared artifacts the cell used: kind, key, built_here, build_s (one-off), peak_rss_mb, bytes
+    artifacts: list[dict[str, Any]] = field(default_factory=list)
     resumed_at_iteration: int | None = None
     peak_rss_mb: float | None = None
     peak_rss_scope: str | None = None
@@ -121,8 +124,9 @@ class CellRecord:
         values = {k: v for k, v in data.items() if k in known}
         values["cell"] = CellKey(**{k: data["cell"][k] for k in _names(CellKey)})
         evaluation_fields = _names(EvaluationRecord)
-        values["evaluations"] = [EvaluationRecord(**{k: ev[k] for k in evaluation_fields if k in ev})
-                                 for ev in data.get("evaluations") or []]
+        values["evaluations"] = [
+            EvaluationRecord(**{k: ev[k] for k in evaluation_fields if k in ev}) for ev in data.get("evaluations") or []
+        ]
         return cls(**values)
 
     def identity(self) -> CellIdentity:
@@ -132,28 +136,73 @@ class CellRecord:
     def rows(self) -> list[dict[str, Any]]:
         """The ``runs.csv`` rows of a finished cell: one per evaluation model."""
         identity = self.identity()
-        shared = {**identity.to_dict(), IDENTITY_COLUMN: identity.key,
-                  "run_id": self.cell.id, "method": self.cell.method, "method_name": self.cell.method,
-                  "reference_only": self.reference_only, "method_label": self.method_label or self.cell.method,
-                  "init_stream": self.init_stream, "coreset": self.coreset,
-                  "dataset_label": self.dataset_label or self.cell.dataset,
-                  "dataset": self.cell.dataset, "ipc": self.cell.ipc, "synth_seed": self.cell.seed,
-                  "condense_s": self.condense_s, "peak_rss_mb": self.peak_rss_mb, "cuda_peak_mb": self.cuda_peak_mb,
-                  "synth_iters": (self.method_metrics or {}).get("iterations"), "preset": self.cell.preset,
-                  "device": self.device, "device_name": self.device_name, "threads": self.threads,
-                  "dcbench_version": self.dcbench_version, "data_root": self.data_root}
+        shared = {
+            **identity.to_dict(),
+            IDENTITY_COLUMN: identity.key,
+            "run_id": self.cell.id,
+            "method": self.cell.method,
+            "method_name": self.cell.method,
+            "reference_only": self.reference_only,
+            "method_label": self.method_label or self.cell.method,
+            "init_stream": self.init_stream,
+            "coreset": self.coreset,
+            "dataset_label": self.dataset_label or self.cell.dataset,
+            "dataset": self.cell.dataset,
+            "ipc": self.cell.ipc,
+            "synth_seed": self.cell.seed,
+            "condense_s": self.condense_s,
+            "artifact_s": _artifact_seconds(self.artifacts),
+            "artifacts": ";".join(f"{a.get('kind')}:{a.get('key')}" for a in self.artifacts),
+            "peak_rss_mb": self.peak_rss_mb,
+            "cuda_peak_mb": self.cuda_peak_mb,
+            "synth_iters": (self.method_metrics or {}).get("iterations"),
+            "preset": self.cell.preset,
+            "device": self.device,
+            "device_name": self.device_name,
+            "threads": self.threads,
+            "dcbench_version": self.dcbench_version,
+            "data_root": self.data_root,
+        }
         rows = []
         for ev in self.evaluations:
             for k, (test_acc, train_acc, eval_seed) in enumerate(zip(ev.test_accs, ev.train_accs, ev.eval_seeds)):
-                rows.append({**shared, "eval_arch": ev.arch, "eval_seed": eval_seed, "eval_index": k,
-                             "test_acc": test_acc, "train_acc": train_acc, "eval_s": ev.seconds,
-                             "protocol": ev.protocol["name"], "eval_epochs": ev.protocol["epochs"],
-                             "eval_augmentation": ev.protocol["augmentation"], "eval_models": ev.protocol["models"]})
+                rows.append(
+                    {
+                        **shared,
+                        "eval_arch": ev.arch,
+                        "eval_seed": eval_seed,
+                        "eval_index": k,
+                        "test_acc": test_acc,
+                        "train_acc": train_acc,
+                        "eval_s": ev.seconds,
+                        "protocol": ev.protocol["name"],
+                        "eval_epochs": ev.protocol["epochs"],
+                        "eval_augmentation": ev.protocol["augmentation"],
+                        "eval_models": ev.protocol["models"],
+                    }
+                )
         return rows
 
 
-_DONE_ONLY = ("method_version", "plugin_version", "condense_s", "method_metrics", "resumed_at_iteration",
-              "peak_rss_mb", "peak_rss_scope", "cuda_peak_mb", "config", "synthetic_hash", "evaluations")
+def _artifact_seconds(artifacts: list[dict[str, Any]]) -> float:
+    """The one-off build seconds of the artifacts a cell used (whoever built them)."""
+    return round(sum(float(a.get("build_s") or 0.0) for a in artifacts), 3)
+
+
+_DONE_ONLY = (
+    "method_version",
+    "plugin_version",
+    "condense_s",
+    "method_metrics",
+    "artifacts",
+    "resumed_at_iteration",
+    "peak_rss_mb",
+    "peak_rss_scope",
+    "cuda_peak_mb",
+    "config",
+    "synthetic_hash",
+    "evaluations",
+)
 #: required when the status is "done": what the tables and the identity check read
 _REQUIRED_WHEN_DONE = ("fingerprint", "method_version", "condense_s", "evaluations")
 
@@ -163,6 +212,7 @@ def _names(cls: type) -> list[str]:
 
 
 # --- the schema, derived from the dataclasses ----------------------------------------------------
+
 
 def _json_type(annotation: Any) -> dict[str, Any]:
     """The JSON schema of one annotated field (the annotation as the dataclass declares it)."""
@@ -188,8 +238,7 @@ def _json_type(annotation: Any) -> dict[str, Any]:
 def _object_schema(cls: Any) -> dict[str, Any]:
     hints = typing.get_type_hints(cls)
     fields = dataclasses.fields(cls)
-    required = [f.name for f in fields
-                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    required = [f.name for f in fields if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
     return {"type": "object", "required": required, "properties": {f.name: _json_type(hints[f.name]) for f in fields}}
 
 
@@ -206,8 +255,10 @@ def _metrics_schema() -> dict[str, Any]:
     evaluation["properties"]["test_accs"]["items"].update(minimum=0, maximum=1)
     evaluation["properties"]["protocol"]["required"] = ["name", "epochs", "augmentation", "models"]
     # the status decides which part of the record is required
-    done = {"required": list(_REQUIRED_WHEN_DONE),
-            "properties": {"fingerprint": {"type": "object"}, "evaluations": {"minItems": 1}}}
+    done = {
+        "required": list(_REQUIRED_WHEN_DONE),
+        "properties": {"fingerprint": {"type": "object"}, "evaluations": {"minItems": 1}},
+    }
     failed = {"required": ["reason"], "properties": {"reason": {"type": "string"}}}
     return {**schema, "if": {"properties": {"status": {"const": "done"}}}, "then": done, "else": failed}
 

@@ -2,6 +2,7 @@
 (:meth:`dcbench.results.store.Store.rebuild_tables`) and read back, validated, by :func:`load_runs`
 for the report and the reference comparison. Accuracy is stored as a fraction; :data:`ACCURACY` is
 the same in percent, the unit of every reported number."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -15,17 +16,48 @@ from dcbench.plugins.manager import load_plugins
 from dcbench.results.identity import IDENTITY_COLUMN, IDENTITY_FIELDS
 
 _BASE_COLUMNS = [
-    "run_id", "method", "method_name", "reference_only", "method_label", "init_stream", "coreset", "dataset_label", "method_version", "plugin_version", "dataset", "ipc", "eval_arch",
-    "synth_seed", "eval_seed", "eval_index", "test_acc", "train_acc", "condense_s", "eval_s", "peak_rss_mb",
-    "cuda_peak_mb", "synth_iters", "config_hash", "preset", "protocol", "eval_epochs", "eval_augmentation",
-    "eval_models", "device", "device_name", "threads", "dcbench_version", IDENTITY_COLUMN,
+    "run_id",
+    "method",
+    "method_name",
+    "reference_only",
+    "method_label",
+    "init_stream",
+    "coreset",
+    "dataset_label",
+    "method_version",
+    "plugin_version",
+    "dataset",
+    "ipc",
+    "eval_arch",
+    "synth_seed",
+    "eval_seed",
+    "eval_index",
+    "test_acc",
+    "train_acc",
+    "condense_s",
+    "eval_s",
+    "peak_rss_mb",
+    "cuda_peak_mb",
+    "synth_iters",
+    "config_hash",
+    "preset",
+    "protocol",
+    "eval_epochs",
+    "eval_augmentation",
+    "eval_models",
+    "device",
+    "device_name",
+    "threads",
+    "dcbench_version",
+    IDENTITY_COLUMN,
 ]
 #: runs.csv columns: every identity field has its own column (a new field adds one by itself)
-RUNS_COLUMNS = _BASE_COLUMNS + [f for f in IDENTITY_FIELDS if f not in _BASE_COLUMNS] + ["data_root"]
+RUNS_COLUMNS = (
+    _BASE_COLUMNS + [f for f in IDENTITY_FIELDS if f not in _BASE_COLUMNS] + ["data_root", "artifact_s", "artifacts"]
+)
 FAILURE_COLUMNS = ["run_id", "method", "dataset", "ipc", "synth_seed", "reason"]
 ACCURACY = "acc_pct"  # test_acc in percent: the unit of every reported number
-STATISTICS_COLUMNS = ("run_id", "method", "dataset", "ipc", "eval_arch", "synth_seed",
-                      "eval_index", "test_acc")
+STATISTICS_COLUMNS = ("run_id", "method", "dataset", "ipc", "eval_arch", "synth_seed", "eval_index", "test_acc")
 
 
 def load_runs(results_dir: Path) -> pd.DataFrame:
@@ -41,34 +73,41 @@ def load_runs(results_dir: Path) -> pd.DataFrame:
     except pd.errors.EmptyDataError:
         runs = pd.DataFrame()
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise DcbenchError(f"{path} is not a CSV table ({type(exc).__name__}); `dcbench run` on the same spec "
-                           "and --out rebuilds it from runs/*/metrics.json") from None
+        raise DcbenchError(
+            f"{path} is not a CSV table ({type(exc).__name__}); `dcbench run` on the same spec "
+            "and --out rebuilds it from runs/*/metrics.json"
+        ) from None
     if runs.empty:
         if (path.parent / "failures.csv").is_file():
-            raise DcbenchError(f"{path} has no rows, every cell failed: see failures.csv, fix the "
-                               "cause and re-run `dcbench run`")
+            raise DcbenchError(
+                f"{path} has no rows, every cell failed: see failures.csv, fix the cause and re-run `dcbench run`"
+            )
         raise DcbenchError(f"{path} has no rows: run at least one cell with `dcbench run`")
     missing = [column for column in STATISTICS_COLUMNS if column not in runs.columns]
     if missing:
-        raise DcbenchError(f"{path} lacks column(s) {', '.join(missing)}: "
-                           "regenerate it with the current `dcbench run`")
+        raise DcbenchError(f"{path} lacks column(s) {', '.join(missing)}: regenerate it with the current `dcbench run`")
     for column in ("method", "dataset", "eval_arch", "run_id"):
         runs[column] = runs[column].astype(str)
     for column in ("ipc", "synth_seed", "eval_index", "test_acc"):
         values = pd.to_numeric(runs[column], errors="coerce")
         bad = runs.loc[values.isna(), "run_id"].unique()
         if bad.size:
-            raise DcbenchError(f"{path} has a missing or non-numeric {column} in run(s) "
-                               f"{some(bad)}: re-run those cells or delete their rows")
+            raise DcbenchError(
+                f"{path} has a missing or non-numeric {column} in run(s) "
+                f"{some(bad)}: re-run those cells or delete their rows"
+            )
         runs[column] = values if column == "test_acc" else values.astype(int)
     outside = runs.loc[~runs["test_acc"].between(0.0, 1.0), "run_id"].unique()
     if outside.size:
-        raise DcbenchError(f"{path} has test_acc outside [0, 1] in run(s) {some(outside)}: "
-                           "runs.csv stores accuracy as a fraction, fix the writer")
+        raise DcbenchError(
+            f"{path} has test_acc outside [0, 1] in run(s) {some(outside)}: "
+            "runs.csv stores accuracy as a fraction, fix the writer"
+        )
     duplicated = runs.duplicated([*stats.CELL_KEYS, "synth_seed", "eval_index"])
     if duplicated.any():
-        raise DcbenchError(f"{path} repeats evaluations of run(s) "
-                           f"{some(runs.loc[duplicated, 'run_id'].unique())}: rebuild runs.csv")
+        raise DcbenchError(
+            f"{path} repeats evaluations of run(s) {some(runs.loc[duplicated, 'run_id'].unique())}: rebuild runs.csv"
+        )
     _method_columns(runs)
     runs[ACCURACY] = 100.0 * runs["test_acc"]
     return runs
@@ -99,6 +138,9 @@ def _method_columns(runs: pd.DataFrame) -> None:
         values = values.where(values.notna() & (values.astype(str) != ""), runs[fallback])
         runs[column] = values.astype(str)
     runs["init_stream"] = runs["init_stream"].fillna("").astype(str) if "init_stream" in runs else ""
+    # shared artifacts (stores from before they existed used none)
+    runs["artifact_s"] = pd.to_numeric(runs["artifact_s"], errors="coerce").fillna(0.0) if "artifact_s" in runs else 0.0
+    runs["artifacts"] = runs["artifacts"].fillna("").astype(str) if "artifacts" in runs else ""
 
 
 def _flag(value: object) -> bool:
@@ -121,5 +163,6 @@ def read_optional_csv(path: Path) -> pd.DataFrame:
     except pd.errors.EmptyDataError:
         return pd.DataFrame()
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise DcbenchError(f"{path} is not a CSV table ({type(exc).__name__}); `dcbench run` on the same spec "
-                           "and --out rebuilds it") from None
+        raise DcbenchError(
+            f"{path} is not a CSV table ({type(exc).__name__}); `dcbench run` on the same spec and --out rebuilds it"
+        ) from None

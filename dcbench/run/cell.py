@@ -57,6 +57,7 @@ class CondenseRequest:
     overrides: Mapping[str, Any]
     precision: str
     device: torch.device
+    data_fingerprint: str = ""  # the real data's content hash, when known (artifact identities)
 
 
 def condense_into(
@@ -68,12 +69,13 @@ def condense_into(
     checkpointer: Checkpointer,
     observe: ProgressObserver | None = None,
     before_saving: Callable[[], None] | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> Condensed:
     """Condense ``real`` with ``method`` and write the result into ``directory``: ``curve.csv`` (a
     row per progress report), ``checkpoint.pt`` while it runs (resumed from when present),
     ``synthetic.pt`` + ``manifest.json`` and ``grid.png``. ``before_saving`` may refuse the
     result (raise) before anything is saved; the caller discards the checkpoint once the outcome
-    is recorded."""
+    is recorded. ``log`` gets a line per artifact build."""
     curve = CurveWriter(directory / CURVE_FILE)
 
     def on_progress(step: int, total: int, values: Mapping[str, float]) -> None:
@@ -81,7 +83,13 @@ def condense_into(
         if observe is not None:
             observe(step, total, values)
 
-    ctx = CondenseContext(device=request.device, architectures=registry.architectures, on_progress=on_progress)
+    ctx = CondenseContext(
+        device=request.device,
+        architectures=registry.architectures,
+        on_progress=on_progress,
+        data_fingerprint=request.data_fingerprint,
+        log=log,
+    )
     try:
         condensed = condense(
             method,
@@ -205,7 +213,15 @@ class _CellRun:
         self.checkpointer = Checkpointer(
             self.directory, cell.checkpoint_identity(method), CheckpointPolicy.parse(cell.checkpoint_every), self.note
         )
-        request = CondenseRequest(cell.ipc, cell.seed, cell.preset, cell.overrides, cell.precision, device)
+        request = CondenseRequest(
+            cell.ipc,
+            cell.seed,
+            cell.preset,
+            cell.overrides,
+            cell.precision,
+            device,
+            cell.fingerprint["data_fingerprint"],
+        )
         condensed = condense_into(
             self.directory,
             method,
@@ -215,6 +231,7 @@ class _CellRun:
             self.checkpointer,
             observe=self.observe,
             before_saving=self._check_data,
+            log=self.note,
         )
         assert self.shared_data is not None
         real = self.shared_data.to(self.shared_data.device)  # evaluation gets a fresh view too
@@ -226,6 +243,7 @@ class _CellRun:
         record.status = "done"
         record.method_version, record.plugin_version = method.version, registry.plugin_version(method.name)
         record.condense_s, record.method_metrics = condensed.seconds, condensed.metrics
+        record.artifacts = condensed.artifacts
         record.resumed_at_iteration = condensed.resumed_at
         record.peak_rss_mb = round(_peak_rss_mb(per_cell_rss), 1)
         record.peak_rss_scope = "cell" if per_cell_rss else "process"

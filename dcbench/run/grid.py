@@ -132,6 +132,13 @@ def run_grid(options: RunOptions) -> RunOutcome:
     tracking = _tracking(spec, root, registry)  # a missing tracking package is refused before any work
     check_output_dir(root, "results directory")
     cells = plan_cells(spec, registry, options.data_root, options.device, tracking)  # no work yet
+    if spec.methods is None:
+        left_out = sorted(n for n, m in registry.methods.items() if m.opt_in and not m.reference_only)
+        if left_out:
+            print(
+                f"note: opt-in methods left out: {', '.join(left_out)} (name them in a spec's methods to run them)",
+                file=sys.stderr,
+            )
     root.mkdir(parents=True, exist_ok=True)
     store = Store(root)
     with StoreLock(root):

@@ -69,7 +69,7 @@ def plan_cells(
     spec: Spec, registry: Registry, data_root: str | None, device: str, tracking: dict[str, str] | None = None
 ) -> list[Cell]:
     """The spec's grid, validated against the installed plugins before any work starts."""
-    methods = spec.methods or sorted(n for n, m in registry.methods.items() if not m.reference_only)
+    methods = spec.methods or sorted(n for n, m in registry.methods.items() if not (m.reference_only or m.opt_in))
     for name in spec.overrides:
         if name not in methods:
             raise DcbenchError(f"spec overrides method {name!r}, which is not in the spec's methods")

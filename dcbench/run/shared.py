@@ -13,7 +13,6 @@ from pathlib import Path
 from dcbench.data.paths import DatasetSource
 from dcbench.data.real import RealDataset
 from dcbench.plugins import Registry, load_plugins
-from dcbench.results.identity import data_fingerprint
 
 
 @functools.lru_cache(maxsize=1)
@@ -45,7 +44,7 @@ def dataset_fingerprint(name: str, data_root: str | None, source: DatasetSource 
 
 def fingerprint_of(real: RealDataset) -> str:
     """The content hash of ``real``'s tensors as they are now."""
-    return data_fingerprint(real.train_images, real.train_labels, real.test_images, real.test_labels, real.num_classes)
+    return real.content_hash()
 
 
 def forget_data() -> None:

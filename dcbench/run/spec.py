@@ -4,7 +4,7 @@ A spec is a TOML file (or the built-in default). Example::
 
     name = "my-grid"
     preset = "quick"                  # smoke | quick | paper: chooses every unset knob
-    methods = ["random", "dm", "cafe"] # leave out for every installed method (not `whole`)
+    methods = ["random", "dm", "cafe"] # leave out for every installed method (not the opt-in ones: whole, mtt, ...)
     datasets = ["fashion-mnist"]      # names, or your own data by path (relative to this file):
                                       # "./my_images" or { path = "./my_images", name = "mydata", size = 32 }
     ipcs = [1, 10]

@@ -1,5 +1,5 @@
-"""Coreset baselines of the condensation literature: ``random``, ``herding`` and the ``whole``
-training set as a reference line."""
+"""Coreset baselines of the condensation literature: ``random``, ``herding``, ``kcenter`` and the
+``whole`` training set as a reference line."""
 
 from __future__ import annotations
 
@@ -7,11 +7,12 @@ from collections.abc import Callable
 
 from dcbench.api import Method, hookimpl
 
-from .method import HerdingMethod, RandomMethod, WholeDatasetMethod
+from .method import HerdingMethod, KCenterMethod, RandomMethod, WholeDatasetMethod
 
 
 @hookimpl
 def dcbench_register_methods(register: Callable[[Method], None]) -> None:
     register(RandomMethod())
     register(HerdingMethod())
+    register(KCenterMethod())
     register(WholeDatasetMethod())

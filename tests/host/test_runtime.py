@@ -208,7 +208,7 @@ def test_run_applies_the_thread_count_to_every_cell(tmp_path: Path, fashion_root
 
 #: the tests that run bf16 on the CPU; elsewhere dcbench refuses it (next tests)
 needs_native_bf16 = pytest.mark.skipif(
-    not runtime.native_bf16("cpu"), reason="this CPU has neither AVX-512 BF16 nor AMX"
+    not runtime.native_bf16("cpu"), reason="this CPU names no AVX-512 BF16, AMX or Arm BF16"
 )
 
 
@@ -318,7 +318,7 @@ def test_native_bf16_follows_what_onednn_can_run() -> None:
 def test_emulated_bf16_is_refused_before_any_work(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, fashion_root: Path, real, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """On a CPU without native bf16 autocast would emulate it, ~10x slower: one line, exit 2, and
+    """On a CPU without native bf16 autocast would emulate it, 2-12x slower: one line, exit 2, and
     nothing written (a protocol without a device is still only checked by name)."""
     monkeypatch.setattr(runtime, "native_bf16", lambda device_type: False)
     assert Protocol(precision="bf16").precision == "bf16"
@@ -358,3 +358,41 @@ def test_emulated_bf16_is_refused_before_any_work(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "bf16 is not native here" in err[0] and "Traceback" not in err[0]
     assert not out.exists()
+
+
+CPUINFO = Path(__file__).parent / "cpuinfo"
+
+
+@pytest.mark.parametrize(
+    "cpu, native",
+    [
+        ("zen4-epyc", True),  # recorded on the development VM: AVX-512 with BF16
+        ("xeon-avx512-no-bf16", False),  # an Intel Xeon @ 2.60GHz with AVX-512 but no BF16 or AMX
+        ("xeon-amx", True),  # a Sapphire Rapids Xeon: AMX and AVX-512 BF16
+        ("avx2-only", False),  # a Zen 2 EPYC
+        ("graviton3-arm", True),  # Neoverse V1: Armv8.6 BF16
+        ("graviton2-arm", False),  # Neoverse N1: no BF16
+    ],
+)
+def test_native_bf16_is_read_from_the_cpu_flags(cpu: str, native: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """oneDNN says yes on any AVX-512 CPU (it would emulate bf16 there); the flags decide."""
+    monkeypatch.setattr(runtime, "_onednn_bf16", lambda: True)
+    runtime.native_bf16.cache_clear()
+    try:
+        assert runtime.native_bf16("cpu", str(CPUINFO / f"{cpu}.txt")) is native
+    finally:
+        runtime.native_bf16.cache_clear()
+
+
+def test_cpu_flags_parse_and_an_unreadable_cpuinfo_defers_to_onednn(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert runtime.cpuinfo_flags("processor : 0\nflags : fpu avx512_bf16\n") == {"fpu", "avx512_bf16"}
+    assert runtime.cpuinfo_flags("processor : 0\n") is None
+    monkeypatch.setattr(runtime, "_onednn_bf16", lambda: False)
+    runtime.native_bf16.cache_clear()
+    try:
+        assert runtime.native_bf16("cpu", str(CPUINFO / "zen4-epyc.txt")) is False  # ONEDNN_MAX_CPU_ISA caps it
+        monkeypatch.setattr(runtime, "_onednn_bf16", lambda: True)
+        runtime.native_bf16.cache_clear()
+        assert runtime.native_bf16("cpu", "/nonexistent/cpuinfo") is True
+    finally:
+        runtime.native_bf16.cache_clear()

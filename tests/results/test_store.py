@@ -232,7 +232,7 @@ def test_data_fingerprint_is_content_only_and_cached_per_process(fashion_root: P
     copies[0][3, 0, 5, 5] += 1e-3
     assert data_fingerprint(*copies) != reference
     calls = []
-    monkeypatch.setattr(shared, "data_fingerprint", lambda *a: calls.append(1) or reference)
+    monkeypatch.setattr(shared, "fingerprint_of", lambda real: calls.append(1) or reference)
     forget_data()
     for _ in range(3):
         assert dataset_fingerprint("fashion-mnist", str(fashion_root)) == reference
