@@ -11,7 +11,8 @@ seconds per outer iteration (CAFE: per image step and per inner epoch, its two u
 warm-up excluded, min and median over ``--repeats``; the process's peak RSS; user and system CPU
 seconds of the timed region and the system share; FLOPs per unit counted with
 ``torch.utils.flop_counter.FlopCounterMode`` and the fraction of this machine's fp32 matmul
-throughput, measured in the same process. The table goes to stdout, everything to ``--json``.
+throughput, measured in the same process. The table goes to stdout, everything to ``--json`` (by
+default a new file under ``benchmarks/raw/``, committed beside the RESULTS.md tables it feeds).
 Only public dcbench functions are called, so the same file measures an older checkout.
 """
 
@@ -28,9 +29,11 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 METHODS = ("dm", "dc", "dsa", "cafe", "cafe_dsa")
+RAW = Path(__file__).resolve().parent / "raw"  # raw JSON of every run, beside RESULTS.md
 SYSTEM_SHARE_LIMIT = 0.10
 
 
@@ -541,7 +544,11 @@ def main() -> None:
         help="a 6-cell quick `dcbench run` alone and beside a busy process, with the default "
         "workers and with --workers 1 --threads 2",
     )
-    parser.add_argument("--json", help="write all results here")
+    parser.add_argument(
+        "--json",
+        help="write all results here (default: benchmarks/raw/speed-<UTC time>.json, next to RESULTS.md; "
+        "'-' writes none)",
+    )
     parser.add_argument("--label", default="", help="a name for this run in the JSON (e.g. before/after)")
     parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -565,9 +572,12 @@ def main() -> None:
         method_tables(args, out)
     if args.eval or args.with_eval:
         eval_tables(args, out)
-    if args.json:
-        with open(args.json, "w") as f:
+    path = args.json or str(RAW / f"speed-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json")
+    if path != "-":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "w") as f:
             json.dump(out, f, indent=2)
+        print(f"# raw results: {path}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ from dcbench.tools.importers import import_synthetic
 from dcbench.tools.scaffold import scaffold_method
 
 EXIT_USAGE = 2
+EXIT_DIFFERS = 3  # dcbench compare --fail-on-differ: a cell differs from the reference
 Subcommands = argparse._SubParsersAction  # what add_subparsers returns (typeshed's name for it)
 
 
@@ -285,12 +286,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     return outcome.exit_status
 
 
-def cmd_compare(args: argparse.Namespace) -> None:
+def cmd_compare(args: argparse.Namespace) -> int:
 
     table = compare_paths(Path(args.run), Path(args.reference), args.alpha, require_overlap=True)
     if args.csv:
         table.to_csv(args.csv, index=False)
     print(comparison_text(table, Path(args.reference), args.alpha))
+    return EXIT_DIFFERS if args.fail_on_differ and (table["verdict"] == "differs").any() else 0
 
 
 def cmd_report(args: argparse.Namespace) -> None:
@@ -501,6 +503,11 @@ def _add_compare(sub: Subcommands) -> None:
     )
     p.add_argument("--alpha", type=float, default=0.05)
     p.add_argument("--csv", help="also write the per-cell comparison to this CSV file")
+    p.add_argument(
+        "--fail-on-differ",
+        action="store_true",
+        help=f"exit {EXIT_DIFFERS} when a cell differs (for CI); the default exit is 0 either way",
+    )
     p.set_defaults(func=cmd_compare)
 
 

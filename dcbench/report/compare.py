@@ -232,11 +232,35 @@ def compare_cells(run: pd.DataFrame, reference: pd.DataFrame, alpha: float = 0.0
             }
         )
     table = pd.DataFrame(rows, columns=[c for c in COMPARISON_COLUMNS if c not in ("p_adj", "verdict")])
+    # the cells that could not be compared, by side, so that a reader sees what was skipped
+    table.attrs["only_run"] = _unmatched(run, reference)
+    table.attrs["only_reference"] = _unmatched(reference, run)
     table["p_adj"] = holm(table["p_raw"].to_numpy(dtype=float)) if len(table) else []
     table["verdict"] = np.where(
         table["p_adj"].isna(), "untestable", np.where(table["p_adj"] < alpha, "differs", "reproduced")
     )
-    return table[list(COMPARISON_COLUMNS)]
+    compared = table[list(COMPARISON_COLUMNS)]
+    compared.attrs = dict(table.attrs)
+    return compared
+
+
+def _unmatched(side: pd.DataFrame, other: pd.DataFrame) -> list[str]:
+    """The cells of ``side`` that ``other`` does not hold, named as the table names cells."""
+    merged = side[KEYS].merge(other[KEYS].drop_duplicates(), on=KEYS, how="left", indicator=True)
+    return sorted(_cell_name(row) for _, row in merged[merged["_merge"] == "left_only"].iterrows())
+
+
+def skipped_lines(table: pd.DataFrame) -> list[str]:
+    """What was not compared: the reference's cells without a run cell, and the reverse."""
+    lines = []
+    for key, where in (
+        ("only_reference", "of the reference have no counterpart in the run"),
+        ("only_run", "of the run have no counterpart in the reference"),
+    ):
+        cells = table.attrs.get(key) or []
+        if cells:
+            lines.append(f"not compared: {len(cells)} cell(s) {where}: {', '.join(cells)}")
+    return lines
 
 
 def _same(a: object, b: object) -> bool | None:
@@ -347,12 +371,13 @@ RULE = (
 
 
 def comparison_markdown(table: pd.DataFrame, reference: Path, alpha: float = 0.05, emphasis: str = "**") -> list[str]:
-    """Lines of the report section: source, table, rule, warnings and (last) the summary line."""
+    """Lines of the report section: source, warnings and skipped cells (first, so that they are read
+    before the numbers), table, rule and (last) the summary line."""
     lines = [f"Against `{reference}`.", ""]
+    cautions = [f"- Warning: {w}." for w in warnings(table)] + [f"- {line}." for line in skipped_lines(table)]
+    lines += cautions + [""] * bool(cautions)
     if not table.empty:
         lines += [markdown_table(table), "", RULE, ""]
-    cautions = [f"- Warning: {w}." for w in warnings(table)]
-    lines += cautions + [""] * bool(cautions)
     return lines + [f"{emphasis}{summary_line(table, alpha)}{emphasis}"]
 
 

@@ -137,10 +137,17 @@ def markdown_cost_columns(runs: pd.DataFrame, lines: dict[str, str]) -> pd.DataF
 
 COST_CAPTION = (
     "Cost columns: condensation seconds / evaluation seconds (all evaluation models of the "
-    "cell), means over seeds / peak memory of a cell (CPU resident set, or GPU memory on a GPU); "
+    "cell), means over seeds / peak memory of a cell (CPU resident set, or GPU memory on a GPU)."
+)
+ONE_OFF_CAPTION = (
     "+ one-off: the build seconds of shared artifacts (expert trajectories) the cells used, paid once "
     "for every cell and method that shares them."
 )
+
+
+def cost_caption(runs: pd.DataFrame) -> str:
+    """The cost columns' caption, with the one-off part where some cell used a shared artifact."""
+    return COST_CAPTION + (" " + ONE_OFF_CAPTION if "artifact_s" in present_costs(runs) else "")
 
 
 def one_off_lines(runs: pd.DataFrame) -> list[str]:

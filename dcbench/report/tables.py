@@ -259,7 +259,7 @@ def markdown_results_table(analysis: Analysis, runs: pd.DataFrame) -> str:
 def markdown_results_caption(analysis: Analysis, runs: pd.DataFrame, alpha: float) -> str:
     """The Markdown table caption: the marks' rule, and the cost columns' units where shown."""
     caption = table_caption(analysis, alpha, latex=False)
-    return caption + " " + cost.COST_CAPTION if has_costs(runs) else caption
+    return caption + " " + cost.cost_caption(runs) if has_costs(runs) else caption
 
 
 def wide_table_with_costs(analysis: Analysis, runs: pd.DataFrame) -> pd.DataFrame:

@@ -7,20 +7,20 @@ the rest (work lost after the last checkpoint), so a finished cell's curve is on
 
 :func:`read_curves` reads them back for the report's figures (:mod:`dcbench.report.curves`).
 """
+
 from __future__ import annotations
 
 import csv
 import io
 import math
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
 
 import pandas as pd
 
-from dcbench.results.store import Store
 from dcbench.host.files import atomic_write_text
+from dcbench.results.store import Store
 
 CURVE_FILE = "curve.csv"
 FIXED_COLUMNS = ("step", "total")
@@ -88,8 +88,17 @@ def read_curves(store_root: Path, metric: str = "loss") -> pd.DataFrame:
             continue
         values = pd.to_numeric(curve[metric], errors="coerce")
         cell = metrics["cell"]
-        frames.append(pd.DataFrame({"method": cell["method"], "dataset": cell["dataset"], "ipc": cell["ipc"],
-                                    "seed": cell["seed"], "step": pd.to_numeric(curve["step"], errors="coerce"),
-                                    "value": values}).dropna())
+        frames.append(
+            pd.DataFrame(
+                {
+                    "method": cell["method"],
+                    "dataset": cell["dataset"],
+                    "ipc": cell["ipc"],
+                    "seed": cell["seed"],
+                    "step": pd.to_numeric(curve["step"], errors="coerce"),
+                    "value": values,
+                }
+            ).dropna()
+        )
     columns = ["method", "dataset", "ipc", "seed", "step", "value"]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)

@@ -6,6 +6,7 @@ holder (PID, host, start time) for the error line of a second run. Where ``flock
 unsupported (Windows, some network file systems) an exclusively created ``.dcbench.pid`` file is
 the lock instead; one whose PID is no longer running on this host is stale and taken over.
 """
+
 from __future__ import annotations
 
 import errno
@@ -31,8 +32,11 @@ UNSUPPORTED = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL}
 
 
 def _holder() -> dict[str, Any]:
-    return {"pid": os.getpid(), "host": socket.gethostname(),
-            "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    return {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
 
 
 def _pid_alive(pid: int) -> bool:
@@ -49,8 +53,11 @@ def _describe(holder: dict[str, Any] | None) -> str:
     if not holder:
         return "another process (it has not recorded itself yet)"
     text = f"dcbench run PID {holder.get('pid')} on host {holder.get('host')} since {holder.get('started')}"
-    if holder.get("host") == socket.gethostname() and isinstance(holder.get("pid"), int) \
-            and not _pid_alive(holder["pid"]):
+    if (
+        holder.get("host") == socket.gethostname()
+        and isinstance(holder.get("pid"), int)
+        and not _pid_alive(holder["pid"])
+    ):
         text += " (that PID has exited; a child process it started still holds the lock: end it)"
     return text
 
@@ -97,8 +104,12 @@ class StoreLock:
                 fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
             except FileExistsError:
                 holder = _read_holder(path)
-                stale = (holder is not None and holder.get("host") == socket.gethostname()
-                         and isinstance(holder.get("pid"), int) and not _pid_alive(holder["pid"]))
+                stale = (
+                    holder is not None
+                    and holder.get("host") == socket.gethostname()
+                    and isinstance(holder.get("pid"), int)
+                    and not _pid_alive(holder["pid"])
+                )
                 if not stale:
                     raise self._in_use(holder) from None
                 path.unlink(missing_ok=True)  # its run died without releasing it
@@ -110,8 +121,10 @@ class StoreLock:
         raise self._in_use(_read_holder(path))
 
     def _in_use(self, holder: dict[str, Any] | None) -> DcbenchError:
-        return DcbenchError(f"results directory {self.root} is in use by {_describe(holder)}; wait for it "
-                            "to finish or pass another --out")
+        return DcbenchError(
+            f"results directory {self.root} is in use by {_describe(holder)}; wait for it "
+            "to finish or pass another --out"
+        )
 
     def release(self) -> None:
         if self._fd is not None:
@@ -126,6 +139,5 @@ class StoreLock:
         self.acquire()
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         self.release()

@@ -140,7 +140,7 @@ def _method_columns(runs: pd.DataFrame) -> None:
     runs["init_stream"] = runs["init_stream"].fillna("").astype(str) if "init_stream" in runs else ""
     # shared artifacts (stores from before they existed used none)
     runs["artifact_s"] = pd.to_numeric(runs["artifact_s"], errors="coerce").fillna(0.0) if "artifact_s" in runs else 0.0
-    runs["artifacts"] = runs["artifacts"].fillna("").astype(str) if "artifacts" in runs else ""
+    runs["artifacts"] = runs["artifacts"].astype("string").fillna("").astype(str) if "artifacts" in runs else ""
 
 
 def _flag(value: object) -> bool:

@@ -17,13 +17,12 @@ plugin version) are kept apart in ``runs.csv``: their ``method`` column is ``nam
 A finished cell is re-checked before it is skipped: ``metrics.json`` against its schema and
 ``synthetic.pt`` against the content hash in its manifest; a damaged cell is named and re-run.
 """
+
 from __future__ import annotations
 
 import json
-import math
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -31,13 +30,14 @@ import pandas as pd
 
 from dcbench.host.compat import tomllib
 from dcbench.host.errors import DcbenchError
-from dcbench.results.record import now, METRICS_FILE, CellRecord, record_problem
-from dcbench.results.identity import CellIdentity, identity_of_metrics, label_identities
-from dcbench.results.runs_table import FAILURE_COLUMNS, RUNS_COLUMNS
-from dcbench.method.synthetic import MANIFEST_FILE, load_synthetic
 from dcbench.host.files import atomic_write_text
+from dcbench.method.synthetic import MANIFEST_FILE, load_synthetic
+from dcbench.results.identity import CellIdentity, identity_of_metrics, label_identities
+from dcbench.results.record import METRICS_FILE, CellRecord, now, record_problem
+from dcbench.results.runs_table import FAILURE_COLUMNS, RUNS_COLUMNS
 
 SPEC_FILE = "spec.toml"
+
 
 def metrics_problem(metrics: Any, cell_id: str) -> str | None:
     """Why a parsed metrics.json cannot be used (None when it can): see :func:`record_problem`."""
@@ -91,7 +91,8 @@ class Store:
             raise DcbenchError(
                 f"cell {cell_id} in {self.root} was computed with a different config, protocol, data, precision "
                 f"or method version ({'; '.join(stored.differences(wanted))}, stored vs this run); use another "
-                f"--out or delete {self.cell_dir(cell_id)}")
+                f"--out or delete {self.cell_dir(cell_id)}"
+            )
         damage = self._synthetic_damage(cell_id, metrics)
         return CellState(damage is None, damage)
 
@@ -132,8 +133,10 @@ class Store:
         try:
             recorded = tomllib.loads(old)
         except tomllib.TOMLDecodeError as exc:
-            raise DcbenchError(f"{path} is not valid TOML ({exc}); it records the specs that wrote to "
-                               "this directory: repair it or move it away") from None
+            raise DcbenchError(
+                f"{path} is not valid TOML ({exc}); it records the specs that wrote to "
+                "this directory: repair it or move it away"
+            ) from None
         history = [entry.get("spec") for entry in recorded.get("runs", []) if isinstance(entry, dict)]
         if not history and {k: v for k, v in recorded.items() if k != "runs"}:  # a single-spec file
             history = [{k: v for k, v in recorded.items() if k != "runs"}]
@@ -141,8 +144,10 @@ class Store:
             return
         header = "" if old else "# Every spec that wrote to this results directory, oldest first (dcbench appends).\n"
         body = re.sub(r"^\[(.+)\]$", r"[runs.spec.\1]", toml_text.strip(), flags=re.MULTILINE)
-        block = (f"\n[[runs]]\nwritten = {json.dumps(now())}\ndcbench_version = {json.dumps(dcbench_version)}\n\n"
-                 f"[runs.spec]\n{body}\n")
+        block = (
+            f"\n[[runs]]\nwritten = {json.dumps(now())}\ndcbench_version = {json.dumps(dcbench_version)}\n\n"
+            f"[runs.spec]\n{body}\n"
+        )
         atomic_write_text(path, old + ("\n" if old and not old.endswith("\n") else "") + header + block)
 
     def rebuild_tables(self) -> pd.DataFrame:
@@ -161,8 +166,16 @@ class Store:
             record = CellRecord.from_json(metrics)
             if record.status != "done":
                 cell = record.cell
-                failures.append({"run_id": cell.id, "method": cell.method, "dataset": cell.dataset,
-                                 "ipc": cell.ipc, "synth_seed": cell.seed, "reason": record.reason})
+                failures.append(
+                    {
+                        "run_id": cell.id,
+                        "method": cell.method,
+                        "dataset": cell.dataset,
+                        "ipc": cell.ipc,
+                        "synth_seed": cell.seed,
+                        "reason": record.reason,
+                    }
+                )
                 continue
             rows.extend(record.rows())
         runs = pd.DataFrame(rows, columns=RUNS_COLUMNS)
@@ -174,5 +187,3 @@ class Store:
         else:
             failures_path.unlink(missing_ok=True)
         return runs
-
-

@@ -403,6 +403,17 @@ class ConformanceSuite:
                 f"{run.case}: the global RNG state of {', '.join(run.rng_touched)} changed; use explicit "
                 "generators (dcbench.method.seeding.make_generator), never torch.manual_seed or generator-less draws"
             )
+        # A draw inside torch.random.fork_rng() leaves the state as it was, but the set still
+        # depends on it: condense under two other global states (in a fork of the caller's own).
+        sets = []
+        for state in (1, 2):
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(state)
+                sets.append(self._record(GREY).images)
+        assert torch.equal(sets[0], sets[1]), (
+            f"{GREY}: the set depends on the global RNG's state (a draw inside torch.random.fork_rng() "
+            "or another generator-less draw); use explicit generators (dcbench.method.seeding.make_generator)"
+        )
 
     def _device_cases(self) -> list[_Case]:
         return [dataclasses.replace(GREY, device=d) for d in self.devices if torch.device(d) != torch.device("cpu")]

@@ -172,7 +172,7 @@ class MTTMethod(Method):
     config_class: ClassVar[type] = MTTConfig
     native_eval_augmentation = "dsa"
     resumable = True
-    # its experts (a one-off ~6 min at quick) do not fit the default grid's time: a spec names it
+    # its experts (a one-off, 105 s at quick on one CPU thread) do not fit the default grid: a spec names it
     opt_in = True
 
     def initial_stream(self, config: Any) -> str:

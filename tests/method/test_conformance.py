@@ -75,6 +75,9 @@ class ToyMethod(Method):
         labels = class_major_labels(real.num_classes, ipc)
         if self.defect == "global rng":
             images = images + torch.randn(images.shape)
+        if self.defect == "forked global rng":  # restores the state, still depends on it
+            with torch.random.fork_rng(devices=[]):
+                images = images + torch.randn(images.shape)
         if self.defect == "interleaved labels":
             labels = torch.arange(real.num_classes).repeat(ipc)
         if self.defect == "diverges":
@@ -103,6 +106,7 @@ def failing_checks(suite: ConformanceSuite) -> set[str]:
     [
         (None, set()),
         ("global rng", {"global_rng", "determinism"}),
+        ("forked global rng", {"global_rng"}),
         ("ignores seed", {"seed_sensitivity"}),
         ("interleaved labels", {"labels"}),
         ("diverges", {"shapes"}),

@@ -17,6 +17,7 @@ from dcbench.report.compare import (
     find_reference,
     load_cells,
     resolve_reference,
+    skipped_lines,
     summary_line,
     welch_from_stats,
 )
@@ -151,6 +152,19 @@ def test_a_run_against_published_numbers(tmp_path: Path) -> None:
     ]
 
 
+def test_the_cells_that_were_not_compared_are_named(tmp_path: Path) -> None:
+    run = write_store(tmp_path / "run")
+    csv = tmp_path / "paper.csv"
+    csv.write_text(PUBLISHED + "mtt,fashion-mnist,10,80.0,1.0,5\n")
+    table = compare_paths(run, csv)
+    [line] = [line for line in skipped_lines(table) if "of the reference" in line]
+    assert line == (
+        "not compared: 2 cell(s) of the reference have no counterpart in the run: "
+        "dc fashion-mnist IPC 1, mtt fashion-mnist IPC 10"
+    )
+    assert all("mtt" not in line for line in skipped_lines(table) if "of the run" in line)
+
+
 def test_the_shipped_published_numbers_load() -> None:
     cells = load_cells(REPO / "benchmarks" / "published" / "dc-dsa-dm-cafe.csv")
     assert {"dc", "dsa", "dm", "cafe", "cafe_dsa"} == set(cells["method"])
@@ -183,6 +197,11 @@ def test_compare_command(tmp_path: Path, capsys) -> None:
     out = capsys.readouterr().out.strip().splitlines()
     assert out[-1].startswith("1 of 2 cells reproduced; differ: dm fashion-mnist IPC 10 (")
     assert len(pd.read_csv(tmp_path / "out.csv")) == 2
+    # warnings and skipped cells come before the table; CI can ask for a failing exit
+    table_start = next(i for i, line in enumerate(out) if line.startswith("| cell"))
+    assert all(i < table_start for i, line in enumerate(out) if line.startswith("- "))
+    assert main(["compare", str(run), str(csv), "--fail-on-differ"]) == 3
+    capsys.readouterr()
     assert main(["compare", str(run), str(tmp_path / "missing")]) == 2
     assert "not found" in capsys.readouterr().err
     csv.write_text("method,dataset,ipc,mean,sd,n\ndsa,cifar10,10,52.1,0.5,5\n")

@@ -1,4 +1,5 @@
 """curve.csv (written per progress call, trimmed on resume), loss-curve plots and the cell progress line."""
+
 from __future__ import annotations
 
 import json
@@ -28,25 +29,43 @@ def test_a_resumed_run_keeps_the_rows_before_it_and_drops_the_lost_ones(tmp_path
     resumed.add(3, 6, {"loss": 0.5, "image_steps": 1, "new_metric": 9.0})  # extra keys are ignored
     resumed.add(4, 6, {"loss": 0.25})  # missing keys stay empty
     resumed.close()
-    assert rows(path) == [["step", "total", "loss", "image_steps"], ["1", "6", "9.0", "2"], ["2", "6", "8.0", "2"],
-                          ["3", "6", "0.5", "1"], ["4", "6", "0.25", ""]]
+    assert rows(path) == [
+        ["step", "total", "loss", "image_steps"],
+        ["1", "6", "9.0", "2"],
+        ["2", "6", "8.0", "2"],
+        ["3", "6", "0.5", "1"],
+        ["4", "6", "0.25", ""],
+    ]
     restarted = CurveWriter(path)  # a method without checkpoints starts again at step 1
     restarted.add(1, 6, {"accuracy": 0.1})
     restarted.close()
     assert rows(path) == [["step", "total", "accuracy"], ["1", "6", "0.1"]]
 
 
-def write_cell(root: Path, method: str, ipc: int, seed: int, losses: list[float] | None,
-               status: str = "done") -> None:
+def write_cell(root: Path, method: str, ipc: int, seed: int, losses: list[float] | None, status: str = "done") -> None:
     cell_id = f"{method}-tiny-ipc{ipc}-s{seed}"
     directory = root / "runs" / cell_id
     directory.mkdir(parents=True)
-    metrics: dict = {"status": status, "cell": {"id": cell_id, "method": method, "dataset": "tiny", "ipc": ipc,
-                                                "seed": seed, "preset": "smoke"}}
+    metrics: dict = {
+        "status": status,
+        "cell": {"id": cell_id, "method": method, "dataset": "tiny", "ipc": ipc, "seed": seed, "preset": "smoke"},
+    }
     if status == "done":  # the fields the store's schema requires of a finished cell
-        metrics.update(fingerprint={}, method_version="0", condense_s=1.0, evaluations=[{
-            "arch": "ConvNet", "seconds": 1.0, "test_accs": [0.5], "train_accs": [0.5], "eval_seeds": [0],
-            "protocol": {"name": "p", "epochs": 1, "augmentation": "none", "models": 1}}])
+        metrics.update(
+            fingerprint={},
+            method_version="0",
+            condense_s=1.0,
+            evaluations=[
+                {
+                    "arch": "ConvNet",
+                    "seconds": 1.0,
+                    "test_accs": [0.5],
+                    "train_accs": [0.5],
+                    "eval_seeds": [0],
+                    "protocol": {"name": "p", "epochs": 1, "augmentation": "none", "models": 1},
+                }
+            ],
+        )
     else:
         metrics["reason"] = "failed on purpose"
     (directory / "metrics.json").write_text(json.dumps(metrics))
@@ -65,8 +84,7 @@ def test_loss_curves_one_figure_per_task_from_finished_cells(tmp_path: Path) -> 
     write_cell(tmp_path, "random", 1, 0, None)  # a coreset has no curve
     write_cell(tmp_path, "cafe", 1, 0, [1.0, 2.0], status="failed")  # only finished cells are plotted
     curves = read_curves(tmp_path)
-    assert sorted(curves.groupby(["method", "ipc"]).size().items()) == \
-        [(("dc", 1), 6), (("dm", 1), 6), (("dm", 10), 2)]
+    assert sorted(curves.groupby(["method", "ipc"]).size().items()) == [(("dc", 1), 6), (("dm", 1), 6), (("dm", 10), 2)]
     assert curves[(curves["method"] == "dm") & (curves["seed"] == 1)]["value"].tolist() == [5.0, 3.0, 3.0]
     paths = plot_loss_curves(tmp_path, tmp_path / "report")
     assert [p.name for p in paths] == ["loss_curves_tiny_ipc1.png", "loss_curves_tiny_ipc10.png"]
@@ -90,10 +108,27 @@ def test_report_links_the_loss_curves(tmp_path: Path) -> None:
     from dcbench.report import write_report
 
     write_cell(tmp_path, "dm", 1, 0, [5.0, 3.0])
-    rows_ = [{"run_id": "dm-tiny-ipc1-s0", "method": "dm", "method_version": "1", "dataset": "tiny", "ipc": 1,
-              "eval_arch": "ConvNet", "synth_seed": 0, "eval_seed": 0, "eval_index": 0, "test_acc": 0.5,
-              "condense_s": 1.0, "eval_s": 1.0, "preset": "smoke", "protocol": "p", "eval_epochs": 1,
-              "eval_augmentation": "none", "eval_models": 1}]
+    rows_ = [
+        {
+            "run_id": "dm-tiny-ipc1-s0",
+            "method": "dm",
+            "method_version": "1",
+            "dataset": "tiny",
+            "ipc": 1,
+            "eval_arch": "ConvNet",
+            "synth_seed": 0,
+            "eval_seed": 0,
+            "eval_index": 0,
+            "test_acc": 0.5,
+            "condense_s": 1.0,
+            "eval_s": 1.0,
+            "preset": "smoke",
+            "protocol": "p",
+            "eval_epochs": 1,
+            "eval_augmentation": "none",
+            "eval_models": 1,
+        }
+    ]
     pd.DataFrame(rows_).to_csv(tmp_path / "runs.csv", index=False)
     report = write_report(tmp_path, reference="dm")
     assert (report.parent / "loss_curves_tiny_ipc1.png").is_file()

@@ -4,6 +4,7 @@
 corrupting another's data, 5 sys.exit in a plugin, 6 two writers, 7 damaged finished cells,
 8 work thrown away at the end (output paths, atomic writes, exit status).
 """
+
 from __future__ import annotations
 
 import errno
@@ -49,7 +50,6 @@ seeds = {seeds}
 """
 
 
-
 def spec_file(tmp_path: Path, methods: list[str], seeds: list[int], extra: str = "", name: str = "spec") -> Path:
     path = tmp_path / f"{name}.toml"
     path.write_text(BASE.format(methods=json.dumps(methods), seeds=json.dumps(seeds)) + extra)
@@ -57,8 +57,9 @@ def spec_file(tmp_path: Path, methods: list[str], seeds: list[int], extra: str =
 
 
 def run(spec: Path, out: Path, data_root: Path) -> RunOutcome:
-    return run_grid(RunOptions(spec, out=out, data_root=str(data_root), device="cpu", show_progress=False,
-                               write_report=False))
+    return run_grid(
+        RunOptions(spec, out=out, data_root=str(data_root), device="cpu", show_progress=False, write_report=False)
+    )
 
 
 def register(method: Method) -> None:
@@ -74,8 +75,9 @@ class EmptyConfig:
 
 
 def blank_set(real, ipc: int) -> SyntheticSet:
-    return SyntheticSet(torch.zeros(real.num_classes * ipc, real.channels, *real.image_size),
-                        class_major_labels(real.num_classes, ipc))
+    return SyntheticSet(
+        torch.zeros(real.num_classes * ipc, real.channels, *real.image_size), class_major_labels(real.num_classes, ipc)
+    )
 
 
 class GateMethod(Method):
@@ -134,13 +136,18 @@ def accuracies(out: Path, method: str) -> list[float]:
 
 # --- 1, 2: identities ----------------------------------------------------------------------------
 
-def test_1_a_changed_config_is_kept_apart_and_both_specs_are_recorded(tmp_path: Path, fashion_root: Path,
-                                                                       capsys) -> None:
+
+def test_1_a_changed_config_is_kept_apart_and_both_specs_are_recorded(
+    tmp_path: Path, fashion_root: Path, capsys
+) -> None:
     out = tmp_path / "out"
     run(spec_file(tmp_path, ["random", "herding"], [0, 1]), out, fashion_root)
     first_spec = (out / "spec.toml").read_text()
-    run(spec_file(tmp_path, ["random", "herding"], [2], "[overrides.herding]\nnet_width = 8\n", name="more"),
-        out, fashion_root)
+    run(
+        spec_file(tmp_path, ["random", "herding"], [2], "[overrides.herding]\nnet_width = 8\n", name="more"),
+        out,
+        fashion_root,
+    )
     runs = pd.read_csv(out / "runs.csv")
     herding = runs[runs["method_name"] == "herding"].groupby("method")["synth_seed"].unique()
     assert len(herding) == 2 and sorted(map(list, herding)) == [[0, 1], [2]]
@@ -156,8 +163,11 @@ def test_1_a_changed_config_is_kept_apart_and_both_specs_are_recorded(tmp_path: 
     recorded = [entry["spec"] for entry in tomllib.loads(text)["runs"]]
     assert [s["seeds"] for s in recorded] == [[0, 1], [2]] and recorded[1]["overrides"] == {"herding": {"net_width": 8}}
     # rerunning the latest spec appends nothing
-    run(spec_file(tmp_path, ["random", "herding"], [2], "[overrides.herding]\nnet_width = 8\n", name="more"),
-        out, fashion_root)
+    run(
+        spec_file(tmp_path, ["random", "herding"], [2], "[overrides.herding]\nnet_width = 8\n", name="more"),
+        out,
+        fashion_root,
+    )
     assert (out / "spec.toml").read_text() == text
 
 
@@ -166,13 +176,16 @@ def test_1_the_report_shows_both_identities_separately_and_says_so(tmp_path: Pat
 
     out = tmp_path / "out"
     run(spec_file(tmp_path, ["random", "herding"], [0, 1]), out, fashion_root)
-    run(spec_file(tmp_path, ["random", "herding"], [2, 3], "[overrides.herding]\nnet_width = 8\n", name="b"),
-        out, fashion_root)
+    run(
+        spec_file(tmp_path, ["random", "herding"], [2, 3], "[overrides.herding]\nnet_width = 8\n", name="b"),
+        out,
+        fashion_root,
+    )
     report = write_report(out).read_text()
     labels = sorted(pd.read_csv(out / "runs.csv").query("method_name == 'herding'")["method"].unique())
     table = (out / "report" / "table.md").read_text()
     # the table's name is the method's label, each identity after it
-    assert len(labels) == 2 and all(f"| Herding{label[len('herding'):]} |" in table for label in labels)
+    assert len(labels) == 2 and all(f"| Herding{label[len('herding') :]} |" in table for label in labels)
     said = [line for line in report.splitlines() if "holds 2 identities" in line]
     assert len(said) == 1 and all(label in said[0] for label in labels) and "never averaged" in said[0]
     cells = pd.read_csv(out / "report" / "cells.csv")
@@ -241,6 +254,7 @@ def test_data_fingerprint_is_content_only_and_cached_per_process(fashion_root: P
 
 # --- 3, 4, 5: what a plugin returns or does --------------------------------------------------------
 
+
 def test_3_a_set_outside_the_ipc_budget_is_a_failed_cell(tmp_path: Path, fashion_root: Path) -> None:
     register(GreedyMethod())
     outcome = run(spec_file(tmp_path, ["greedy", "random"], [0]), tmp_path / "out", fashion_root)
@@ -257,8 +271,9 @@ def test_3_budget_check_names_classes_with_too_few_or_none() -> None:
     SyntheticSet(torch.zeros(3, 1, 4, 4), torch.tensor([2, 0, 1])).check_budget(1, 3)
 
 
-def test_4_a_method_that_writes_to_the_real_data_cannot_corrupt_the_next_cell(tmp_path: Path,
-                                                                               fashion_root: Path) -> None:
+def test_4_a_method_that_writes_to_the_real_data_cannot_corrupt_the_next_cell(
+    tmp_path: Path, fashion_root: Path
+) -> None:
     clean = tmp_path / "clean"
     run(spec_file(tmp_path, ["random"], [0, 1]), clean, fashion_root)
     register(VandalMethod())
@@ -270,12 +285,24 @@ def test_4_a_method_that_writes_to_the_real_data_cannot_corrupt_the_next_cell(tm
     assert accuracies(out, "random") == accuracies(clean, "random")
 
 
-def test_5_sys_exit_in_a_plugin_is_that_cells_failure_and_the_grid_goes_on(tmp_path: Path, fashion_root: Path,
-                                                                           capsys) -> None:
+def test_5_sys_exit_in_a_plugin_is_that_cells_failure_and_the_grid_goes_on(
+    tmp_path: Path, fashion_root: Path, capsys
+) -> None:
     register(ExitingMethod())
     spec = spec_file(tmp_path, ["exiting", "random"], [0])
-    status = main(["run", str(spec), "--out", str(tmp_path / "out"), "--data-root", str(fashion_root),
-                   "--device", "cpu", "--quiet"])
+    status = main(
+        [
+            "run",
+            str(spec),
+            "--out",
+            str(tmp_path / "out"),
+            "--data-root",
+            str(fashion_root),
+            "--device",
+            "cpu",
+            "--quiet",
+        ]
+    )
     assert status == 1
     failures = pd.read_csv(tmp_path / "out" / "failures.csv")
     assert failures["run_id"].tolist() == ["exiting-fashion-mnist-ipc1-s0"]
@@ -284,13 +311,15 @@ def test_5_sys_exit_in_a_plugin_is_that_cells_failure_and_the_grid_goes_on(tmp_p
     assert "1 of 2 cells failed" in capsys.readouterr().err
 
 
-def test_exit_status_all_cells_failed_is_1_all_done_is_0_and_no_method_is_2(tmp_path: Path, fashion_root: Path,
-                                                                             monkeypatch, capsys) -> None:
+def test_exit_status_all_cells_failed_is_1_all_done_is_0_and_no_method_is_2(
+    tmp_path: Path, fashion_root: Path, monkeypatch, capsys
+) -> None:
     register(ExitingMethod())
     common = ["--data-root", str(fashion_root), "--device", "cpu", "--quiet"]
     assert main(["run", str(spec_file(tmp_path, ["exiting"], [0, 1])), "--out", str(tmp_path / "a"), *common]) == 1
-    assert main(["run", str(spec_file(tmp_path, ["random"], [0], name="ok")), "--out", str(tmp_path / "b"),
-                 *common]) == 0
+    assert (
+        main(["run", str(spec_file(tmp_path, ["random"], [0], name="ok")), "--out", str(tmp_path / "b"), *common]) == 0
+    )
     capsys.readouterr()
     monkeypatch.setenv("DCBENCH_LOAD_PLUGINS", "")  # no method plugin at all
     reset_caches()
@@ -316,13 +345,29 @@ sys.exit(cli.main(sys.argv[1:]))
 
 
 def start_gated_run(tmp_path: Path, out: Path, gate: Path, fashion_root: Path) -> subprocess.Popen:
-    spec = spec_file(tmp_path, ["gate", "random"], [0, 1], f"[overrides.gate]\npath = {json.dumps(str(gate))}\n",
-                     name="gated")
+    spec = spec_file(
+        tmp_path, ["gate", "random"], [0, 1], f"[overrides.gate]\npath = {json.dumps(str(gate))}\n", name="gated"
+    )
     driver = tmp_path / "driver.py"
     driver.write_text(DRIVER)
-    proc = subprocess.Popen([sys.executable, str(driver), "run", str(spec), "--out", str(out), "--data-root",
-                             str(fashion_root), "--device", "cpu", "--quiet"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            str(driver),
+            "run",
+            str(spec),
+            "--out",
+            str(out),
+            "--data-root",
+            str(fashion_root),
+            "--device",
+            "cpu",
+            "--quiet",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.time() + 120
     while not Path(str(gate) + ".waiting").exists():
         assert proc.poll() is None, proc.communicate()
@@ -332,13 +377,29 @@ def start_gated_run(tmp_path: Path, out: Path, gate: Path, fashion_root: Path) -
 
 
 @pytest.mark.slow
-def test_6_a_second_run_on_a_store_in_use_exits_2_and_a_killed_run_blocks_nothing(tmp_path: Path,
-                                                                                   fashion_root: Path) -> None:
+def test_6_a_second_run_on_a_store_in_use_exits_2_and_a_killed_run_blocks_nothing(
+    tmp_path: Path, fashion_root: Path
+) -> None:
     out, gate = tmp_path / "out", tmp_path / "gate-open"
     first = start_gated_run(tmp_path, out, gate, fashion_root)
-    second = subprocess.run([sys.executable, str(tmp_path / "driver.py"), "run", str(tmp_path / "gated.toml"),
-                             "--out", str(out), "--data-root", str(fashion_root), "--device", "cpu", "--quiet"],
-                            capture_output=True, text=True, timeout=120)
+    second = subprocess.run(
+        [
+            sys.executable,
+            str(tmp_path / "driver.py"),
+            "run",
+            str(tmp_path / "gated.toml"),
+            "--out",
+            str(out),
+            "--data-root",
+            str(fashion_root),
+            "--device",
+            "cpu",
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     gate.touch()
     _, first_err = first.communicate(timeout=300)
     assert second.returncode == 2, second.stderr
@@ -376,8 +437,9 @@ def test_6_without_flock_a_pid_file_locks_and_a_dead_holder_is_stale(tmp_path: P
     monkeypatch.setattr(lock.fcntl, "flock", unsupported)
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    (tmp_path / lock.PID_FILE).write_text(json.dumps({"pid": dead.pid, "host": socket.gethostname(),
-                                                      "started": "earlier"}))
+    (tmp_path / lock.PID_FILE).write_text(
+        json.dumps({"pid": dead.pid, "host": socket.gethostname(), "started": "earlier"})
+    )
     with lock.StoreLock(tmp_path):  # the dead run's file is stale: taken over
         assert json.loads((tmp_path / lock.PID_FILE).read_text())["pid"] == os.getpid()
         with pytest.raises(DcbenchError, match=f"in use by dcbench run PID {os.getpid()}"):
@@ -386,6 +448,7 @@ def test_6_without_flock_a_pid_file_locks_and_a_dead_holder_is_stale(tmp_path: P
 
 
 # --- 7: damaged finished cells ----------------------------------------------------------------------
+
 
 def test_7_damaged_cells_are_named_and_rerun(tmp_path: Path, fashion_root: Path, capsys) -> None:
     out = tmp_path / "out"
@@ -407,14 +470,16 @@ def test_7_damaged_cells_are_named_and_rerun(tmp_path: Path, fashion_root: Path,
     assert f"cell {cells[1]} is damaged (" in err and "'test_accs' is a required property" in err
     assert "3 cells, 1 already done, 2 to run" in err and outcome.failed == []
     assert not (out / "failures.csv").exists()
-    pd.testing.assert_frame_equal(pd.read_csv(out / "runs.csv").drop(columns=["condense_s", "eval_s", "peak_rss_mb"]),
-                                  reference.drop(columns=["condense_s", "eval_s", "peak_rss_mb"]))
+    pd.testing.assert_frame_equal(
+        pd.read_csv(out / "runs.csv").drop(columns=["condense_s", "eval_s", "peak_rss_mb"]),
+        reference.drop(columns=["condense_s", "eval_s", "peak_rss_mb"]),
+    )
 
 
 # --- 8: output paths, atomic writes ---------------------------------------------------------------
 
-def test_8_run_refuses_an_unusable_out_before_any_work(tmp_path: Path, fashion_root: Path, monkeypatch,
-                                                       capsys) -> None:
+
+def test_8_run_refuses_an_unusable_out_before_any_work(tmp_path: Path, fashion_root: Path, monkeypatch, capsys) -> None:
     spec = spec_file(tmp_path, ["random"], [0])
     (tmp_path / "a-file").write_text("x")
     common = ["--data-root", str(fashion_root), "--device", "cpu", "--quiet"]
@@ -437,36 +502,84 @@ def test_8_report_refuses_an_out_that_is_a_file(tmp_path: Path, capsys) -> None:
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes to read-only directories")
-def test_8_condense_into_a_read_only_directory_fails_before_condensing(tmp_path: Path, fashion_root: Path,
-                                                                       capsys) -> None:
+def test_8_condense_into_a_read_only_directory_fails_before_condensing(
+    tmp_path: Path, fashion_root: Path, capsys
+) -> None:
     locked = tmp_path / "locked"
     locked.mkdir()
     locked.chmod(0o500)
     try:
-        assert main(["condense", "--method", "random", "--dataset", "fashion-mnist", "--ipc", "1", "--data-root",
-                     str(fashion_root), "-o", str(locked / "set")]) == 2
+        assert (
+            main(
+                [
+                    "condense",
+                    "--method",
+                    "random",
+                    "--dataset",
+                    "fashion-mnist",
+                    "--ipc",
+                    "1",
+                    "--data-root",
+                    str(fashion_root),
+                    "-o",
+                    str(locked / "set"),
+                ]
+            )
+            == 2
+        )
     finally:
         locked.chmod(0o700)
     assert "not writable" in capsys.readouterr().err
 
 
-def test_8_condense_into_an_unwritable_directory_fails_before_loading_data(tmp_path: Path, fashion_root: Path,
-                                                                          monkeypatch, capsys) -> None:
+def test_8_condense_into_an_unwritable_directory_fails_before_loading_data(
+    tmp_path: Path, fashion_root: Path, monkeypatch, capsys
+) -> None:
     def denied(*args, **kwargs):
         raise PermissionError(errno.EACCES, "Permission denied")
 
     monkeypatch.setattr("dcbench.host.outputs.tempfile.mkstemp", denied)  # a read-only directory, even for root
     monkeypatch.setattr("dcbench.method.condense.condense", lambda *a, **k: pytest.fail("condensed"))
-    assert main(["condense", "--method", "random", "--dataset", "fashion-mnist", "--ipc", "1", "--data-root",
-                 str(fashion_root), "-o", str(tmp_path / "set")]) == 2
+    assert (
+        main(
+            [
+                "condense",
+                "--method",
+                "random",
+                "--dataset",
+                "fashion-mnist",
+                "--ipc",
+                "1",
+                "--data-root",
+                str(fashion_root),
+                "-o",
+                str(tmp_path / "set"),
+            ]
+        )
+        == 2
+    )
     [line] = capsys.readouterr().err.strip().splitlines()
     assert "is not writable (Permission denied)" in line
 
 
-def test_8_condense_keeps_an_existing_set_unless_overwrite(tmp_path: Path, fashion_root: Path, monkeypatch,
-                                                           capsys) -> None:
-    args = ["condense", "--method", "random", "--dataset", "fashion-mnist", "--ipc", "1", "--preset", "smoke",
-            "--data-root", str(fashion_root), "-o", str(tmp_path / "set")]
+def test_8_condense_keeps_an_existing_set_unless_overwrite(
+    tmp_path: Path, fashion_root: Path, monkeypatch, capsys
+) -> None:
+    args = [
+        "condense",
+        "--method",
+        "random",
+        "--dataset",
+        "fashion-mnist",
+        "--ipc",
+        "1",
+        "--preset",
+        "smoke",
+        "--data-root",
+        str(fashion_root),
+        "-o",
+        str(tmp_path / "set"),
+    ]
     assert main(args) == 0
     before = (tmp_path / "set" / "synthetic.pt").read_bytes()
     assert main([*args[:-2], "--seed", "1", *args[-2:]]) == 2
@@ -488,6 +601,7 @@ def test_8_a_failed_write_names_the_path_and_keeps_the_old_file(tmp_path: Path) 
         raise OSError(errno.ENOSPC, "No space left on device")
 
     from dcbench.host.files import atomic_write
+
     with pytest.raises(DcbenchError, match=f"cannot write {path}: No space left on device"):
         atomic_write(path, full_disk)
     assert path.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["runs.csv"]
@@ -495,8 +609,9 @@ def test_8_a_failed_write_names_the_path_and_keeps_the_old_file(tmp_path: Path) 
     assert path.read_text() == "new"
 
 
-def test_8_a_report_that_fails_half_way_leaves_the_old_report_whole(tmp_path: Path, fashion_root: Path,
-                                                                     monkeypatch) -> None:
+def test_8_a_report_that_fails_half_way_leaves_the_old_report_whole(
+    tmp_path: Path, fashion_root: Path, monkeypatch
+) -> None:
     from dcbench import report
 
     out = tmp_path / "out"
