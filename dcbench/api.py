@@ -19,7 +19,8 @@ What is here:
   reference strategies per dataset) and the DC paper's augmentation strategy;
 - seeding: :func:`make_generator` and :func:`derive_seed`, the named random streams every draw
   comes from;
-- errors: :class:`DcbenchError` (a one-line user error) and :class:`NonFiniteLossError`.
+- errors: :class:`DcbenchError` (a one-line user error) and :class:`NonFiniteLossError`;
+- files: :func:`atomic_write` (a file that is whole or absent, e.g. in an artifact builder).
 
 The test kit for a plugin's own tests is :mod:`dcbench.testing`.
 """
@@ -29,6 +30,7 @@ from __future__ import annotations
 from dcbench import hookimpl
 from dcbench.data.real import DatasetSpec, RealDataset
 from dcbench.host.errors import DcbenchError
+from dcbench.host.files import atomic_write
 from dcbench.method.contract import (
     PRESETS,
     SHARED_INIT_STREAM,
@@ -78,6 +80,7 @@ __all__ = [
     "ConvNet",
     "DatasetSpec",
     "DcbenchError",
+    "atomic_write",
     "LeNet",
     "Method",
     "NativeEvaluation",

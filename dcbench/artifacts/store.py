@@ -46,6 +46,7 @@ from dcbench import __version__
 from dcbench.data.cache import cache_root
 from dcbench.host.errors import DcbenchError
 from dcbench.host.files import atomic_write_text, file_sha256
+from dcbench.host.runtime import peak_rss_mb
 
 try:
     import fcntl
@@ -269,7 +270,7 @@ class ArtifactStore:
             "key": key,
             "identity": json.loads(canonical_identity(identity)),
             "files": files,
-            "cost": {"seconds": round(seconds, 3), "peak_rss_mb": _peak_rss_mb(), "bytes": total},
+            "cost": {"seconds": round(seconds, 3), "peak_rss_mb": round(peak_rss_mb(), 1), "bytes": total},
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "dcbench_version": __version__,
         }
@@ -311,16 +312,6 @@ def _previous_seconds(partial: Path) -> float:
         return float(json.loads((partial / SECONDS_FILE).read_text())["seconds"])
     except (OSError, ValueError, KeyError, TypeError):
         return 0.0
-
-
-def _peak_rss_mb() -> float | None:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return round(int(line.split()[1]) / 1024, 1)
-    except OSError:
-        pass
-    return None
 
 
 class _EntryLock:

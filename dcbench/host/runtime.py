@@ -27,6 +27,7 @@ import ctypes
 import ctypes.util
 import functools
 import os
+import resource
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -177,3 +178,26 @@ def autocast(precision: str, device_type: str) -> Iterator[None]:
 
     with torch.autocast(device_type=device_type, dtype=torch.bfloat16):
         yield
+
+
+def reset_peak_rss() -> bool:
+    """Reset the kernel's peak-RSS counter (Linux: write 5 to clear_refs), so that
+    :func:`peak_rss_mb` measures from now on; False where that is not possible."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory in MB: ``VmHWM`` (since the last :func:`reset_peak_rss`)
+    where ``/proc`` has it, else the lifetime ``ru_maxrss``."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / scale / 1024

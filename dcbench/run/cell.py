@@ -12,8 +12,6 @@ from __future__ import annotations
 import math
 import os
 import platform
-import resource
-import sys
 import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -27,6 +25,7 @@ from dcbench.data.real import RealDataset
 from dcbench.evaluation import Protocol, evaluate_synthetic
 from dcbench.host.devices import device_name, resolve_device
 from dcbench.host.errors import DcbenchError, first_line
+from dcbench.host.runtime import peak_rss_mb, reset_peak_rss
 from dcbench.method.checkpoint import Checkpointer, CheckpointPolicy
 from dcbench.method.condense import Condensed, condense
 from dcbench.method.contract import CondenseContext, Method
@@ -207,7 +206,7 @@ class _CellRun:
             )
         self.shared_data = shared.dataset_on(cell.dataset, cell.data_root, str(device), cell.dataset_source)
         real = self.shared_data.to(self.shared_data.device)  # a fresh view over the same tensors, checked after use
-        per_cell_rss = _reset_peak_rss()
+        per_cell_rss = reset_peak_rss()
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         self.checkpointer = Checkpointer(
@@ -245,7 +244,7 @@ class _CellRun:
         record.condense_s, record.method_metrics = condensed.seconds, condensed.metrics
         record.artifacts = condensed.artifacts
         record.resumed_at_iteration = condensed.resumed_at
-        record.peak_rss_mb = round(_peak_rss_mb(per_cell_rss), 1)
+        record.peak_rss_mb = round(peak_rss_mb(), 1)
         record.peak_rss_scope = "cell" if per_cell_rss else "process"
         record.cuda_peak_mb = (
             round(torch.cuda.max_memory_allocated(device) / 2**20, 1) if device.type == "cuda" else None
@@ -309,21 +308,3 @@ def _data_intact(real: RealDataset, expected: str) -> bool:
     if found != expected:
         shared.forget_data()
     return found == expected
-
-
-def _reset_peak_rss() -> bool:
-    """Reset the kernel's peak-RSS counter (Linux: write 5 to clear_refs) so it measures one cell."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        return True
-    except OSError:
-        return False
-
-
-def _peak_rss_mb(per_cell: bool) -> float:
-    if per_cell:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / scale / 1024

@@ -13,7 +13,6 @@ parameter vectors in ``named_parameters()`` order (the reference's ``ReparamModu
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,7 +22,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from dcbench.api import DcbenchError, RealDataset, augment, make_generator
+from dcbench.api import DcbenchError, RealDataset, atomic_write, augment, make_generator
 
 #: bump when the expert training changes the numbers it produces
 EXPERTS_VERSION = "1"
@@ -141,9 +140,7 @@ def train_epoch(
 
 
 def _save(path: Path, value: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(value, tmp)
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: torch.save(value, f))  # a kill leaves the old file or the new one
 
 
 def load_trajectories(files: list[Path], recipe: ExpertRecipe) -> list[Tensor]:
