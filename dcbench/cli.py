@@ -14,7 +14,7 @@ from dcbench import __version__
 from dcbench.artifacts import Artifact, ArtifactStore
 from dcbench.data.builtin import data_root_option
 from dcbench.data.paths import path_dataset, source_for_evaluation
-from dcbench.evaluation import Protocol, evaluate_synthetic
+from dcbench.evaluation import LABEL_LOSSES, LABEL_SOURCES, Protocol, evaluate_synthetic
 from dcbench.host.compat import tomllib
 from dcbench.host.devices import DEVICE_CHOICES, resolve_device
 from dcbench.host.errors import DcbenchError, first_line
@@ -208,6 +208,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         overrides["epochs"] = args.epochs
     if args.precision:
         overrides["precision"] = args.precision
+    if args.labels == "set":
+        overrides.update(labels="set", label_loss=args.label_loss, temperature=args.temperature)
     protocol = Protocol.for_preset(
         args.preset, dataset, args.augmentation or "none", arch.name, native=native, **overrides
     )
@@ -414,6 +416,14 @@ def _add_evaluate(sub: Subcommands) -> None:
     p.add_argument("--preset", default="quick", choices=("smoke", "quick", "paper"))
     p.add_argument("--dataset", help="override the manifest's dataset (a name, an image folder or a .pt/.npz file)")
     p.add_argument("--seed", type=int, default=0, help="evaluation seed")
+    p.add_argument(
+        "--labels",
+        choices=LABEL_SOURCES,
+        default="hard",
+        help="train on the set's hard labels, or on its soft labels where it has them (set)",
+    )
+    p.add_argument("--label-loss", choices=LABEL_LOSSES, default="soft_ce", help="with --labels set")
+    p.add_argument("--temperature", type=float, default=1.0, help="with --labels set: the softmax temperature")
     _common(p)
     p.set_defaults(func=cmd_evaluate)
 

@@ -43,6 +43,8 @@ from dcbench.nn.networks import BUILTIN_ARCHITECTURES, Architecture, build_netwo
 # 2: lr step one epoch later (as the reference), dc augmentation as the reference (zero fill on
 #    scaling down, cubic-spline rotation), paper preset's native epochs per method.
 PROTOCOL_VERSION = "2"
+LABEL_SOURCES = ("hard", "set")
+LABEL_LOSSES = ("soft_ce", "kl")
 
 
 def lr_drop_epoch(epochs: int) -> int:
@@ -70,12 +72,24 @@ class Protocol:
     version: str = PROTOCOL_VERSION
     #: test on the first this many test images (0: all of them; only ``smoke`` tests on fewer)
     test_images: int = 0
+    #: what the networks learn from: "hard" (the set's class labels) or "set" (its soft labels,
+    #: softmax at ``temperature``, where it has them; a set without them trains on its hard labels)
+    labels: str = "hard"
+    label_loss: str = "soft_ce"  # with labels = "set": "soft_ce" (DATM's) or "kl" (KL at T, times T^2)
+    temperature: float = 1.0
 
     def __post_init__(self) -> None:
         if self.augmentation not in AUGMENTATIONS:
             raise DcbenchError(
                 f"unknown evaluation augmentation {self.augmentation!r}; choose one of {', '.join(AUGMENTATIONS)}"
             )
+        if self.labels not in LABEL_SOURCES or self.label_loss not in LABEL_LOSSES:
+            raise DcbenchError(
+                f"evaluation labels {self.labels!r} with loss {self.label_loss!r}: choose labels from "
+                f"{', '.join(LABEL_SOURCES)} and a loss from {', '.join(LABEL_LOSSES)}"
+            )
+        if not self.temperature > 0:
+            raise DcbenchError(f"protocol temperature must be > 0, got {self.temperature}")
         if self.test_images < 0:
             raise DcbenchError(f"protocol test_images must be >= 0 (0: every test image), got {self.test_images}")
         for name in ("epochs", "models", "batch_size", "test_batch_size"):
@@ -92,7 +106,8 @@ class Protocol:
         arch = f"{self.arch}-W{width}" if width else self.arch
         precision = "" if self.precision == "fp32" else f"/{self.precision}"
         subset = f"/test{self.test_images}" if self.test_images else ""
-        return f"{arch}/{self.epochs}ep/{self.augmentation}{precision}{subset}/v{self.version}"
+        labels = f"/{self.labels}-{self.label_loss}-T{self.temperature:g}" if self.labels != "hard" else ""
+        return f"{arch}/{self.epochs}ep/{self.augmentation}{precision}{subset}{labels}/v{self.version}"
 
     @classmethod
     def for_preset(
@@ -133,8 +148,12 @@ class Protocol:
 
     def to_dict(self) -> dict[str, Any]:
         values = asdict(self)
-        if not self.test_images:  # the default: left out, so protocols recorded before it keep their hash
+        # fields at their defaults are left out, so that protocols recorded before them keep their hash
+        if not self.test_images:
             values.pop("test_images")
+        if self.labels == "hard":
+            for name in ("labels", "label_loss", "temperature"):
+                values.pop(name)
         return {**values, "name": self.name}
 
 
@@ -147,6 +166,7 @@ class EvaluationResult:
     protocol: dict[str, Any]
     train_seconds: float = 0.0  # of ``seconds``: training the K models
     test_seconds: float = 0.0  # of ``seconds``: the test passes
+    labels_used: str = "hard"  # "soft" when the protocol asked for the set's labels and it had them
 
     @property
     def mean(self) -> float:
@@ -209,6 +229,17 @@ class _SingleModel:
         return self.net(x).unsqueeze(0)
 
 
+def soft_label_loss(logits: Tensor, target_logits: Tensor, loss: str, temperature: float) -> Tensor:
+    """Per-sample loss against soft targets ``softmax(target_logits / T)``: soft cross-entropy
+    (DATM's, at T = 1 its exact formula) or the distillation KL divergence times T² (Hinton et al.),
+    on the student's ``log_softmax(logits / T)``."""
+    log_p = F.log_softmax(logits / temperature, dim=-1)
+    target = F.softmax(target_logits / temperature, dim=-1)
+    if loss == "kl":
+        return temperature**2 * (target * (F.log_softmax(target_logits / temperature, dim=-1) - log_p)).sum(-1)
+    return -(target * log_p).sum(-1)
+
+
 def _train_group(
     models: _StackedModels | _SingleModel,
     indices: list[int],
@@ -216,8 +247,10 @@ def _train_group(
     labels: Tensor,
     protocol: Protocol,
     seed: int,
+    soft_labels: Tensor | None = None,
 ) -> list[float]:
-    """Train a group of models (their global indices in ``indices``) and return final train accuracies."""
+    """Train a group of models (their global indices in ``indices``) and return final train
+    accuracies (against the hard labels). ``soft_labels``: train on these targets instead."""
     k, n = len(indices), images.shape[0]
     order_gens = [make_generator(seed, "eval-order", i) for i in indices]
     aug_fns = [_augmenter(protocol, make_generator(seed, "eval-aug", i)) for i in indices]
@@ -242,7 +275,13 @@ def _train_group(
             yb = labels[idx]
             with autocast(protocol.precision, images.device.type):
                 logits = models.logits(xb)
-            per_sample = F.cross_entropy(logits.float().flatten(0, 1), yb.flatten(), reduction="none")
+            if soft_labels is None:
+                per_sample = F.cross_entropy(logits.float().flatten(0, 1), yb.flatten(), reduction="none")
+            else:
+                targets = soft_labels[idx].flatten(0, 1)
+                per_sample = soft_label_loss(
+                    logits.float().flatten(0, 1), targets, protocol.label_loss, protocol.temperature
+                )
             loss = per_sample.view(k, -1).mean(1).sum()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -297,6 +336,7 @@ def evaluate_synthetic(
     synthetic.validate(real.channels, real.image_size, real.num_classes)
     real = real.to(device) if real.device != device else real
     images, labels = synthetic.images.to(device), synthetic.labels.to(device)
+    soft = synthetic.soft_labels.to(device) if protocol.labels == "set" and synthetic.soft_labels is not None else None
     start = time.perf_counter()
     nets = [
         build_network(
@@ -315,13 +355,13 @@ def evaluate_synthetic(
     stack = bool(stacked) and not arch.has_batchnorm and protocol.models > 1
     if stack:
         models = _StackedModels(nets)
-        train_accs = _train_group(models, list(range(protocol.models)), images, labels, protocol, seed)
+        train_accs = _train_group(models, list(range(protocol.models)), images, labels, protocol, seed, soft)
         models.unstack_into(nets)
     else:
         train_accs = [
             acc
             for i, net in enumerate(nets)
-            for acc in _train_group(_SingleModel(net), [i], images, labels, protocol, seed)
+            for acc in _train_group(_SingleModel(net), [i], images, labels, protocol, seed, soft)
         ]
     trained = time.perf_counter()
     if stack and device.type != "cpu":
@@ -343,4 +383,5 @@ def evaluate_synthetic(
         protocol.to_dict(),
         train_seconds=trained - start,
         test_seconds=end - trained,
+        labels_used="soft" if soft is not None else "hard",
     )

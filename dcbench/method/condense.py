@@ -102,7 +102,7 @@ def condense(
             "num_classes": real.num_classes,
             "image_shape": [real.channels, *real.image_size],
             "seed": seed,
-            "labels": "hard",
+            "labels": "hard" if synthetic.soft_labels is None else "soft",
             "preprocessing": {"normalised": True, "mean": list(real.mean), "std": list(real.std), "zca": False},
             "native_eval_augmentation": native.augmentation,
             "native_evaluation": dataclasses.asdict(native),

@@ -1,6 +1,7 @@
 """The synthetic set artifact: images, labels and a manifest, saved as tensors + JSON.
 
-``synthetic.pt`` holds only tensors (``{"images", "labels"}``) and is read with
+``synthetic.pt`` holds only tensors (``{"images", "labels"}``, and ``"soft_labels"`` for a set that
+carries learned soft labels) and is read with
 ``torch.load(weights_only=True)``, so a file from elsewhere cannot run code. ``manifest.json`` says
 what made the set (method, version, config, dataset, IPC, seed), how its pixels are encoded
 (normalisation) and a content hash that ties the two files together.
@@ -34,7 +35,7 @@ MANIFEST_SCHEMA: dict[str, Rule] = {
     "seed": Integer(minimum=0),
     "num_classes": Integer(minimum=1),
     "content_hash": Text(),
-    "labels": OneOf(("hard",)),
+    "labels": OneOf(("hard", "soft")),
     "native_eval_augmentation": OneOf(("none", "dsa", "dc")),
     "preprocessing": Record(
         {
@@ -47,10 +48,11 @@ MANIFEST_SCHEMA: dict[str, Rule] = {
 }
 
 
-def content_hash(images: Tensor, labels: Tensor) -> str:
-    """SHA-256 over the raw bytes, shapes and dtypes of images and labels."""
+def content_hash(images: Tensor, labels: Tensor, soft_labels: Tensor | None = None) -> str:
+    """SHA-256 over the raw bytes, shapes and dtypes of images and labels (and soft labels, when a
+    set has them: a set without them hashes as before they existed)."""
     h = hashlib.sha256()
-    for t in (images, labels):
+    for t in (images, labels) if soft_labels is None else (images, labels, soft_labels):
         t = t.detach().cpu().contiguous()
         h.update(f"{tuple(t.shape)}{t.dtype}".encode())
         h.update(t.numpy().tobytes())
@@ -60,11 +62,15 @@ def content_hash(images: Tensor, labels: Tensor) -> str:
 @dataclass
 class SyntheticSet:
     """A condensed dataset: ``images`` (N, C, H, W) in the real dataset's normalised space and
-    hard ``labels`` (N,), class-major; ``manifest`` is filled in by the host after ``condense``."""
+    hard ``labels`` (N,), class-major; ``manifest`` is filled in by the host after ``condense``.
+    ``soft_labels`` (N, K), optional: logits a method learned for its images (DATM); an evaluation
+    whose protocol says ``labels = "set"`` trains on them (softmax at its temperature), every other
+    on the hard labels, which decide the class of an image and the IPC budget either way."""
 
     images: Tensor
     labels: Tensor
     manifest: dict[str, Any] = field(default_factory=dict)
+    soft_labels: Tensor | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.images, Tensor) or not isinstance(self.labels, Tensor):
@@ -79,6 +85,10 @@ class SyntheticSet:
             )
         self.images = self.images.detach().cpu().float().contiguous()
         self.labels = self.labels.detach().cpu().long().contiguous()
+        if self.soft_labels is not None:
+            if not isinstance(self.soft_labels, Tensor) or not self.soft_labels.is_floating_point():
+                raise DcbenchError("soft labels must be a float tensor of logits, one row per image")
+            self.soft_labels = self.soft_labels.detach().cpu().float().contiguous()
 
     @property
     def ipc(self) -> int:
@@ -116,6 +126,17 @@ class SyntheticSet:
             )
         if y.min() < 0:
             raise DcbenchError(f"{source}: labels must be class indices 0, 1, ..., got {int(y.min())}")
+        soft = self.soft_labels
+        if soft is not None and (
+            soft.ndim != 2
+            or soft.shape[0] != x.shape[0]
+            or not torch.isfinite(soft).all()
+            or (num_classes is not None and soft.shape[1] != num_classes)
+        ):
+            raise DcbenchError(
+                f"{source}: soft labels must be finite logits of shape (N, classes) = ({x.shape[0]}, "
+                f"{num_classes if num_classes is not None else 'K'}), got {tuple(soft.shape)}"
+            )
         if num_classes is not None and y.max() >= num_classes:
             raise DcbenchError(
                 f"{source}: labels span {int(y.min())}..{int(y.max())}, but the dataset has "
@@ -139,8 +160,12 @@ class SyntheticSet:
     def save(self, directory: Path) -> None:
         """Write ``synthetic.pt`` and ``manifest.json`` atomically (temp file + rename)."""
         directory.mkdir(parents=True, exist_ok=True)
-        self.manifest["content_hash"] = content_hash(self.images, self.labels)
-        atomic_write(directory / TENSOR_FILE, lambda f: torch.save({"images": self.images, "labels": self.labels}, f))
+        self.manifest["content_hash"] = content_hash(self.images, self.labels, self.soft_labels)
+        self.manifest["labels"] = "hard" if self.soft_labels is None else "soft"
+        tensors = {"images": self.images, "labels": self.labels}
+        if self.soft_labels is not None:
+            tensors["soft_labels"] = self.soft_labels
+        atomic_write(directory / TENSOR_FILE, lambda f: torch.save(tensors, f))
         atomic_write_text(directory / MANIFEST_FILE, json.dumps(self.manifest, indent=2, sort_keys=True, default=str))
 
     def save_grid(self, path: Path, mean: tuple[float, ...], std: tuple[float, ...], max_per_class: int = 10) -> None:
@@ -200,12 +225,13 @@ def load_synthetic(path: Path) -> SyntheticSet:
         except DcbenchError as exc:
             raise DcbenchError(f"{manifest_file}: {exc}; restore it or re-run the condensation") from None
     try:
-        synthetic = SyntheticSet(payload["images"], payload["labels"], manifest)
+        soft = payload.get("soft_labels")
+        synthetic = SyntheticSet(payload["images"], payload["labels"], manifest, soft)
     except DcbenchError as exc:
         raise DcbenchError(f"{tensor_file}: {exc}") from None
     synthetic.validate(source=str(tensor_file))
     expected = manifest.get("content_hash")
-    if expected and expected != content_hash(synthetic.images, synthetic.labels):
+    if expected and expected != content_hash(synthetic.images, synthetic.labels, synthetic.soft_labels):
         raise DcbenchError(
             f"{tensor_file}: content does not match the hash in {MANIFEST_FILE}; the files were modified or mixed up"
         )

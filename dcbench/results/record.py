@@ -60,6 +60,7 @@ class EvaluationRecord:
     eval_seeds: list[int]
     train_seconds: float | None = None
     test_seconds: float | None = None
+    labels_used: str = "hard"  # "soft": the protocol asked for the set's soft labels and it had them
 
 
 @dataclass

@@ -289,6 +289,7 @@ def _evaluate(
         seconds=result.seconds,
         train_seconds=result.train_seconds,
         test_seconds=result.test_seconds,
+        labels_used=result.labels_used,
         test_accs=result.test_accs,
         train_accs=result.train_accs,
         eval_seeds=result.eval_seeds,

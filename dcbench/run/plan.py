@@ -148,7 +148,11 @@ def _dataset_label(registry: Registry, dataset: str) -> str:
 def _protocols(spec: Spec, method: Method, dataset: str) -> list[dict[str, Any]]:
     """The evaluation protocol of each evaluation architecture, as plain fields."""
     native = method.native_evaluation(dataset) if spec.eval_augmentation == "native" else None
-    extra = {k: v for k, v in (("models", spec.eval_models), ("epochs", spec.eval_epochs)) if v is not None}
+    extra: dict[str, Any] = {
+        k: v for k, v in (("models", spec.eval_models), ("epochs", spec.eval_epochs)) if v is not None
+    }
+    if spec.eval_labels != "hard":  # the default leaves the fields out, as protocols recorded before them
+        extra.update(labels=spec.eval_labels, label_loss=spec.eval_label_loss, temperature=spec.eval_temperature)
     return [
         Protocol.for_preset(
             spec.preset, dataset, spec.eval_augmentation, arch, native=native, precision=spec.precision, **extra

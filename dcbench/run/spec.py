@@ -13,6 +13,9 @@ A spec is a TOML file (or the built-in default). Example::
     eval_models = 1                    # default: the preset's
     eval_epochs = 150                  # default: the preset's
     eval_augmentation = "none"         # none | dsa | dc | native (each method's own paper's)
+    eval_labels = "hard"               # hard | set: train on the set's soft labels where it has them
+    eval_label_loss = "soft_ce"        # with eval_labels = "set": soft_ce | kl
+    eval_temperature = 1.0             # with eval_labels = "set": the softmax temperature
     precision = "fp32"                 # fp32 | bf16: torch.autocast for condensation and evaluation
     threads = 2                        # torch CPU threads per cell (default: the cores / workers)
     workers = 2                        # cells at once in worker processes (default: one per core on a
@@ -37,10 +40,11 @@ from pathlib import Path
 from typing import Any
 
 from dcbench.data.paths import anchor_dataset_entry, resolve_dataset_entry
+from dcbench.evaluation import LABEL_LOSSES, LABEL_SOURCES
 from dcbench.host.compat import tomllib
 from dcbench.host.errors import DcbenchError
 from dcbench.host.runtime import PRECISIONS
-from dcbench.host.schema import Integer, ListOf, OneOf, Optional, Rule, Table, Text, check_fields
+from dcbench.host.schema import Integer, ListOf, Number, OneOf, Optional, Rule, Table, Text, check_fields
 from dcbench.method.checkpoint import CheckpointPolicy
 from dcbench.method.contract import PRESETS
 from dcbench.method.seeding import SEED
@@ -81,6 +85,9 @@ SPEC_SCHEMA: dict[str, Rule] = {
     "eval_models": Optional(Integer(minimum=1)),
     "eval_epochs": Optional(Integer(minimum=0)),
     "eval_augmentation": OneOf(EVAL_AUGMENTATIONS),
+    "eval_labels": OneOf(LABEL_SOURCES),
+    "eval_label_loss": OneOf(LABEL_LOSSES),
+    "eval_temperature": Number(positive=True),
     "overrides": Table(values=Table()),  # [overrides.METHOD] key = value, checked by the method's config
     "precision": OneOf(PRECISIONS),
     "threads": Optional(Integer(minimum=1)),
@@ -103,6 +110,9 @@ class Spec:
     eval_models: int | None = None
     eval_epochs: int | None = None
     eval_augmentation: str = "none"
+    eval_labels: str = "hard"
+    eval_label_loss: str = "soft_ce"
+    eval_temperature: float = 1.0
     precision: str = "fp32"
     threads: int | None = None
     workers: int | None = None  # None: dcbench.run.grid.plan_workers decides
@@ -129,6 +139,9 @@ class Spec:
         data = asdict(self)
         overrides = data.pop("overrides")
         tracking = data.pop("tracking")
+        if self.eval_labels == "hard":  # the label settings only matter with "set": left out, as before them
+            for key in ("eval_labels", "eval_label_loss", "eval_temperature"):
+                data.pop(key)
         for key, value in data.items():
             if value is not None:
                 lines.append(f"{key} = {_toml_value(value)}")

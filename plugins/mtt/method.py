@@ -315,9 +315,10 @@ class MTTMethod(Method):
             skipped_steps=skipped,
             experts=len(trajectories),
         )
-        if learned is not None:
-            ctx.metrics["learned_labels"] = "soft labels learned; evaluated with the set's hard labels"
-        return SyntheticSet(images.detach(), hard)
+        if learned is None:
+            return SyntheticSet(images.detach(), hard)
+        # the learned logits go with the set: an evaluation with labels = "set" trains on them
+        return SyntheticSet(images.detach(), hard, soft_labels=learned.detach())
 
     def label_optimizer(self, labels: Tensor, config: Any) -> torch.optim.Optimizer:
         raise DcbenchError(f"{self.name} learns no labels")  # initial_labels() returned None: never called
