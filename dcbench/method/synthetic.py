@@ -168,21 +168,6 @@ class SyntheticSet:
         atomic_write(directory / TENSOR_FILE, lambda f: torch.save(tensors, f))
         atomic_write_text(directory / MANIFEST_FILE, json.dumps(self.manifest, indent=2, sort_keys=True, default=str))
 
-    def save_grid(self, path: Path, mean: tuple[float, ...], std: tuple[float, ...], max_per_class: int = 10) -> None:
-        """A PNG with one row per class (at most ``max_per_class`` images each), in pixel space."""
-        from torchvision.utils import make_grid, save_image
-
-        classes = torch.unique(self.labels)
-        rows = [self.images[self.labels == c][:max_per_class] for c in classes]
-        per_row = max(len(r) for r in rows)
-        padded = [torch.cat([r, r.new_full((per_row - len(r), *r.shape[1:]), float("nan"))]) for r in rows]
-        x = torch.cat(padded)
-        m = torch.tensor(mean).view(1, -1, 1, 1)
-        s = torch.tensor(std).view(1, -1, 1, 1)
-        x = torch.nan_to_num((x * s + m).clamp(0, 1), nan=1.0)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, lambda f: save_image(make_grid(x, nrow=per_row, padding=1, pad_value=1.0), f, format="png"))
-
 
 def load_synthetic(path: Path) -> SyntheticSet:
     """Read a synthetic set from a directory (or its ``synthetic.pt``), safely and with checks."""

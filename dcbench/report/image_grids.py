@@ -18,7 +18,8 @@ from matplotlib.figure import Figure
 from matplotlib.layout_engine import ConstrainedLayoutEngine
 
 from dcbench.host.errors import DcbenchError
-from dcbench.method.synthetic import TENSOR_FILE, load_synthetic
+from dcbench.host.files import atomic_write
+from dcbench.method.synthetic import GRID_FILE, TENSOR_FILE, load_synthetic
 from dcbench.report.context import ReportContext
 from dcbench.report.figures import file_part, save_figure
 
@@ -30,6 +31,7 @@ TARGET_ASPECT = 1.3  # width / height of the image area the layout aims for
 LABEL_WIDTH_IN = 0.9  # room for class names left of a panel row
 TITLE_HEIGHT_IN = 0.22  # per panel row
 SUPTITLE_HEIGHT_IN = 0.35
+MIN_SET_GRID_WIDTH_IN = 3.2  # a one-set grid (a cell's grid.png) at IPC 1 is one image wide
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,21 @@ def synthetic_grid_figures(context: ReportContext) -> list[Path]:
             )
         )
     return written
+
+
+def write_set_grid(directory: Path, title: str) -> Path | None:
+    """``grid.png`` of one saved set: the report's panel (a row per class, named, at most
+    MAX_PER_CLASS images each), 150 dpi; None when the set cannot be read."""
+    notes: list[str] = []
+    panel = load_panel(directory, "", notes)  # the figure's title names the set
+    if panel is None:
+        return None
+    figure = plot_panels([panel], title)
+    width, height = figure.get_size_inches()
+    figure.set_size_inches(max(width, MIN_SET_GRID_WIDTH_IN), height)  # room for class names and title
+    path = directory / GRID_FILE
+    atomic_write(path, lambda f: figure.savefig(f, format="png", dpi=150))
+    return path
 
 
 def load_panel(run_dir: Path, title: str, notes: list[str]) -> Panel | None:

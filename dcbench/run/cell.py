@@ -29,8 +29,8 @@ from dcbench.host.runtime import peak_rss_mb, reset_peak_rss
 from dcbench.method.checkpoint import Checkpointer, CheckpointPolicy
 from dcbench.method.condense import Condensed, condense
 from dcbench.method.contract import CondenseContext, Method
-from dcbench.method.synthetic import GRID_FILE
 from dcbench.plugins import Registry
+from dcbench.report.image_grids import write_set_grid
 from dcbench.results.curves import CURVE_FILE, CurveWriter
 from dcbench.results.record import CellRecord, EvaluationRecord, now
 from dcbench.results.store import Store
@@ -107,7 +107,7 @@ def condense_into(
     if before_saving is not None:
         before_saving()
     condensed.synthetic.save(directory)
-    condensed.synthetic.save_grid(directory / GRID_FILE, real.mean, real.std)
+    write_set_grid(directory, f"{method.name}: {real.name}, IPC {request.ipc}, seed {request.seed}")
     return condensed
 
 

@@ -32,8 +32,9 @@ from dcbench import __version__
 from dcbench.data.safe_pickle import load_tensor_file
 from dcbench.host.errors import DcbenchError
 from dcbench.method.contract import METHOD_NAME, NativeEvaluation
-from dcbench.method.synthetic import GRID_FILE, SyntheticSet
+from dcbench.method.synthetic import SyntheticSet
 from dcbench.plugins import load_plugins
+from dcbench.report.image_grids import write_set_grid
 
 try:
     from numpy._core.multiarray import scalar as _numpy_scalar  # NumPy 2
@@ -164,7 +165,7 @@ def import_dc_repo(file: Path, dataset: str, output: Path, method: str | None) -
             }
         )
         synthetic.save(target)
-        synthetic.save_grid(target / GRID_FILE, encoding.mean, encoding.std)
+        write_set_grid(target, f"{synthetic.manifest.get('method', 'imported')}: {target.name}")
     return targets
 
 

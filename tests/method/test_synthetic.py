@@ -8,6 +8,7 @@ import torch
 from dcbench.host.errors import DcbenchError
 from dcbench.method.contract import class_major_labels
 from dcbench.method.synthetic import SyntheticSet, content_hash, load_synthetic
+from dcbench.report.image_grids import write_set_grid
 
 
 def make_set() -> SyntheticSet:
@@ -18,11 +19,15 @@ def make_set() -> SyntheticSet:
 def test_round_trip_with_manifest_and_hash(tmp_path: Path) -> None:
     s = make_set()
     s.save(tmp_path)
-    s.save_grid(tmp_path / "grid.png", (0.5,), (0.5,))
+    assert write_set_grid(tmp_path, "toy") == tmp_path / "grid.png"
     loaded = load_synthetic(tmp_path)
     assert torch.equal(loaded.images, s.images) and torch.equal(loaded.labels, s.labels)
     assert loaded.manifest["content_hash"] == content_hash(s.images, s.labels)
     assert (tmp_path / "grid.png").read_bytes()[:4] == b"\x89PNG"
+    from PIL import Image
+
+    width, height = Image.open(tmp_path / "grid.png").size  # the report's panel, not a 30-pixel strip
+    assert width >= 480 and height >= 300
 
 
 def test_tampered_content_is_detected(tmp_path: Path) -> None:
