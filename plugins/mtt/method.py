@@ -189,7 +189,7 @@ class MTTMethod(Method):
         recipe.validate()
 
         def build(directory: Any, step_done: Any) -> None:
-            # experts are trained on the CPU copy's device; every cell of every seed shares them
+            # trained on the cell's device, once: every cell of every seed shares them
             train_experts(
                 real,
                 recipe,
