@@ -71,12 +71,12 @@ def condense(
     ctx.precision = precision
     if state_store is not None and method.resumable:
         ctx.state_store = state_store
-    built_before, used_before = ctx.artifact_build_s, len(ctx.artifacts_used)  # a context may be reused
+    in_store_before, used_before = ctx.artifact_store_s, len(ctx.artifacts_used)  # a context may be reused
     start = time.perf_counter()
     with autocast(precision, ctx.device.type):
         synthetic = method.condense(real, ipc, config, seed, ctx)
     # an artifact built on the way (expert trajectories) is a one-off cost, recorded with it
-    seconds = time.perf_counter() - start - (ctx.artifact_build_s - built_before)
+    seconds = time.perf_counter() - start - (ctx.artifact_store_s - in_store_before)
     seconds += ctx.resumed.seconds if ctx.resumed else 0.0
     artifacts = ctx.artifacts_used[used_before:]
     if not isinstance(synthetic, SyntheticSet):

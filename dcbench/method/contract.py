@@ -131,7 +131,7 @@ class CondenseContext:
     artifacts_used: list[dict[str, Any]] = field(default_factory=list)
     #: seconds spent in the artifact store (building an artifact, or waiting for another process
     #: to finish building it): a one-off cost, excluded from the condensation time
-    artifact_build_s: float = 0.0
+    artifact_store_s: float = 0.0
 
     def build_network(self, arch: str, real: RealDataset, generator: torch.Generator, **options: Any) -> nn.Module:
         """A freshly initialised ``arch`` for ``real``'s images, drawn from ``generator``, on the device."""
@@ -185,7 +185,7 @@ class CondenseContext:
         store = self.artifact_store if self.artifact_store is not None else ArtifactStore()
         start = time.perf_counter()
         artifact, built = store.get(kind, identity, build, log=self.log)
-        self.artifact_build_s += time.perf_counter() - start  # a build here, or a wait for another's
+        self.artifact_store_s += time.perf_counter() - start  # a build here, or a wait for another's
         self.artifacts_used.append(artifact.usage(built))
         return artifact
 

@@ -109,6 +109,7 @@ def load_runs(results_dir: Path) -> pd.DataFrame:
             f"{path} repeats evaluations of run(s) {some(runs.loc[duplicated, 'run_id'].unique())}: rebuild runs.csv"
         )
     _method_columns(runs)
+    _artifact_columns(runs)
     runs[ACCURACY] = 100.0 * runs["test_acc"]
     return runs
 
@@ -138,7 +139,10 @@ def _method_columns(runs: pd.DataFrame) -> None:
         values = values.where(values.notna() & (values.astype(str) != ""), runs[fallback])
         runs[column] = values.astype(str)
     runs["init_stream"] = runs["init_stream"].fillna("").astype(str) if "init_stream" in runs else ""
-    # shared artifacts (stores from before they existed used none)
+
+
+def _artifact_columns(runs: pd.DataFrame) -> None:
+    """The shared artifacts a cell used, typed; stores from before artifacts existed used none."""
     runs["artifact_s"] = pd.to_numeric(runs["artifact_s"], errors="coerce").fillna(0.0) if "artifact_s" in runs else 0.0
     runs["artifacts"] = runs["artifacts"].astype("string").fillna("").astype(str) if "artifacts" in runs else ""
 

@@ -143,12 +143,11 @@ def _save(path: Path, value: Any) -> None:
     atomic_write(path, lambda f: torch.save(value, f))  # a kill leaves the old file or the new one
 
 
-def load_trajectories(files: list[Path], recipe: ExpertRecipe) -> list[Tensor]:
-    """The experts' trajectories, each checked for its shape."""
-    trajectories = []
-    for path in files:
-        trajectory = torch.load(path, map_location="cpu", weights_only=True)
+def check_trajectories(trajectories: list[Any], recipe: ExpertRecipe) -> list[Tensor]:
+    """The loaded experts' trajectories, each checked for its shape."""
+    for i, trajectory in enumerate(trajectories):
         if not isinstance(trajectory, Tensor) or trajectory.ndim != 2 or len(trajectory) != recipe.epochs + 1:
-            raise DcbenchError(f"{path.name}: not a trajectory of {recipe.epochs + 1} snapshots; remove the artifact")
-        trajectories.append(trajectory)
+            raise DcbenchError(
+                f"{expert_file(i)}: not a trajectory of {recipe.epochs + 1} snapshots; remove the artifact"
+            )
     return trajectories

@@ -32,7 +32,7 @@ from dcbench.api import (
     real_init_stream,
 )
 
-from .experts import MTT_DSA_STRATEGY, ExpertRecipe, expert_file, load_trajectories, train_experts
+from .experts import MTT_DSA_STRATEGY, ExpertRecipe, check_trajectories, expert_file, train_experts
 from .matching import FlatStudent, trajectory_matching_loss, unroll_student
 
 INITS = ("real", "noise")
@@ -199,7 +199,8 @@ class MTTMethod(Method):
             )
 
         artifact = ctx.artifact("expert_trajectories", recipe.identity(ctx.data_identity(real), ctx.precision), build)
-        return load_trajectories([artifact.file(expert_file(i)) for i in range(recipe.experts)], recipe)
+        # Artifact.load: weights_only, and a damaged file is one line naming the fix
+        return check_trajectories([artifact.load(expert_file(i)) for i in range(recipe.experts)], recipe)
 
     # -- the distillation ---------------------------------------------------------------------
     def initial_images(
