@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import os
 import sys
 from pathlib import Path
@@ -14,10 +16,19 @@ from dcbench import __version__
 from dcbench.artifacts import Artifact, ArtifactStore
 from dcbench.data.builtin import data_root_option
 from dcbench.data.paths import path_dataset, source_for_evaluation
-from dcbench.evaluation import LABEL_LOSSES, LABEL_SOURCES, Protocol, evaluate_synthetic
+from dcbench.data.zca import zca_whitened
+from dcbench.evaluation import (
+    EVAL_AUGMENTATIONS,
+    LABEL_LOSSES,
+    LABEL_SOURCES,
+    Protocol,
+    check_whitening,
+    evaluate_synthetic,
+)
 from dcbench.host.compat import tomllib
 from dcbench.host.devices import DEVICE_CHOICES, resolve_device
 from dcbench.host.errors import DcbenchError, first_line
+from dcbench.host.files import atomic_write_text
 from dcbench.host.outputs import check_output_dir, describe_os_error
 from dcbench.host.runtime import PRECISIONS, set_threads
 from dcbench.method.checkpoint import Checkpointer, CheckpointPolicy, check_compatible, checkpoint_identity
@@ -25,11 +36,12 @@ from dcbench.method.condense import config_hash
 from dcbench.method.contract import NativeEvaluation, config_to_dict
 from dcbench.method.seeding import check_seed
 from dcbench.method.synthetic import MANIFEST_FILE, TENSOR_FILE, load_synthetic
+from dcbench.nn.mixing import MIXINGS
 from dcbench.plugins import load_plugins
 from dcbench.report import KNOWN_FORMATS, write_report
 from dcbench.report.compare import compare_paths, comparison_text
-from dcbench.results.record import cell_id
-from dcbench.run.cell import CondenseRequest, condense_into
+from dcbench.results.record import EvaluationRecord, cell_id
+from dcbench.run.cell import CondenseRequest, condense_into, teacher_for
 from dcbench.run.grid import RunOptions, run_grid
 from dcbench.run.progress import CellProgressBar
 from dcbench.tools.importers import import_synthetic
@@ -139,11 +151,13 @@ def cmd_condense(args: argparse.Namespace) -> None:
         args.dataset,
         args.ipc,
         args.seed,
+        args.zca,
     )
     check_compatible(out, identity)  # the same command resumes; another config is refused before any work
     device = resolve_device(args.device)
     _check_condense_output(out, args.overwrite)
-    real = spec.loader(data_root_option(args.data_root)).to(device)
+    real = spec.loader(data_root_option(args.data_root))
+    real = (zca_whitened(real) if args.zca else real).to(device)
     bar = CellProgressBar(position=0)
     label = {"id": cell_id(method.name, args.dataset, args.ipc, args.seed)}
     checkpointer = Checkpointer(out, identity, policy, lambda text: tqdm.write(f"dcbench: {text}", file=sys.stderr))
@@ -188,37 +202,23 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         raise DcbenchError(f"{args.path}: the manifest names no dataset; pass --dataset")
     registry = load_plugins()
     arch = registry.architecture(args.arch)
-    native = None
-    if not args.augmentation:  # the method's own evaluation, as recorded by `dcbench condense`
-        recorded = synthetic.manifest.get("native_evaluation")
-        try:
-            native = (
-                NativeEvaluation(**recorded)
-                if isinstance(recorded, dict)
-                else NativeEvaluation(synthetic.manifest.get("native_eval_augmentation", "none"))
-            )
-        except TypeError:
-            raise DcbenchError(
-                f"{args.path}: manifest.json has a malformed native_evaluation; pass --augmentation"
-            ) from None
-    overrides: dict[str, Any] = {}
-    if args.models:
-        overrides["models"] = args.models
-    if args.epochs is not None:
-        overrides["epochs"] = args.epochs
-    if args.precision:
-        overrides["precision"] = args.precision
-    if args.labels == "set":
-        overrides.update(labels="set", label_loss=args.label_loss, temperature=args.temperature)
+    native = _recorded_native(synthetic.manifest, args.path) if args.augmentation == "native" else None
     protocol = Protocol.for_preset(
-        args.preset, dataset, args.augmentation or "none", arch.name, native=native, **overrides
+        args.preset, dataset, args.augmentation, arch.name, native=native, **_protocol_options(args)
     )
+    json_out = Path(args.json) if args.json else None
+    if json_out is not None:
+        check_output_dir(json_out.parent, "--json directory")
     device = resolve_device(args.device)
-    real = source.load().to(device) if source else _load_real(registry, dataset, args.data_root, device)
+    real = source.load() if source else _load_real(registry, dataset, args.data_root, torch.device("cpu"))
+    real = (zca_whitened(real) if args.zca else real).to(device)
     _check_dataset_content(synthetic.manifest, real, args.path)
     _check_preprocessing(synthetic.manifest, real, args.path)
     synthetic.validate(real.channels, real.image_size, real.num_classes, source=args.path)
-    result = evaluate_synthetic(synthetic, real, protocol, args.seed, device, arch)
+    check_whitening(synthetic, real, protocol)
+    log = lambda text: print(f"dcbench: {text}", file=sys.stderr)  # noqa: E731 - a one-line sink
+    teacher = teacher_for(protocol, real, registry, note=log)
+    result = evaluate_synthetic(synthetic, real, protocol, args.seed, device, arch, teacher=teacher)
     print(f"protocol {protocol.name}: {protocol.models} models, {len(real.test_labels)} test images of {real.name}")
     for i, acc in enumerate(result.test_accs):
         print(f"  model {i}: test accuracy {100 * acc:.2f}%")
@@ -228,6 +228,72 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         f"mean test accuracy {100 * mean:.2f}% (SD {sd:.2f} over {len(result.test_accs)} models) "
         f"in {result.seconds:.1f}s"
     )
+    if json_out is not None:
+        record = {
+            "set": str(Path(args.path).resolve()),
+            "synthetic_hash": synthetic.manifest.get("content_hash"),
+            "method": synthetic.manifest.get("method"),
+            "dataset": real.name,
+            "ipc": synthetic.ipc,
+            "seed": args.seed,
+            "device": str(device),
+            "mean_test_acc": mean,
+            "evaluation": dataclasses.asdict(
+                EvaluationRecord(
+                    arch=protocol.arch,
+                    protocol=result.protocol,
+                    seconds=result.seconds,
+                    train_seconds=result.train_seconds,
+                    test_seconds=result.test_seconds,
+                    labels_used=result.labels_used,
+                    teacher=result.teacher,
+                    test_accs=result.test_accs,
+                    train_accs=result.train_accs,
+                    eval_seeds=result.eval_seeds,
+                )
+            ),
+        }
+        atomic_write_text(json_out, json.dumps(record, indent=1) + "\n")
+        print(f"-> {json_out}")
+
+
+def _recorded_native(manifest: dict[str, Any], path: str) -> NativeEvaluation:
+    """The method's own evaluation, as `dcbench condense` recorded it."""
+    recorded = manifest.get("native_evaluation")
+    try:
+        if isinstance(recorded, dict):
+            return NativeEvaluation(**recorded)
+        return NativeEvaluation(manifest.get("native_eval_augmentation", "none"))
+    except TypeError:
+        raise DcbenchError(f"{path}: manifest.json has a malformed native_evaluation; pass --augmentation") from None
+
+
+#: `dcbench evaluate` option -> Protocol field (None: the preset's)
+_PROTOCOL_OPTIONS = {
+    "models": "models",
+    "epochs": "epochs",
+    "precision": "precision",
+    "lr": "lr",
+    "momentum": "momentum",
+    "weight_decay": "weight_decay",
+    "batch_size": "batch_size",
+    "dsa_strategy": "dsa_strategy",
+    "mixing": "mixing",
+    "mix_alpha": "mix_alpha",
+    "teacher_arch": "teacher_arch",
+    "teacher_epochs": "teacher_epochs",
+}
+
+
+def _protocol_options(args: argparse.Namespace) -> dict[str, Any]:
+    options = {
+        field: getattr(args, name) for name, field in _PROTOCOL_OPTIONS.items() if getattr(args, name) is not None
+    }
+    if args.labels != "hard":
+        options.update(labels=args.labels, label_loss=args.label_loss, temperature=args.temperature)
+    if args.zca:
+        options["zca"] = True
+    return options
 
 
 def _check_dataset_content(manifest: dict[str, Any], real: Any, path: str) -> None:
@@ -248,8 +314,6 @@ def _check_preprocessing(manifest: dict[str, Any], real: Any, path: str) -> None
     pre = manifest.get("preprocessing")
     if not pre:
         return
-    if pre.get("zca"):
-        raise DcbenchError(f"{path}: the set is ZCA-whitened; dcbench evaluates mean/std-normalised sets only")
     for key in ("mean", "std"):
         ours = [round(v, 4) for v in getattr(real, key)]
         theirs = [round(float(v), 4) for v in pre.get(key, ours)]
@@ -397,6 +461,7 @@ def _add_condense(sub: Subcommands) -> None:
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a method setting (repeatable)")
     p.add_argument("-o", "--output", required=True, help="output directory")
     p.add_argument("--overwrite", action="store_true", help="replace a synthetic set already in the output directory")
+    p.add_argument("--zca", action="store_true", help="ZCA-whiten the data first (MTT/DATM's preprocessing, eps 0.1)")
     _common(p)
     _checkpoints(p, "10m")
     p.set_defaults(func=cmd_condense)
@@ -410,8 +475,9 @@ def _add_evaluate(sub: Subcommands) -> None:
     p.add_argument("--epochs", type=int, help="training epochs (default: preset)")
     p.add_argument(
         "--augmentation",
-        choices=("none", "dsa", "dc"),
-        help="evaluation augmentation (default: the method's native one)",
+        choices=(*EVAL_AUGMENTATIONS, "native"),
+        default="none",
+        help="evaluation augmentation (default: none, as `dcbench run`; native: the method's own paper's)",
     )
     p.add_argument("--preset", default="quick", choices=("smoke", "quick", "paper"))
     p.add_argument("--dataset", help="override the manifest's dataset (a name, an image folder or a .pt/.npz file)")
@@ -420,10 +486,22 @@ def _add_evaluate(sub: Subcommands) -> None:
         "--labels",
         choices=LABEL_SOURCES,
         default="hard",
-        help="train on the set's hard labels, or on its soft labels where it has them (set)",
+        help="train on the set's hard labels, its soft labels where it has them (set), or a teacher's (teacher: "
+        "a network trained on the whole training set relabels every batch; built once, an artifact)",
     )
-    p.add_argument("--label-loss", choices=LABEL_LOSSES, default="soft_ce", help="with --labels set")
-    p.add_argument("--temperature", type=float, default=1.0, help="with --labels set: the softmax temperature")
+    p.add_argument("--label-loss", choices=LABEL_LOSSES, default="soft_ce", help="with soft labels: the loss")
+    p.add_argument("--temperature", type=float, default=1.0, help="with soft labels: the softmax temperature")
+    p.add_argument("--teacher-epochs", type=_positive_int, help="with --labels teacher: its training epochs (10)")
+    p.add_argument("--teacher-arch", help="with --labels teacher: its architecture (default: --arch)")
+    p.add_argument("--mixing", choices=MIXINGS, help="mixup or cutmix every training batch (default: none)")
+    p.add_argument("--mix-alpha", type=float, help="with --mixing: Beta(alpha, alpha) of the ratio (1.0)")
+    p.add_argument("--lr", type=float, help="SGD learning rate (default 0.01)")
+    p.add_argument("--momentum", type=float, help="SGD momentum (default 0.9)")
+    p.add_argument("--weight-decay", type=float, help="SGD weight decay (default 5e-4)")
+    p.add_argument("--batch-size", type=_positive_int, help="training batch size (default 256)")
+    p.add_argument("--dsa-strategy", help="with --augmentation dsa: '_'-joined DSA families (default: the dataset's)")
+    p.add_argument("--zca", action="store_true", help="ZCA-whiten the data (a set condensed under --zca needs it)")
+    p.add_argument("--json", "-o", metavar="FILE", help="also write the result (a cell's evaluation record) as JSON")
     _common(p)
     p.set_defaults(func=cmd_evaluate)
 

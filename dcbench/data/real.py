@@ -52,6 +52,8 @@ class RealDataset:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     class_names: tuple[str, ...]
+    #: the whitening applied after normalisation ("" none; "zca-eps0.1": :mod:`dcbench.data.zca`)
+    zca: str = ""
     indices_by_class: list[Tensor] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -128,7 +130,8 @@ class RealDataset:
         )
 
     def denormalise(self, images: Tensor) -> Tensor:
-        """Back to [0, 1] pixel space (clamped), for image grids."""
+        """Back to [0, 1] pixel space (clamped), for image grids (of whitened images: the
+        normalisation undone, not the whitening)."""
         mean = torch.tensor(self.mean, device=images.device).view(1, -1, 1, 1)
         std = torch.tensor(self.std, device=images.device).view(1, -1, 1, 1)
         return (images * std + mean).clamp(0, 1)

@@ -89,10 +89,11 @@ class CheckpointPolicy:
 
 
 def checkpoint_identity(
-    method: str, method_version: str, config_hash: str, dataset: str, ipc: int, seed: int
+    method: str, method_version: str, config_hash: str, dataset: str, ipc: int, seed: int, zca: bool = False
 ) -> dict[str, Any]:
-    """What must match for a checkpoint to be resumed: the same method code, config and cell."""
-    return {
+    """What must match for a checkpoint to be resumed: the same method code, config and cell (and
+    the data's whitening, when there is one)."""
+    identity = {
         "method": method,
         "method_version": method_version,
         "config_hash": config_hash,
@@ -100,6 +101,7 @@ def checkpoint_identity(
         "ipc": ipc,
         "seed": seed,
     }
+    return {**identity, "zca": True} if zca else identity
 
 
 def read_checkpoint(path: Path) -> dict[str, Any]:

@@ -72,6 +72,7 @@ SECTIONS: list[Section] = [
     markdown.reference_section,
     markdown.comparisons_section,
     markdown.gains_section,
+    markdown.tracks_section,
     markdown.precision_section,
     markdown.across_tasks_section,
     markdown.figures_section,

@@ -14,6 +14,7 @@ from dcbench import stats
 from dcbench.host.errors import DcbenchError
 from dcbench.report.inputs import reference_lines
 from dcbench.report.precision import GAIN_COLUMNS, PRECISION_COLUMNS, gains_over_reference, precision_table
+from dcbench.report.tracks import TRACK_COLUMNS, fold_tracks, teachers_of, track_differences
 from dcbench.results.identity import identity_notes
 from dcbench.results.runs_table import ACCURACY
 
@@ -50,6 +51,10 @@ class Analysis:
     gains: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=list(GAIN_COLUMNS)))
     #: per task: variance between seeds / between networks, what each buys, seeds for 1 point
     precision: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=list(PRECISION_COLUMNS)))
+    #: per method, task and track: its paired difference from the baseline track (several tracks)
+    tracks: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=list(TRACK_COLUMNS)))
+    #: the teachers of teacher tracks: key, track, test accuracy, build seconds
+    teachers: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def compared(self, frame: pd.DataFrame) -> pd.DataFrame:
         """The rows of ``frame`` (cells or runs) of the compared methods, reference lines left out."""
@@ -85,12 +90,19 @@ class Analysis:
             tables["win_tie_loss.csv"] = self.win_tie_loss
             tables["gains.csv"] = self.gains
         tables["precision.csv"] = self.precision
+        if not self.tracks.empty:
+            tables["tracks.csv"] = self.tracks
+        if not (self.cells["track"] != "").any():  # one unnamed track: the tables as before tracks
+            tables = {name: t.drop(columns="track", errors="ignore") for name, t in tables.items()}
         return tables
 
 
 def analyse(runs: pd.DataFrame, reference: str = "random", alpha: float = 0.05, pairing: bool = True) -> Analysis:
     """Apply the statistics protocol to validated runs (see :func:`load_runs`). ``pairing``:
     paired t where the recorded design pairs two methods (False: Welch everywhere)."""
+    tracks = track_differences(runs[~runs["method"].isin(reference_lines(runs))], alpha)
+    teachers = teachers_of(runs)
+    runs = fold_tracks(runs)  # from here a task's evaluation is its architecture and track
     trail: list[str] = identity_notes(runs)  # methods shown once per identity where they have several
     cells = stats.summarize_cells(runs, ACCURACY)
     lines = reference_lines(runs)
@@ -216,6 +228,8 @@ def analyse(runs: pd.DataFrame, reference: str = "random", alpha: float = 0.05, 
         protocol_words(runs),
         gains_over_reference(comparisons, active_reference),
         precision_table(compared_runs, active_reference, int(comparisons["p_raw"].notna().sum()), alpha),
+        tracks,
+        teachers,
     )
 
 

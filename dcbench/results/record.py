@@ -60,7 +60,9 @@ class EvaluationRecord:
     eval_seeds: list[int]
     train_seconds: float | None = None
     test_seconds: float | None = None
-    labels_used: str = "hard"  # "soft": the protocol asked for the set's soft labels and it had them
+    labels_used: str = "hard"  # "soft": the set's own soft labels; "teacher": a teacher's
+    track: str = ""  # the spec's name of the evaluation track ("": the only one)
+    teacher: dict[str, Any] | None = None  # the teacher that relabelled (key, arch, epochs, test_acc, cost)
 
 
 @dataclass
@@ -180,9 +182,28 @@ class CellRecord:
                         "eval_epochs": ev.protocol["epochs"],
                         "eval_augmentation": ev.protocol["augmentation"],
                         "eval_models": ev.protocol["models"],
+                        **_track_columns(ev),
                     }
                 )
         return rows
+
+
+def _track_columns(ev: EvaluationRecord) -> dict[str, Any]:
+    """What runs.csv says of an evaluation's track: its name, labels, loss and T, mixing, ZCA and
+    the teacher (its artifact key and test accuracy)."""
+    protocol, teacher = ev.protocol, ev.teacher or {}
+    return {
+        "track": ev.track,
+        "eval_labels": protocol.get("labels", "hard"),
+        "labels_used": ev.labels_used,
+        "eval_label_loss": protocol.get("label_loss", ""),
+        "eval_temperature": protocol.get("temperature"),
+        "eval_mixing": protocol.get("mixing", "none"),
+        "zca": bool(protocol.get("zca", False)),
+        "teacher": teacher.get("key", ""),
+        "teacher_acc": teacher.get("test_acc"),
+        "teacher_build_s": teacher.get("build_s"),
+    }
 
 
 def _artifact_seconds(artifacts: list[dict[str, Any]]) -> float:

@@ -15,6 +15,19 @@ from dcbench.host.errors import DcbenchError
 from dcbench.plugins.manager import load_plugins
 from dcbench.results.identity import IDENTITY_COLUMN, IDENTITY_FIELDS
 
+#: what an evaluation track is (name, targets, mixing, whitening, teacher): one column each
+TRACK_COLUMNS = (
+    "track",
+    "eval_labels",
+    "labels_used",
+    "eval_label_loss",
+    "eval_temperature",
+    "eval_mixing",
+    "zca",
+    "teacher",
+    "teacher_acc",
+    "teacher_build_s",
+)
 _BASE_COLUMNS = [
     "run_id",
     "method",
@@ -53,7 +66,10 @@ _BASE_COLUMNS = [
 ]
 #: runs.csv columns: every identity field has its own column (a new field adds one by itself)
 RUNS_COLUMNS = (
-    _BASE_COLUMNS + [f for f in IDENTITY_FIELDS if f not in _BASE_COLUMNS] + ["data_root", "artifact_s", "artifacts"]
+    _BASE_COLUMNS
+    + [f for f in IDENTITY_FIELDS if f not in _BASE_COLUMNS]
+    + ["data_root", "artifact_s", "artifacts"]
+    + list(TRACK_COLUMNS)
 )
 FAILURE_COLUMNS = ["run_id", "method", "dataset", "ipc", "synth_seed", "reason"]
 ACCURACY = "acc_pct"  # test_acc in percent: the unit of every reported number
@@ -86,6 +102,8 @@ def load_runs(results_dir: Path) -> pd.DataFrame:
     missing = [column for column in STATISTICS_COLUMNS if column not in runs.columns]
     if missing:
         raise DcbenchError(f"{path} lacks column(s) {', '.join(missing)}: regenerate it with the current `dcbench run`")
+    # a store from before tracks has one unnamed track
+    runs["track"] = runs["track"].astype("string").fillna("").astype(str) if "track" in runs else ""
     for column in ("method", "dataset", "eval_arch", "run_id"):
         runs[column] = runs[column].astype(str)
     for column in ("ipc", "synth_seed", "eval_index", "test_acc"):

@@ -22,7 +22,7 @@ import torch
 
 from dcbench import __version__
 from dcbench.data.real import RealDataset
-from dcbench.evaluation import Protocol, evaluate_synthetic
+from dcbench.evaluation import Protocol, Teacher, evaluate_synthetic, load_teacher, teacher_recipe
 from dcbench.host.devices import device_name, resolve_device
 from dcbench.host.errors import DcbenchError, first_line
 from dcbench.host.runtime import peak_rss_mb, reset_peak_rss
@@ -198,13 +198,13 @@ class _CellRun:
         cell, device, registry = self.cell, self.device, self.registry
         registry.manager.hook.dcbench_cell_started(cell=self.observed)
         method = registry.method(cell.method)
-        found = shared.dataset_fingerprint(cell.dataset, cell.data_root, cell.dataset_source)
+        found = shared.dataset_fingerprint(cell.dataset, cell.data_root, cell.dataset_source, cell.zca)
         if found != cell.fingerprint["data_fingerprint"]:
             raise DcbenchError(
                 f"the {cell.dataset} data found here differs from the data the grid was "
                 "planned with (content hash); give every worker the same --data-root files"
             )
-        self.shared_data = shared.dataset_on(cell.dataset, cell.data_root, str(device), cell.dataset_source)
+        self.shared_data = shared.dataset_on(cell.dataset, cell.data_root, str(device), cell.dataset_source, cell.zca)
         real = self.shared_data.to(self.shared_data.device)  # a fresh view over the same tensors, checked after use
         per_cell_rss = reset_peak_rss()
         if device.type == "cuda":
@@ -235,8 +235,10 @@ class _CellRun:
         assert self.shared_data is not None
         real = self.shared_data.to(self.shared_data.device)  # evaluation gets a fresh view too
         self.note(f"condensed in {condensed.seconds:.1f}s")
+        data = cell.fingerprint["data_fingerprint"]
         evaluations = [
-            _evaluate(condensed, real, fields, cell.seed, device, registry, self.note) for fields in cell.protocols
+            _evaluate(condensed, real, fields, cell.seed, device, registry, self.note, data)
+            for fields in cell.protocols
         ]
         record = self.record
         record.status = "done"
@@ -277,14 +279,20 @@ def _evaluate(
     device: torch.device,
     registry: Registry,
     note: Callable[[str], None],
+    data_fingerprint: str = "",
 ) -> EvaluationRecord:
-    protocol = Protocol(**{k: v for k, v in fields.items() if k != "name"})
-    result = evaluate_synthetic(condensed.synthetic, real, protocol, seed, device, registry.architecture(protocol.arch))
+    protocol = Protocol.from_dict({k: v for k, v in fields.items() if k != "track"})
+    teacher = teacher_for(protocol, real, registry, data_fingerprint, note)
+    result = evaluate_synthetic(
+        condensed.synthetic, real, protocol, seed, device, registry.architecture(protocol.arch), teacher=teacher
+    )
     if not all(math.isfinite(a) for a in result.test_accs):
         raise DcbenchError(f"evaluation on {protocol.arch} gave a non-finite accuracy")
     note(f"evaluated on {protocol.name}: mean test accuracy {100 * result.mean:.2f}% in {result.seconds:.1f}s")
     return EvaluationRecord(
         arch=protocol.arch,
+        track=str(fields.get("track", "")),
+        teacher=result.teacher,
         protocol=result.protocol,
         seconds=result.seconds,
         train_seconds=result.train_seconds,
@@ -294,6 +302,24 @@ def _evaluate(
         train_accs=result.train_accs,
         eval_seeds=result.eval_seeds,
     )
+
+
+def teacher_for(
+    protocol: Protocol,
+    real: RealDataset,
+    registry: Registry,
+    data_fingerprint: str = "",
+    note: Callable[[str], None] | None = None,
+) -> Teacher | None:
+    """The teacher of a teacher track (from the artifact store: trained there the first time),
+    None for the other tracks."""
+    if protocol.labels != "teacher":
+        return None
+    recipe = teacher_recipe(protocol)
+    teacher = load_teacher(real, recipe, registry.architecture(recipe.arch), data_fingerprint, log=note)
+    if note is not None:
+        note(f"teacher {teacher.record['key']}: {100 * teacher.record['test_acc']:.2f}% test accuracy")
+    return teacher
 
 
 def _data_root_recorded(data_root: str | None) -> str | None:

@@ -279,14 +279,18 @@ def _show(results: Iterator[dict[str, Any]], total: int, show_progress: bool) ->
 
 
 def summary_table(runs: Any) -> str:
-    """Mean ± SD (over seeds) test accuracy in %, methods × (dataset, IPC, arch)."""
-    per_seed = runs.groupby(["method", "dataset", "ipc", "eval_arch", "synth_seed"])["test_acc"].mean() * 100
-    stats = per_seed.groupby(["method", "dataset", "ipc", "eval_arch"]).agg(["mean", "std", "count"])
+    """Mean ± SD (over seeds) test accuracy in %, methods × (dataset, IPC, arch[, track])."""
+    columns = ["dataset", "ipc", "eval_arch"]
+    if "track" in runs and runs["track"].fillna("").astype(str).ne("").any():
+        runs = runs.assign(track=runs["track"].fillna("").astype(str))
+        columns.append("track")
+    per_seed = runs.groupby(["method", *columns, "synth_seed"])["test_acc"].mean() * 100
+    stats = per_seed.groupby(["method", *columns]).agg(["mean", "std", "count"])
     cells = stats.apply(
         lambda r: (
             f"{r['mean']:.1f} ± {r['std']:.1f} (n={int(r['count'])})" if r["count"] > 1 else f"{r['mean']:.1f} (n=1)"
         ),
         axis=1,
     )
-    table = cells.unstack(["dataset", "ipc", "eval_arch"])
+    table = cells.unstack(columns)
     return table.to_string()

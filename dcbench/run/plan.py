@@ -19,7 +19,7 @@ from dcbench.plugins import Registry
 from dcbench.results.identity import CellIdentity, protocol_hash
 from dcbench.results.record import CellKey, cell_id
 from dcbench.run.shared import dataset_fingerprint, loaded_dataset
-from dcbench.run.spec import Spec
+from dcbench.run.spec import PROTOCOL_FIELDS, Spec
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,7 @@ class Cell:
     init_stream: str = ""  # Method.initial_stream(config): what its initial images share ("" none)
     coreset: bool = False  # Method.coreset: a selection of real images, listed apart in tables
     dataset_label: str = ""  # DatasetSpec.label: the dataset's name in tables
+    zca: bool = False  # the data is ZCA-whitened (Spec.zca), for condensation and evaluation
 
     @property
     def id(self) -> str:
@@ -61,7 +62,7 @@ class Cell:
     def checkpoint_identity(self, method: Method) -> dict[str, Any]:
         """What a checkpoint of this cell must have been written by."""
         return checkpoint_identity(
-            method.name, method.version, self.fingerprint["config_hash"], self.dataset, self.ipc, self.seed
+            method.name, method.version, self.fingerprint["config_hash"], self.dataset, self.ipc, self.seed, self.zca
         )
 
 
@@ -108,7 +109,7 @@ def plan_cells(
                 plugin_version=registry.plugin_version(method_name),
                 config_hash=config_hash(method_name, config, spec.precision),
                 protocol_hash=protocol_hash(protocols),
-                data_fingerprint=dataset_fingerprint(dataset, data_root, source),
+                data_fingerprint=dataset_fingerprint(dataset, data_root, source, spec.zca),
                 precision=spec.precision,
             ).to_dict()
             for ipc in spec.ipcs:
@@ -135,6 +136,7 @@ def plan_cells(
                             init_stream=init_stream,
                             coreset=method.coreset,
                             dataset_label=_dataset_label(registry, dataset),
+                            zca=spec.zca,
                         )
                     )
     return cells
@@ -146,16 +148,25 @@ def _dataset_label(registry: Registry, dataset: str) -> str:
 
 
 def _protocols(spec: Spec, method: Method, dataset: str) -> list[dict[str, Any]]:
-    """The evaluation protocol of each evaluation architecture, as plain fields."""
-    native = method.native_evaluation(dataset) if spec.eval_augmentation == "native" else None
-    extra: dict[str, Any] = {
-        k: v for k, v in (("models", spec.eval_models), ("epochs", spec.eval_epochs)) if v is not None
-    }
-    if spec.eval_labels != "hard":  # the default leaves the fields out, as protocols recorded before them
-        extra.update(labels=spec.eval_labels, label_loss=spec.eval_label_loss, temperature=spec.eval_temperature)
-    return [
-        Protocol.for_preset(
-            spec.preset, dataset, spec.eval_augmentation, arch, native=native, precision=spec.precision, **extra
-        ).to_dict()
-        for arch in spec.eval_archs
-    ]
+    """The evaluation protocol of each track and evaluation architecture, as plain fields (a
+    named track's with its ``track`` name: the report's column)."""
+    protocols = []
+    for track, values in spec.track_values().items():
+        augmentation = values["eval_augmentation"]
+        native = method.native_evaluation(dataset) if augmentation == "native" else None
+        extra: dict[str, Any] = {
+            PROTOCOL_FIELDS[key]: value for key, value in values.items() if key in PROTOCOL_FIELDS and value is not None
+        }
+        if values["eval_labels"] != "hard":  # the default leaves the fields out, as protocols recorded before them
+            extra.update(
+                labels=values["eval_labels"],
+                label_loss=values["eval_label_loss"],
+                temperature=values["eval_temperature"],
+            )
+        extra.update(mixing=values["eval_mixing"], zca=spec.zca)
+        for arch in spec.eval_archs:
+            fields = Protocol.for_preset(
+                spec.preset, dataset, augmentation, arch, native=native, precision=spec.precision, **extra
+            ).to_dict()
+            protocols.append({**fields, "track": track} if track else fields)
+    return protocols

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from dcbench.data.paths import DatasetSource
 from dcbench.data.real import RealDataset
+from dcbench.data.zca import zca_whitened
 from dcbench.plugins import Registry, load_plugins
 
 
@@ -22,23 +23,32 @@ def registry() -> Registry:
 
 
 @functools.lru_cache(maxsize=2)
-def loaded_dataset(name: str, data_root: str | None, source: DatasetSource | None = None) -> RealDataset:
-    """A dataset as read (on the CPU): a registered one from ``data_root``, or one given by path."""
+def loaded_dataset(
+    name: str, data_root: str | None, source: DatasetSource | None = None, zca: bool = False
+) -> RealDataset:
+    """A dataset as read (on the CPU): a registered one from ``data_root``, or one given by path;
+    ZCA-whitened (:mod:`dcbench.data.zca`) when ``zca``."""
+    if zca:
+        return zca_whitened(loaded_dataset(name, data_root, source))
     if source is not None:  # an image folder or a .pt/.npz file
         return source.load()
     return registry().dataset(name).loader(Path(data_root) if data_root else None)
 
 
 @functools.lru_cache(maxsize=2)
-def dataset_on(name: str, data_root: str | None, device: str, source: DatasetSource | None = None) -> RealDataset:
+def dataset_on(
+    name: str, data_root: str | None, device: str, source: DatasetSource | None = None, zca: bool = False
+) -> RealDataset:
     """:func:`loaded_dataset` on ``device``."""
-    return loaded_dataset(name, data_root, source).to(device)
+    return loaded_dataset(name, data_root, source, zca).to(device)
 
 
 @functools.lru_cache(maxsize=16)
-def dataset_fingerprint(name: str, data_root: str | None, source: DatasetSource | None = None) -> str:
-    """The content hash of a dataset, once per dataset and process."""
-    real = loaded_dataset(name, data_root, source)
+def dataset_fingerprint(
+    name: str, data_root: str | None, source: DatasetSource | None = None, zca: bool = False
+) -> str:
+    """The content hash of a dataset (as whitened, with ``zca``), once per dataset and process."""
+    real = loaded_dataset(name, data_root, source, zca)
     return fingerprint_of(real)
 
 

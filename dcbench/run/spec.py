@@ -12,10 +12,19 @@ A spec is a TOML file (or the built-in default). Example::
     eval_archs = ["ConvNet"]
     eval_models = 1                    # default: the preset's
     eval_epochs = 150                  # default: the preset's
-    eval_augmentation = "none"         # none | dsa | dc | native (each method's own paper's)
-    eval_labels = "hard"               # hard | set: train on the set's soft labels where it has them
-    eval_label_loss = "soft_ce"        # with eval_labels = "set": soft_ce | kl
-    eval_temperature = 1.0             # with eval_labels = "set": the softmax temperature
+    eval_augmentation = "none"         # none | dsa | dc | autoaugment | randaugment | native (each
+                                       # method's own paper's)
+    eval_labels = "hard"               # hard | set (the set's soft labels where it has them) | teacher
+                                       # (a network trained on the whole training set relabels batches)
+    eval_label_loss = "soft_ce"        # with soft labels: soft_ce | kl
+    eval_temperature = 1.0             # with soft labels: the softmax temperature
+    eval_teacher_epochs = 10           # with eval_labels = "teacher": its training epochs
+    eval_teacher_arch = "ConvNet"      # with eval_labels = "teacher" (default: the evaluation's)
+    eval_mixing = "none"               # none | mixup | cutmix (eval_mix_alpha: Beta's alpha, 1.0)
+    eval_lr = 0.01                     # and eval_momentum, eval_weight_decay, eval_batch_size,
+                                       # eval_dsa_strategy: the protocol's recipe (default: the reference's)
+    zca = false                        # ZCA-whiten the data (MTT/DATM's preprocessing, eps 0.1) for
+                                       # condensation and evaluation alike
     precision = "fp32"                 # fp32 | bf16: torch.autocast for condensation and evaluation
     threads = 2                        # torch CPU threads per cell (default: the cores / workers)
     workers = 2                        # cells at once in worker processes (default: one per core on a
@@ -29,6 +38,12 @@ A spec is a TOML file (or the built-in default). Example::
 
     [overrides.dm]                     # method settings, as `dcbench condense --set`
     iterations = 200
+
+    [tracks.hard]                      # evaluation tracks: every set is evaluated under each (any
+    [tracks.teacher]                   # eval_* key; the top-level ones are every track's defaults)
+    eval_labels = "teacher"
+    eval_label_loss = "kl"
+    eval_temperature = 4.0
 """
 
 from __future__ import annotations
@@ -40,16 +55,18 @@ from pathlib import Path
 from typing import Any
 
 from dcbench.data.paths import anchor_dataset_entry, resolve_dataset_entry
-from dcbench.evaluation import LABEL_LOSSES, LABEL_SOURCES
+from dcbench.evaluation import EVAL_AUGMENTATIONS, LABEL_LOSSES, LABEL_SOURCES
 from dcbench.host.compat import tomllib
 from dcbench.host.errors import DcbenchError
 from dcbench.host.runtime import PRECISIONS
-from dcbench.host.schema import Integer, ListOf, Number, OneOf, Optional, Rule, Table, Text, check_fields
+from dcbench.host.schema import Flag, Integer, ListOf, Number, OneOf, Optional, Rule, Table, Text, check_fields
 from dcbench.method.checkpoint import CheckpointPolicy
 from dcbench.method.contract import PRESETS
 from dcbench.method.seeding import SEED
+from dcbench.nn.mixing import MIXINGS
 
-EVAL_AUGMENTATIONS = ("none", "dsa", "dc", "native")
+SPEC_AUGMENTATIONS = (*EVAL_AUGMENTATIONS, "native")
+TRACK_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 
 
 # Every spec key and the one shape it accepts (bool is not int, a string is not a list, lists are
@@ -84,15 +101,41 @@ SPEC_SCHEMA: dict[str, Rule] = {
     "eval_archs": ListOf(Text()),
     "eval_models": Optional(Integer(minimum=1)),
     "eval_epochs": Optional(Integer(minimum=0)),
-    "eval_augmentation": OneOf(EVAL_AUGMENTATIONS),
+    "eval_augmentation": OneOf(SPEC_AUGMENTATIONS),
     "eval_labels": OneOf(LABEL_SOURCES),
     "eval_label_loss": OneOf(LABEL_LOSSES),
     "eval_temperature": Number(positive=True),
+    "eval_teacher_epochs": Optional(Integer(minimum=1)),
+    "eval_teacher_arch": Optional(Text()),
+    "eval_mixing": OneOf(MIXINGS),
+    "eval_mix_alpha": Optional(Number(positive=True)),
+    "eval_lr": Optional(Number(positive=True)),
+    "eval_momentum": Optional(Number()),
+    "eval_weight_decay": Optional(Number()),
+    "eval_batch_size": Optional(Integer(minimum=1)),
+    "eval_dsa_strategy": Optional(Text()),
+    "zca": Flag(),
+    "tracks": Table(values=Table()),  # [tracks.NAME] eval_* = value, checked against EVAL_SCHEMA
     "overrides": Table(values=Table()),  # [overrides.METHOD] key = value, checked by the method's config
     "precision": OneOf(PRECISIONS),
     "threads": Optional(Integer(minimum=1)),
     "workers": Optional(Integer(minimum=1)),
     "tracking": Table(values=TrackingValue()),
+}
+#: the keys a track may set: the evaluation's (each with the rule it has at the top level)
+EVAL_SCHEMA = {k: v for k, v in SPEC_SCHEMA.items() if k.startswith("eval_") and k != "eval_archs"}
+#: spec field -> Protocol field, for the recipe keys passed through as they are
+PROTOCOL_FIELDS = {
+    "eval_models": "models",
+    "eval_epochs": "epochs",
+    "eval_teacher_epochs": "teacher_epochs",
+    "eval_teacher_arch": "teacher_arch",
+    "eval_mix_alpha": "mix_alpha",
+    "eval_lr": "lr",
+    "eval_momentum": "momentum",
+    "eval_weight_decay": "weight_decay",
+    "eval_batch_size": "batch_size",
+    "eval_dsa_strategy": "dsa_strategy",
 }
 
 
@@ -113,6 +156,18 @@ class Spec:
     eval_labels: str = "hard"
     eval_label_loss: str = "soft_ce"
     eval_temperature: float = 1.0
+    eval_teacher_epochs: int | None = None
+    eval_teacher_arch: str | None = None
+    eval_mixing: str = "none"
+    eval_mix_alpha: float | None = None
+    eval_lr: float | None = None
+    eval_momentum: float | None = None
+    eval_weight_decay: float | None = None
+    eval_batch_size: int | None = None
+    eval_dsa_strategy: str | None = None
+    zca: bool = False
+    #: evaluation tracks by name: each a table of eval_* values over the top-level ones ({}: one track)
+    tracks: dict[str, dict[str, Any]] = field(default_factory=dict)
     precision: str = "fp32"
     threads: int | None = None
     workers: int | None = None  # None: dcbench.run.grid.plan_workers decides
@@ -128,10 +183,30 @@ class Spec:
         for name in names:
             if names.count(name) > 1:
                 raise DcbenchError(f'spec datasets name {name!r} twice; give each path its own name = "..."')
+        for track, values in self.tracks.items():
+            if not TRACK_NAME.match(track):
+                raise DcbenchError(
+                    f"spec track name {track!r}: use lower-case letters, digits, '-' and '_' (at most 32)"
+                )
+            unknown = sorted(set(values) - set(EVAL_SCHEMA))
+            if unknown:
+                raise DcbenchError(
+                    f"spec [tracks.{track}] has no key {unknown[0]!r}; a track sets eval_* keys: "
+                    f"{', '.join(sorted(EVAL_SCHEMA))}"
+                )
+            check_fields(values, EVAL_SCHEMA, f"spec [tracks.{track}]")
         CheckpointPolicy.parse(self.checkpoint_every)
         validate_gpus_per_cell(self.gpus_per_cell)
         if "/" in self.name or "\x00" in self.name or self.name.startswith("."):
             raise DcbenchError(f"spec name {self.name!r} must be a plain directory name")
+
+    def track_values(self) -> dict[str, dict[str, Any]]:
+        """Each track's eval_* values (the top-level ones, then the track's); one unnamed track
+        ("") when the spec names none."""
+        base = {key: getattr(self, key) for key in EVAL_SCHEMA}
+        if not self.tracks:
+            return {"": base}
+        return {name: {**base, **values} for name, values in self.tracks.items()}
 
     def to_toml(self) -> str:
         """The resolved spec as TOML (written to the results directory)."""
@@ -139,8 +214,13 @@ class Spec:
         data = asdict(self)
         overrides = data.pop("overrides")
         tracking = data.pop("tracking")
-        if self.eval_labels == "hard":  # the label settings only matter with "set": left out, as before them
+        tracks = data.pop("tracks")
+        # settings added later are left out at their defaults, so older resolved specs read the same
+        if self.eval_labels == "hard" and not tracks:
             for key in ("eval_labels", "eval_label_loss", "eval_temperature"):
+                data.pop(key)
+        for key, default in (("eval_mixing", "none"), ("zca", False)):
+            if data[key] == default:
                 data.pop(key)
         for key, value in data.items():
             if value is not None:
@@ -151,6 +231,9 @@ class Spec:
         for method, values in sorted(overrides.items()):
             lines.append(f"\n[overrides.{_toml_key(method)}]")
             lines += [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in sorted(values.items())]
+        for track, values in tracks.items():  # in the spec's order: the report's
+            lines.append(f"\n[tracks.{_toml_key(track)}]")
+            lines += [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in values.items()]
         return "\n".join(lines) + "\n"
 
 

@@ -11,8 +11,18 @@ import pandas as pd
 from numpy.typing import ArrayLike
 from scipy import stats
 
-TASK_KEYS: tuple[str, ...] = ("dataset", "ipc", "eval_arch")
+#: a task: the dataset, the budget and how sets are judged (architecture, evaluation track)
+TASK_KEYS: tuple[str, ...] = ("dataset", "ipc", "eval_arch", "track")
 CELL_KEYS: tuple[str, ...] = ("method", *TASK_KEYS)
+#: task keys a frame may lack, and the value they then have (one unnamed evaluation track)
+OPTIONAL_KEYS = {"track": ""}
+
+
+def with_task_keys(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with every task key (an optional one it lacks at its default)."""
+    missing = {k: v for k, v in OPTIONAL_KEYS.items() if k not in frame.columns}
+    return frame.assign(**missing) if missing else frame
+
 
 CELL_SUMMARY_COLUMNS: tuple[str, ...] = (
     *CELL_KEYS,
@@ -90,11 +100,12 @@ def summarize_cells(runs: pd.DataFrame, value: str, confidence: float = 0.95) ->
     """One summary row per cell (method, dataset, ipc, eval_arch); columns CELL_SUMMARY_COLUMNS."""
     rows = [
         dict(zip(CELL_KEYS, cell)) | summarize_cell(evaluations, value, confidence)
-        for cell, evaluations in runs.groupby(list(CELL_KEYS), sort=True)
+        for cell, evaluations in with_task_keys(runs).groupby(list(CELL_KEYS), sort=True)
     ]
     return pd.DataFrame(rows, columns=list(CELL_SUMMARY_COLUMNS))
 
 
 def seed_scores(runs: pd.DataFrame, value: str) -> pd.DataFrame:
     """Per-seed mean score of every cell: the observations all within-task tests are run on."""
-    return runs.groupby([*CELL_KEYS, "synth_seed"], sort=True)[value].mean().rename("score").reset_index()
+    grouped = with_task_keys(runs).groupby([*CELL_KEYS, "synth_seed"], sort=True)
+    return grouped[value].mean().rename("score").reset_index()

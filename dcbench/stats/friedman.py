@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from dcbench.stats.cells import TASK_KEYS
+from dcbench.stats.cells import TASK_KEYS, with_task_keys
 
 APPROXIMATION_MIN_TASKS = 11  # N > 10
 APPROXIMATION_MIN_METHODS = 6  # k > 5
@@ -42,7 +42,9 @@ NEMENYI_COLUMNS: tuple[str, ...] = (
 
 def task_score_matrix(cells: pd.DataFrame) -> pd.DataFrame:
     """Tasks x methods matrix of cell means (NaN where a method has no cell in a task)."""
-    return cells.pivot_table(index=list(TASK_KEYS), columns="method", values="mean", aggfunc="first", sort=True)
+    return with_task_keys(cells).pivot_table(
+        index=list(TASK_KEYS), columns="method", values="mean", aggfunc="first", sort=True
+    )
 
 
 def rank_within_tasks(matrix: pd.DataFrame) -> pd.DataFrame:

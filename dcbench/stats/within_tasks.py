@@ -14,7 +14,7 @@ from dataclasses import asdict
 import numpy as np
 import pandas as pd
 
-from dcbench.stats.cells import TASK_KEYS
+from dcbench.stats.cells import TASK_KEYS, with_task_keys
 from dcbench.stats.design import Pairing, SeedDesign, pairing
 from dcbench.stats.multiplicity import holm
 from dcbench.stats.power import POWER, detectable_difference, paired_standard_error, welch_standard_error
@@ -91,7 +91,7 @@ def compare_within_tasks(
     alphabetically first method so the choice is deterministic.
     """
     rows = []
-    for task, task_scores in scores.groupby(list(TASK_KEYS), sort=True):
+    for task, task_scores in with_task_keys(scores).groupby(list(TASK_KEYS), sort=True):
         samples = {
             method: group.set_index("synth_seed")["score"] for method, group in task_scores.groupby("method", sort=True)
         }

@@ -64,8 +64,8 @@ def test_the_label_track_is_in_the_protocol_name_and_hash_only_when_asked_for() 
     assert not {"labels", "label_loss", "temperature"} & set(hard.to_dict())  # old protocol hashes kept
     soft = Protocol.for_preset("quick", labels="set", label_loss="kl", temperature=4.0)
     assert soft.name == "ConvNet-W32/150ep/none/set-kl-T4/v2" and soft.to_dict()["labels"] == "set"
-    with pytest.raises(DcbenchError, match="choose labels from hard, set"):
-        Protocol(labels="teacher")
+    with pytest.raises(DcbenchError, match="choose labels from hard, set, teacher"):
+        Protocol(labels="distilled")
     with pytest.raises(DcbenchError, match="temperature must be > 0"):
         Protocol(labels="set", temperature=0.0)
     spec = Spec(eval_labels="set", eval_label_loss="kl", eval_temperature=2.0)

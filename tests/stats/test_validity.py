@@ -39,7 +39,7 @@ def test_the_simulator_is_the_reports_procedure(paired: bool) -> None:
     designs = None
     if paired:
         design = stats.SeedDesign("init", {s: (100 + s,) for s in range(4)})
-        designs = {((ds, 1, "ConvNet"), m): design for ds in ("a", "b") for m in METHODS}
+        designs = {((ds, 1, "ConvNet", ""), m): design for ds in ("a", "b") for m in METHODS}
     for g in range(12):
         scores = pd.concat(
             [grid_frame(d[g], METHODS, {"dataset": ds, "ipc": 1, "eval_arch": "ConvNet"}) for d, ds in zip(draws, "ab")]

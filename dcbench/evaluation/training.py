@@ -1,4 +1,4 @@
-"""The evaluation protocol: train K fresh networks on a synthetic set, test each on the full test set.
+"""Evaluation: train K fresh networks on a synthetic set, test each on the full test set.
 
 As the reference ``evaluate_synset``: SGD (lr 0.01, momentum 0.9, weight decay 5e-4), batch 256,
 cross-entropy on hard labels, ``epochs + 1`` epochs with the lr multiplied by 0.1 (and the
@@ -16,6 +16,11 @@ rounding). Stacking pays where per-step overhead dominates: always on a GPU, and
 minibatches (IPC-1-sized sets). A CPU is compute-bound on larger minibatches and on the test pass,
 where model by model is faster (measured: see the README), so ``stacked=None`` picks per device.
 BatchNorm networks (running statistics are in-place buffers) always train model by model.
+
+The protocol's tracks change what a network learns from and what it sees: the targets (hard
+labels, the set's soft labels, or a teacher's relabelling of every batch, :mod:`.teacher`), the
+image augmentation (DSA, DC's, AutoAugment, RandAugment) and mixup / CutMix of each batch; every
+draw comes from the model's own streams.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -32,129 +37,17 @@ from torch.func import functional_call, stack_module_state, vmap
 from torch.nn import functional as F
 
 from dcbench.data.real import RealDataset
+from dcbench.evaluation.labels import one_hot, soft_target_loss
+from dcbench.evaluation.protocol import Protocol, lr_drop_epoch
+from dcbench.evaluation.teacher import Teacher
 from dcbench.host.errors import DcbenchError
 from dcbench.host.runtime import autocast, check_precision
-from dcbench.method.contract import AUGMENTATIONS, REFERENCE_EPOCHS, NativeEvaluation
 from dcbench.method.seeding import check_seed, derive_seed, make_generator
 from dcbench.method.synthetic import SyntheticSet
-from dcbench.nn.augment import augment, dc_augment, dsa_strategy_for, parse_strategy
+from dcbench.nn.augment import augment, dc_augment
+from dcbench.nn.mixing import mix_batch
 from dcbench.nn.networks import BUILTIN_ARCHITECTURES, Architecture, build_network, set_inplace_activations
-
-# 2: lr step one epoch later (as the reference), dc augmentation as the reference (zero fill on
-#    scaling down, cubic-spline rotation), paper preset's native epochs per method.
-PROTOCOL_VERSION = "2"
-LABEL_SOURCES = ("hard", "set")
-LABEL_LOSSES = ("soft_ce", "kl")
-
-
-def lr_drop_epoch(epochs: int) -> int:
-    """The first epoch trained at the reduced lr: the reference multiplies it by 0.1 after training
-    epoch ``epochs // 2 + 1``, so epochs ``0 .. epochs // 2 + 1`` use the initial lr."""
-    return epochs // 2 + 2
-
-
-@dataclass(frozen=True)
-class Protocol:
-    """How a synthetic set is judged. Named and versioned; written into every result row."""
-
-    arch: str = "ConvNet"
-    arch_options: dict[str, Any] = field(default_factory=dict)
-    epochs: int = 300
-    models: int = 20
-    lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    batch_size: int = 256
-    augmentation: str = "none"
-    dsa_strategy: str = ""  # "" = the reference string for the dataset
-    test_batch_size: int = 1000
-    precision: str = "fp32"  # fp32 | bf16 (torch.autocast for the forward passes)
-    version: str = PROTOCOL_VERSION
-    #: test on the first this many test images (0: all of them; only ``smoke`` tests on fewer)
-    test_images: int = 0
-    #: what the networks learn from: "hard" (the set's class labels) or "set" (its soft labels,
-    #: softmax at ``temperature``, where it has them; a set without them trains on its hard labels)
-    labels: str = "hard"
-    label_loss: str = "soft_ce"  # with labels = "set": "soft_ce" (DATM's) or "kl" (KL at T, times T^2)
-    temperature: float = 1.0
-
-    def __post_init__(self) -> None:
-        if self.augmentation not in AUGMENTATIONS:
-            raise DcbenchError(
-                f"unknown evaluation augmentation {self.augmentation!r}; choose one of {', '.join(AUGMENTATIONS)}"
-            )
-        if self.labels not in LABEL_SOURCES or self.label_loss not in LABEL_LOSSES:
-            raise DcbenchError(
-                f"evaluation labels {self.labels!r} with loss {self.label_loss!r}: choose labels from "
-                f"{', '.join(LABEL_SOURCES)} and a loss from {', '.join(LABEL_LOSSES)}"
-            )
-        if not self.temperature > 0:
-            raise DcbenchError(f"protocol temperature must be > 0, got {self.temperature}")
-        if self.test_images < 0:
-            raise DcbenchError(f"protocol test_images must be >= 0 (0: every test image), got {self.test_images}")
-        for name in ("epochs", "models", "batch_size", "test_batch_size"):
-            if getattr(self, name) < (0 if name == "epochs" else 1):
-                raise DcbenchError(f"protocol {name} must be positive, got {getattr(self, name)}")
-        if not self.lr > 0:
-            raise DcbenchError(f"protocol lr must be > 0, got {self.lr}")
-        parse_strategy(self.dsa_strategy)
-        check_precision(self.precision)  # the name; the hardware when the device is known
-
-    @property
-    def name(self) -> str:
-        width = self.arch_options.get("width")
-        arch = f"{self.arch}-W{width}" if width else self.arch
-        precision = "" if self.precision == "fp32" else f"/{self.precision}"
-        subset = f"/test{self.test_images}" if self.test_images else ""
-        labels = f"/{self.labels}-{self.label_loss}-T{self.temperature:g}" if self.labels != "hard" else ""
-        return f"{arch}/{self.epochs}ep/{self.augmentation}{precision}{subset}{labels}/v{self.version}"
-
-    @classmethod
-    def for_preset(
-        cls,
-        preset: str,
-        dataset: str = "",
-        augmentation: str = "none",
-        arch: str = "ConvNet",
-        native: NativeEvaluation | None = None,
-        **overrides: Any,
-    ) -> Protocol:
-        """The protocol of a preset. ``paper``: 20 models, 300 epochs without augmentation and 1000
-        with (DC/DSA/DM scripts), full-width networks. ``quick``: the CPU budget of ``dcbench run``.
-        ``smoke``: a few epochs of two tiny networks, for tests. ``native`` (a method's own
-        evaluation on ``dataset``) replaces ``augmentation`` and gives its DSA strategy and, under
-        ``paper``, its epochs (e.g. CAFE's 600); ``quick`` and ``smoke`` keep their epoch budget."""
-        if native is not None:
-            augmentation = native.augmentation
-            overrides = {"dsa_strategy": native.dsa_strategy, **overrides}
-        if preset == "paper":
-            epochs = native.paper_epochs if native is not None else REFERENCE_EPOCHS[augmentation != "none"]
-            values: dict[str, Any] = {"models": 20, "epochs": epochs}
-        elif preset == "quick":
-            # one network per seed, six seeds (the default spec): seeds buy more precision per
-            # CPU-second than networks do (the report's Precision section on the 3 x 2 grid)
-            values = {"models": 1, "epochs": 150, "arch_options": {"width": 32}}
-        elif preset == "smoke":
-            # seconds on every architecture: the test pass over all 10,000 images dominated (a
-            # smoke ResNet18 took 586 s on two CPU cores), so smoke tests on the first 500
-            values = {"models": 2, "epochs": 2, "arch_options": {"width": 16}, "test_images": 500}
-        else:
-            raise DcbenchError(f"unknown preset {preset!r}; choose one of smoke, quick, paper")
-        if not arch.startswith("ConvNet"):
-            values.pop("arch_options", None)  # widths are a ConvNet option
-        values.update(overrides)
-        strategy = values.pop("dsa_strategy", "") or (dsa_strategy_for(dataset) if augmentation == "dsa" else "")
-        return cls(arch=arch, augmentation=augmentation, dsa_strategy=strategy, **values)
-
-    def to_dict(self) -> dict[str, Any]:
-        values = asdict(self)
-        # fields at their defaults are left out, so that protocols recorded before them keep their hash
-        if not self.test_images:
-            values.pop("test_images")
-        if self.labels == "hard":
-            for name in ("labels", "label_loss", "temperature"):
-                values.pop(name)
-        return {**values, "name": self.name}
+from dcbench.nn.policies import POLICIES, policy_augmenter
 
 
 @dataclass
@@ -166,14 +59,19 @@ class EvaluationResult:
     protocol: dict[str, Any]
     train_seconds: float = 0.0  # of ``seconds``: training the K models
     test_seconds: float = 0.0  # of ``seconds``: the test passes
-    labels_used: str = "hard"  # "soft" when the protocol asked for the set's labels and it had them
+    labels_used: str = "hard"  # "soft": the set's own labels; "teacher": the teacher's
+    teacher: dict[str, Any] | None = None  # the teacher's record (Teacher.record) when one relabelled
 
     @property
     def mean(self) -> float:
         return sum(self.test_accs) / len(self.test_accs)
 
 
-def _augmenter(protocol: Protocol, generator: torch.Generator) -> Callable[[Tensor], Tensor]:
+def _augmenter(
+    protocol: Protocol, generator: torch.Generator, pixels: tuple[tuple[float, ...], tuple[float, ...]]
+) -> Callable[[Tensor], Tensor]:
+    if protocol.augmentation in POLICIES:
+        return policy_augmenter(protocol.augmentation, *pixels, generator)
     if protocol.augmentation == "dsa":
         return lambda x: augment(x, protocol.dsa_strategy, generator)
     if protocol.augmentation == "dc":
@@ -229,31 +127,44 @@ class _SingleModel:
         return self.net(x).unsqueeze(0)
 
 
-def soft_label_loss(logits: Tensor, target_logits: Tensor, loss: str, temperature: float) -> Tensor:
-    """Per-sample loss against soft targets ``softmax(target_logits / T)``: soft cross-entropy
-    (DATM's, at T = 1 its exact formula) or the distillation KL divergence times T² (Hinton et al.),
-    on the student's ``log_softmax(logits / T)``."""
-    log_p = F.log_softmax(logits / temperature, dim=-1)
-    target = F.softmax(target_logits / temperature, dim=-1)
-    if loss == "kl":
-        return temperature**2 * (target * (F.log_softmax(target_logits / temperature, dim=-1) - log_p)).sum(-1)
-    return -(target * log_p).sum(-1)
+@dataclass
+class _Targets:
+    """What a group of models learns from: the set's hard labels, and the soft targets of the
+    protocol's track (the set's logits, or a teacher), softened at the protocol's temperature."""
+
+    labels: Tensor  # (n,) the set's class labels (train accuracy is measured against them)
+    num_classes: int
+    set_logits: Tensor | None = None  # (n, classes) labels = "set", the set has them
+    teacher: Teacher | None = None  # labels = "teacher"
+
+    def distributions(self, idx: Tensor, images: Tensor, temperature: float) -> Tensor | None:
+        """(k, b, classes) targets of the batch ``images`` (k, b, ...) drawn at ``idx`` (k, b);
+        None for hard labels."""
+        if self.teacher is not None:
+            return F.softmax(self.teacher.logits(images) / temperature, dim=-1)
+        if self.set_logits is not None:
+            return F.softmax(self.set_logits[idx] / temperature, dim=-1)
+        return None
 
 
 def _train_group(
     models: _StackedModels | _SingleModel,
     indices: list[int],
     images: Tensor,
-    labels: Tensor,
+    targets: _Targets,
     protocol: Protocol,
     seed: int,
-    soft_labels: Tensor | None = None,
+    pixels: tuple[tuple[float, ...], tuple[float, ...]] = ((0.0,), (1.0,)),
 ) -> list[float]:
     """Train a group of models (their global indices in ``indices``) and return final train
-    accuracies (against the hard labels). ``soft_labels``: train on these targets instead."""
+    accuracies (against the hard labels). ``pixels``: the data's normalisation (mean, std), for
+    the augmentations that work on pixels."""
     k, n = len(indices), images.shape[0]
+    labels = targets.labels
     order_gens = [make_generator(seed, "eval-order", i) for i in indices]
-    aug_fns = [_augmenter(protocol, make_generator(seed, "eval-aug", i)) for i in indices]
+    aug_fns = [_augmenter(protocol, make_generator(seed, "eval-aug", i), pixels) for i in indices]
+    mix_gens = [make_generator(seed, "eval-mix", i) for i in indices]
+    mixing = protocol.mixing != "none"
     lr = protocol.lr
 
     def new_optimizer(lr: float) -> torch.optim.Optimizer:
@@ -273,14 +184,31 @@ def _train_group(
             idx = perms[:, start : start + protocol.batch_size]
             xb = torch.stack([aug(images[i]) for aug, i in zip(aug_fns, idx)])
             yb = labels[idx]
+            if mixing:  # the set's targets are mixed with the images; a teacher relabels the mixed images
+                hard = one_hot(yb, targets.num_classes)
+                soft = targets.distributions(idx, xb, protocol.temperature) if targets.teacher is None else None
+                mixed = [
+                    mix_batch(xb[j], (soft if soft is not None else hard)[j], protocol.mixing, protocol.mix_alpha, g)
+                    for j, g in enumerate(mix_gens)
+                ]
+                xb = torch.stack([x for x, _ in mixed])
+                target: Tensor | None = torch.stack([t for _, t in mixed])
+                if targets.teacher is not None:
+                    target = targets.distributions(idx, xb, protocol.temperature)
+            else:
+                target = targets.distributions(idx, xb, protocol.temperature)
             with autocast(protocol.precision, images.device.type):
                 logits = models.logits(xb)
-            if soft_labels is None:
+            if target is None:
                 per_sample = F.cross_entropy(logits.float().flatten(0, 1), yb.flatten(), reduction="none")
             else:
-                targets = soft_labels[idx].flatten(0, 1)
-                per_sample = soft_label_loss(
-                    logits.float().flatten(0, 1), targets, protocol.label_loss, protocol.temperature
+                # hard labels mixed are one-hot mixtures: soft cross-entropy at T = 1 (torchvision's recipe)
+                soft_labels = targets.teacher is not None or targets.set_logits is not None
+                per_sample = soft_target_loss(
+                    logits.float().flatten(0, 1),
+                    target.flatten(0, 1),
+                    protocol.label_loss if soft_labels else "soft_ce",
+                    protocol.temperature if soft_labels else 1.0,
                 )
             loss = per_sample.view(k, -1).mean(1).sum()
             optimizer.zero_grad(set_to_none=True)
@@ -323,10 +251,12 @@ def evaluate_synthetic(
     device: torch.device | str | None = None,
     architecture: Architecture | None = None,
     stacked: bool | None = None,
+    teacher: Teacher | None = None,
 ) -> EvaluationResult:
     """Train ``protocol.models`` fresh networks on ``synthetic`` and test each on all of ``real``'s
     test images. ``stacked`` trains the K models as one vmapped model (True), one after another
-    (False) or whichever is faster on the device (None); the results are the same."""
+    (False) or whichever is faster on the device (None); the results are the same. ``teacher``
+    (:func:`dcbench.evaluation.teacher.load_teacher`): the network of ``labels = "teacher"``."""
     device = torch.device(device) if device is not None else real.device
     arch = architecture or {a.name: a for a in BUILTIN_ARCHITECTURES}.get(protocol.arch)
     if arch is None:
@@ -334,9 +264,18 @@ def evaluate_synthetic(
     check_seed(seed)
     check_precision(protocol.precision, device.type)
     synthetic.validate(real.channels, real.image_size, real.num_classes)
+    check_whitening(synthetic, real, protocol)
+    if (protocol.labels == "teacher") != (teacher is not None):
+        raise DcbenchError(
+            "a teacher track needs its teacher (dcbench.evaluation.load_teacher), and only a teacher track takes one"
+        )
     real = real.to(device) if real.device != device else real
     images, labels = synthetic.images.to(device), synthetic.labels.to(device)
     soft = synthetic.soft_labels.to(device) if protocol.labels == "set" and synthetic.soft_labels is not None else None
+    if teacher is not None:
+        teacher.net.to(device)
+    targets = _Targets(labels, real.num_classes, soft, teacher)
+    pixels = (tuple(real.mean), tuple(real.std))
     start = time.perf_counter()
     nets = [
         build_network(
@@ -355,13 +294,13 @@ def evaluate_synthetic(
     stack = bool(stacked) and not arch.has_batchnorm and protocol.models > 1
     if stack:
         models = _StackedModels(nets)
-        train_accs = _train_group(models, list(range(protocol.models)), images, labels, protocol, seed, soft)
+        train_accs = _train_group(models, list(range(protocol.models)), images, targets, protocol, seed, pixels)
         models.unstack_into(nets)
     else:
         train_accs = [
             acc
             for i, net in enumerate(nets)
-            for acc in _train_group(_SingleModel(net), [i], images, labels, protocol, seed, soft)
+            for acc in _train_group(_SingleModel(net), [i], images, targets, protocol, seed, pixels)
         ]
     trained = time.perf_counter()
     if stack and device.type != "cpu":
@@ -383,5 +322,21 @@ def evaluate_synthetic(
         protocol.to_dict(),
         train_seconds=trained - start,
         test_seconds=end - trained,
-        labels_used="soft" if soft is not None else "hard",
+        labels_used="teacher" if teacher is not None else "soft" if soft is not None else "hard",
+        teacher=dict(teacher.record) if teacher is not None else None,
     )
+
+
+def check_whitening(synthetic: SyntheticSet, real: RealDataset, protocol: Protocol) -> None:
+    """A set condensed from whitened data is judged only on whitened data, and the reverse: the
+    set's manifest, the data and the protocol must agree (one line, naming the fix)."""
+    preprocessing = synthetic.manifest.get("preprocessing")
+    recorded = preprocessing.get("zca", False) if isinstance(preprocessing, dict) else False
+    condensed = bool(recorded)
+    if condensed != protocol.zca or bool(real.zca) != protocol.zca:
+        where = "ZCA-whitened" if condensed else "unwhitened"
+        raise DcbenchError(
+            f"the set was condensed from {where} data, but the evaluation's data is "
+            f"{'ZCA-whitened' if real.zca else 'unwhitened'} and its protocol says zca={protocol.zca}; "
+            f"evaluate it {'with' if condensed else 'without'} --zca"
+        )
