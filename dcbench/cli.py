@@ -409,7 +409,7 @@ def cmd_artifacts(args: argparse.Namespace) -> None:
 
 def cmd_import(args: argparse.Namespace) -> None:
 
-    written = import_synthetic(Path(args.file), args.format, args.dataset, Path(args.output), args.method)
+    written = import_synthetic(Path(args.file), args.format, args.dataset, Path(args.output), args.method, args.zca)
     for path in written:
         print(f"imported -> {path}")
 
@@ -609,9 +609,18 @@ def _add_new_method(sub: Subcommands) -> None:
 def _add_import(sub: Subcommands) -> None:
     p = sub.add_parser("import", help="turn a synthetic set released by another project into a dcbench set")
     p.add_argument("file")
-    p.add_argument("--format", required=True, choices=("dc-repo",))
+    p.add_argument(
+        "--format",
+        required=True,
+        choices=("dc-repo", "mtt", "datm"),
+        help="dc-repo: res_*.pt of the DC/DSA/DM scripts; mtt, datm: images_best.pt (labels_best.pt, "
+        "lr_best.pt beside it)",
+    )
     p.add_argument("--dataset", required=True)
-    p.add_argument("--method", help="method name to record (default: from the file name)")
+    p.add_argument("--method", help="method name to record (default: from the file name, or the format)")
+    whitened = p.add_mutually_exclusive_group()
+    whitened.add_argument("--zca", dest="zca", action="store_true", default=None, help="the images are ZCA-whitened")
+    whitened.add_argument("--no-zca", dest="zca", action="store_false", help="the images are not whitened")
     p.add_argument("-o", "--output", required=True)
     p.set_defaults(func=cmd_import)
 

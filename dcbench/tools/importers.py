@@ -7,6 +7,15 @@ whose images are already normalised with the dataset's mean/std. Each experiment
 directory ``OUT/exp<i>/`` (synthetic.pt, manifest.json, grid.png) that ``dcbench evaluate`` reads
 like any other; the experiment index is recorded as its seed.
 
+Formats ``mtt`` and ``datm``: the trajectory-matching repositories save, next to each other,
+``images_<it>.pt`` (the images, ZCA-whitened when the run used ``--zca``: CIFAR by default),
+``labels_<it>.pt`` and, for DATM, ``lr_<it>.pt`` (the learned student lr); ``<it>`` is ``best``
+for the set they report. mtt-distillation (``distill.py``, lines 238-243 at 50dccea) stores hard
+labels; DATM (``distill/DATM.py``, lines 397-404 at 97ae510) stores its learned soft labels
+(logits, class-major) and the lr. The import reads the images file and its siblings into one set
+directory, records whether it is whitened (``--zca`` / ``--no-zca``: the files cannot say), its
+labels and its learned lr (MTT and DATM evaluate with it: ``dcbench evaluate --lr``).
+
 Files are read with ``torch.load(weights_only=True)``: tensors, containers and numbers only, so an
 imported file cannot run code. The reference stores its accuracies as NumPy float scalars, so those
 (and only those) are allowed in addition.
@@ -78,9 +87,12 @@ DC_REPO_FILE_NAME = re.compile(
 )
 
 
-def import_synthetic(file: Path, format: str, dataset: str, output: Path, method: str | None = None) -> list[Path]:
+def import_synthetic(
+    file: Path, format: str, dataset: str, output: Path, method: str | None = None, zca: bool | None = None
+) -> list[Path]:
     """Import every synthetic set in ``file`` (of ``format``) for ``dataset`` into ``output``;
-    return the directories written."""
+    return the directories written. ``zca``: whether the set's images are ZCA-whitened (required
+    for the trajectory-matching formats, which do not record it)."""
     if format not in IMPORTERS:
         raise DcbenchError(f"unknown import format {format!r}; known formats: {', '.join(sorted(IMPORTERS))}")
     if dataset not in DATASETS:
@@ -88,11 +100,13 @@ def import_synthetic(file: Path, format: str, dataset: str, output: Path, method
     file = Path(file)
     if not file.is_file():
         raise DcbenchError(f"{file}: no such file")
-    return IMPORTERS[format](file, dataset, Path(output), method)
+    return IMPORTERS[format](file, dataset, Path(output), method, zca)
 
 
-def import_dc_repo(file: Path, dataset: str, output: Path, method: str | None) -> list[Path]:
+def import_dc_repo(file: Path, dataset: str, output: Path, method: str | None, zca: bool | None = None) -> list[Path]:
     """The ``dc-repo`` format (see the module docstring)."""
+    if zca:
+        raise DcbenchError("the DC/DSA/DM scripts never whiten their sets; drop --zca")
     encoding = DATASETS[dataset]
     named = DC_REPO_FILE_NAME.match(file.name)
     if named and named["dataset"] != encoding.reference_name:
@@ -123,12 +137,8 @@ def import_dc_repo(file: Path, dataset: str, output: Path, method: str | None) -
             f"{sorted({s.ipc for s in sets})}; the file is mislabelled or corrupt"
         )
 
-    if output.exists() and not output.is_dir():
-        raise DcbenchError(f"{output} is a file; -o needs a directory")
     targets = [output / f"exp{i}" for i in range(len(sets))]
-    for target in targets:
-        if target.exists() and any(target.iterdir()):
-            raise DcbenchError(f"{target} already exists and is not empty; choose another -o or remove it")
+    _check_targets(output, targets)
     sha256 = hashlib.sha256(file.read_bytes()).hexdigest()
     native = _native_evaluation(method, dataset)
     for i, (synthetic, target) in enumerate(zip(sets, targets)):
@@ -167,6 +177,101 @@ def import_dc_repo(file: Path, dataset: str, output: Path, method: str | None) -
         synthetic.save(target)
         write_set_grid(target, f"{synthetic.manifest.get('method', 'imported')}: {target.name}")
     return targets
+
+
+def _check_targets(output: Path, targets: list[Path]) -> None:
+    if output.exists() and not output.is_dir():
+        raise DcbenchError(f"{output} is a file; -o needs a directory")
+    for target in targets:
+        if target.exists() and any(target.iterdir()):
+            raise DcbenchError(f"{target} already exists and is not empty; choose another -o or remove it")
+
+
+TRAJECTORY_FILE_NAME = re.compile(r"^images_(?P<it>best|\d+)\.pt$")
+
+
+def import_trajectory_release(
+    file: Path, dataset: str, output: Path, method: str | None, zca: bool | None, format: str
+) -> list[Path]:
+    """The ``mtt`` and ``datm`` formats (see the module docstring): one set into ``output``."""
+    named = TRAJECTORY_FILE_NAME.match(file.name)
+    if not named:
+        raise DcbenchError(f"{file.name}: expected the images file of a release, images_best.pt or images_<it>.pt")
+    if zca is None:
+        raise DcbenchError(
+            f"{file.name}: say whether the images are ZCA-whitened: --zca (MTT/DATM's CIFAR runs) or --no-zca"
+        )
+    method = method or format
+    if not METHOD_NAME.match(method):
+        raise DcbenchError(f"method name {method!r} must be lower-case letters, digits and '_', starting with a letter")
+    encoding = DATASETS[dataset]
+    it = named["it"]
+    labels_file, lr_file = file.with_name(f"labels_{it}.pt"), file.with_name(f"lr_{it}.pt")
+    if not labels_file.is_file():
+        raise DcbenchError(f"{file.name}: its labels file {labels_file.name} is not beside it")
+    images, labels = load_untrusted(file), load_untrusted(labels_file)
+    where = file.name
+    expected = (encoding.channels, *encoding.image_size)
+    if not isinstance(images, Tensor) or images.ndim != 4 or tuple(images.shape[1:]) != expected:
+        raise DcbenchError(
+            f"{where}: expected float images (N, {', '.join(map(str, expected))}), got {_describe(images)}"
+        )
+    if not images.is_floating_point() or not torch.isfinite(images).all():
+        raise DcbenchError(f"{where}: the images must be finite floats; the file is corrupt")
+    n, classes = len(images), encoding.num_classes
+    if n == 0 or n % classes:
+        raise DcbenchError(f"{where}: {n} images is not the same number for each of {classes} classes")
+    soft = None
+    if isinstance(labels, Tensor) and labels.ndim == 2 and labels.is_floating_point():  # DATM: learned logits
+        if tuple(labels.shape) != (n, classes) or not torch.isfinite(labels).all():
+            raise DcbenchError(f"{labels_file.name}: soft labels must be finite ({n}, {classes}) logits")
+        soft = labels.float()
+        hard = torch.arange(classes).repeat_interleave(n // classes)  # DATM's sets are class-major
+    elif isinstance(labels, Tensor) and labels.ndim == 1 and len(labels) == n and not labels.is_floating_point():
+        hard = labels.long()
+    else:
+        raise DcbenchError(
+            f"{labels_file.name}: expected {n} class indices or ({n}, {classes}) logits, got {_describe(labels)}"
+        )
+    synthetic = _experiment([images.float(), hard], 0, dataset, where)
+    if soft is not None:
+        order = torch.argsort(hard, stable=True)
+        synthetic = SyntheticSet(synthetic.images, synthetic.labels, {}, soft[order])
+    learned_lr = None
+    if lr_file.is_file():
+        lr = load_untrusted(lr_file)
+        if not isinstance(lr, Tensor) or lr.numel() != 1 or not math.isfinite(float(lr)) or float(lr) <= 0:
+            raise DcbenchError(f"{lr_file.name}: expected the learned lr (one positive number), got {_describe(lr)}")
+        learned_lr = float(lr)
+    _check_targets(output, [output])
+    synthetic.manifest.update(
+        {
+            "format": "dcbench-synthetic/1",
+            "method": method,
+            "dataset": dataset,
+            "ipc": synthetic.ipc,
+            "num_classes": classes,
+            "image_shape": list(expected),
+            "seed": 0,
+            "labels": "soft" if soft is not None else "hard",
+            "preprocessing": {"normalised": True, "mean": list(encoding.mean), "std": list(encoding.std), "zca": zca},
+            "native_eval_augmentation": "dsa",
+            "native_evaluation": dataclasses.asdict(NativeEvaluation("dsa")),
+            "learned_lr": learned_lr,
+            "imported_from": {
+                "file": file.name,
+                "sha256": hashlib.sha256(file.read_bytes()).hexdigest(),
+                "labels_file": labels_file.name,
+                "lr_file": lr_file.name if learned_lr is not None else None,
+                "format": format,
+            },
+            "dcbench_version": __version__,
+            "torch_version": torch.__version__,
+        }
+    )
+    synthetic.save(output)
+    write_set_grid(output, f"{method}: {file.name}")
+    return [output]
 
 
 def load_untrusted(file: Path) -> Any:
@@ -245,4 +350,12 @@ def _describe(value: Any) -> str:
     return f"a {type(value).__name__}"
 
 
-IMPORTERS: dict[str, Callable[[Path, str, Path, str | None], list[Path]]] = {"dc-repo": import_dc_repo}
+IMPORTERS: dict[str, Callable[[Path, str, Path, str | None, bool | None], list[Path]]] = {
+    "dc-repo": import_dc_repo,
+    "mtt": lambda file, dataset, output, method, zca: import_trajectory_release(
+        file, dataset, output, method, zca, "mtt"
+    ),
+    "datm": lambda file, dataset, output, method, zca: import_trajectory_release(
+        file, dataset, output, method, zca, "datm"
+    ),
+}

@@ -154,7 +154,7 @@ def test_malformed_file_is_one_clear_line(tmp_path: Path, case: str, message: st
 def test_mismatches_with_the_file_name_and_other_refusals(tmp_path: Path) -> None:
     file = save(tmp_path, released())
     cases = [
-        (dict(format="kip"), "unknown import format 'kip'; known formats: dc-repo"),
+        (dict(format="kip"), "unknown import format 'kip'; known formats: datm, dc-repo, mtt"),
         (dict(dataset="imagenet"), "cannot import sets of dataset 'imagenet'"),
         (dict(dataset="mnist"), "the file name says dataset FashionMNIST, but --dataset is mnist"),
         (dict(file=tmp_path / "missing.pt"), "no such file"),
@@ -206,3 +206,65 @@ def test_normalisation_constants_match_the_dataset_loaders(monkeypatch: pytest.M
     for spec in builtin.BUILTIN_DATASETS:
         spec.loader(None)
     assert used == {name: (encoding.mean, encoding.std) for name, encoding in DATASETS.items()}
+
+
+def test_trajectory_releases_import_with_their_labels_lr_and_whitening(
+    tmp_path: Path, fashion_root: Path, capsys
+) -> None:
+    g = torch.Generator().manual_seed(2)
+    release = tmp_path / "logged_files" / "run"
+    release.mkdir(parents=True)
+    images = torch.randn(20, 1, 28, 28, generator=g)
+    # mtt-distillation: hard labels, no lr file
+    torch.save(images, release / "images_best.pt")
+    torch.save(torch.arange(10).repeat_interleave(2), release / "labels_best.pt")
+    out = tmp_path / "mtt"
+    args = ["import", str(release / "images_best.pt"), "--format", "mtt", "--dataset", "fashion-mnist"]
+    assert main([*args, "-o", str(out)]) == 2
+    assert "--zca (MTT/DATM's CIFAR runs) or --no-zca" in capsys.readouterr().err
+    assert main([*args, "--no-zca", "-o", str(out)]) == 0
+    mtt = load_synthetic(out)
+    assert mtt.manifest["method"] == "mtt" and mtt.manifest["labels"] == "hard" and mtt.soft_labels is None
+    assert mtt.manifest["learned_lr"] is None and mtt.manifest["preprocessing"]["zca"] is False
+    assert torch.equal(mtt.images, images)
+    # DATM: learned logits and the learned lr beside the images, a whitened set
+    logits = torch.randn(20, 10, generator=g)
+    torch.save(logits, release / "labels_best.pt")
+    torch.save(torch.tensor(0.0123), release / "lr_best.pt")
+    assert main([*args[:3], "datm", *args[4:], "--zca", "-o", str(tmp_path / "datm")]) == 0
+    datm = load_synthetic(tmp_path / "datm")
+    assert datm.manifest["labels"] == "soft" and torch.equal(datm.soft_labels, logits)
+    assert datm.manifest["learned_lr"] == pytest.approx(0.0123) and datm.manifest["preprocessing"]["zca"] is True
+    assert datm.labels.tolist() == [c for c in range(10) for _ in range(2)]
+    capsys.readouterr()
+    # a whitened set is judged only on whitened data (one line), and is with --zca
+    evaluate = ["evaluate", str(tmp_path / "datm"), "--preset", "smoke", "--data-root", str(fashion_root)]
+    assert main(evaluate) == 2
+    assert "condensed from ZCA-whitened data" in capsys.readouterr().err
+    record = tmp_path / "eval.json"
+    assert main([*evaluate, "--zca", "--labels", "set", "--lr", "0.0123", "--json", str(record)]) == 0
+    written = json.loads(record.read_text())
+    protocol = written["evaluation"]["protocol"]
+    assert protocol["zca"] is True and protocol["labels"] == "set" and protocol["lr"] == pytest.approx(0.0123)
+    assert written["evaluation"]["labels_used"] == "soft" and len(written["evaluation"]["test_accs"]) == 2
+    for bad, message in (
+        (torch.randn(19, 10), "soft labels must be finite"),
+        (torch.zeros(20, 3, dtype=torch.long), "expected 20 class indices"),
+    ):
+        torch.save(bad, release / "labels_best.pt")
+        with pytest.raises(DcbenchError, match=message):
+            import_synthetic(release / "images_best.pt", "datm", "fashion-mnist", tmp_path / "bad", zca=False)
+    with pytest.raises(DcbenchError, match="never whiten"):
+        import_synthetic(save(tmp_path, released()), "dc-repo", "fashion-mnist", tmp_path / "dc", zca=True)
+
+
+def test_evaluate_defaults_to_the_protocol_of_dcbench_run(tmp_path: Path, fashion_root: Path, capsys) -> None:
+    file = save(tmp_path, released(experiments=1), "res_DSA_FashionMNIST_ConvNet_2ipc.pt")
+    out = tmp_path / "imported"
+    main(["import", str(file), "--format", "dc-repo", "--dataset", "fashion-mnist", "-o", str(out)])
+    capsys.readouterr()
+    assert main(["evaluate", str(out / "exp0"), "--preset", "smoke", "--data-root", str(fashion_root)]) == 0
+    assert "/none/" in capsys.readouterr().out  # not DSA's native augmentation: the default grid's
+    assert main(["evaluate", str(out / "exp0"), "--preset", "smoke", "--data-root", str(fashion_root),
+                 "--augmentation", "native"]) == 0  # fmt: skip
+    assert "/dsa/" in capsys.readouterr().out  # DSA's own paper's evaluation, when asked for
