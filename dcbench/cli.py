@@ -219,6 +219,10 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     log = lambda text: print(f"dcbench: {text}", file=sys.stderr)  # noqa: E731 - a one-line sink
     teacher = teacher_for(protocol, real, registry, note=log)
     result = evaluate_synthetic(synthetic, real, protocol, args.seed, device, arch, teacher=teacher)
+    if protocol.labels == "set" and result.labels_used != "soft":
+        log(f"note: {args.path} has no soft labels, so --labels set trained on its hard labels")
+    elif protocol.labels == "hard" and synthetic.soft_labels is not None:
+        log(f"note: {args.path} carries learned soft labels; --labels set trains on them")
     print(f"protocol {protocol.name}: {protocol.models} models, {len(real.test_labels)} test images of {real.name}")
     for i, acc in enumerate(result.test_accs):
         print(f"  model {i}: test accuracy {100 * acc:.2f}%")

@@ -30,6 +30,10 @@ def _values(runs: pd.DataFrame, column: str) -> str:
     return ", ".join(str(value) for value in sorted(runs[column].dropna().unique(), key=str))
 
 
+def _has_tracks(runs: pd.DataFrame) -> bool:
+    return "track" in runs.columns and bool((runs["track"].astype(str) != "").any())
+
+
 def protocol_section(context: ReportContext) -> list[str]:
     runs, analysis, alpha = context.runs, context.analysis, context.alpha
     cells = analysis.cells
@@ -50,7 +54,8 @@ def protocol_section(context: ReportContext) -> list[str]:
         "## Protocol",
         "",
         f"- Grid: {runs['method'].nunique()} methods{versions} on {n_tasks} task(s) "
-        f"(dataset × IPC × evaluation architecture), {len(cells)} cells, {len(runs)} trained "
+        f"(dataset × IPC × evaluation architecture{' × track' if _has_tracks(runs) else ''}), "
+        f"{len(cells)} cells, {len(runs)} trained "
         "evaluation models.",
         f"- Synthesis seeds: {seeds}; {span(cells['n_seeds'])} per cell. "
         "The synthesis seed is the unit of replication.",

@@ -71,6 +71,12 @@ def plan_cells(
 ) -> list[Cell]:
     """The spec's grid, validated against the installed plugins before any work starts."""
     methods = spec.methods or sorted(n for n, m in registry.methods.items() if not (m.reference_only or m.opt_in))
+    soft_tracks = [name or "the spec's" for name, v in spec.track_values().items() if v["eval_labels"] != "hard"]
+    if soft_tracks and "random" not in methods and "random" in registry.methods:
+        raise DcbenchError(
+            f"track {soft_tracks[0]} trains on soft labels, so the grid needs `random` under the same recipe "
+            "(the baseline soft labels are measured against); add \"random\" to the spec's methods"
+        )
     for name in spec.overrides:
         if name not in methods:
             raise DcbenchError(f"spec overrides method {name!r}, which is not in the spec's methods")

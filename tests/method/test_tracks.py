@@ -198,3 +198,12 @@ def test_track_differences_are_paired_t_with_holm_as_scipy_and_statsmodels_compu
     folded = fold_tracks(runs)
     assert set(folded["eval_arch"]) == {"ConvNet [hard]", "ConvNet [teacher]"}
     assert track_differences(runs[runs["track"] == "hard"]).empty  # one track: nothing to compare
+
+
+def test_a_soft_label_track_needs_random_under_the_same_recipe() -> None:
+    from dcbench.plugins import load_plugins
+    from dcbench.run.plan import plan_cells
+
+    spec = Spec(preset="smoke", methods=["dm"], ipcs=[1], seeds=[0], tracks={"t": {"eval_labels": "teacher"}})
+    with pytest.raises(DcbenchError, match='needs `random` under the same recipe.*add "random"'):
+        plan_cells(spec, load_plugins(), None, "cpu")
