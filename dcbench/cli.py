@@ -75,6 +75,14 @@ def _tracking_request(text: str) -> tuple[str, bool | str]:
     return name.strip(), value if sep else True
 
 
+def _method_names(text: str) -> list[str]:
+    """``a,b,c``: method names, none empty or repeated."""
+    names = [n.strip() for n in text.split(",")]
+    if not all(names) or len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(f"expected comma-separated method names, each once, got {text!r}")
+    return names
+
+
 def _load_real(registry: Any, name: str, data_root: str | None, device: torch.device) -> Any:
 
     return registry.dataset(name).loader(data_root_option(data_root)).to(device)
@@ -90,7 +98,8 @@ def cmd_list(args: argparse.Namespace) -> None:
     for name in sorted(registry.methods):
         m = registry.methods[name]
         plugin = registry.owners[("method", name)]
-        opt_in = " [opt-in: runs where a spec names it]" if m.opt_in and not m.reference_only else ""
+        named = (m.opt_in or not registry.shipped("method", name)) and not m.reference_only
+        opt_in = " [opt-in: runs where a spec names it]" if named else ""
         print(f"  {name:<12} {plugin:<10} {m.version:<8} {m.description}{opt_in}")
     print("datasets:")
     for name in sorted(registry.datasets):
@@ -283,6 +292,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         tensorboard=args.tensorboard,
         max_retries=args.max_retries,
         workers=args.workers,
+        methods=args.methods,
     )
     outcome = run_grid(options)
     return outcome.exit_status
@@ -432,6 +442,13 @@ def _add_run(sub: Subcommands) -> None:
     p = sub.add_parser("run", help="run a benchmark grid (default: the quick FashionMNIST benchmark)")
     p.add_argument("spec", nargs="?", help="a TOML spec (default: the built-in benchmark)")
     p.add_argument("--preset", choices=("smoke", "quick", "paper"), help="overrides the spec's preset")
+    p.add_argument(
+        "--methods",
+        type=_method_names,
+        metavar="A,B",
+        help="run these methods instead of the spec's (default: the methods of the committed default "
+        "reference; an opt-in or third-party method runs only where it is named)",
+    )
     p.add_argument("--out", help="results directory (default: results/local/<name>, not committed)")
     p.add_argument(
         "--reference",

@@ -4,7 +4,8 @@ A spec is a TOML file (or the built-in default). Example::
 
     name = "my-grid"
     preset = "quick"                  # smoke | quick | paper: chooses every unset knob
-    methods = ["random", "dm", "cafe"] # leave out for every installed method (not the opt-in ones: whole, mtt, ...)
+    methods = ["random", "dm", "cafe"] # leave out for the default reference's: dcbench's own methods, not
+                                       # the opt-in ones (whole, mtt, ...) nor another plugin's
     datasets = ["fashion-mnist"]      # names, or your own data by path (relative to this file):
                                       # "./my_images" or { path = "./my_images", name = "mydata", size = 32 }
     ipcs = [1, 10]
@@ -77,7 +78,7 @@ class TrackingValue(Rule):
 SPEC_SCHEMA: dict[str, Rule] = {
     "name": Text(),
     "preset": OneOf(PRESETS),
-    "methods": Optional(ListOf(Text(), if_empty="leave the key out to run every installed method")),
+    "methods": Optional(ListOf(Text(), if_empty="leave the key out to run the default methods")),
     "datasets": ListOf(DatasetEntry()),
     "ipcs": ListOf(Integer(minimum=1)),
     "seeds": ListOf(SEED),
@@ -100,7 +101,7 @@ SPEC_SCHEMA: dict[str, Rule] = {
 class Spec:
     name: str = "fashion-mnist-quick"
     preset: str = "quick"
-    methods: list[str] | None = None  # None = every installed method
+    methods: list[str] | None = None  # None: dcbench.run.plan.default_methods
     datasets: list[str | dict[str, Any]] = field(default_factory=lambda: ["fashion-mnist"])
     ipcs: list[int] = field(default_factory=lambda: [1, 10])
     # six seeds: the fewest at which the default grid's paired comparisons at IPC 10 can detect
