@@ -19,7 +19,7 @@ from dcbench.host.compat import tomllib
 from dcbench.host.devices import DEVICE_CHOICES, resolve_device
 from dcbench.host.errors import DcbenchError, first_line
 from dcbench.host.outputs import check_output_dir, describe_os_error
-from dcbench.host.runtime import PRECISIONS, set_threads
+from dcbench.host.runtime import PRECISIONS, deterministic_algorithms, set_threads
 from dcbench.method.checkpoint import Checkpointer, CheckpointPolicy, check_compatible, checkpoint_identity
 from dcbench.method.condense import config_hash
 from dcbench.method.contract import NativeEvaluation, config_to_dict
@@ -223,12 +223,17 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         args.preset, dataset, args.augmentation or "none", arch.name, native=native, **overrides
     )
     device = resolve_device(args.device)
-    real = source.load().to(device) if source else _load_real(registry, dataset, args.data_root, device)
-    _check_dataset_content(synthetic.manifest, real, args.path)
-    _check_preprocessing(synthetic.manifest, real, args.path)
-    synthetic.validate(real.channels, real.image_size, real.num_classes, source=args.path)
-    result = evaluate_synthetic(synthetic, real, protocol, args.seed, device, arch)
-    print(f"protocol {protocol.name}: {protocol.models} models, {len(real.test_labels)} test images of {real.name}")
+    with deterministic_algorithms(bool(args.deterministic), device.type):  # before any CUDA work
+        real = source.load().to(device) if source else _load_real(registry, dataset, args.data_root, device)
+        _check_dataset_content(synthetic.manifest, real, args.path)
+        _check_preprocessing(synthetic.manifest, real, args.path)
+        synthetic.validate(real.channels, real.image_size, real.num_classes, source=args.path)
+        result = evaluate_synthetic(synthetic, real, protocol, args.seed, device, arch)
+    determinism = ", deterministic algorithms" if args.deterministic else ""
+    print(
+        f"protocol {protocol.name}: {protocol.models} models, {len(real.test_labels)} test images of {real.name}"
+        + determinism
+    )
     for i, acc in enumerate(result.test_accs):
         print(f"  model {i}: test accuracy {100 * acc:.2f}%")
     mean = sum(result.test_accs) / len(result.test_accs)
@@ -293,6 +298,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         max_retries=args.max_retries,
         workers=args.workers,
         methods=args.methods,
+        deterministic=args.deterministic,
     )
     outcome = run_grid(options)
     return outcome.exit_status
@@ -387,6 +393,15 @@ def _checkpoints(p: argparse.ArgumentParser, default: str | None) -> None:
     )
 
 
+def _deterministic(p: argparse.ArgumentParser, scope: str) -> None:
+    p.add_argument(
+        "--deterministic",
+        action="store_true",
+        default=None,
+        help=f"torch.use_deterministic_algorithms(True) for {scope}; on CUDA with CUBLAS_WORKSPACE_CONFIG=:4096:8",
+    )
+
+
 def _add_condense(sub: Subcommands) -> None:
     p = sub.add_parser("condense", help="condense one dataset with one method")
     p.add_argument("--method", required=True)
@@ -434,6 +449,7 @@ def _add_evaluate(sub: Subcommands) -> None:
     )
     p.add_argument("--label-loss", choices=LABEL_LOSSES, default="soft_ce", help="with --labels set")
     p.add_argument("--temperature", type=float, default=1.0, help="with --labels set: the softmax temperature")
+    _deterministic(p, "the training and testing")
     _common(p)
     p.set_defaults(func=cmd_evaluate)
 
@@ -492,6 +508,7 @@ def _add_run(sub: Subcommands) -> None:
         help="TensorBoard event files per cell in DIR (default DIR: RESULTS/tensorboard); "
         "needs pip install 'dcbench[tensorboard]'; the same as --track tensorboard[=DIR]",
     )
+    _deterministic(p, "each cell's condensation and evaluation (recorded per cell; spec key deterministic)")
     p.add_argument(
         "--track",
         action="append",

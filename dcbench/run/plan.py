@@ -46,6 +46,7 @@ class Cell:
     init_stream: str = ""  # Method.initial_stream(config): what its initial images share ("" none)
     coreset: bool = False  # Method.coreset: a selection of real images, listed apart in tables
     dataset_label: str = ""  # DatasetSpec.label: the dataset's name in tables
+    deterministic: bool = False  # torch.use_deterministic_algorithms for the cell's work, recorded with it
 
     @property
     def id(self) -> str:
@@ -154,6 +155,7 @@ def plan_cells(
                             init_stream=init_stream,
                             coreset=method.coreset,
                             dataset_label=_dataset_label(registry, dataset),
+                            deterministic=spec.deterministic,
                         )
                     )
     return cells

@@ -18,6 +18,7 @@ A spec is a TOML file (or the built-in default). Example::
     eval_label_loss = "soft_ce"        # with eval_labels = "set": soft_ce | kl
     eval_temperature = 1.0             # with eval_labels = "set": the softmax temperature
     precision = "fp32"                 # fp32 | bf16: torch.autocast for condensation and evaluation
+    deterministic = false              # torch.use_deterministic_algorithms for each cell (recorded)
     threads = 2                        # torch CPU threads per cell (default: the cores / workers)
     workers = 2                        # cells at once in worker processes (default: one per core on a
                                        # CPU, 1 on a GPU; see dcbench.run.grid.plan_workers)
@@ -45,7 +46,7 @@ from dcbench.evaluation import LABEL_LOSSES, LABEL_SOURCES
 from dcbench.host.compat import tomllib
 from dcbench.host.errors import DcbenchError
 from dcbench.host.runtime import PRECISIONS
-from dcbench.host.schema import Integer, ListOf, Number, OneOf, Optional, Rule, Table, Text, check_fields
+from dcbench.host.schema import Flag, Integer, ListOf, Number, OneOf, Optional, Rule, Table, Text, check_fields
 from dcbench.method.checkpoint import CheckpointPolicy
 from dcbench.method.contract import PRESETS
 from dcbench.method.seeding import SEED
@@ -91,6 +92,7 @@ SPEC_SCHEMA: dict[str, Rule] = {
     "eval_temperature": Number(positive=True),
     "overrides": Table(values=Table()),  # [overrides.METHOD] key = value, checked by the method's config
     "precision": OneOf(PRECISIONS),
+    "deterministic": Flag(),
     "threads": Optional(Integer(minimum=1)),
     "workers": Optional(Integer(minimum=1)),
     "tracking": Table(values=TrackingValue()),
@@ -115,6 +117,7 @@ class Spec:
     eval_label_loss: str = "soft_ce"
     eval_temperature: float = 1.0
     precision: str = "fp32"
+    deterministic: bool = False
     threads: int | None = None
     workers: int | None = None  # None: dcbench.run.grid.plan_workers decides
     checkpoint_every: str | int = "10m"
@@ -143,6 +146,8 @@ class Spec:
         if self.eval_labels == "hard":  # the label settings only matter with "set": left out, as before them
             for key in ("eval_labels", "eval_label_loss", "eval_temperature"):
                 data.pop(key)
+        if not self.deterministic:  # left out by default, as in specs recorded before it
+            data.pop("deterministic")
         for key, value in data.items():
             if value is not None:
                 lines.append(f"{key} = {_toml_value(value)}")
