@@ -14,7 +14,8 @@ Checks, one row each:
    iteration and peak GPU memory (``torch.cuda.max_memory_allocated``).
 3. Stacked (vmapped) and sequential evaluation of the same K networks agree, and their speeds.
 4. bf16 autocast on CUDA: native (``native_bf16("cuda")``) and a DM iteration's speed-up.
-5. The same seed twice gives bitwise the same set with ``torch.use_deterministic_algorithms(True)``.
+5. The same seed twice gives bitwise the same set with ``torch.use_deterministic_algorithms(True)``
+   (``dcbench.host.runtime.deterministic_algorithms``, what ``dcbench run --deterministic`` sets).
 6. The conformance kit on ``cuda`` for every installed method.
 """
 
@@ -22,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -33,7 +33,7 @@ import torch
 from dcbench.data.real import RealDataset
 from dcbench.evaluation import Protocol, evaluate_synthetic
 from dcbench.host.devices import resolve_device
-from dcbench.host.runtime import native_bf16
+from dcbench.host.runtime import deterministic_algorithms, native_bf16
 from dcbench.method.condense import condense
 from dcbench.method.contract import CondenseContext
 from dcbench.method.seeding import make_generator
@@ -156,19 +156,15 @@ def check_bf16(device: torch.device, dry: bool) -> dict[str, Any]:
 def check_determinism(device: torch.device, dry: bool) -> dict[str, Any]:
     real = random_cifar(10, device)
     method = load_plugins().method("dc")
-    previous = torch.are_deterministic_algorithms_enabled()
-    if device.type == "cuda":
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it for determinism
-    torch.use_deterministic_algorithms(True)
     try:
-        sets = [
-            condense(method, real, 1, 0, "smoke", None, CondenseContext(device=device)).synthetic.images
-            for _ in range(2)
-        ]
+        # the option `dcbench run --deterministic` sets (cuBLAS's workspace setting included)
+        with deterministic_algorithms(True, device.type):
+            sets = [
+                condense(method, real, 1, 0, "smoke", None, CondenseContext(device=device)).synthetic.images
+                for _ in range(2)
+            ]
     except RuntimeError as exc:
         return {"check": "same seed twice, deterministic algorithms", "ok": False, "detail": str(exc)[:200]}
-    finally:
-        torch.use_deterministic_algorithms(previous)
     same = torch.equal(sets[0], sets[1])
     return {
         "check": "same seed twice, deterministic algorithms",

@@ -30,7 +30,7 @@ from dcbench.host.devices import DEVICE_CHOICES, resolve_device
 from dcbench.host.errors import DcbenchError, first_line
 from dcbench.host.files import atomic_write_text
 from dcbench.host.outputs import check_output_dir, describe_os_error
-from dcbench.host.runtime import PRECISIONS, set_threads
+from dcbench.host.runtime import PRECISIONS, deterministic_algorithms, set_threads
 from dcbench.method.checkpoint import Checkpointer, CheckpointPolicy, check_compatible, checkpoint_identity
 from dcbench.method.condense import config_hash
 from dcbench.method.contract import NativeEvaluation, config_to_dict
@@ -87,6 +87,14 @@ def _tracking_request(text: str) -> tuple[str, bool | str]:
     return name.strip(), value if sep else True
 
 
+def _method_names(text: str) -> list[str]:
+    """``a,b,c``: method names, none empty or repeated."""
+    names = [n.strip() for n in text.split(",")]
+    if not all(names) or len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(f"expected comma-separated method names, each once, got {text!r}")
+    return names
+
+
 def _load_real(registry: Any, name: str, data_root: str | None, device: torch.device) -> Any:
 
     return registry.dataset(name).loader(data_root_option(data_root)).to(device)
@@ -102,7 +110,8 @@ def cmd_list(args: argparse.Namespace) -> None:
     for name in sorted(registry.methods):
         m = registry.methods[name]
         plugin = registry.owners[("method", name)]
-        opt_in = " [opt-in: runs where a spec names it]" if m.opt_in and not m.reference_only else ""
+        named = (m.opt_in or not registry.shipped("method", name)) and not m.reference_only
+        opt_in = " [opt-in: runs where a spec names it]" if named else ""
         print(f"  {name:<12} {plugin:<10} {m.version:<8} {m.description}{opt_in}")
     print("datasets:")
     for name in sorted(registry.datasets):
@@ -210,20 +219,25 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     if json_out is not None:
         check_output_dir(json_out.parent, "--json directory")
     device = resolve_device(args.device)
-    real = source.load() if source else _load_real(registry, dataset, args.data_root, torch.device("cpu"))
-    real = (zca_whitened(real) if args.zca else real).to(device)
-    _check_dataset_content(synthetic.manifest, real, args.path)
-    _check_preprocessing(synthetic.manifest, real, args.path)
-    synthetic.validate(real.channels, real.image_size, real.num_classes, source=args.path)
-    check_whitening(synthetic, real, protocol)
-    log = lambda text: print(f"dcbench: {text}", file=sys.stderr)  # noqa: E731 - a one-line sink
-    teacher = teacher_for(protocol, real, registry, note=log)
-    result = evaluate_synthetic(synthetic, real, protocol, args.seed, device, arch, teacher=teacher)
+    with deterministic_algorithms(bool(args.deterministic), device.type):  # before any CUDA work
+        real = source.load() if source else _load_real(registry, dataset, args.data_root, torch.device("cpu"))
+        real = (zca_whitened(real) if args.zca else real).to(device)
+        _check_dataset_content(synthetic.manifest, real, args.path)
+        _check_preprocessing(synthetic.manifest, real, args.path)
+        synthetic.validate(real.channels, real.image_size, real.num_classes, source=args.path)
+        check_whitening(synthetic, real, protocol)
+        log = lambda text: print(f"dcbench: {text}", file=sys.stderr)  # noqa: E731 - a one-line sink
+        teacher = teacher_for(protocol, real, registry, note=log)
+        result = evaluate_synthetic(synthetic, real, protocol, args.seed, device, arch, teacher=teacher)
     if protocol.labels == "set" and result.labels_used != "soft":
         log(f"note: {args.path} has no soft labels, so --labels set trained on its hard labels")
     elif protocol.labels == "hard" and synthetic.soft_labels is not None:
         log(f"note: {args.path} carries learned soft labels; --labels set trains on them")
-    print(f"protocol {protocol.name}: {protocol.models} models, {len(real.test_labels)} test images of {real.name}")
+    determinism = ", deterministic algorithms" if args.deterministic else ""
+    print(
+        f"protocol {protocol.name}: {protocol.models} models, {len(real.test_labels)} test images of {real.name}"
+        + determinism
+    )
     for i, acc in enumerate(result.test_accs):
         print(f"  model {i}: test accuracy {100 * acc:.2f}%")
     mean = sum(result.test_accs) / len(result.test_accs)
@@ -351,6 +365,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         tensorboard=args.tensorboard,
         max_retries=args.max_retries,
         workers=args.workers,
+        methods=args.methods,
+        deterministic=args.deterministic,
     )
     outcome = run_grid(options)
     return outcome.exit_status
@@ -445,6 +461,15 @@ def _checkpoints(p: argparse.ArgumentParser, default: str | None) -> None:
     )
 
 
+def _deterministic(p: argparse.ArgumentParser, scope: str) -> None:
+    p.add_argument(
+        "--deterministic",
+        action="store_true",
+        default=None,
+        help=f"torch.use_deterministic_algorithms(True) for {scope}; on CUDA with CUBLAS_WORKSPACE_CONFIG=:4096:8",
+    )
+
+
 def _add_condense(sub: Subcommands) -> None:
     p = sub.add_parser("condense", help="condense one dataset with one method")
     p.add_argument("--method", required=True)
@@ -506,6 +531,7 @@ def _add_evaluate(sub: Subcommands) -> None:
     p.add_argument("--dsa-strategy", help="with --augmentation dsa: '_'-joined DSA families (default: the dataset's)")
     p.add_argument("--zca", action="store_true", help="ZCA-whiten the data (a set condensed under --zca needs it)")
     p.add_argument("--json", "-o", metavar="FILE", help="also write the result (a cell's evaluation record) as JSON")
+    _deterministic(p, "the training and testing")
     _common(p)
     p.set_defaults(func=cmd_evaluate)
 
@@ -514,6 +540,13 @@ def _add_run(sub: Subcommands) -> None:
     p = sub.add_parser("run", help="run a benchmark grid (default: the quick FashionMNIST benchmark)")
     p.add_argument("spec", nargs="?", help="a TOML spec (default: the built-in benchmark)")
     p.add_argument("--preset", choices=("smoke", "quick", "paper"), help="overrides the spec's preset")
+    p.add_argument(
+        "--methods",
+        type=_method_names,
+        metavar="A,B",
+        help="run these methods instead of the spec's (default: the methods of the committed default "
+        "reference; an opt-in or third-party method runs only where it is named)",
+    )
     p.add_argument("--out", help="results directory (default: results/local/<name>, not committed)")
     p.add_argument(
         "--reference",
@@ -557,6 +590,7 @@ def _add_run(sub: Subcommands) -> None:
         help="TensorBoard event files per cell in DIR (default DIR: RESULTS/tensorboard); "
         "needs pip install 'dcbench[tensorboard]'; the same as --track tensorboard[=DIR]",
     )
+    _deterministic(p, "each cell's condensation and evaluation (recorded per cell; spec key deterministic)")
     p.add_argument(
         "--track",
         action="append",

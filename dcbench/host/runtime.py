@@ -18,6 +18,7 @@ elsewhere on a CPU:
   torch loads libgomp (measured in ``benchmarks/RESULTS.md``).
 * **Precision.** :func:`autocast` is ``--precision``: ``fp32`` (default) or ``bf16`` (CPU with
   AVX-512 BF16 or AMX, CUDA from Ampere on), through ``torch.autocast``.
+  :func:`deterministic_algorithms` is ``--deterministic``.
 """
 
 from __future__ import annotations
@@ -178,6 +179,35 @@ def autocast(precision: str, device_type: str) -> Iterator[None]:
 
     with torch.autocast(device_type=device_type, dtype=torch.bfloat16):
         yield
+
+
+#: what cuBLAS needs to be deterministic on CUDA (torch refuses deterministic matmuls without it);
+#: read when a process creates its first cuBLAS handle, so it is set before any CUDA work
+CUBLAS_WORKSPACE = ("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+
+@contextlib.contextmanager
+def deterministic_algorithms(enabled: bool, device_type: str = "cpu") -> Iterator[None]:
+    """``torch.use_deterministic_algorithms(True)`` for the enclosed work when ``enabled`` (and, on
+    CUDA, cuBLAS's workspace setting, unless the environment has one); the setting is process-wide,
+    so the previous one is restored afterwards. A no-op when not ``enabled``."""
+    if not enabled:
+        yield
+        return
+    import torch
+
+    previous = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    name, value = CUBLAS_WORKSPACE
+    set_here = device_type == "cuda" and name not in os.environ
+    if set_here:
+        os.environ[name] = value
+    torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(previous[0], warn_only=previous[1])
+        if set_here:
+            os.environ.pop(name, None)
 
 
 def reset_peak_rss() -> bool:

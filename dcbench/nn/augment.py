@@ -9,7 +9,9 @@ CPU and moved to the data), so the global RNG is never touched and the same gene
 the same augmentation on every device. The reference shares parameters between a real and a
 synthetic batch by reseeding the global RNG with the same seed twice; :func:`siamese_augment`
 draws one parameter set and applies it to every batch instead, which is what that reseeding
-achieved (one transform for every image of both batches).
+achieved (one transform for every image of both batches). ``rotate``'s matrix is the reference's
+at the negated angle (tests/nn/test_augment.py): the angle is uniform on a range symmetric about 0,
+so the rotations are the same in distribution (the sets made with it are unchanged).
 """
 
 from __future__ import annotations

@@ -68,6 +68,11 @@ class Registry:
     def architecture(self, name: str) -> Architecture:
         return self._lookup("architecture", self.architectures, name)
 
+    def shipped(self, kind: str, name: str) -> bool:
+        """Whether ``name`` (a method, dataset or architecture) comes with dcbench itself, not from
+        another installed distribution or a registration by hand."""
+        return _is_builtin(self, self.owners.get((kind, name), ""))
+
     def plugin_version(self, method: str) -> str | None:
         """The version of the distribution whose plugin registered ``method`` (None if unknown)."""
         info = self.plugins.get(self.owners.get(("method", method), ""))

@@ -86,6 +86,7 @@ class CellRecord:
     device_name: str | None = None
     precision: str = "fp32"
     threads: int | None = None
+    deterministic: bool = False  # torch.use_deterministic_algorithms was on for the cell's work
     dcbench_version: str | None = None
     torch_version: str | None = None
     platform: str | None = None
@@ -163,6 +164,7 @@ class CellRecord:
             "device": self.device,
             "device_name": self.device_name,
             "threads": self.threads,
+            "deterministic": self.deterministic,
             "dcbench_version": self.dcbench_version,
             "data_root": self.data_root,
         }

@@ -61,6 +61,7 @@ _BASE_COLUMNS = [
     "device",
     "device_name",
     "threads",
+    "deterministic",
     "dcbench_version",
     IDENTITY_COLUMN,
 ]

@@ -25,7 +25,7 @@ from dcbench.data.real import RealDataset
 from dcbench.evaluation import Protocol, Teacher, evaluate_synthetic, load_teacher, teacher_recipe
 from dcbench.host.devices import device_name, resolve_device
 from dcbench.host.errors import DcbenchError, first_line
-from dcbench.host.runtime import peak_rss_mb, reset_peak_rss
+from dcbench.host.runtime import deterministic_algorithms, peak_rss_mb, reset_peak_rss
 from dcbench.method.checkpoint import Checkpointer, CheckpointPolicy
 from dcbench.method.condense import Condensed, condense
 from dcbench.method.contract import CondenseContext, Method
@@ -133,7 +133,8 @@ def _execute_cell(cell: Cell, root: str) -> dict[str, Any]:
         run.log = log
         run.note(f"start {cell.id} preset={cell.preset} overrides={cell.overrides} device={run.device}")
         try:
-            run.condense_and_evaluate()
+            with deterministic_algorithms(cell.deterministic, run.device.type):
+                run.condense_and_evaluate()
         except KeyboardInterrupt:
             raise
         except BaseException as exc:  # noqa: BLE001 - SystemExit from a plugin too: recorded, the grid goes on
@@ -173,6 +174,7 @@ class _CellRun:
             device=str(self.device),
             precision=cell.precision,
             threads=cell.torch_threads,
+            deterministic=cell.deterministic,
             device_name=device_name(self.device),
             dcbench_version=__version__,
             torch_version=torch.__version__,

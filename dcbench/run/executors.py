@@ -102,6 +102,7 @@ def _lost_cell(
         dataset_label=cell.dataset_label,
         fingerprint=cell.fingerprint,
         precision=cell.precision,
+        deterministic=cell.deterministic,
         reason=f"{type(exc).__name__}: {first_line(exc).strip()} ({where} failed, {max_retries} retries)",
         finished=now(),
     )

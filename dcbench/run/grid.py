@@ -37,7 +37,7 @@ from dcbench.results.store import Store
 from dcbench.run import shared
 from dcbench.run.cell import execute_cell
 from dcbench.run.executors import run_pool, run_ray
-from dcbench.run.plan import Cell, plan_cells
+from dcbench.run.plan import Cell, left_out_of_default, plan_cells
 from dcbench.run.progress import CellProgressBar
 from dcbench.run.ray_probe import check_ray_address
 from dcbench.run.spec import Spec, load_spec
@@ -48,7 +48,8 @@ from dcbench.run.workers import in_process_only, plan_workers
 class RunOptions:
     """How to run a grid: the spec and what the command line sets beside or over it.
 
-    ``checkpoint_every``, ``gpus_per_cell``, ``workers``, ``threads`` and ``precision`` override
+    ``checkpoint_every``, ``gpus_per_cell``, ``workers``, ``threads``, ``precision``, ``methods`` and
+    ``deterministic`` override
     the spec's keys when given, ``tracking`` (name -> value) is merged over the spec's
     ``[tracking]`` table and ``tensorboard`` is ``tracking["tensorboard"]``; ``max_retries`` is how often a cell whose
     worker process died is rerun (Ray, or the local worker processes); ``reference`` is what the
@@ -72,11 +73,13 @@ class RunOptions:
     tensorboard: bool | str | None = None
     max_retries: int = 3
     workers: int | None = None
+    methods: list[str] | None = None  # --methods: run these instead of the spec's (or the default) methods
+    deterministic: bool | None = None  # --deterministic
 
     def spec(self) -> Spec:
         """The spec with the command line's values over it, validated."""
         spec = load_spec(self.spec_path, self.preset)
-        for key in ("threads", "precision", "checkpoint_every", "gpus_per_cell", "workers"):
+        for key in ("threads", "precision", "checkpoint_every", "gpus_per_cell", "workers", "methods", "deterministic"):
             value = getattr(self, key)
             if value is not None:  # the command line wins over the spec
                 setattr(spec, key, value)
@@ -133,10 +136,11 @@ def run_grid(options: RunOptions) -> RunOutcome:
     check_output_dir(root, "results directory")
     cells = plan_cells(spec, registry, options.data_root, options.device, tracking)  # no work yet
     if spec.methods is None:
-        left_out = sorted(n for n, m in registry.methods.items() if m.opt_in and not m.reference_only)
+        left_out = left_out_of_default(registry)
         if left_out:
             print(
-                f"note: opt-in methods left out: {', '.join(left_out)} (name them in a spec's methods to run them)",
+                f"note: installed methods left out of the default grid: {', '.join(left_out)} "
+                "(name them with --methods or in a spec's methods to run them)",
                 file=sys.stderr,
             )
     root.mkdir(parents=True, exist_ok=True)

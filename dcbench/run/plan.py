@@ -47,6 +47,7 @@ class Cell:
     coreset: bool = False  # Method.coreset: a selection of real images, listed apart in tables
     dataset_label: str = ""  # DatasetSpec.label: the dataset's name in tables
     zca: bool = False  # the data is ZCA-whitened (Spec.zca), for condensation and evaluation
+    deterministic: bool = False  # torch.use_deterministic_algorithms for the cell's work, recorded with it
 
     @property
     def id(self) -> str:
@@ -66,16 +67,35 @@ class Cell:
         )
 
 
+def default_methods(registry: Registry) -> list[str]:
+    """What a spec without a methods list runs: the methods dcbench ships that are not opt-in, which
+    are the committed default reference's (results/reference/fashion-mnist-quick). A method from
+    another distribution runs only where it is named, so installing it cannot change the default grid."""
+    return sorted(
+        n for n, m in registry.methods.items() if registry.shipped("method", n) and not (m.reference_only or m.opt_in)
+    )
+
+
+def left_out_of_default(registry: Registry) -> list[str]:
+    """The installed methods (not reference lines) a default grid leaves out, each with why."""
+    default = set(default_methods(registry))
+    why = {
+        n: "opt-in" if registry.shipped("method", n) else f"from plugin {registry.owners.get(('method', n))!r}"
+        for n in registry.methods
+    }
+    return [f"{n} ({why[n]})" for n, m in sorted(registry.methods.items()) if n not in default and not m.reference_only]
+
+
 def plan_cells(
     spec: Spec, registry: Registry, data_root: str | None, device: str, tracking: dict[str, str] | None = None
 ) -> list[Cell]:
     """The spec's grid, validated against the installed plugins before any work starts."""
-    methods = spec.methods or sorted(n for n, m in registry.methods.items() if not (m.reference_only or m.opt_in))
+    methods = spec.methods or default_methods(registry)
     soft_tracks = [name or "the spec's" for name, v in spec.track_values().items() if v["eval_labels"] != "hard"]
     if soft_tracks and "random" not in methods and "random" in registry.methods:
         raise DcbenchError(
             f"track {soft_tracks[0]} trains on soft labels, so the grid needs `random` under the same recipe "
-            "(the baseline soft labels are measured against); add \"random\" to the spec's methods"
+            '(the baseline soft labels are measured against); add "random" to the spec\'s methods'
         )
     for name in spec.overrides:
         if name not in methods:
@@ -97,8 +117,8 @@ def plan_cells(
     threads = spec.threads or torch.get_num_threads()
     if not methods:
         raise DcbenchError(
-            "the spec runs every installed method, and no method plugin is loaded; install one "
-            "or see `dcbench plugins` for the plugins that failed to load"
+            "the spec runs dcbench's default methods, and no method plugin is loaded that has them; name a "
+            "method, or see `dcbench plugins` for the plugins that failed to load"
         )
     cells = []
     for method_name in methods:
@@ -143,6 +163,7 @@ def plan_cells(
                             coreset=method.coreset,
                             dataset_label=_dataset_label(registry, dataset),
                             zca=spec.zca,
+                            deterministic=spec.deterministic,
                         )
                     )
     return cells

@@ -4,7 +4,8 @@ A spec is a TOML file (or the built-in default). Example::
 
     name = "my-grid"
     preset = "quick"                  # smoke | quick | paper: chooses every unset knob
-    methods = ["random", "dm", "cafe"] # leave out for every installed method (not the opt-in ones: whole, mtt, ...)
+    methods = ["random", "dm", "cafe"] # leave out for the default reference's: dcbench's own methods, not
+                                       # the opt-in ones (whole, mtt, ...) nor another plugin's
     datasets = ["fashion-mnist"]      # names, or your own data by path (relative to this file):
                                       # "./my_images" or { path = "./my_images", name = "mydata", size = 32 }
     ipcs = [1, 10]
@@ -26,6 +27,7 @@ A spec is a TOML file (or the built-in default). Example::
     zca = false                        # ZCA-whiten the data (MTT/DATM's preprocessing, eps 0.1) for
                                        # condensation and evaluation alike
     precision = "fp32"                 # fp32 | bf16: torch.autocast for condensation and evaluation
+    deterministic = false              # torch.use_deterministic_algorithms for each cell (recorded)
     threads = 2                        # torch CPU threads per cell (default: the cores / workers)
     workers = 2                        # cells at once in worker processes (default: one per core on a
                                        # CPU, 1 on a GPU; see dcbench.run.grid.plan_workers)
@@ -94,7 +96,7 @@ class TrackingValue(Rule):
 SPEC_SCHEMA: dict[str, Rule] = {
     "name": Text(),
     "preset": OneOf(PRESETS),
-    "methods": Optional(ListOf(Text(), if_empty="leave the key out to run every installed method")),
+    "methods": Optional(ListOf(Text(), if_empty="leave the key out to run the default methods")),
     "datasets": ListOf(DatasetEntry()),
     "ipcs": ListOf(Integer(minimum=1)),
     "seeds": ListOf(SEED),
@@ -118,6 +120,7 @@ SPEC_SCHEMA: dict[str, Rule] = {
     "tracks": Table(values=Table()),  # [tracks.NAME] eval_* = value, checked against EVAL_SCHEMA
     "overrides": Table(values=Table()),  # [overrides.METHOD] key = value, checked by the method's config
     "precision": OneOf(PRECISIONS),
+    "deterministic": Flag(),
     "threads": Optional(Integer(minimum=1)),
     "workers": Optional(Integer(minimum=1)),
     "tracking": Table(values=TrackingValue()),
@@ -143,7 +146,7 @@ PROTOCOL_FIELDS = {
 class Spec:
     name: str = "fashion-mnist-quick"
     preset: str = "quick"
-    methods: list[str] | None = None  # None = every installed method
+    methods: list[str] | None = None  # None: dcbench.run.plan.default_methods
     datasets: list[str | dict[str, Any]] = field(default_factory=lambda: ["fashion-mnist"])
     ipcs: list[int] = field(default_factory=lambda: [1, 10])
     # six seeds: the fewest at which the default grid's paired comparisons at IPC 10 can detect
@@ -169,6 +172,7 @@ class Spec:
     #: evaluation tracks by name: each a table of eval_* values over the top-level ones ({}: one track)
     tracks: dict[str, dict[str, Any]] = field(default_factory=dict)
     precision: str = "fp32"
+    deterministic: bool = False
     threads: int | None = None
     workers: int | None = None  # None: dcbench.run.grid.plan_workers decides
     checkpoint_every: str | int = "10m"
@@ -219,7 +223,7 @@ class Spec:
         if self.eval_labels == "hard" and not tracks:
             for key in ("eval_labels", "eval_label_loss", "eval_temperature"):
                 data.pop(key)
-        for key, default in (("eval_mixing", "none"), ("zca", False)):
+        for key, default in (("eval_mixing", "none"), ("zca", False), ("deterministic", False)):
             if data[key] == default:
                 data.pop(key)
         for key, value in data.items():

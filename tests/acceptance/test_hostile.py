@@ -618,7 +618,7 @@ def test_a_method_returning_float_labels_is_refused() -> None:
     "toml,message",
     [
         ("eval_models = true", "spec eval_models must be an integer >= 1, got true (a boolean)"),
-        ("methods = []", "spec methods is an empty list; leave the key out to run every installed method"),
+        ("methods = []", "spec methods is an empty list; leave the key out to run the default methods"),
         (
             'methods = "random"',
             """spec methods must be a list, each item a non-empty string, got the string 'random'; """

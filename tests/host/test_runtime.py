@@ -396,3 +396,129 @@ def test_cpu_flags_parse_and_an_unreadable_cpuinfo_defers_to_onednn(monkeypatch:
         assert runtime.native_bf16("cpu", "/nonexistent/cpuinfo") is True
     finally:
         runtime.native_bf16.cache_clear()
+
+
+# --- deterministic algorithms ---------------------------------------------------------------------
+
+#: a method and an architecture that note torch's deterministic setting when they run
+PROBE_PLUGIN = """
+    from dataclasses import dataclass
+    from typing import ClassVar
+    import torch
+    from dcbench import hookimpl
+    from dcbench.api import Method, SyntheticSet, class_major_labels
+    from dcbench.nn.networks import Architecture, MLP
+
+    seen = {"evaluation": []}
+
+    @dataclass
+    class ProbeConfig:
+        PRESETS: ClassVar[dict] = {}
+
+    class Probe(Method):
+        name = "probe"
+        description = "zero images; notes torch's deterministic setting"
+        config_class = ProbeConfig
+
+        def condense(self, real, ipc, config, seed, ctx):
+            ctx.metrics.update(iterations=0, deterministic_seen=torch.are_deterministic_algorithms_enabled())
+            return SyntheticSet(torch.zeros(real.num_classes * ipc, real.channels, *real.image_size),
+                                class_major_labels(real.num_classes, ipc))
+
+    def probe_net(*args, **kwargs):
+        seen["evaluation"].append(torch.are_deterministic_algorithms_enabled())
+        return MLP(*args, **kwargs)
+
+    @hookimpl
+    def dcbench_register_methods(register):
+        register(Probe())
+
+    @hookimpl
+    def dcbench_register_architectures(register):
+        register(Architecture("ProbeNet", probe_net))
+"""
+
+
+def test_deterministic_restores_the_previous_setting_and_sets_cublas_only_for_cuda(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    assert not torch.are_deterministic_algorithms_enabled()
+    with runtime.deterministic_algorithms(True, "cuda"):
+        assert (
+            torch.are_deterministic_algorithms_enabled() and not torch.is_deterministic_algorithms_warn_only_enabled()
+        )
+        assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+    assert not torch.are_deterministic_algorithms_enabled() and "CUBLAS_WORKSPACE_CONFIG" not in os.environ
+    with runtime.deterministic_algorithms(True, "cpu"):
+        assert torch.are_deterministic_algorithms_enabled() and "CUBLAS_WORKSPACE_CONFIG" not in os.environ
+    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":16:8")  # the user's own choice is kept
+    torch.use_deterministic_algorithms(True, warn_only=True)  # a caller's setting, warn-only included
+    try:
+        with runtime.deterministic_algorithms(True, "cuda"):
+            assert not torch.is_deterministic_algorithms_warn_only_enabled()
+        assert torch.is_deterministic_algorithms_warn_only_enabled()
+        assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":16:8"
+        with runtime.deterministic_algorithms(False, "cuda"):  # off: leaves it alone
+            assert torch.is_deterministic_algorithms_warn_only_enabled()
+    finally:
+        torch.use_deterministic_algorithms(False)
+
+
+@pytest.mark.parametrize("flag", [False, True])
+def test_deterministic_is_on_while_a_cell_works_and_recorded_with_it(
+    extra_plugins, tmp_path: Path, fashion_root: Path, flag: bool
+) -> None:
+    import json
+
+    import pandas as pd
+
+    extra_plugins("probe", PROBE_PLUGIN)
+    spec = tmp_path / "t.toml"
+    spec.write_text('preset = "smoke"\nmethods = ["probe"]\nipcs = [1]\nseeds = [0]\neval_archs = ["ProbeNet"]\n')
+    common = ["--data-root", str(fashion_root), "--device", "cpu", "--quiet", "--reference", "none"]
+    assert main(["run", str(spec), "--out", str(tmp_path / "out"), *common] + ["--deterministic"] * flag) == 0
+    assert not torch.are_deterministic_algorithms_enabled()  # restored after the cell
+    metrics = json.loads(next((tmp_path / "out" / "runs").glob("*/metrics.json")).read_text())
+    assert metrics["deterministic"] is flag and metrics["method_metrics"]["deterministic_seen"] is flag
+    assert set(sys.modules["dcbench_test_probe"].seen["evaluation"]) == {flag}  # the evaluation's networks too
+    assert set(pd.read_csv(tmp_path / "out" / "runs.csv")["deterministic"]) == {flag}
+    assert ("deterministic = true" in (tmp_path / "out" / "spec.toml").read_text()) is flag
+
+
+def test_evaluate_deterministic_is_on_while_it_trains(extra_plugins, tmp_path: Path, fashion_root: Path) -> None:
+    extra_plugins("probe", PROBE_PLUGIN)
+    common = ["--data-root", str(fashion_root), "--device", "cpu", "--preset", "smoke"]
+    assert (
+        main(
+            [
+                "condense",
+                "--method",
+                "probe",
+                "--dataset",
+                "fashion-mnist",
+                "--ipc",
+                "1",
+                "-o",
+                str(tmp_path / "s"),
+                *common,
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(["evaluate", str(tmp_path / "s"), "--arch", "ProbeNet", "--models", "1", "--deterministic", *common]) == 0
+    )
+    assert main(["evaluate", str(tmp_path / "s"), "--arch", "ProbeNet", "--models", "1", *common]) == 0
+    seen = sys.modules["dcbench_test_probe"].seen["evaluation"]
+    assert seen[0] is True and seen[-1] is False and len(seen) == 2
+    assert not torch.are_deterministic_algorithms_enabled()
+
+
+def test_spec_deterministic_is_a_flag(tmp_path: Path) -> None:
+    path = tmp_path / "s.toml"
+    path.write_text("deterministic = true\n")
+    assert load_spec(path).deterministic
+    path.write_text('deterministic = "yes"\n')
+    with pytest.raises(DcbenchError, match="deterministic"):
+        load_spec(path)

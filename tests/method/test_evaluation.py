@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch.nn import functional as F
 
 from dcbench.data.builtin import load_fashion_mnist
 from dcbench.data.real import RealDataset
@@ -13,6 +14,7 @@ from dcbench.host.errors import DcbenchError
 from dcbench.method.contract import NativeEvaluation, class_major_labels, init_synthetic_images
 from dcbench.method.seeding import make_generator
 from dcbench.method.synthetic import SyntheticSet
+from dcbench.nn.networks import BUILTIN_ARCHITECTURES, build_network
 from dcbench.run.plan import plan_cells
 from dcbench.run.shared import registry as shared_registry
 
@@ -71,13 +73,48 @@ def test_training_learns_the_synthetic_set(real) -> None:
     assert min(result.train_accs) > 0.5  # 20 images are easy to fit in 31 epochs
 
 
-def test_batchnorm_architecture_trains_model_by_model(real) -> None:
-    protocol = Protocol.for_preset("smoke", "fashion-mnist", arch="ConvNetBN")
-    from dcbench.nn.networks import BUILTIN_ARCHITECTURES
+def hand_written_evaluation(syn: SyntheticSet, real, protocol: Protocol, seed: int, test_mode: str) -> list[float]:
+    """The reference's evaluate_synset model by model, written out: SGD on the set in train mode,
+    the lr times 0.1 (a new optimiser) after training epoch epochs // 2 + 1, then the test pass in
+    ``test_mode`` ("eval": BatchNorm's running statistics; "train": the test batch's own)."""
+    arch = {a.name: a for a in BUILTIN_ARCHITECTURES}[protocol.arch]
+    accs = []
+    for i in range(protocol.models):
+        net = build_network(arch, 1, 10, (28, 28), make_generator(seed, "eval-net", i), "cpu", **protocol.arch_options)
+        order = make_generator(seed, "eval-order", i)
+        lr = protocol.lr
+        opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=protocol.momentum, weight_decay=protocol.weight_decay)
+        for epoch in range(protocol.epochs + 1):
+            net.train()
+            perm = torch.randperm(len(syn.images), generator=order)
+            for start in range(0, len(perm), protocol.batch_size):
+                batch = perm[start : start + protocol.batch_size]
+                loss = F.cross_entropy(net(syn.images[batch]), syn.labels[batch])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+            if epoch == protocol.epochs // 2 + 1:
+                lr *= 0.1
+                opt = torch.optim.SGD(
+                    net.parameters(), lr=lr, momentum=protocol.momentum, weight_decay=protocol.weight_decay
+                )
+        net.train(test_mode == "train")
+        with torch.no_grad():
+            n = min(protocol.test_images or len(real.test_labels), len(real.test_labels))
+            hits = (net(real.test_images[:n]).argmax(-1) == real.test_labels[:n]).sum()
+        accs.append(float(hits) / n)
+    return accs
 
+
+def test_batchnorm_nets_train_model_by_model_and_test_on_their_running_statistics(real) -> None:
+    protocol = Protocol.for_preset("smoke", "fashion-mnist", arch="ConvNetBN", models=3, epochs=4)
     arch = {a.name: a for a in BUILTIN_ARCHITECTURES}["ConvNetBN"]
-    result = evaluate_synthetic(random_set(real, 1), real, protocol, seed=0, architecture=arch)
-    assert len(result.test_accs) == protocol.models
+    syn = random_set(real, 2)
+    expected = hand_written_evaluation(syn, real, protocol, 3, "eval")
+    assert expected != hand_written_evaluation(syn, real, protocol, 3, "train")  # the test mode shows
+    for stacked in (True, False):  # BatchNorm nets are never stacked: both are the model-by-model loop
+        result = evaluate_synthetic(syn, real, protocol, seed=3, architecture=arch, stacked=stacked)
+        assert result.test_accs == pytest.approx(expected, abs=1e-6)  # float32 counts / n; one image is 0.025
 
 
 def test_wrong_shape_is_refused(real) -> None:

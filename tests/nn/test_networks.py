@@ -114,3 +114,152 @@ def test_convnet_average_pooling_is_the_depthwise_pool() -> None:
     net = build_network(ARCHS["ConvNet"], 1, 10, (28, 28), make_generator(0))
     assert all(isinstance(p, AvgPool2x2) for p in net.pools)
     assert not any(k.startswith("pools.") for k in net.state_dict())  # checkpoints keep their keys
+
+
+# --- the reference's get_network architectures (VICO-UoE/DatasetCondensation networks.py), written
+# out as plain layer lists: same layers in the same order, so the parameters line up one to one ---
+
+
+def _reference_inorm(c: int) -> torch.nn.Module:
+    return torch.nn.GroupNorm(c, c, affine=True)  # the reference's "instancenorm"
+
+
+class _RefSequential(torch.nn.Module):
+    """conv/pool ``features`` -> flatten -> ``fcs`` with ReLU between them (the reference's forward)."""
+
+    def __init__(self, features: list[torch.nn.Module], fcs: list[torch.nn.Linear]) -> None:
+        super().__init__()
+        self.features, self.fcs = torch.nn.Sequential(*features), torch.nn.ModuleList(fcs)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.features(x).flatten(1)
+        for i, fc in enumerate(self.fcs):
+            x = fc(x) if i == len(self.fcs) - 1 else torch.relu(fc(x))
+        return x
+
+
+def _ref_mlp(channel: int, k: int) -> torch.nn.Module:
+    return _RefSequential(
+        [],
+        [
+            torch.nn.Linear(28 * 28 * 1 if channel == 1 else 32 * 32 * 3, 128),
+            torch.nn.Linear(128, 128),
+            torch.nn.Linear(128, k),
+        ],
+    )
+
+
+def _ref_lenet(channel: int, k: int) -> torch.nn.Module:
+    nn = torch.nn
+    features = [
+        nn.Conv2d(channel, 6, 5, padding=2 if channel == 1 else 0),
+        nn.ReLU(),
+        nn.MaxPool2d(2, 2),
+        nn.Conv2d(6, 16, 5),
+        nn.ReLU(),
+        nn.MaxPool2d(2, 2),
+    ]
+    return _RefSequential(
+        features, [torch.nn.Linear(16 * 5 * 5, 120), torch.nn.Linear(120, 84), torch.nn.Linear(84, k)]
+    )
+
+
+def _ref_alexnet(channel: int, k: int) -> torch.nn.Module:
+    nn = torch.nn
+    features = [
+        nn.Conv2d(channel, 128, 5, padding=4 if channel == 1 else 2),
+        nn.ReLU(),
+        nn.MaxPool2d(2, 2),
+        nn.Conv2d(128, 192, 5, padding=2),
+        nn.ReLU(),
+        nn.MaxPool2d(2, 2),
+        nn.Conv2d(192, 256, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(256, 192, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(192, 192, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2, 2),
+    ]
+    return _RefSequential(features, [torch.nn.Linear(192 * 4 * 4, k)])
+
+
+def _ref_vgg11(channel: int, k: int) -> torch.nn.Module:
+    nn, features, in_ch = torch.nn, [], channel
+    for i, v in enumerate([64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"]):
+        if v == "M":
+            features.append(nn.MaxPool2d(2, 2))
+        else:
+            features += [
+                nn.Conv2d(in_ch, v, 3, padding=3 if channel == 1 and i == 0 else 1),
+                _reference_inorm(v),
+                nn.ReLU(),
+            ]
+            in_ch = v
+    return _RefSequential(features, [torch.nn.Linear(512, k)])
+
+
+class _RefBasicBlock(torch.nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int) -> None:
+        super().__init__()
+        nn = torch.nn
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = _reference_inorm(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1, bias=False)
+        self.bn2 = _reference_inorm(cout)
+        self.shortcut = nn.Sequential()
+        if stride != 1 or cin != cout:
+            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride=stride, bias=False), _reference_inorm(cout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x)))))
+        return torch.relu(out + self.shortcut(x))
+
+
+class _RefResNet18(torch.nn.Module):
+    def __init__(self, channel: int, k: int) -> None:
+        super().__init__()
+        self.conv1 = torch.nn.Conv2d(channel, 64, 3, padding=1, bias=False)
+        self.bn1 = _reference_inorm(64)
+        blocks, cin = [], 64
+        for planes, stride in ((64, 1), (128, 2), (256, 2), (512, 2)):
+            blocks += [_RefBasicBlock(cin, planes, stride), _RefBasicBlock(planes, planes, 1)]
+            cin = planes
+        self.layers = torch.nn.Sequential(*blocks)
+        self.classifier = torch.nn.Linear(512, k)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.layers(torch.relu(self.bn1(self.conv1(x))))
+        return self.classifier(torch.nn.functional.avg_pool2d(out, 4).flatten(1))
+
+
+REFERENCE_NETWORKS = {
+    "MLP": _ref_mlp,
+    "LeNet": _ref_lenet,
+    "AlexNet": _ref_alexnet,
+    "VGG11": _ref_vgg11,
+    "ResNet18": _RefResNet18,
+}
+
+
+@pytest.mark.parametrize("arch", sorted(REFERENCE_NETWORKS))
+@pytest.mark.parametrize("channels,size", [(1, 28), (3, 32)])
+def test_architecture_is_the_reference_layer_for_layer(arch: str, channels: int, size: int) -> None:
+    net = build_network(ARCHS[arch], channels, 10, (size, size), make_generator(0, "net"))
+    reference = REFERENCE_NETWORKS[arch](channels, 10)
+    ours = [tuple(p.shape) for p in net.parameters()]
+    assert ours == [tuple(p.shape) for p in reference.parameters()]  # every layer, in order, and its size
+    with torch.no_grad():  # the same weights give the same function: activations, pooling, padding, skips
+        for mine, theirs in zip(net.parameters(), reference.parameters()):
+            theirs.copy_(mine)
+    x = torch.randn(2, channels, size, size, generator=make_generator(0, "x"))
+    torch.testing.assert_close(net(x), reference(x), atol=1e-5, rtol=1e-4)
+
+
+def test_reference_parameter_counts_by_hand() -> None:
+    # MLP on 28x28x1: (784 + 1) * 128 + (128 + 1) * 128 + (128 + 1) * 10
+    mlp = build_network(ARCHS["MLP"], 1, 10, (28, 28), make_generator(0))
+    assert sum(p.numel() for p in mlp.parameters()) == 785 * 128 + 129 * 128 + 129 * 10
+    # LeNet on 32x32x3: conv 3->6 (5x5), conv 6->16 (5x5), fc 400->120->84->10
+    lenet = build_network(ARCHS["LeNet"], 3, 10, (32, 32), make_generator(0))
+    assert sum(p.numel() for p in lenet.parameters()) == (75 + 1) * 6 + (150 + 1) * 16 + 401 * 120 + 121 * 84 + 85 * 10

@@ -92,6 +92,42 @@ def test_cos_is_one_minus_cosine_of_the_concatenated_gradients() -> None:
     assert loss.item() == pytest.approx(1 - 1 / (math.sqrt(3) + EPS), rel=1e-12)
 
 
+# The reference's match_loss / distance_wb for one class, re-written (its eps is 0.000001)
+def reference_distance_wb(gwr: torch.Tensor, gws: torch.Tensor) -> torch.Tensor:
+    shape = gwr.shape
+    if len(shape) == 1:  # biases, norm scales: not matched
+        return torch.tensor(0.0, dtype=gwr.dtype)
+    if len(shape) in (3, 4):  # layer-norm [C, h, w] and conv [out, in, h, w]: one row per output
+        gwr, gws = gwr.reshape(shape[0], -1), gws.reshape(shape[0], -1)
+    cosine = torch.sum(gwr * gws, dim=-1) / (torch.norm(gwr, dim=-1) * torch.norm(gws, dim=-1) + 0.000001)
+    return torch.sum(1 - cosine)
+
+
+def reference_match_loss(gw_syn: list[torch.Tensor], gw_real: list[torch.Tensor], metric: str) -> torch.Tensor:
+    if metric == "ours":
+        return sum((reference_distance_wb(r, s) for r, s in zip(gw_real, gw_syn)), torch.tensor(0.0))
+    real_vec = torch.cat([g.reshape(-1) for g in gw_real])
+    syn_vec = torch.cat([g.reshape(-1) for g in gw_syn])
+    if metric == "mse":
+        return torch.sum((syn_vec - real_vec) ** 2)
+    return 1 - torch.sum(real_vec * syn_vec) / (torch.norm(real_vec) * torch.norm(syn_vec) + 0.000001)
+
+
+@pytest.mark.parametrize("metric", ["ours", "mse", "cos"])
+def test_each_distance_is_the_reference_summed_over_classes(metric: str) -> None:
+    # hand-made gradients of every parameter kind (conv weight and bias, layer-norm weight, linear
+    # weight and bias) for K = 3 classes, some rows zero, some negative, of different scales
+    g = make_generator(0, "grads")
+    shapes = [(4, 2, 3, 3), (4,), (4, 2, 2), (5, 16), (5,)]
+    real = [torch.randn(3, *shape, generator=g, dtype=torch.float64) for shape in shapes]
+    syn = [torch.randn(3, *shape, generator=g, dtype=torch.float64) * 3 for shape in shapes]
+    syn[0][1, 2] = 0.0  # a zero row: distance 1 for that row in "ours"
+    syn[3][2] = -real[3][2]  # opposite gradients: cosine -1
+    expected = sum(reference_match_loss([s[k] for s in syn], [r[k] for r in real], metric) for k in range(3))
+    assert match_loss(syn, real, metric).item() == pytest.approx(float(expected), rel=1e-12)
+    assert EPS == 0.000001
+
+
 def test_unknown_metric_is_a_user_error() -> None:
     with pytest.raises(DcbenchError, match="dis_metric|distance"):
         match_loss([stacked([1.0])], [stacked([1.0])], "l1")

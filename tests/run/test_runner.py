@@ -14,15 +14,18 @@ from typing import ClassVar
 import pandas as pd
 import pytest
 import torch
+from plugin_sources import GOOD_PLUGIN
 
 from dcbench.host.errors import DcbenchError
 from dcbench.method.contract import Method, class_major_labels
 from dcbench.method.synthetic import SyntheticSet
+from dcbench.run import grid
 from dcbench.run.grid import run_benchmark
 from dcbench.run.plan import plan_cells
 from dcbench.run.shared import registry as shared_registry
 from dcbench.run.spec import load_spec
 
+REFERENCE = Path(__file__).resolve().parents[2] / "results" / "reference" / "fashion-mnist-quick"
 TIMING_COLUMNS = ["condense_s", "eval_s", "peak_rss_mb", "cuda_peak_mb"]
 SPEC = """
 name = "tiny"
@@ -68,10 +71,30 @@ def test_default_spec_is_the_quick_fashion_mnist_benchmark() -> None:
     registry = shared_registry()
     cells = plan_cells(spec, registry, None, "cpu")
     methods = {c.method for c in cells}
-    opt_in = {n for n, m in registry.methods.items() if m.opt_in or m.reference_only}
-    assert {"whole", "mtt", "datm", "kcenter"} <= opt_in  # a spec names them to run them
-    assert "random" in methods and methods == set(registry.methods) - opt_in
+    # exactly the committed default reference's methods, whatever else is installed
+    assert methods == set(pd.read_csv(REFERENCE / "runs.csv")["method"])
+    assert not methods & {"whole", "mtt", "datm", "kcenter"}  # a spec names them to run them
     assert len(cells) == len(methods) * 2 * 6
+
+
+def test_a_third_party_method_runs_only_where_named(
+    extra_plugins, tmp_path: Path, fashion_root: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    extra_plugins("zero", GOOD_PLUGIN.replace("{name}", "zero"))
+    planned: list[set[str]] = []
+    monkeypatch.setattr(grid, "_run_cells", lambda todo, *rest: planned.append({c.method for c in todo}))
+    spec = write_spec(tmp_path, 'preset = "smoke"\nipcs = [1]\nseeds = [0]\n')
+    options = {"data_root": str(fashion_root), "device": "cpu", "show_progress": False, "write_report": False}
+    options["reference"] = "none"
+    grid.run_grid(grid.RunOptions(spec, out=tmp_path / "default", **options))
+    note = capsys.readouterr().err
+    assert planned[0] == set(pd.read_csv(REFERENCE / "runs.csv")["method"])  # zero is not in it ...
+    assert (
+        "left out of the default grid: datm (opt-in), kcenter (opt-in), mtt (opt-in), zero (from plugin 'zero')" in note
+    )
+    grid.run_grid(grid.RunOptions(spec, out=tmp_path / "named", methods=["zero", "random"], **options))
+    assert planned[1] == {"zero", "random"}  # ... until it is named
+    assert "left out" not in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
