@@ -157,7 +157,8 @@ def _method_columns(runs: pd.DataFrame) -> None:
         values = runs[column] if column in runs.columns else pd.Series(np.nan, index=runs.index)
         values = values.where(values.notna() & (values.astype(str) != ""), runs[fallback])
         runs[column] = values.astype(str)
-    runs["init_stream"] = runs["init_stream"].fillna("").astype(str) if "init_stream" in runs else ""
+    # astype("string") first: an all-empty column reads as float64, which refuses a "" fill
+    runs["init_stream"] = runs["init_stream"].astype("string").fillna("").astype(str) if "init_stream" in runs else ""
 
 
 def _artifact_columns(runs: pd.DataFrame) -> None:

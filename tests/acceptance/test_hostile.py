@@ -633,7 +633,10 @@ def test_a_method_returning_float_labels_is_refused() -> None:
         ("seeds = [0, 0]", "spec seeds lists 0 twice"),
         ("eval_epochs = 1.5", "spec eval_epochs must be an integer >= 0, got 1.5 (a float)"),
         ("preset = 1", "spec preset must be one of smoke, quick, paper, got 1 (an int)"),
-        ('eval_augmentation = "fancy"', "spec eval_augmentation must be one of none, dsa, dc, native"),
+        (
+            'eval_augmentation = "fancy"',
+            "spec eval_augmentation must be one of none, dsa, dc, autoaugment, randaugment, native",
+        ),
         ('datasets = "fashion-mnist"', "spec datasets must be a list"),
         ("eval_archs = []", "spec eval_archs is an empty list"),
         ('name = "../elsewhere"', "must be a plain directory name"),
