@@ -18,6 +18,7 @@ from dcbench.evaluation import LABEL_LOSSES, LABEL_SOURCES, Protocol, evaluate_s
 from dcbench.host.compat import tomllib
 from dcbench.host.devices import DEVICE_CHOICES, resolve_device
 from dcbench.host.errors import DcbenchError, first_line
+from dcbench.host.files import atomic_write_text, csv_text
 from dcbench.host.outputs import check_output_dir, describe_os_error
 from dcbench.host.runtime import PRECISIONS, set_threads
 from dcbench.method.checkpoint import Checkpointer, CheckpointPolicy, check_compatible, checkpoint_identity
@@ -292,7 +293,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     table = compare_paths(Path(args.run), Path(args.reference), args.alpha, require_overlap=True)
     if args.csv:
-        table.to_csv(args.csv, index=False)
+        atomic_write_text(Path(args.csv), csv_text(table))
     print(comparison_text(table, Path(args.reference), args.alpha))
     return EXIT_DIFFERS if args.fail_on_differ and (table["verdict"] == "differs").any() else 0
 

@@ -65,3 +65,79 @@ def atomic_write(path: Path, write: Any) -> None:
 
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write(path, lambda f: f.write(text.encode()))
+
+
+# --- CSV: the one rule for text cells -------------------------------------------------------------
+
+#: a spreadsheet reads a cell starting with one of these as a formula (CSV injection)
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def csv_cell(value: Any) -> Any:
+    """A text cell a spreadsheet shows as text: one that could start a formula gets a leading
+    ``'`` (a number written as text, such as -1.5, stays as it is); one that already starts with
+    ``'`` gets another, so :func:`csv_uncell` restores every text exactly."""
+    if isinstance(value, str) and (
+        value.startswith("'") or (value.startswith(FORMULA_STARTS) and not _is_number(value))
+    ):
+        return "'" + value
+    return value
+
+
+def csv_uncell(value: Any) -> Any:
+    """The text :func:`csv_cell` was given."""
+    return value[1:] if isinstance(value, str) and value.startswith("'") else value
+
+
+def _map_labels(labels: Any, function: Any) -> Any:
+    import pandas as pd
+
+    if isinstance(labels, pd.MultiIndex):
+        return labels.set_levels([level.map(function) for level in labels.levels], verify_integrity=False)
+    return labels.map(function)
+
+
+def _text_columns(frame: Any) -> list[Any]:
+    """Columns that may hold text: object or string dtype (pandas 3 reads text as ``str``)."""
+    import pandas as pd
+
+    return [
+        column
+        for column, dtype in frame.dtypes.items()
+        if pd.api.types.is_object_dtype(dtype) or pd.api.types.is_string_dtype(dtype)
+    ]
+
+
+def csv_safe(frame: Any) -> Any:
+    """``frame`` with every text cell, index label and column label through :func:`csv_cell`;
+    numeric columns are untouched (numbers stay numbers)."""
+    frame = frame.copy()
+    for column in _text_columns(frame):
+        frame[column] = frame[column].map(csv_cell)
+    frame.index = _map_labels(frame.index, csv_cell)
+    frame.columns = _map_labels(frame.columns, csv_cell)
+    return frame
+
+
+def csv_text(frame: Any, index: bool = False) -> str:
+    """Every CSV dcbench writes goes through here: text cells cannot run as formulas."""
+    return str(csv_safe(frame).to_csv(index=index))
+
+
+def read_csv(path: Path | str, **kwargs: Any) -> Any:
+    """A CSV that dcbench wrote, text cells restored (see :func:`csv_cell`)."""
+    import pandas as pd
+
+    frame = pd.read_csv(path, **kwargs)
+    for column in _text_columns(frame):
+        frame[column] = frame[column].map(csv_uncell)
+    frame.columns = _map_labels(frame.columns, csv_uncell)
+    return frame

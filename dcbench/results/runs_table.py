@@ -12,6 +12,7 @@ import pandas as pd
 
 from dcbench import stats
 from dcbench.host.errors import DcbenchError
+from dcbench.host.files import read_csv
 from dcbench.plugins.manager import load_plugins
 from dcbench.results.identity import IDENTITY_COLUMN, IDENTITY_FIELDS
 
@@ -69,7 +70,7 @@ def load_runs(results_dir: Path) -> pd.DataFrame:
     if not path.is_file():
         raise DcbenchError(f"{path} not found: pass the results directory written by `dcbench run`")
     try:
-        runs = pd.read_csv(path)
+        runs = read_csv(path)
     except pd.errors.EmptyDataError:
         runs = pd.DataFrame()
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
@@ -163,7 +164,7 @@ def read_optional_csv(path: Path) -> pd.DataFrame:
     if not path.is_file():
         return pd.DataFrame()
     try:
-        return pd.read_csv(path)
+        return read_csv(path)
     except pd.errors.EmptyDataError:
         return pd.DataFrame()
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:

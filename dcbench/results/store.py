@@ -30,7 +30,7 @@ import pandas as pd
 
 from dcbench.host.compat import tomllib
 from dcbench.host.errors import DcbenchError
-from dcbench.host.files import atomic_write_text
+from dcbench.host.files import atomic_write_text, csv_text
 from dcbench.method.synthetic import MANIFEST_FILE, load_synthetic
 from dcbench.results.identity import CellIdentity, identity_of_metrics, label_identities
 from dcbench.results.record import METRICS_FILE, CellRecord, now, record_problem
@@ -180,10 +180,10 @@ class Store:
             rows.extend(record.rows())
         runs = pd.DataFrame(rows, columns=RUNS_COLUMNS)
         runs["method"] = label_identities(runs)
-        atomic_write_text(self.root / "runs.csv", runs.to_csv(index=False))
+        atomic_write_text(self.root / "runs.csv", csv_text(runs))
         failures_path = self.root / "failures.csv"
         if failures:
-            atomic_write_text(failures_path, pd.DataFrame(failures, columns=FAILURE_COLUMNS).to_csv(index=False))
+            atomic_write_text(failures_path, csv_text(pd.DataFrame(failures, columns=FAILURE_COLUMNS)))
         else:
             failures_path.unlink(missing_ok=True)
         return runs
