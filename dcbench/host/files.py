@@ -9,13 +9,18 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from dcbench.host.errors import DcbenchError
 
 CHUNK = 1 << 20
+O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+#: the most a JSON record, manifest or spec of a store may hold (they are a few KB): a bigger one
+#: is damage, not data, and is refused before it is read into memory
+MAX_RECORD_BYTES = 16 * 2**20
 
 
 def current_umask() -> int:
@@ -28,6 +33,98 @@ def current_umask() -> int:
 def chmod_as_created(path: Path | str, directory: bool = False) -> None:
     """Give ``path`` the mode ``open()``/``mkdir()`` would have given it: 0666 (0777) minus the umask."""
     os.chmod(path, (0o777 if directory else 0o666) & ~current_umask())
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISLNK(mode):
+        return "a symbolic link"
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a regular file"
+
+
+def regular_file_size(path: Path, follow: bool = True, what: str = "") -> int:
+    """The size of ``path`` after checking it is a regular file (``follow``: a link to one is
+    fine): a FIFO, a device (a link to /dev/zero) or a socket would block or never end when read,
+    so they are refused by their metadata, before anything opens them."""
+    mode = (os.stat if follow else os.lstat)(path).st_mode
+    if not stat.S_ISREG(mode):
+        raise DcbenchError(
+            f"{path} is {_kind(mode)}, not a regular file; {what or 'replace it by a regular file or remove it'}"
+        )
+    return os.stat(path).st_size
+
+
+def read_record_text(path: Path, limit: int = MAX_RECORD_BYTES) -> str:
+    """A small text file of a store (metrics.json, manifest.json, spec.toml) read without
+    following a link (what a store holds is in it) and refused when it is no regular file or is
+    larger than ``limit``; raises OSError (absent) or DcbenchError (refused)."""
+    size = regular_file_size(path, follow=False, what="dcbench reads only regular files in its store: remove it")
+    if size > limit:
+        raise DcbenchError(f"{path} is {size / 2**20:.0f} MiB, far more than a dcbench record; remove it")
+    fd = os.open(path, os.O_RDONLY | O_NOFOLLOW | getattr(os, "O_NONBLOCK", 0))
+    with os.fdopen(fd, "rb") as f:
+        return f.read(limit + 1).decode()
+
+
+def open_no_follow(path: Path, flags: int, mode: int = 0o666) -> int:
+    """``os.open`` of a file dcbench writes in a directory it owns: never through a symbolic link
+    (a link planted in the store could point anywhere) and only a regular file (a FIFO would
+    block). O_NONBLOCK makes opening a FIFO fail instead of waiting; it is harmless on files."""
+    try:
+        fd = os.open(path, flags | O_NOFOLLOW | getattr(os, "O_NONBLOCK", 0), mode)
+    except OSError as exc:
+        if os.path.islink(path):
+            raise DcbenchError(
+                f"{path} is a symbolic link; dcbench writes nothing through links in its directories: remove it"
+            ) from None
+        if exc.errno is not None and os.path.exists(path):
+            regular_file_size(path, follow=False, what="dcbench writes only regular files: remove it")
+        raise
+    mode_found = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode_found):
+        os.close(fd)
+        raise DcbenchError(
+            f"{path} is {_kind(mode_found)}, not a regular file; dcbench writes only regular files: remove it"
+        )
+    return fd
+
+
+def open_append(path: Path) -> IO[str]:
+    """A log file opened for appending, created if absent, never through a link (see :func:`open_no_follow`)."""
+    fd = open_no_follow(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "a", buffering=1, newline="")
+
+
+def real_directory(path: Path, root: Path, create: bool = True) -> Path:
+    """``path`` (inside ``root``) as a directory that is really there: every component below
+    ``root`` is created if ``create`` and absent, and refused when it is a symbolic link or not a
+    directory, so nothing written into ``path`` can land outside ``root``."""
+    current = Path(root)
+    for part in Path(path).relative_to(root).parts:
+        current = current / part
+        if create:
+            try:
+                os.mkdir(current)
+            except FileExistsError:
+                pass
+        try:
+            mode = os.lstat(current).st_mode
+        except FileNotFoundError:
+            return path  # nothing there yet (create=False): nothing to refuse
+        if not stat.S_ISDIR(mode):
+            raise DcbenchError(
+                f"{current} is {_kind(mode)}, not a directory; dcbench writes nothing through links in "
+                f"{root}: remove it (its cell is then run again)"
+            )
+    return path
 
 
 def file_sha256(path: Path) -> str:

@@ -36,7 +36,7 @@ from dcbench.report.figures import (
     save_figure,
 )
 from dcbench.report.image_grids import synthetic_grid_figures
-from dcbench.report.inputs import read_optional_text, reference_lines
+from dcbench.report.inputs import check_runs_have_cells, read_optional_text, reference_lines
 from dcbench.report.tables import (
     LATEX,
     MARKDOWN,
@@ -129,6 +129,7 @@ def write_report(
     if not 0.0 < alpha < 1.0:
         raise DcbenchError(f"alpha = {alpha} is not a probability: pass a value such as 0.05")
     runs = load_runs(results_dir)
+    check_runs_have_cells(results_dir, runs)
     analysis = analyse(runs, reference, alpha, pairing)
     final_dir = Path(out_dir) if out_dir is not None else results_dir / "report"
     with staged_directory(final_dir) as staging:  # every file whole, or the old one kept

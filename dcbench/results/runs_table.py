@@ -89,6 +89,12 @@ def load_runs(results_dir: Path) -> pd.DataFrame:
         raise DcbenchError(f"{path} lacks column(s) {', '.join(missing)}: regenerate it with the current `dcbench run`")
     for column in ("method", "dataset", "eval_arch", "run_id"):
         runs[column] = runs[column].astype(str)
+    # a run id names a directory under runs/: one that is a path would read files outside the store
+    pathlike = runs.loc[runs["run_id"].str.contains(r"[/\\\x00]|^\.\.?$", regex=True), "run_id"].unique()
+    if pathlike.size:
+        raise DcbenchError(
+            f"{path} has run id(s) {some(pathlike)} that are paths, not cell names: rebuild runs.csv with `dcbench run`"
+        )
     for column in ("ipc", "synth_seed", "eval_index", "test_acc"):
         values = pd.to_numeric(runs[column], errors="coerce")
         bad = runs.loc[values.isna(), "run_id"].unique()
