@@ -17,7 +17,7 @@ from dcbench.data.paths import path_dataset, source_for_evaluation
 from dcbench.evaluation import LABEL_LOSSES, LABEL_SOURCES, Protocol, evaluate_synthetic
 from dcbench.host.compat import tomllib
 from dcbench.host.devices import DEVICE_CHOICES, resolve_device
-from dcbench.host.errors import DcbenchError, first_line
+from dcbench.host.errors import DcbenchError, first_line, one_line
 from dcbench.host.files import atomic_write_text, csv_text
 from dcbench.host.outputs import check_output_dir, describe_os_error
 from dcbench.host.runtime import PRECISIONS, set_threads
@@ -571,10 +571,10 @@ def main(argv: list[str] | None = None) -> int:
             set_threads(args.threads)
         status = args.func(args) or 0
     except DcbenchError as exc:
-        print(f"dcbench: error: {exc}", file=sys.stderr)
+        print(f"dcbench: error: {one_line(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
     except OSError as exc:  # a full disk or a path that went away mid-run: the path and the cause
-        print(f"dcbench: error: {describe_os_error(exc)}", file=sys.stderr)
+        print(f"dcbench: error: {one_line(describe_os_error(exc))}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("dcbench: interrupted; finished cells are kept, run the same command again to resume", file=sys.stderr)

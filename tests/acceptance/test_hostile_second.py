@@ -7,6 +7,7 @@ crashes and hangs, silent wrong results, unclean errors. Every case ends refused
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -265,3 +266,219 @@ def test_class_names_are_not_read_from_a_manifest_outside_the_store(
     from dcbench.report.inputs import dataset_manifests
 
     assert dataset_manifests(out, runs) == {}
+
+
+# --- 3/4. images: crashes, hangs, bombs, transparency ---------------------------------------------
+
+
+def write_folder(root: Path, size: int = 8) -> Path:
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        for name in ("cat", "dog"):
+            (root / split / name).mkdir(parents=True)
+            for i in range(2):
+                pixels = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(root / split / name / f"{i}.png")
+    return root
+
+
+def condense_args(root: Path, out: Path) -> list[Any]:
+    return ["condense", "--method", "random", "--dataset", root, "--ipc", "1", "--device", "cpu", "-o", out]
+
+
+def png_with_bad_checksum(path: Path) -> None:
+    """A PNG whose zlib stream fails its adler-32 check (chunk CRCs intact): torchvision's decoder
+    dies of SIGSEGV on it."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((16, 16, 3), 7, dtype=np.uint8)).save(buffer, "PNG")
+    data = buffer.getvalue()
+    start = data.index(b"IDAT") - 4
+    length = struct.unpack(">I", data[start : start + 4])[0]
+    body = bytearray(data[start + 8 : start + 8 + length])
+    body[-1] ^= 0xFF
+    chunk = struct.pack(">I", length) + b"IDAT" + bytes(body) + struct.pack(">I", zlib.crc32(b"IDAT" + bytes(body)))
+    path.write_bytes(data[:start] + chunk + data[start + 12 + length :])
+
+
+def test_a_damaged_png_is_one_line_not_a_segfault(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.png"
+    png_with_bad_checksum(bad)
+    # in a child process: on the old decoder this kills the interpreter
+    code = f"from pathlib import Path; from dcbench.data.folders import decode; decode(Path({str(bad)!r}))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1, (result.returncode, result.stderr[-500:])
+    assert "DcbenchError" in result.stderr and "cannot be decoded as a PNG or JPEG image" in result.stderr
+
+
+def png_claiming(path: Path, width: int, height: int) -> None:
+    """A PNG header claiming ``width`` x ``height`` pixels over a few bytes of data: a bomb."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 1000))
+        + chunk(b"IEND", b"")
+    )
+
+
+def test_a_decompression_bomb_is_refused_from_its_header(tmp_path: Path, capsys) -> None:
+    root = write_folder(tmp_path / "data")
+    bomb = root / "train" / "cat" / "0.png"
+    png_claiming(bomb, 60000, 60000)
+    code, err = cli(capsys, *condense_args(root, tmp_path / "out"))
+    assert_refused(code, err, str(bomb), "decompression bomb")
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dev-zero"])
+def test_special_files_in_an_image_folder_are_refused_without_reading(tmp_path: Path, capsys, kind: str) -> None:
+    root = write_folder(tmp_path / "data")
+    special = root / "train" / "cat" / "2.png"
+    if kind == "fifo":
+        os.mkfifo(special)
+    else:
+        special.symlink_to("/dev/zero")
+    code, err = cli(capsys, *condense_args(root, tmp_path / "out"))  # hung for ever before
+    assert_refused(code, err, str(special), "not a regular file")
+
+
+def test_a_transparent_palette_png_is_refused(tmp_path: Path, capsys) -> None:
+    from PIL import Image
+
+    root = write_folder(tmp_path / "data")
+    bad = root / "train" / "dog" / "0.png"
+    image = Image.new("P", (8, 8))
+    image.putpalette([0, 0, 0, 255, 255, 255] * 128)
+    image.save(bad, transparency=0)
+    code, err = cli(capsys, *condense_args(root, tmp_path / "out"))
+    assert_refused(code, err, str(bad), "transparency")
+
+
+def test_a_failing_cache_write_costs_only_the_cache(tmp_path: Path, monkeypatch, capsys) -> None:
+    from dcbench.data import folders
+
+    root = write_folder(tmp_path / "data")
+
+    def full(*args, **kwargs):
+        raise DcbenchError("cannot write x: No space left on device; free some space or choose another path")
+
+    monkeypatch.setattr(folders, "atomic_write", full)
+    tensors, info = folders.load_image_folder(root, "d", None)
+    assert tensors["train_images"].shape == (4, 3, 8, 8)
+    assert "cannot cache the decoded images" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value", ["", "  ", "relative-cache"])
+def test_the_cache_is_never_the_working_directory(tmp_path: Path, monkeypatch, value: str) -> None:
+    from dcbench.data.cache import cache_root
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DCBENCH_CACHE", value)
+    root = cache_root()
+    assert root.is_absolute() and (root != tmp_path) and (value.strip() or root != tmp_path / "folders")
+
+
+# --- 3. tensor files: tiny files, huge claims ----------------------------------------------------
+
+
+def tensor_refused(capsys, tmp_path: Path, path: Path, *fragments: str) -> None:
+    code, err = cli(capsys, *condense_args(path, tmp_path / "out"))
+    assert_refused(code, err, str(path), *fragments)
+
+
+def test_a_stride_0_tensor_claiming_a_million_images_is_refused(tmp_path: Path, capsys) -> None:
+    one = torch.zeros(1, 1, 28, 28, dtype=torch.uint8)
+    labels = torch.zeros(1, dtype=torch.long)
+    path = tmp_path / "d.pt"
+    torch.save(
+        {
+            "train_images": one.expand(1_000_000, 1, 28, 28),
+            "train_labels": labels.expand(1_000_000),
+            "test_images": one,
+            "test_labels": labels,
+        },
+        path,
+    )
+    tensor_refused(capsys, tmp_path, path, "stride-0", ".contiguous()")
+
+
+def test_an_npz_header_claiming_gigabytes_is_refused_before_allocation(tmp_path: Path, capsys) -> None:
+    import zipfile
+
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "|u1", "fortran_order": False, "shape": (3_000_000_000,)})
+    path = tmp_path / "d.npz"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("train_images.npy", header.getvalue() + bytes(100))
+    tensor_refused(capsys, tmp_path, path, "claims", "but holds")
+
+
+def test_a_label_claiming_a_billion_classes_is_refused(tmp_path: Path, capsys) -> None:
+    images = np.random.default_rng(0).integers(0, 256, (4, 1, 4, 4), dtype=np.uint8)
+    path = tmp_path / "d.npz"
+    np.savez(path, train_images=images, train_labels=[0, 1, 0, 10**9], test_images=images, test_labels=[0, 1, 0, 1])
+    tensor_refused(capsys, tmp_path, path, "a label is 1000000000", "only 4 training images")
+
+
+def test_a_file_too_big_for_memory_is_refused_before_reading(tmp_path: Path, capsys, monkeypatch) -> None:
+    from dcbench.data import tensor_files
+
+    path = tmp_path / "d.pt"
+    torch.save({"train_images": torch.zeros(8, 1, 4, 4)}, path)
+    monkeypatch.setattr(tensor_files, "available_memory", lambda: 1000)
+    tensor_refused(capsys, tmp_path, path, "free memory")
+
+
+def test_a_text_file_named_npz_is_not_called_an_object_array(tmp_path: Path, capsys) -> None:
+    path = tmp_path / "d.npz"
+    path.write_text("train_images, train_labels\n1, 2\n")
+    code, err = cli(capsys, *condense_args(path, tmp_path / "out"))
+    assert_refused(code, err, str(path), "no zip archive")
+    assert "pickle" not in err[0]
+
+
+# --- 4/6. hangs and unclean errors -------------------------------------------------------------------
+
+
+def test_checking_100000_seeds_for_repeats_is_linear(tmp_path: Path, capsys) -> None:
+    import time
+
+    from dcbench.host.schema import ListOf
+    from dcbench.method.seeding import SEED
+
+    rule = ListOf(SEED)
+    seeds = list(range(100_000))
+    start = time.perf_counter()
+    assert rule.check("spec seeds", seeds) == seeds
+    assert time.perf_counter() - start < 5  # minutes before
+    with pytest.raises(DcbenchError, match="lists 7 twice"):
+        rule.check("spec seeds", [*seeds, 7])
+
+
+def test_a_file_name_with_a_newline_stays_one_error_line(tmp_path: Path, capsys) -> None:
+    missing = tmp_path / "two\nlines"
+    code, err = cli(capsys, *condense_args(missing, tmp_path / "out"))
+    assert_refused(code, err, "two\\nlines")
+
+
+def test_run_exits_1_not_2_when_the_report_fails_after_its_cells(
+    finished_store: Path, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    from dcbench.run import grid
+
+    spec, out, data = copy_store(finished_store, tmp_path)
+
+    def failing(*args, **kwargs):
+        raise DcbenchError("cannot write report: No space left on device")
+
+    monkeypatch.setattr(grid, "write_report_files", failing)
+    code = main([str(a) for a in run_args(spec, out, data)])
+    err = capsys.readouterr().err
+    assert code == 1 and "the report failed: cannot write report" in err, err
