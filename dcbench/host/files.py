@@ -108,6 +108,8 @@ def real_directory(path: Path, root: Path, create: bool = True) -> Path:
     ``root`` is created if ``create`` and absent, and refused when it is a symbolic link or not a
     directory, so nothing written into ``path`` can land outside ``root``."""
     current = Path(root)
+    if create:  # the root is the user's choice (a link to it is fine); what is below it is dcbench's
+        current.mkdir(parents=True, exist_ok=True)
     for part in Path(path).relative_to(root).parts:
         current = current / part
         if create:
