@@ -27,8 +27,8 @@ from dcbench.evaluation import (
 )
 from dcbench.host.compat import tomllib
 from dcbench.host.devices import DEVICE_CHOICES, resolve_device
-from dcbench.host.errors import DcbenchError, first_line
-from dcbench.host.files import atomic_write_text
+from dcbench.host.errors import DcbenchError, first_line, one_line
+from dcbench.host.files import atomic_write_text, csv_text
 from dcbench.host.outputs import check_output_dir, describe_os_error
 from dcbench.host.runtime import PRECISIONS, deterministic_algorithms, set_threads
 from dcbench.method.checkpoint import Checkpointer, CheckpointPolicy, check_compatible, checkpoint_identity
@@ -376,7 +376,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     table = compare_paths(Path(args.run), Path(args.reference), args.alpha, require_overlap=True)
     if args.csv:
-        table.to_csv(args.csv, index=False)
+        atomic_write_text(Path(args.csv), csv_text(table))
     print(comparison_text(table, Path(args.reference), args.alpha))
     return EXIT_DIFFERS if args.fail_on_differ and (table["verdict"] == "differs").any() else 0
 
@@ -695,10 +695,10 @@ def main(argv: list[str] | None = None) -> int:
             set_threads(args.threads)
         status = args.func(args) or 0
     except DcbenchError as exc:
-        print(f"dcbench: error: {exc}", file=sys.stderr)
+        print(f"dcbench: error: {one_line(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
     except OSError as exc:  # a full disk or a path that went away mid-run: the path and the cause
-        print(f"dcbench: error: {describe_os_error(exc)}", file=sys.stderr)
+        print(f"dcbench: error: {one_line(describe_os_error(exc))}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("dcbench: interrupted; finished cells are kept, run the same command again to resume", file=sys.stderr)

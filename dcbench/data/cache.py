@@ -29,8 +29,10 @@ ENTRY_FORMAT = 1
 
 
 def cache_root() -> Path:
-    """``$DCBENCH_CACHE``, or ``~/.cache/dcbench`` when it is unset or empty."""
-    return Path(os.environ.get("DCBENCH_CACHE") or Path.home() / ".cache" / "dcbench")
+    """``$DCBENCH_CACHE``, or ``~/.cache/dcbench`` when it is unset or blank; always absolute (a
+    blank or relative value would scatter cache entries into the working directory)."""
+    value = os.environ.get("DCBENCH_CACHE", "").strip()
+    return (Path(value).expanduser() if value else Path.home() / ".cache" / "dcbench").resolve()
 
 
 def decompressed_copies(dataset: str, sources: Mapping[str, Path]) -> dict[str, Path]:

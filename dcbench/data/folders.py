@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import sys
 import warnings
 from collections import Counter
@@ -21,12 +20,13 @@ from dcbench.data.cache import cache_root
 from dcbench.data.real import SPLITS, TENSOR_KEYS, Decoded, channel_stats
 from dcbench.data.safe_pickle import load_tensor_file
 from dcbench.host.errors import DcbenchError, first_line
-from dcbench.host.files import atomic_write, atomic_write_text
+from dcbench.host.files import atomic_write, atomic_write_text, regular_file_size
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 CACHE_FORMAT = "dcbench-folder-cache/1"
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-PNG_PALETTE = 3  # the IHDR colour type of an indexed-colour PNG
+#: the largest image file and image a folder may hold (a dataset image is far smaller)
+MAX_IMAGE_BYTES = 64 * 2**20
+MAX_IMAGE_PIXELS = 2**25  # 32 M pixels, e.g. 5792 x 5792
 
 
 def load_image_folder(root: Path, name: str, size: tuple[int, int] | None) -> Decoded:
@@ -124,7 +124,13 @@ def _visible(directory: Path) -> list[Path]:
 def _images_in(class_dir: Path) -> list[Path]:
     """Every image under a class folder (recursively, as ImageFolder), refusing other files."""
     found = []
+    seen: set[tuple[int, int]] = set()  # linked folders are followed, a loop of links only once
     for dirpath, dirnames, filenames in os.walk(class_dir, followlinks=True):
+        info = os.stat(dirpath)
+        if (info.st_dev, info.st_ino) in seen:
+            dirnames[:] = []
+            continue
+        seen.add((info.st_dev, info.st_ino))
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for filename in sorted(f for f in filenames if not f.startswith(".")):
             path = Path(dirpath) / filename
@@ -132,6 +138,8 @@ def _images_in(class_dir: Path) -> list[Path]:
                 raise DcbenchError(
                     f"{path} is not a PNG or JPEG file; convert it or move it out of {class_dir.parent.parent}"
                 )
+            # a FIFO or a link to /dev/zero would hang the hashing: refused by its metadata
+            regular_file_size(path, what="an image folder holds PNG or JPEG files only: remove it")
             found.append(path)
     return found
 
@@ -152,37 +160,82 @@ def _folder_hash(root: Path, paths: list[Path]) -> str:
 
 
 def decode(path: Path) -> Tensor:
-    """One image as uint8 (C, H, W) with 1 or 3 channels; a one-line error names a bad file."""
-    from torchvision.io import ImageReadMode, decode_image
-    from torchvision.transforms.v2.functional import to_dtype
+    """One image as uint8 (C, H, W) with 1 or 3 channels; a one-line error names a bad file.
 
-    data = path.read_bytes()
-    if not data:
+    Decoded by Pillow, which raises on damage where torchvision's libpng decoder can take the
+    process down (SIGSEGV on a PNG whose zlib checksum is wrong). The file is checked before it
+    is opened (a regular file, at most MAX_IMAGE_BYTES) and its header before pixels are
+    allocated (at most MAX_IMAGE_PIXELS: an 854 KB PNG can claim gigabytes)."""
+    import numpy as np
+    from PIL import Image
+
+    size = regular_file_size(path, what="an image folder holds PNG or JPEG files only: remove it")
+    if size == 0:
         raise DcbenchError(f"{path} is empty (0 bytes); replace or delete it")
-    # decode_image keeps a palette PNG's indices in UNCHANGED mode: expand those to RGB instead.
-    palette = data[:8] == PNG_SIGNATURE and len(data) > 25 and data[25] == PNG_PALETTE
+    if size > MAX_IMAGE_BYTES:
+        raise DcbenchError(
+            f"{path} is {size / 2**20:.0f} MiB, more than the {MAX_IMAGE_BYTES // 2**20} MiB an image may "
+            "have; shrink it or delete it"
+        )
     try:
-        with warnings.catch_warnings():  # torchvision 0.29 deprecates its codecs (for TorchCodec)
-            warnings.simplefilter("ignore", DeprecationWarning)
-            image: Tensor = decode_image(
-                torch.frombuffer(bytearray(data), dtype=torch.uint8),
-                mode=ImageReadMode.RGB if palette else ImageReadMode.UNCHANGED,
-            )
-    except (RuntimeError, ValueError) as exc:
-        text = first_line(exc, type(exc).__name__)
-        # torchvision prefixes "decode_image, /path/decode_image.cpp:61, "; keep the first sentence
-        reason = re.sub(r"^[^,]*, [^,]*:\d+, ", "", text).split(". ")[0].rstrip(".")[:120]
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path, formats=["PNG", "JPEG"]) as image:  # reads the header only
+                width, height = image.size
+                if width * height > MAX_IMAGE_PIXELS:
+                    raise DcbenchError(
+                        f"{path} claims {width}x{height} pixels, more than the {MAX_IMAGE_PIXELS:,} an "
+                        "image may have (a decompression bomb?); resize it or delete it"
+                    )
+                _check_opaque(path, image)
+                image.load()
+                array = _as_array(image)
+    except DcbenchError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):  # Pillow's own header check
+        raise DcbenchError(
+            f"{path} claims more than the {MAX_IMAGE_PIXELS:,} pixels an image may have (a decompression "
+            "bomb?); resize it or delete it"
+        ) from None
+    except Exception as exc:  # noqa: BLE001 - a damaged file raises anything from OSError to SyntaxError
+        reason = first_line(exc, type(exc).__name__).split(". ")[0].rstrip(".")[:120]
         raise DcbenchError(
             f"{path} cannot be decoded as a PNG or JPEG image ({reason}); replace or delete it"
         ) from None
-    if image.shape[0] in (2, 4):
+    tensor = torch.from_numpy(np.array(array, copy=True))  # writable: Pillow's buffer is read-only
+    return tensor.unsqueeze(0) if tensor.ndim == 2 else tensor.permute(2, 0, 1).contiguous()
+
+
+def _check_opaque(path: Path, image: Any) -> None:
+    """Transparency (an alpha channel, or a palette or colour key with a tRNS chunk) and CMYK are
+    refused: their pixels would be read as something they are not."""
+    channels = {"LA": 2, "La": 2, "PA": 2, "RGBA": 4, "RGBa": 4, "CMYK": 4}.get(image.mode)
+    if channels is not None:
         raise DcbenchError(
-            f"{path} has {image.shape[0]} channels (transparency or CMYK); convert the "
-            "images to RGB or greyscale without an alpha channel"
+            f"{path} has {channels} channels (transparency or CMYK); convert the images to RGB or "
+            "greyscale without an alpha channel"
         )
-    if image.dtype != torch.uint8:  # 16-bit PNG
-        image = to_dtype(image, torch.uint8, scale=True)
-    return image
+    if "transparency" in image.info:
+        raise DcbenchError(
+            f"{path} has transparency (a tRNS chunk: a transparent palette entry or colour); convert "
+            "the images to RGB or greyscale without transparency"
+        )
+
+
+def _as_array(image: Any) -> Any:
+    """uint8 (H, W) or (H, W, 3): palette images expanded to RGB, 16-bit greyscale scaled to 8 bits."""
+    import numpy as np
+
+    if image.mode == "P":
+        image = image.convert("RGB")
+    elif image.mode == "1":
+        image = image.convert("L")
+    array = np.asarray(image)
+    if array.dtype != np.uint8:  # 16-bit greyscale ("I;16", "I"): keep the high byte
+        array = (array.astype(np.int64).clip(0, 65535) >> 8).astype(np.uint8)
+    if array.ndim == 3 and array.shape[2] != 3:
+        raise ValueError(f"unsupported image mode {image.mode}")
+    return array
 
 
 def _decode_folder(
@@ -250,9 +303,9 @@ def _write_cache(cache: Path, tensors: dict[str, Tensor], info: dict[str, Any]) 
     try:  # the manifest goes last: its presence means the tensors are complete
         atomic_write(cache / "data.pt", lambda f: torch.save(tensors, f))
         atomic_write_text(cache / "manifest.json", json.dumps(info, indent=2, sort_keys=True))
-    except OSError as exc:
+    except (OSError, DcbenchError) as exc:  # the cache is optional: its failure costs a decode, not the command
         print(
-            f"dcbench: note: cannot cache the decoded images in {cache} ({exc.strerror}); "
+            f"dcbench: note: cannot cache the decoded images in {cache} ({getattr(exc, 'strerror', None) or exc}); "
             "they will be decoded again next time (set DCBENCH_CACHE to a writable folder)",
             file=sys.stderr,
         )

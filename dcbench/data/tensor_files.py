@@ -15,7 +15,8 @@ from torch import Tensor
 from dcbench.data.real import SPLITS, TENSOR_KEYS, Decoded, channel_stats
 from dcbench.data.safe_pickle import load_tensor_file
 from dcbench.host.errors import DcbenchError
-from dcbench.host.files import file_sha256
+from dcbench.host.files import file_sha256, regular_file_size
+from dcbench.host.runtime import available_memory
 
 TENSOR_SUFFIXES = (".pt", ".npz")
 
@@ -70,7 +71,53 @@ def read_tensor_dataset(path: Path, name: str, size: tuple[int, int] | None) -> 
     return tensors, info
 
 
+#: loading a file of tensors needs its bytes and their float32 copy (pixels are converted)
+MEMORY_FACTOR = 5
+
+
+def _check_claimed_size(path: Path) -> None:
+    """Refuse, before anything is allocated, a file whose contents would not fit in memory: the
+    bytes its archive members claim (a zip records each member's size), and for ``.npz`` the
+    bytes each array's header claims against the bytes its member holds (a 4 KB file can claim
+    a 3 GB array, which NumPy allocates before it finds the data missing)."""
+    import numpy as np
+
+    size = regular_file_size(path, what="pass a .pt/.npz file")
+    claimed = size
+    if zipfile.is_zipfile(path):
+        try:
+            with zipfile.ZipFile(path) as archive:
+                members = archive.infolist()
+                claimed = sum(member.file_size for member in members)
+                for member in members if path.suffix.lower() == ".npz" else []:
+                    with archive.open(member) as f:
+                        version = np.lib.format.read_magic(f)
+                        read_header = (
+                            np.lib.format.read_array_header_1_0
+                            if version == (1, 0)
+                            else np.lib.format.read_array_header_2_0
+                        )
+                        shape, _, dtype = read_header(f)
+                    wants = int(np.prod(shape, dtype=np.float64) * dtype.itemsize)
+                    if wants > member.file_size:
+                        raise DcbenchError(
+                            f"{path}: {member.filename} claims a {'x'.join(map(str, shape))} array "
+                            f"({wants:,} bytes) but holds {member.file_size:,} bytes; re-save it with numpy.savez"
+                        )
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+            raise DcbenchError(
+                f"{path} is not a readable .npz or .pt archive ({type(exc).__name__}); re-save it"
+            ) from None
+    memory = available_memory()
+    if memory is not None and MEMORY_FACTOR * claimed > memory:
+        raise DcbenchError(
+            f"{path} holds {claimed / 2**30:.1f} GiB of data, more than this machine's "
+            f"{memory / 2**30:.1f} GiB of free memory can load and convert; use a smaller dataset or more memory"
+        )
+
+
 def _read_tensor_file(path: Path) -> dict[str, Any]:
+    _check_claimed_size(path)
     if path.suffix.lower() == ".pt":
         payload = load_tensor_file(
             path, what="a readable torch.save file", advice="save a dict of tensors with torch.save"
@@ -81,6 +128,13 @@ def _read_tensor_file(path: Path) -> dict[str, Any]:
                 f"{{{', '.join(repr(k) for k in TENSOR_KEYS)}: tensors}} with torch.save"
             )
         return payload
+    with open(path, "rb") as f:
+        head = f.read(6)
+    if not head.startswith(b"PK\x03\x04") and not head.startswith(b"PK\x05\x06"):  # npz is a zip archive
+        kind = "a single .npy array" if head.startswith(b"\x93NUMPY") else "no zip archive at all"
+        raise DcbenchError(
+            f"{path} is not a readable .npz file ({kind}); save the arrays with numpy.savez(path, train_images=...)"
+        )
     try:
         with np.load(path, allow_pickle=False) as npz:
             return {key: npz[key] for key in npz.files}
@@ -141,6 +195,12 @@ def _as_labels(value: object, count: int, path: Path, key: str) -> Tensor:
 
 def _as_tensor(value: object, path: Path, key: str) -> Tensor:
     if isinstance(value, Tensor):
+        stored = value.untyped_storage().nbytes()
+        if value.numel() * value.element_size() > stored:  # stride 0: a million images from one
+            raise DcbenchError(
+                f"{path}: {key} claims {tuple(value.shape)} ({value.numel() * value.element_size():,} bytes) "
+                f"from {stored:,} stored bytes (an expanded or stride-0 tensor); save it with .contiguous()"
+            )
         return value.detach().cpu()
     if isinstance(value, np.ndarray) and value.dtype.kind in "biuf":
         return torch.from_numpy(np.ascontiguousarray(value))
@@ -152,6 +212,11 @@ def _as_tensor(value: object, path: Path, key: str) -> Tensor:
 
 def _class_names(value: object, labels: dict[str, Tensor], path: Path) -> list[str]:
     top = max(int(y.max()) for y in labels.values())
+    if top >= len(labels["train"]):  # every class needs a training image: before K names are made
+        raise DcbenchError(
+            f"{path}: a label is {top} but there are only {len(labels['train'])} training images, so "
+            "some class has none; labels must be 0..K-1 with every class present"
+        )
     if value is None:
         names = [str(i) for i in range(top + 1)]
     elif isinstance(value, np.ndarray) and value.dtype.kind in "US" and value.ndim == 1:

@@ -9,13 +9,18 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from dcbench.host.errors import DcbenchError
 
 CHUNK = 1 << 20
+O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+#: the most a JSON record, manifest or spec of a store may hold (they are a few KB): a bigger one
+#: is damage, not data, and is refused before it is read into memory
+MAX_RECORD_BYTES = 16 * 2**20
 
 
 def current_umask() -> int:
@@ -28,6 +33,100 @@ def current_umask() -> int:
 def chmod_as_created(path: Path | str, directory: bool = False) -> None:
     """Give ``path`` the mode ``open()``/``mkdir()`` would have given it: 0666 (0777) minus the umask."""
     os.chmod(path, (0o777 if directory else 0o666) & ~current_umask())
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISLNK(mode):
+        return "a symbolic link"
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a regular file"
+
+
+def regular_file_size(path: Path, follow: bool = True, what: str = "") -> int:
+    """The size of ``path`` after checking it is a regular file (``follow``: a link to one is
+    fine): a FIFO, a device (a link to /dev/zero) or a socket would block or never end when read,
+    so they are refused by their metadata, before anything opens them."""
+    mode = (os.stat if follow else os.lstat)(path).st_mode
+    if not stat.S_ISREG(mode):
+        raise DcbenchError(
+            f"{path} is {_kind(mode)}, not a regular file; {what or 'replace it by a regular file or remove it'}"
+        )
+    return os.stat(path).st_size
+
+
+def read_record_text(path: Path, limit: int = MAX_RECORD_BYTES) -> str:
+    """A small text file of a store (metrics.json, manifest.json, spec.toml) read without
+    following a link (what a store holds is in it) and refused when it is no regular file or is
+    larger than ``limit``; raises OSError (absent) or DcbenchError (refused)."""
+    size = regular_file_size(path, follow=False, what="dcbench reads only regular files in its store: remove it")
+    if size > limit:
+        raise DcbenchError(f"{path} is {size / 2**20:.0f} MiB, far more than a dcbench record; remove it")
+    fd = os.open(path, os.O_RDONLY | O_NOFOLLOW | getattr(os, "O_NONBLOCK", 0))
+    with os.fdopen(fd, "rb") as f:
+        return f.read(limit + 1).decode()
+
+
+def open_no_follow(path: Path, flags: int, mode: int = 0o666) -> int:
+    """``os.open`` of a file dcbench writes in a directory it owns: never through a symbolic link
+    (a link planted in the store could point anywhere) and only a regular file (a FIFO would
+    block). O_NONBLOCK makes opening a FIFO fail instead of waiting; it is harmless on files."""
+    try:
+        fd = os.open(path, flags | O_NOFOLLOW | getattr(os, "O_NONBLOCK", 0), mode)
+    except OSError as exc:
+        if os.path.islink(path):
+            raise DcbenchError(
+                f"{path} is a symbolic link; dcbench writes nothing through links in its directories: remove it"
+            ) from None
+        if exc.errno is not None and os.path.exists(path):
+            regular_file_size(path, follow=False, what="dcbench writes only regular files: remove it")
+        raise
+    mode_found = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode_found):
+        os.close(fd)
+        raise DcbenchError(
+            f"{path} is {_kind(mode_found)}, not a regular file; dcbench writes only regular files: remove it"
+        )
+    return fd
+
+
+def open_append(path: Path) -> IO[str]:
+    """A log file opened for appending, created if absent, never through a link (see :func:`open_no_follow`)."""
+    fd = open_no_follow(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "a", buffering=1, newline="")
+
+
+def real_directory(path: Path, root: Path, create: bool = True) -> Path:
+    """``path`` (inside ``root``) as a directory that is really there: every component below
+    ``root`` is created if ``create`` and absent, and refused when it is a symbolic link or not a
+    directory, so nothing written into ``path`` can land outside ``root``."""
+    current = Path(root)
+    if create:  # the root is the user's choice (a link to it is fine); what is below it is dcbench's
+        current.mkdir(parents=True, exist_ok=True)
+    for part in Path(path).relative_to(root).parts:
+        current = current / part
+        if create:
+            try:
+                os.mkdir(current)
+            except FileExistsError:
+                pass
+        try:
+            mode = os.lstat(current).st_mode
+        except FileNotFoundError:
+            return path  # nothing there yet (create=False): nothing to refuse
+        if not stat.S_ISDIR(mode):
+            raise DcbenchError(
+                f"{current} is {_kind(mode)}, not a directory; dcbench writes nothing through links in "
+                f"{root}: remove it (its cell is then run again)"
+            )
+    return path
 
 
 def file_sha256(path: Path) -> str:
@@ -65,3 +164,79 @@ def atomic_write(path: Path, write: Any) -> None:
 
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write(path, lambda f: f.write(text.encode()))
+
+
+# --- CSV: the one rule for text cells -------------------------------------------------------------
+
+#: a spreadsheet reads a cell starting with one of these as a formula (CSV injection)
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def csv_cell(value: Any) -> Any:
+    """A text cell a spreadsheet shows as text: one that could start a formula gets a leading
+    ``'`` (a number written as text, such as -1.5, stays as it is); one that already starts with
+    ``'`` gets another, so :func:`csv_uncell` restores every text exactly."""
+    if isinstance(value, str) and (
+        value.startswith("'") or (value.startswith(FORMULA_STARTS) and not _is_number(value))
+    ):
+        return "'" + value
+    return value
+
+
+def csv_uncell(value: Any) -> Any:
+    """The text :func:`csv_cell` was given."""
+    return value[1:] if isinstance(value, str) and value.startswith("'") else value
+
+
+def _map_labels(labels: Any, function: Any) -> Any:
+    import pandas as pd
+
+    if isinstance(labels, pd.MultiIndex):
+        return labels.set_levels([level.map(function) for level in labels.levels], verify_integrity=False)
+    return labels.map(function)
+
+
+def _text_columns(frame: Any) -> list[Any]:
+    """Columns that may hold text: object or string dtype (pandas 3 reads text as ``str``)."""
+    import pandas as pd
+
+    return [
+        column
+        for column, dtype in frame.dtypes.items()
+        if pd.api.types.is_object_dtype(dtype) or pd.api.types.is_string_dtype(dtype)
+    ]
+
+
+def csv_safe(frame: Any) -> Any:
+    """``frame`` with every text cell, index label and column label through :func:`csv_cell`;
+    numeric columns are untouched (numbers stay numbers)."""
+    frame = frame.copy()
+    for column in _text_columns(frame):
+        frame[column] = frame[column].map(csv_cell)
+    frame.index = _map_labels(frame.index, csv_cell)
+    frame.columns = _map_labels(frame.columns, csv_cell)
+    return frame
+
+
+def csv_text(frame: Any, index: bool = False) -> str:
+    """Every CSV dcbench writes goes through here: text cells cannot run as formulas."""
+    return str(csv_safe(frame).to_csv(index=index))
+
+
+def read_csv(path: Path | str, **kwargs: Any) -> Any:
+    """A CSV that dcbench wrote, text cells restored (see :func:`csv_cell`)."""
+    import pandas as pd
+
+    frame = pd.read_csv(path, **kwargs)
+    for column in _text_columns(frame):
+        frame[column] = frame[column].map(csv_uncell)
+    frame.columns = _map_labels(frame.columns, csv_uncell)
+    return frame

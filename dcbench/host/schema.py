@@ -139,12 +139,13 @@ class ListOf(Rule):
         if self.non_empty and not value:
             raise DcbenchError(f"{key} is an empty list; {self.if_empty}")
         items = [self.item.check(f"{key}[{i}]", v) for i, v in enumerate(value)]
-        if self.distinct:
-            seen: list[Any] = []
+        if self.distinct:  # by a canonical key in a set: linear, 100,000 seeds take milliseconds
+            seen: set[str] = set()
             for v in items:
-                if v in seen:
+                canonical = json.dumps(v, sort_keys=True, default=repr)
+                if canonical in seen:
                     raise DcbenchError(f"{key} lists {v!r} twice; list each value once")
-                seen.append(v)
+                seen.add(canonical)
         return items
 
     def _fits_item(self, value: Any) -> bool:

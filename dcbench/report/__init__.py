@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from dcbench.host.errors import DcbenchError
+from dcbench.host.files import csv_text
 from dcbench.host.outputs import staged_directory
 from dcbench.report import markdown
 from dcbench.report.analysis import Analysis, analyse
@@ -31,10 +32,11 @@ from dcbench.report.figures import (
     cd_diagram_figures,
     gain_figures,
     loss_curve_figures,
+    plain_text,
     save_figure,
 )
 from dcbench.report.image_grids import synthetic_grid_figures
-from dcbench.report.inputs import read_optional_text, reference_lines
+from dcbench.report.inputs import check_runs_have_cells, read_optional_text, reference_lines
 from dcbench.report.tables import (
     LATEX,
     MARKDOWN,
@@ -128,6 +130,7 @@ def write_report(
     if not 0.0 < alpha < 1.0:
         raise DcbenchError(f"alpha = {alpha} is not a probability: pass a value such as 0.05")
     runs = load_runs(results_dir)
+    check_runs_have_cells(results_dir, runs)
     analysis = analyse(runs, reference, alpha, pairing)
     final_dir = Path(out_dir) if out_dir is not None else results_dir / "report"
     with staged_directory(final_dir) as staging:  # every file whole, or the old one kept
@@ -152,10 +155,10 @@ def _write_outputs(context: ReportContext) -> None:
     analysis, out_dir, formats = context.analysis, context.out_dir, context.formats
     if "csv" in formats:
         for name, table in analysis.csv_tables().items():
-            table.to_csv(out_dir / name, index=False)
-        wide_table_with_costs(analysis, context.runs).to_csv(out_dir / "table_wide.csv")
+            (out_dir / name).write_text(csv_text(table))
+        (out_dir / "table_wide.csv").write_text(csv_text(wide_table_with_costs(analysis, context.runs), index=True))
         if not context.pareto.empty:
-            context.pareto.to_csv(out_dir / "pareto.csv", index=False)
+            (out_dir / "pareto.csv").write_text(csv_text(context.pareto))
     if "tex" in formats:
         (out_dir / "table.tex").write_text(
             render_latex_table(paper_table(analysis, LATEX), table_caption(analysis, context.alpha, latex=True))
@@ -168,6 +171,7 @@ def _write_outputs(context: ReportContext) -> None:
             + "\n"
         )
     if context.figure_formats:
-        for write_figures in FIGURE_WRITERS:
-            context.figures += write_figures(context)
+        with plain_text():  # names are user text, never mathtext
+            for write_figures in FIGURE_WRITERS:
+                context.figures += write_figures(context)
     (out_dir / "report.md").write_text("\n".join(line for section in SECTIONS for line in section(context)))

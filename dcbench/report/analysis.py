@@ -12,6 +12,7 @@ import pandas as pd
 
 from dcbench import stats
 from dcbench.host.errors import DcbenchError
+from dcbench.report.formatting import markdown_code, markdown_text
 from dcbench.report.inputs import reference_lines
 from dcbench.report.precision import GAIN_COLUMNS, PRECISION_COLUMNS, gains_over_reference, precision_table
 from dcbench.report.tracks import TRACK_COLUMNS, fold_tracks, teachers_of, track_differences
@@ -103,7 +104,8 @@ def analyse(runs: pd.DataFrame, reference: str = "random", alpha: float = 0.05, 
     tracks = track_differences(runs[~runs["method"].isin(reference_lines(runs))], alpha)
     teachers = teachers_of(runs)
     runs = fold_tracks(runs)  # from here a task's evaluation is its architecture and track
-    trail: list[str] = identity_notes(runs)  # methods shown once per identity where they have several
+    # methods shown once per identity where they have several
+    trail: list[str] = [markdown_text(note) for note in identity_notes(runs)]
     cells = stats.summarize_cells(runs, ACCURACY)
     lines = reference_lines(runs)
     compared_runs = runs[~runs["method"].isin(lines)]
@@ -113,7 +115,8 @@ def analyse(runs: pd.DataFrame, reference: str = "random", alpha: float = 0.05, 
         )
     for method, label in sorted(lines.items()):
         trail.append(
-            f"Method `{method}` ({label}) is a reference line (recorded reference_only): shown on top of the "
+            f"Method {markdown_code(method)} ({markdown_text(label)}) is a reference line (recorded "
+            "reference_only): shown on top of the "
             "tables, excluded from comparisons, ranks and omnibus tests."
         )
     single_seed = int((cells["n_seeds"] == 1).sum())
@@ -127,7 +130,7 @@ def analyse(runs: pd.DataFrame, reference: str = "random", alpha: float = 0.05, 
     methods = sorted(compared_runs["method"].unique())
     if reference not in methods:
         trail.append(
-            f"Reference `{reference}` is not in runs.csv (methods: {', '.join(methods)}): "
+            f"Reference {markdown_code(reference)} is not in runs.csv (methods: {markdown_text(', '.join(methods))}): "
             "only comparisons with the best method were run."
         )
     active_reference = reference if reference in methods else None
@@ -194,7 +197,7 @@ def analyse(runs: pd.DataFrame, reference: str = "random", alpha: float = 0.05, 
             trail.append(
                 "No pairwise test across tasks: no family can reach α with these tasks"
                 + (
-                    f"; win/tie/loss counts vs `{active_reference}` shown instead."
+                    f"; win/tie/loss counts vs {markdown_code(active_reference)} shown instead."
                     if active_reference
                     else "; only mean ranks are shown."
                 )
@@ -355,7 +358,9 @@ def dependence_caveat(runs: pd.DataFrame, tasks: pd.Index) -> str | None:
     reasons = []
     if len(shared):
         reasons.append(
-            "they share datasets (" + ", ".join(f"{dataset}: {count} tasks" for dataset, count in shared.items()) + ")"
+            "they share datasets ("
+            + ", ".join(f"{markdown_text(dataset)}: {count} tasks" for dataset, count in shared.items())
+            + ")"
         )
     if len(shared_sets):
         reasons.append(

@@ -41,6 +41,7 @@ from scipy import stats as sps
 
 from dcbench.host.compat import tomllib
 from dcbench.host.errors import DcbenchError, first_line
+from dcbench.host.files import csv_text
 from dcbench.results.runs_table import ACCURACY, load_runs  # validated runs.csv, accuracy in percent
 from dcbench.stats import holm
 
@@ -460,7 +461,7 @@ def write_comparison(run: Path, reference: Path, out_dir: Path, alpha: float = 0
     """Write ``reference_comparison.csv`` to ``out_dir``; return the report section's lines."""
     table = compare_paths(run, reference, alpha)
     out_dir.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out_dir / "reference_comparison.csv", index=False)
+    (out_dir / "reference_comparison.csv").write_text(csv_text(table))
     return comparison_markdown(table, reference, alpha)
 
 

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from dcbench.report.formatting import markdown_code, markdown_text
 from dcbench.stats import t_interval
 
 CELL = ["method", "dataset", "ipc", "eval_arch"]
@@ -157,8 +158,9 @@ def one_off_lines(runs: pd.DataFrame) -> list[str]:
     used = runs[runs["artifacts"].fillna("").astype(str) != ""]
     lines = []
     for artifacts, group in used.groupby("artifacts", sort=True):
-        methods = ", ".join(sorted(group["method"].astype(str).unique()))
-        lines.append(f"- `{artifacts}`: built once in {_seconds(float(group['artifact_s'].max()))}, used by {methods}")
+        methods = markdown_text(", ".join(sorted(group["method"].astype(str).unique())))
+        built = _seconds(float(group["artifact_s"].max()))
+        lines.append(f"- {markdown_code(artifacts)}: built once in {built}, used by {methods}")
     return lines
 
 
@@ -192,8 +194,10 @@ def pareto_lines(points: pd.DataFrame) -> list[str]:
     lines = []
     for (dataset, ipc, arch), task in points.groupby(TASK, sort=True) if len(points) else []:
         front = task[task["on_front"]].sort_values("condense_s")
-        named = ", ".join(f"{r.method} ({r.mean:.1f}% in {_seconds(r.condense_s)})" for r in front.itertuples())
-        lines.append(f"- {dataset} IPC {ipc} ({arch}): {named}")
+        named = ", ".join(
+            f"{markdown_text(r.method)} ({r.mean:.1f}% in {_seconds(r.condense_s)})" for r in front.itertuples()
+        )
+        lines.append(f"- {markdown_text(dataset)} IPC {ipc} ({markdown_text(arch)}): {named}")
     return lines
 
 

@@ -6,10 +6,13 @@ Every figure is written as PNG (300 dpi) and PDF (vector) siblings, as ``formats
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import matplotlib
 import numpy as np
 import pandas as pd
 from matplotlib import color_sequences
@@ -22,6 +25,15 @@ from dcbench.report.context import ReportContext
 from dcbench.report.tables import reference_line_cells
 
 DPI = 300
+
+
+@contextlib.contextmanager
+def plain_text() -> Iterator[None]:
+    """Draw every text as written: method, dataset and class names are user text, and matplotlib
+    would parse a '$' in them as mathtext (``$x^$`` raises at savefig). Covers creation and
+    drawing, since tick labels and legends make their Text objects only when drawn."""
+    with matplotlib.rc_context({"text.parse_math": False, "text.usetex": False}):
+        yield
 
 
 def save_figure(figure: Figure, out_dir: Path, stem: str, formats: tuple[str, ...]) -> Path:

@@ -21,7 +21,8 @@ from dcbench.host.errors import DcbenchError
 from dcbench.host.files import atomic_write
 from dcbench.method.synthetic import GRID_FILE, TENSOR_FILE, load_synthetic
 from dcbench.report.context import ReportContext
-from dcbench.report.figures import file_part, save_figure
+from dcbench.report.figures import file_part, plain_text, save_figure
+from dcbench.report.formatting import markdown_text
 
 MAX_PER_CLASS = 10  # images shown per class
 PAD = 1  # white pixels between images
@@ -88,11 +89,12 @@ def write_set_grid(directory: Path, title: str) -> Path | None:
     panel = load_panel(directory, "", notes)  # the figure's title names the set
     if panel is None:
         return None
-    figure = plot_panels([panel], title)
-    width, height = figure.get_size_inches()
-    figure.set_size_inches(max(width, MIN_SET_GRID_WIDTH_IN), height)  # room for class names and title
-    path = directory / GRID_FILE
-    atomic_write(path, lambda f: figure.savefig(f, format="png", dpi=150))
+    with plain_text():
+        figure = plot_panels([panel], title)
+        width, height = figure.get_size_inches()
+        figure.set_size_inches(max(width, MIN_SET_GRID_WIDTH_IN), height)  # room for class names and title
+        path = directory / GRID_FILE
+        atomic_write(path, lambda f: figure.savefig(f, format="png", dpi=150))
     return path
 
 
@@ -103,7 +105,7 @@ def load_panel(run_dir: Path, title: str, notes: list[str]) -> Panel | None:
     try:
         synthetic = load_synthetic(run_dir)
     except DcbenchError as error:
-        notes.append(f"Image grid: {run_dir.name} left out ({error}).")
+        notes.append(markdown_text(f"Image grid: {run_dir.name} left out ({error})."))
         return None
     images, labels = synthetic.images, synthetic.labels
     preprocessing = synthetic.manifest.get("preprocessing", {})

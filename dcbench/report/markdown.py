@@ -12,7 +12,16 @@ from dcbench.report import cost
 from dcbench.report.analysis import FAMILY_LABELS, Analysis
 from dcbench.report.compare import write_comparison
 from dcbench.report.context import ReportContext
-from dcbench.report.formatting import number, p_clause, p_value, render_markdown_table, span, yes_no
+from dcbench.report.formatting import (
+    markdown_code,
+    markdown_text,
+    number,
+    p_clause,
+    p_value,
+    render_markdown_table,
+    span,
+    yes_no,
+)
 from dcbench.report.inputs import COST_COLUMNS, dataset_manifests
 from dcbench.report.tables import markdown_results_caption, markdown_results_table
 
@@ -20,14 +29,14 @@ EFFECT_SIZE_LABELS = {stats.HEDGES_G: "Hedges' g", stats.G_AV: "g_av"}
 
 
 def title_section(context: ReportContext) -> list[str]:
-    return [f"# dcbench report: {context.results_dir.resolve().name}", ""]
+    return [f"# dcbench report: {markdown_text(context.results_dir.resolve().name)}", ""]
 
 
 def _values(runs: pd.DataFrame, column: str) -> str:
     """The distinct values of a descriptive column, or a note that it was not recorded."""
     if column not in runs.columns or runs[column].isna().all():
         return "not recorded"
-    return ", ".join(str(value) for value in sorted(runs[column].dropna().unique(), key=str))
+    return markdown_text(", ".join(str(value) for value in sorted(runs[column].dropna().unique(), key=str)))
 
 
 def _has_tracks(runs: pd.DataFrame) -> bool:
@@ -40,13 +49,14 @@ def protocol_section(context: ReportContext) -> list[str]:
     n_tasks = len(analysis.compared(cells)[list(stats.TASK_KEYS)].drop_duplicates())
     seeds = ", ".join(map(str, sorted(runs["synth_seed"].unique())))
     evals_per_seed = runs.groupby([*stats.CELL_KEYS, "synth_seed"]).size()
-    targets = f" and vs the reference `{analysis.reference}`" if analysis.reference else ""
+    targets = f" and vs the reference {markdown_code(analysis.reference)}" if analysis.reference else ""
     versions = ""
     if "method_version" in runs.columns:
         versions = (
             " ("
             + ", ".join(
-                f"{method} {version}" for method, version in runs.groupby("method")["method_version"].first().items()
+                markdown_text(f"{method} {version}")
+                for method, version in runs.groupby("method")["method_version"].first().items()
             )
             + ")"
         )
@@ -92,15 +102,15 @@ def datasets_section(context: ReportContext, most: int = 20) -> list[str]:
     from, taken from the first cell manifest that records them (older results record none)."""
     lines = []
     for dataset, manifest in sorted(dataset_manifests(context.results_dir, context.runs).items()):
-        names = [str(name) for name in manifest["class_names"]]
+        names = [markdown_text(name) for name in manifest["class_names"]]
         shown = ", ".join(names[:most]) + (f" and {len(names) - most} more" if len(names) > most else "")
-        line = f"- `{dataset}`: {len(names)} classes ({shown})"
+        line = f"- {markdown_code(dataset)}: {len(names)} classes ({shown})"
         if manifest.get("image_shape"):
             line += "; images " + "×".join(str(v) for v in manifest["image_shape"])
         source = manifest.get("dataset_source") or {}
         if source.get("path"):
             line += (
-                f"; {source.get('kind', 'read from')} `{source['path']}` (content SHA-256 "
+                f"; {markdown_text(source.get('kind', 'read from'))} {markdown_code(source['path'])} (content SHA-256 "
                 f"{str(source.get('content_hash', ''))[:12]}, size: {source.get('size_rule', '?')})"
             )
         lines.append(line)
@@ -193,10 +203,10 @@ def gains_section(context: ReportContext) -> list[str]:
         }
     )
     return [
-        f"## Gain over `{reference}`",
+        f"## Gain over {markdown_code(reference)}",
         "",
-        f"Each method's accuracy minus `{reference}`'s, in points, at the same seeds (paired where "
-        f"the design pairs them: a method that starts from `{reference}`'s images at a seed is "
+        f"Each method's accuracy minus {markdown_code(reference)}'s, in points, at the same seeds (paired where "
+        f"the design pairs them: a method that starts from {markdown_code(reference)}'s images at a seed is "
         "measured against exactly its own start). The interval is the 95% CI of the test's "
         "difference, not adjusted; significance is Holm's over the whole family.",
         "",
@@ -241,7 +251,8 @@ def tracks_section(context: ReportContext) -> list[str]:
         accuracy = f"{100 * float(row.teacher_acc):.2f}%" if pd.notna(row.teacher_acc) else "not recorded"
         cost_text = f", trained once in {float(row.teacher_build_s):.0f} s" if pd.notna(row.teacher_build_s) else ""
         lines.append(
-            f"- Track `{row.track}`: teacher `{row.teacher}` (an artifact: `dcbench artifacts list`), "
+            f"- Track {markdown_code(row.track)}: teacher {markdown_code(row.teacher)} "
+            "(an artifact: `dcbench artifacts list`), "
             f"{accuracy} test accuracy{cost_text}, shared by every cell of the track."
         )
     return lines + ([""] if len(teachers) else [])
@@ -271,7 +282,7 @@ def precision_section(context: ReportContext) -> list[str]:
         "",
         "Variance of accuracy (points) split by the method of moments into between synthesis "
         "seeds and between the evaluation networks of one seed, averaged over the methods; the "
-        f"same for each method's gain over `{reference}` at the same seed and network. More seeds "
+        f"same for each method's gain over {markdown_code(reference)} at the same seed and network. More seeds "
         "shrink both parts, more networks only the second: 'buys more' compares the variance of a "
         "grid mean each removes per CPU-second it costs (a seed: one condensation and its "
         "networks; a network: one more per seed). 'Seeds for 1 point': how many seeds a paired "
@@ -301,7 +312,7 @@ def across_tasks_section(context: ReportContext) -> list[str]:
         lines += _nemenyi_lines(context)
     if analysis.reference is not None and not analysis.win_tie_loss.empty:
         lines += [
-            f"Win/tie/loss vs `{analysis.reference}` over tasks (tie = within-task test not "
+            f"Win/tie/loss vs {markdown_code(analysis.reference)} over tasks (tie = within-task test not "
             "significant after Holm; untested = one seed or no variance):",
             "",
             render_markdown_table(analysis.win_tie_loss.set_index("method"), "method"),
@@ -357,7 +368,8 @@ def _pairwise_lines(context: ReportContext) -> list[str]:
     lines.append("")
     if analysis.pair_family is None:
         fallback = (
-            f"the win/tie/loss counts vs `{analysis.reference}` below summarise the within-task tests instead"
+            f"the win/tie/loss counts vs {markdown_code(analysis.reference)} below summarise the "
+            "within-task tests instead"
             if analysis.reference
             else "only the mean ranks are shown"
         )
@@ -481,7 +493,8 @@ def failures_section(context: ReportContext) -> list[str]:
 
 def trail_section(context: ReportContext) -> list[str]:
     steps = context.analysis.trail + context.notes
-    return ["## Decision trail", ""] + [f"- {step}" for step in steps] + [""]
+    # steps quote names as markdown_code/markdown_text; line breaks in a note end no list item
+    return ["## Decision trail", ""] + [f"- {' '.join(str(step).splitlines())}" for step in steps] + [""]
 
 
 def spec_section(context: ReportContext) -> list[str]:

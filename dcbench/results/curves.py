@@ -19,7 +19,7 @@ from typing import IO, Any
 
 import pandas as pd
 
-from dcbench.host.files import atomic_write_text
+from dcbench.host.files import atomic_write_text, open_append
 from dcbench.results.store import Store
 
 CURVE_FILE = "curve.csv"
@@ -62,7 +62,7 @@ class CurveWriter:
         writer.writeheader()
         writer.writerows(kept)
         atomic_write_text(self.path, text.getvalue())
-        self._file = open(self.path, "a", newline="", buffering=1)
+        self._file = open_append(self.path)
         self._writer = csv.DictWriter(self._file, columns, restval="", extrasaction="ignore", lineterminator="\n")
 
     def close(self) -> None:

@@ -19,6 +19,7 @@ from types import TracebackType
 from typing import Any
 
 from dcbench.host.errors import DcbenchError
+from dcbench.host.files import O_NOFOLLOW, open_no_follow
 
 try:
     import fcntl
@@ -81,7 +82,9 @@ class StoreLock:
     def acquire(self) -> None:
         path = self.root / LOCK_FILE
         if fcntl is not None:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)  # not inherited by child processes
+            # not inherited by child processes; never through a link (the holder record would
+            # truncate and overwrite the link's target)
+            fd = open_no_follow(path, os.O_RDWR | os.O_CREAT, 0o644)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError as exc:
@@ -101,7 +104,7 @@ class StoreLock:
         path = self.root / PID_FILE
         for _ in range(2):
             try:
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | O_NOFOLLOW, 0o644)
             except FileExistsError:
                 holder = _read_holder(path)
                 stale = (

@@ -23,6 +23,7 @@ import jsonschema
 from dcbench.results.identity import IDENTITY_COLUMN, CellIdentity, identity_of_metrics
 
 METRICS_FILE = "metrics.json"
+MAX_MEASURE = 1e9  # the largest seconds or MB a record may hold
 STATUSES = ("done", "failed")
 
 
@@ -276,7 +277,16 @@ def _metrics_schema() -> dict[str, Any]:
     evaluation = properties["evaluations"]["items"]
     for key in ("test_accs", "train_accs", "eval_seeds"):
         evaluation["properties"][key]["minItems"] = 1
-    evaluation["properties"]["test_accs"]["items"].update(minimum=0, maximum=1)
+    for key in ("test_accs", "train_accs"):  # fractions: -5 or 1e308 is damage, never a result
+        evaluation["properties"][key]["items"].update(minimum=0, maximum=1)
+    # seconds and memory: non-negative and below a bound no run reaches (~30 years, 1 PB)
+    for schema_of in (
+        evaluation["properties"]["seconds"],
+        evaluation["properties"]["train_seconds"]["anyOf"][0],
+        evaluation["properties"]["test_seconds"]["anyOf"][0],
+        *(properties[key]["anyOf"][0] for key in ("condense_s", "peak_rss_mb", "cuda_peak_mb")),
+    ):
+        schema_of.update(minimum=0, maximum=MAX_MEASURE)
     evaluation["properties"]["protocol"]["required"] = ["name", "epochs", "augmentation", "models"]
     # the status decides which part of the record is required
     done = {
@@ -299,6 +309,10 @@ def record_problem(data: Any, directory_id: str) -> str | None:
         return f"{METRICS_FILE} {error.json_path}: {error.message}"
     if data["cell"]["id"] != directory_id:
         return f"{METRICS_FILE} belongs to cell {data['cell']['id']!r}, not to its directory {directory_id!r}"
+    cell = data["cell"]
+    named = cell_id(cell["method"], cell["dataset"], cell["ipc"], cell["seed"])
+    if cell["id"] != named:  # a hand-made or stray directory would become a method of its own
+        return f"{METRICS_FILE} names cell {cell['id']!r}, but its method, dataset, IPC and seed make {named!r}"
     for ev in data.get("evaluations", []) if data["status"] == "done" else []:
         if not len(ev["test_accs"]) == len(ev["train_accs"]) == len(ev["eval_seeds"]):
             return f"{METRICS_FILE}: evaluation on {ev['arch']} has lists of different lengths"

@@ -12,6 +12,7 @@ import pandas as pd
 
 from dcbench import stats
 from dcbench.host.errors import DcbenchError
+from dcbench.host.files import read_csv
 from dcbench.plugins.manager import load_plugins
 from dcbench.results.identity import IDENTITY_COLUMN, IDENTITY_FIELDS
 
@@ -86,7 +87,7 @@ def load_runs(results_dir: Path) -> pd.DataFrame:
     if not path.is_file():
         raise DcbenchError(f"{path} not found: pass the results directory written by `dcbench run`")
     try:
-        runs = pd.read_csv(path)
+        runs = read_csv(path)
     except pd.errors.EmptyDataError:
         runs = pd.DataFrame()
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
@@ -107,6 +108,12 @@ def load_runs(results_dir: Path) -> pd.DataFrame:
     runs["track"] = runs["track"].astype("string").fillna("").astype(str) if "track" in runs else ""
     for column in ("method", "dataset", "eval_arch", "run_id"):
         runs[column] = runs[column].astype(str)
+    # a run id names a directory under runs/: one that is a path would read files outside the store
+    pathlike = runs.loc[runs["run_id"].str.contains(r"[/\\\x00]|^\.\.?$", regex=True), "run_id"].unique()
+    if pathlike.size:
+        raise DcbenchError(
+            f"{path} has run id(s) {some(pathlike)} that are paths, not cell names: rebuild runs.csv with `dcbench run`"
+        )
     for column in ("ipc", "synth_seed", "eval_index", "test_acc"):
         values = pd.to_numeric(runs[column], errors="coerce")
         bad = runs.loc[values.isna(), "run_id"].unique()
@@ -183,7 +190,7 @@ def read_optional_csv(path: Path) -> pd.DataFrame:
     if not path.is_file():
         return pd.DataFrame()
     try:
-        return pd.read_csv(path)
+        return read_csv(path)
     except pd.errors.EmptyDataError:
         return pd.DataFrame()
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:

@@ -21,6 +21,7 @@ A finished cell is re-checked before it is skipped: ``metrics.json`` against its
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +31,14 @@ import pandas as pd
 
 from dcbench.host.compat import tomllib
 from dcbench.host.errors import DcbenchError
-from dcbench.host.files import atomic_write_text
+from dcbench.host.files import (
+    atomic_write_text,
+    csv_text,
+    open_append,
+    read_record_text,
+    real_directory,
+    regular_file_size,
+)
 from dcbench.method.synthetic import MANIFEST_FILE, load_synthetic
 from dcbench.results.identity import CellIdentity, identity_of_metrics, label_identities
 from dcbench.results.record import METRICS_FILE, CellRecord, now, record_problem
@@ -61,14 +69,31 @@ class Store:
     def cell_dir(self, cell_id: str) -> Path:
         return self.runs / cell_id
 
+    def cell_directory(self, cell_id: str, create: bool = True) -> Path:
+        """A cell's directory, refused in one line when it (or ``runs/``) is a symbolic link or
+        no directory: everything a cell writes goes there, and must stay in the store."""
+        return real_directory(self.cell_dir(cell_id), self.root, create)
+
+    def _check_links(self, cell_id: str) -> None:
+        """Before any work: a cell directory that is a link, or holds one (log.txt, metrics.json
+        pointing elsewhere) or a FIFO, is refused in one line; a run would write through it."""
+        directory = self.cell_directory(cell_id, create=False)
+        if not directory.is_dir():
+            return
+        for entry in os.scandir(directory):
+            if not (entry.is_file(follow_symlinks=False) or entry.is_dir(follow_symlinks=False)):
+                regular_file_size(Path(entry.path), follow=False, what="dcbench writes nothing through it: remove it")
+
     def load_metrics(self, cell_id: str) -> tuple[dict[str, Any] | None, str | None]:
         """``(metrics, None)``, ``(None, None)`` when the cell has none, ``(None, problem)`` when
         its metrics.json is unreadable or breaks the schema."""
         path = self.cell_dir(cell_id) / METRICS_FILE
-        if not path.is_file():
+        if not path.is_file() and not path.is_symlink():
             return None, None
         try:
-            metrics = json.loads(path.read_text())
+            metrics = json.loads(read_record_text(path))
+        except DcbenchError as exc:
+            return None, f"{METRICS_FILE} is refused ({exc})"
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             return None, f"{METRICS_FILE} is unreadable ({type(exc).__name__})"
         problem = metrics_problem(metrics, cell_id)
@@ -81,6 +106,7 @@ class Store:
     def cell_state(self, cell_id: str, identity: dict[str, Any]) -> CellState:
         """Whether a cell is finished; raises a one-line DcbenchError when it was finished with
         another identity (rerunning it would mix results)."""
+        self._check_links(cell_id)
         metrics, problem = self.load_metrics(cell_id)
         if problem:
             return CellState(False, problem)
@@ -100,7 +126,9 @@ class Store:
         directory = self.cell_dir(cell_id)
         manifest_path = directory / MANIFEST_FILE
         try:
-            manifest = json.loads(manifest_path.read_text())
+            manifest = json.loads(read_record_text(manifest_path))
+        except DcbenchError as exc:
+            return f"{MANIFEST_FILE} is refused ({exc})"
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             return f"{MANIFEST_FILE} is missing or unreadable ({type(exc).__name__})"
         if not isinstance(manifest, dict) or not manifest.get("content_hash"):
@@ -116,20 +144,20 @@ class Store:
     def discard(self, cell_id: str, reason: str) -> None:
         """Forget a damaged cell's result (so no table counts it) before it is re-run."""
         (self.cell_dir(cell_id) / METRICS_FILE).unlink(missing_ok=True)
-        log = self.cell_dir(cell_id) / "log.txt"
+        log = self.cell_directory(cell_id, create=False) / "log.txt"
         if log.parent.is_dir():
-            with open(log, "a") as f:
+            with open_append(log) as f:
                 f.write(f"{now()} damaged, re-running: {reason}\n")
 
     def write_metrics(self, cell_id: str, metrics: CellRecord | dict[str, Any]) -> None:
         data = metrics.to_json() if isinstance(metrics, CellRecord) else metrics
-        atomic_write_text(self.cell_dir(cell_id) / METRICS_FILE, json.dumps(data, indent=2, sort_keys=True))
+        atomic_write_text(self.cell_directory(cell_id) / METRICS_FILE, json.dumps(data, indent=2, sort_keys=True))
 
     def record_spec(self, toml_text: str, dcbench_version: str) -> None:
         """Append the spec to ``spec.toml`` unless it is the last one recorded there: the file
         keeps every spec that wrote to the store (older text is never changed)."""
         path = self.root / SPEC_FILE
-        old = path.read_text() if path.is_file() else ""
+        old = read_record_text(path) if path.is_file() or path.is_symlink() else ""
         try:
             recorded = tomllib.loads(old)
         except tomllib.TOMLDecodeError as exc:
@@ -180,10 +208,10 @@ class Store:
             rows.extend(record.rows())
         runs = pd.DataFrame(rows, columns=RUNS_COLUMNS)
         runs["method"] = label_identities(runs)
-        atomic_write_text(self.root / "runs.csv", runs.to_csv(index=False))
+        atomic_write_text(self.root / "runs.csv", csv_text(runs))
         failures_path = self.root / "failures.csv"
         if failures:
-            atomic_write_text(failures_path, pd.DataFrame(failures, columns=FAILURE_COLUMNS).to_csv(index=False))
+            atomic_write_text(failures_path, csv_text(pd.DataFrame(failures, columns=FAILURE_COLUMNS)))
         else:
             failures_path.unlink(missing_ok=True)
         return runs

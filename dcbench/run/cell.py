@@ -25,6 +25,7 @@ from dcbench.data.real import RealDataset
 from dcbench.evaluation import Protocol, Teacher, evaluate_synthetic, load_teacher, teacher_recipe
 from dcbench.host.devices import device_name, resolve_device
 from dcbench.host.errors import DcbenchError, first_line
+from dcbench.host.files import open_append
 from dcbench.host.runtime import deterministic_algorithms, peak_rss_mb, reset_peak_rss
 from dcbench.method.checkpoint import Checkpointer, CheckpointPolicy
 from dcbench.method.condense import Condensed, condense
@@ -126,10 +127,9 @@ def execute_cell(cell: Cell, root: str) -> dict[str, Any]:
 
 def _execute_cell(cell: Cell, root: str) -> dict[str, Any]:
     store = Store(Path(root))
-    directory = store.cell_dir(cell.id)
-    directory.mkdir(parents=True, exist_ok=True)
+    directory = store.cell_directory(cell.id)  # never a link out of the store
     run = _CellRun(cell, directory, shared.registry())
-    with open(directory / "log.txt", "a") as log:
+    with open_append(directory / "log.txt") as log:
         run.log = log
         run.note(f"start {cell.id} preset={cell.preset} overrides={cell.overrides} device={run.device}")
         try:
@@ -149,7 +149,7 @@ def _execute_cell(cell: Cell, root: str) -> dict[str, Any]:
     except KeyboardInterrupt:
         raise
     except BaseException as exc:  # noqa: BLE001 - an observer's failure does not change the cell's result
-        with open(directory / "log.txt", "a") as log:
+        with open_append(directory / "log.txt") as log:
             log.write(f"an observer of dcbench_cell_finished failed: {type(exc).__name__}: {exc}\n")
     return metrics
 

@@ -81,7 +81,7 @@ def run_cell_task(cell: Any, root: str, execute: Callable[[Any, str], dict[str, 
 
 def _copy_back(store: Store, cell_id: str, files: dict[str, bytes]) -> None:
     """Write a cell's returned files into the driver's store, metrics.json last (it marks the cell done)."""
-    directory = store.cell_dir(cell_id)
+    directory = store.cell_directory(cell_id)
     for name in sorted(files, key=lambda n: n == METRICS_FILE):
         if Path(name).name != name:
             raise DcbenchError(f"a Ray task returned a file named {name!r} for cell {cell_id}; refusing to write it")

@@ -24,7 +24,7 @@ from dcbench import __version__
 from dcbench.data.builtin import data_root_option
 from dcbench.data.paths import resolve_dataset_entry
 from dcbench.host.devices import resolve_device
-from dcbench.host.errors import DcbenchError
+from dcbench.host.errors import DcbenchError, one_line
 from dcbench.host.outputs import check_output_dir
 from dcbench.host.runtime import check_precision
 from dcbench.method.checkpoint import check_compatible
@@ -108,11 +108,13 @@ class RunOutcome:
     root: Path
     cells: int
     failed: list[str]
+    report_failed: bool = False
 
     @property
     def exit_status(self) -> int:
-        """0 when every cell of the grid is finished, 1 when any failed (all of them included)."""
-        return 1 if self.failed else 0
+        """0 when every cell of the grid is finished (and reported), 1 when any failed (all of
+        them included) or the report after them did."""
+        return 1 if self.failed or self.report_failed else 0
 
 
 def run_benchmark(spec_path: Path | None = None, **options: Any) -> Path:
@@ -152,13 +154,18 @@ def run_grid(options: RunOptions) -> RunOutcome:
         start = time.perf_counter()
         _run_cells(todo, len(cells), root, spec, options, registry, device_type)
         runs = store.rebuild_tables()
+        report_failed = False
         print(f"wall time {time.perf_counter() - start:.0f}s", file=sys.stderr)
         for line in identity_notes(runs):
             print(f"note: {line}", file=sys.stderr)
         if not runs.empty:
             print(summary_table(runs))
-            if options.write_report:
-                print(f"report: {write_report_files(root, against=against)}", file=sys.stderr)
+            if options.write_report:  # the cells are done: a failing report is exit 1, not "before any work"
+                try:
+                    print(f"report: {write_report_files(root, against=against)}", file=sys.stderr)
+                except DcbenchError as exc:
+                    print(f"dcbench: the report failed: {one_line(str(exc))}", file=sys.stderr)
+                    report_failed = True
             if against is not None:
                 print(comparison_text(compare_paths(root, against), against))
             else:
@@ -170,7 +177,7 @@ def run_grid(options: RunOptions) -> RunOutcome:
             "and run the same command again to re-run them",
             file=sys.stderr,
         )
-    return RunOutcome(root, len(cells), failed)
+    return RunOutcome(root, len(cells), failed, report_failed)
 
 
 def _check_options(spec: Spec, options: RunOptions) -> str:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from dcbench.host.errors import DcbenchError
+from dcbench.host.runtime import available_memory
 from dcbench.plugins import Registry
 from dcbench.run.plan import Cell
 
@@ -25,18 +26,6 @@ def usable_cpus() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # macOS, Windows
         return os.cpu_count() or 1
-
-
-def available_memory() -> int | None:
-    """Bytes the kernel could give new processes without swapping (Linux MemAvailable), or None."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
 
 
 @dataclass(frozen=True)
