@@ -247,8 +247,13 @@ def bench_cafe(method_name: str, ipc: int, repeats: int, precision: str) -> dict
     return result
 
 
-def bench_evaluation(width: int, models: int, ipc: int, epochs: int, precision: str) -> dict[str, Any]:
-    """Evaluation protocol throughput: train seconds per epoch and one test pass (10,000 images)."""
+def bench_evaluation(
+    width: int, models: int, ipc: int, epochs: int, precision: str, compiled: bool = False
+) -> dict[str, Any]:
+    """Evaluation protocol throughput: train seconds per epoch and one test pass (10,000 images);
+    the whole evaluation of ``epochs`` epochs (at the quick preset's 150, a quick cell's); compiled,
+    the compile seconds of the first run (graphs loaded from inductor's on-disk cache or built)
+    apart from the rest."""
     from dcbench.data.builtin import load_fashion_mnist
     from dcbench.evaluation import Protocol, evaluate_synthetic
     from dcbench.method.seeding import make_generator
@@ -257,20 +262,26 @@ def bench_evaluation(width: int, models: int, ipc: int, epochs: int, precision: 
     real = load_fashion_mnist(None)
     images, labels = real.sample_per_class(ipc, make_generator(0, "bench-eval"))
     synthetic = SyntheticSet(images, labels)
-    extra = {"precision": precision} if precision != "fp32" else {}
+    extra: dict[str, Any] = {"precision": precision} if precision != "fp32" else {}
+    if compiled:
+        extra["compiled"] = True
 
     def run(n_epochs: int) -> float:
         protocol = Protocol(epochs=n_epochs, models=models, arch_options={"width": width}, **extra)
         return evaluate_synthetic(synthetic, real, protocol, 0).seconds
 
-    run(0)  # warm-up
+    first = run(0)  # warm-up (and, compiled, the compile of the training and test graphs)
     with Timed() as timed:
         short, long = run(0), run(epochs)
     per_epoch = (long - short) / epochs
     return {
         "unit": "evaluation",
+        "compiled": compiled,
         "train_s_per_epoch": per_epoch,
         "test_pass_s": max(short - per_epoch, 0.0),
+        "evaluation_s": long,
+        "epochs": epochs,
+        "compile_s": max(first - short, 0.0) if compiled else 0.0,
         "images_per_s_train": models * len(labels) / per_epoch if per_epoch > 0 else None,
         "cpu_user_s": timed.user,
         "cpu_system_s": timed.system,
@@ -317,7 +328,9 @@ def worker(args: argparse.Namespace) -> None:
         bench = bench_cafe if name.startswith("cafe") else bench_iterations
         result = bench(name, ipc, args.repeats, args.precision)
     elif kind == "eval":
-        result = bench_evaluation(int(params[0]), int(params[1]), int(params[2]), args.eval_epochs, args.precision)
+        result = bench_evaluation(
+            int(params[0]), int(params[1]), int(params[2]), args.eval_epochs, args.precision, params[3:] == ["on"]
+        )
     else:
         result = bench_quick_cell(params[0], int(params[1]))
     result["matmul_gflops_fp32"] = matmul_gflops("float32")
@@ -497,29 +510,61 @@ def method_tables(args: argparse.Namespace, out: dict[str, Any]) -> None:
 
 
 def eval_tables(args: argparse.Namespace, out: dict[str, Any]) -> None:
+    """Each evaluation setting ``--repeats`` times, eager and compiled alternating (A/B in one run,
+    each in a fresh process: a compiled run loads its graphs from inductor's on-disk cache, built by
+    the first); min / median of the evaluation's seconds."""
+    modes = args.eval_compile.split(",")
     rows = []
     for width in (int(w) for w in args.eval_widths.split(",")):
         for models in (int(k) for k in args.eval_models.split(",")):
             for ipc in (int(i) for i in args.eval_ipcs.split(",")):
-                r = run_worker(["eval", str(width), str(models), str(ipc)], args)
-                out["results"].append({"kind": "eval", "width": width, "models": models, "ipc": ipc, **r})
-                if "error" in r:
-                    rows.append([f"ConvNet-{width}", str(models), str(ipc), "ERROR", r["error"], "", ""])
-                    continue
-                cpu = r["cpu_user_s"] + r["cpu_system_s"]
-                rows.append(
-                    [
-                        f"ConvNet-{width}",
-                        str(models),
-                        str(ipc),
-                        f"{r['train_s_per_epoch']:.3f}",
-                        f"{r['test_pass_s']:.2f}",
-                        f"{r['peak_rss_mb']:.0f}",
-                        f"{r['cpu_system_s'] / cpu:.0%}" if cpu else "-",
-                    ]
-                )
+                runs: dict[str, list[dict[str, Any]]] = {mode: [] for mode in modes}
+                for repeat in range(args.repeats):
+                    for mode in modes:
+                        r = run_worker(["eval", str(width), str(models), str(ipc), mode], args)
+                        runs[mode].append(r)
+                        out["results"].append(
+                            {"kind": "eval", "width": width, "models": models, "ipc": ipc, "repeat": repeat, **r}
+                        )
+                for mode, results in runs.items():
+                    good = [r for r in results if "error" not in r]
+                    if not good:
+                        rows.append([f"ConvNet-{width}", str(models), str(ipc), mode, "ERROR", results[0]["error"]])
+                        continue
+                    total = summarise([r["evaluation_s"] for r in good])
+                    per_epoch = summarise([r["train_s_per_epoch"] for r in good])
+                    test = summarise([r["test_pass_s"] for r in good])
+                    compile_s = [r["compile_s"] for r in good]
+                    rows.append(
+                        [
+                            f"ConvNet-{width}",
+                            str(models),
+                            str(ipc),
+                            mode,
+                            f"{total['min']:.2f} / {total['median']:.2f}",
+                            f"{per_epoch['min']:.4f} / {per_epoch['median']:.4f}",
+                            f"{test['min']:.2f} / {test['median']:.2f}",
+                            "-"
+                            if mode == "off"
+                            else f"{compile_s[0]:.1f} first, {min(compile_s[1:] or compile_s):.1f} cached",
+                            f"{max(r['peak_rss_mb'] for r in good):.0f}",
+                        ]
+                    )
     print_machine(out["cpu"], [r for r in out["results"] if r.get("kind") == "eval"])
-    print_table(["network", "models", "ipc", "train s/epoch", "test pass s", "peak RSS MB", "system CPU"], rows)
+    print_table(
+        [
+            "network",
+            "models",
+            "ipc",
+            "compile",
+            f"evaluation s ({args.eval_epochs} ep) min / med",
+            "train s/epoch min / med",
+            "test pass s min / med",
+            "compile s",
+            "peak RSS MB",
+        ],
+        rows,
+    )
 
 
 def main() -> None:
@@ -535,6 +580,9 @@ def main() -> None:
     parser.add_argument("--eval-widths", default="32,128")
     parser.add_argument("--eval-models", default="2")
     parser.add_argument("--eval-ipcs", default="1,10,50")
+    parser.add_argument(
+        "--eval-compile", default="off", help="off, on or off,on (alternating A/B): torch.compile of the evaluation"
+    )
     parser.add_argument(
         "--quick-cell", action="store_true", help="a quick cafe IPC-1 cell alone and beside a busy process"
     )

@@ -36,6 +36,7 @@ from dcbench.method.condense import config_hash
 from dcbench.method.contract import NativeEvaluation, config_to_dict
 from dcbench.method.seeding import check_seed
 from dcbench.method.synthetic import MANIFEST_FILE, TENSOR_FILE, load_synthetic
+from dcbench.nn.compiling import COMPILE_MODES, resolve_compile
 from dcbench.nn.mixing import MIXINGS
 from dcbench.plugins import load_plugins
 from dcbench.report import KNOWN_FORMATS, write_report
@@ -219,6 +220,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     if json_out is not None:
         check_output_dir(json_out.parent, "--json directory")
     device = resolve_device(args.device)
+    if resolve_compile(args.compile or "auto", device.type, protocol.models * (protocol.epochs + 1)):
+        protocol = dataclasses.replace(protocol, compiled=True)
     with deterministic_algorithms(bool(args.deterministic), device.type):  # before any CUDA work
         real = source.load() if source else _load_real(registry, dataset, args.data_root, torch.device("cpu"))
         real = (zca_whitened(real) if args.zca else real).to(device)
@@ -367,6 +370,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         workers=args.workers,
         methods=args.methods,
         deterministic=args.deterministic,
+        compile=args.compile,
     )
     outcome = run_grid(options)
     return outcome.exit_status
@@ -470,6 +474,15 @@ def _deterministic(p: argparse.ArgumentParser, scope: str) -> None:
     )
 
 
+def _compile(p: argparse.ArgumentParser, scope: str) -> None:
+    p.add_argument(
+        "--compile",
+        choices=COMPILE_MODES,
+        help=f"torch.compile of {scope}: auto (default: where it pays, a CPU at the paper budget), "
+        "on or off; compiled is its own protocol (/compiled in its name), equal to eager within float rounding",
+    )
+
+
 def _add_condense(sub: Subcommands) -> None:
     p = sub.add_parser("condense", help="condense one dataset with one method")
     p.add_argument("--method", required=True)
@@ -532,6 +545,7 @@ def _add_evaluate(sub: Subcommands) -> None:
     p.add_argument("--zca", action="store_true", help="ZCA-whiten the data (a set condensed under --zca needs it)")
     p.add_argument("--json", "-o", metavar="FILE", help="also write the result (a cell's evaluation record) as JSON")
     _deterministic(p, "the training and testing")
+    _compile(p, "the training and test passes")
     _common(p)
     p.set_defaults(func=cmd_evaluate)
 
@@ -591,6 +605,7 @@ def _add_run(sub: Subcommands) -> None:
         "needs pip install 'dcbench[tensorboard]'; the same as --track tensorboard[=DIR]",
     )
     _deterministic(p, "each cell's condensation and evaluation (recorded per cell; spec key deterministic)")
+    _compile(p, "each evaluation's training and test passes (spec key compile)")
     p.add_argument(
         "--track",
         action="append",

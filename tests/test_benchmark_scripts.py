@@ -42,7 +42,8 @@ def test_the_gpu_check_dry_run_checks_everything_it_promises(tmp_path: Path) -> 
 def test_the_speed_harness_runs_and_writes_its_raw_json(tmp_path: Path) -> None:
     script = SCRIPT.with_name("speed.py")
     raw = tmp_path / "speed.json"
-    args = ["--eval", "--eval-epochs", "1", "--eval-widths", "32", "--eval-models", "1", "--eval-ipcs", "1"]
+    args = ["--eval", "--repeats", "1", "--eval-epochs", "1", "--eval-widths", "32", "--eval-models", "1"]
+    args += ["--eval-ipcs", "1"]
     out = subprocess.run(
         [sys.executable, str(script), *args, "--json", str(raw)], capture_output=True, text=True, timeout=600
     )

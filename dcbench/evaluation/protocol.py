@@ -36,6 +36,7 @@ _OPTIONAL = {
     "mixing": "none",
     "mix_alpha": 1.0,
     "zca": False,
+    "compiled": False,
 }
 _LABEL_FIELDS = ("labels", "label_loss", "temperature")
 _TEACHER_FIELDS = ("teacher_arch", "teacher_epochs")
@@ -81,6 +82,9 @@ class Protocol:
     mix_alpha: float = 1.0
     #: the data is ZCA-whitened (dcbench.data.zca): the set must have been condensed so too
     zca: bool = False
+    #: the training and test passes run compiled (dcbench.nn.compiling): the same recipe, its
+    #: numbers equal to the eager ones within float rounding, not bitwise
+    compiled: bool = False
 
     def __post_init__(self) -> None:
         if self.augmentation not in EVAL_AUGMENTATIONS:
@@ -139,6 +143,8 @@ class Protocol:
             parts.append(f"{self.labels}{teacher}-{self.label_loss}-T{self.temperature:g}")
         if self.zca:
             parts.append(zca_name())
+        if self.compiled:
+            parts.append("compiled")
         recipe = [
             f"{k}{getattr(self, k):g}"
             for k, default in (("lr", 0.01), ("momentum", 0.9), ("weight_decay", 5e-4))

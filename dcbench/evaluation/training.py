@@ -45,6 +45,7 @@ from dcbench.host.runtime import autocast, check_precision
 from dcbench.method.seeding import check_seed, derive_seed, make_generator
 from dcbench.method.synthetic import SyntheticSet
 from dcbench.nn.augment import augment, dc_augment
+from dcbench.nn.compiling import compiled, resolve_compile
 from dcbench.nn.mixing import mix_batch
 from dcbench.nn.networks import BUILTIN_ARCHITECTURES, Architecture, build_network, set_inplace_activations
 from dcbench.nn.policies import POLICIES, policy_augmenter
@@ -82,7 +83,7 @@ def _augmenter(
 class _StackedModels:
     """K networks of one architecture evaluated as one vmapped functional model."""
 
-    def __init__(self, nets: list[nn.Module]) -> None:
+    def __init__(self, nets: list[nn.Module], compile: bool = False) -> None:
         self.params, self.buffers = stack_module_state(nets)
         template = set_inplace_activations(copy.deepcopy(nets[0]).to("meta"), False)
 
@@ -91,6 +92,8 @@ class _StackedModels:
 
         self.forward_each = vmap(run)  # x: (K, n, ...) one batch per model
         self.forward_shared = vmap(run, in_dims=(0, 0, None))  # x: (n, ...) the same batch for all
+        if compile:
+            self.forward_each, self.forward_shared = compiled(self.forward_each), compiled(self.forward_shared)
 
     def parameters(self) -> list[Tensor]:
         return list(self.params.values())
@@ -112,19 +115,22 @@ class _StackedModels:
 class _SingleModel:
     """One network with the same interface (BatchNorm nets, and the model-by-model reference run)."""
 
-    def __init__(self, net: nn.Module) -> None:
+    def __init__(self, net: nn.Module, compile: bool = False) -> None:
         self.net = net
+        # the compiled module shares the network's parameters; a new network of the same
+        # architecture and batch shape reuses the graph compiled for the first
+        self.forward = compiled(net) if compile else net
 
     def parameters(self) -> list[Tensor]:
         return list(self.net.parameters())
 
     def logits(self, x: Tensor) -> Tensor:
         self.net.train()
-        return self.net(x[0]).unsqueeze(0)
+        return self.forward(x[0]).unsqueeze(0)
 
     def logits_shared(self, x: Tensor) -> Tensor:
         self.net.eval()
-        return self.net(x).unsqueeze(0)
+        return self.forward(x).unsqueeze(0)
 
 
 @dataclass
@@ -265,6 +271,8 @@ def evaluate_synthetic(
     check_precision(protocol.precision, device.type)
     synthetic.validate(real.channels, real.image_size, real.num_classes)
     check_whitening(synthetic, real, protocol)
+    if protocol.compiled:
+        resolve_compile("on", device.type, 0)  # refused in one line where inductor cannot run
     if (protocol.labels == "teacher") != (teacher is not None):
         raise DcbenchError(
             "a teacher track needs its teacher (dcbench.evaluation.load_teacher), and only a teacher track takes one"
@@ -293,25 +301,24 @@ def evaluate_synthetic(
         stacked = device.type != "cpu" or min(len(images), protocol.batch_size) <= CPU_STACKING_MAX_BATCH
     stack = bool(stacked) and not arch.has_batchnorm and protocol.models > 1
     if stack:
-        models = _StackedModels(nets)
+        models = _StackedModels(nets, protocol.compiled)
         train_accs = _train_group(models, list(range(protocol.models)), images, targets, protocol, seed, pixels)
         models.unstack_into(nets)
     else:
         train_accs = [
             acc
             for i, net in enumerate(nets)
-            for acc in _train_group(_SingleModel(net), [i], images, targets, protocol, seed, pixels)
+            for acc in _train_group(_SingleModel(net, protocol.compiled), [i], images, targets, protocol, seed, pixels)
         ]
     trained = time.perf_counter()
     if stack and device.type != "cpu":
         test_accs = _test_group(models, real, protocol.test_batch_size, protocol.precision, protocol.test_images)
     else:  # a CPU is compute-bound here: model by model is faster than vmap
+        batch, precision, limit = protocol.test_batch_size, protocol.precision, protocol.test_images
         test_accs = [
             acc
             for net in nets
-            for acc in _test_group(
-                _SingleModel(net), real, protocol.test_batch_size, protocol.precision, protocol.test_images
-            )
+            for acc in _test_group(_SingleModel(net, protocol.compiled), real, batch, precision, limit)
         ]
     end = time.perf_counter()
     return EvaluationResult(

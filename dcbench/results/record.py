@@ -185,6 +185,7 @@ class CellRecord:
                         "eval_epochs": ev.protocol["epochs"],
                         "eval_augmentation": ev.protocol["augmentation"],
                         "eval_models": ev.protocol["models"],
+                        "eval_compiled": bool(ev.protocol.get("compiled", False)),
                         **_track_columns(ev),
                     }
                 )

@@ -59,6 +59,7 @@ _BASE_COLUMNS = [
     "eval_epochs",
     "eval_augmentation",
     "eval_models",
+    "eval_compiled",
     "device",
     "device_name",
     "threads",

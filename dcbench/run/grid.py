@@ -48,12 +48,12 @@ from dcbench.run.workers import in_process_only, plan_workers
 class RunOptions:
     """How to run a grid: the spec and what the command line sets beside or over it.
 
-    ``checkpoint_every``, ``gpus_per_cell``, ``workers``, ``threads``, ``precision``, ``methods`` and
-    ``deterministic`` override
-    the spec's keys when given, ``tracking`` (name -> value) is merged over the spec's
-    ``[tracking]`` table and ``tensorboard`` is ``tracking["tensorboard"]``; ``max_retries`` is how often a cell whose
-    worker process died is rerun (Ray, or the local worker processes); ``reference`` is what the
-    run is compared with at the end (see :func:`dcbench.report.compare.resolve_reference`)."""
+    ``checkpoint_every``, ``gpus_per_cell``, ``workers``, ``threads``, ``precision``, ``methods``,
+    ``deterministic`` and ``compile`` override the spec's keys when given, ``tracking`` (name ->
+    value) is merged over the spec's ``[tracking]`` table and ``tensorboard`` is
+    ``tracking["tensorboard"]``; ``max_retries`` is how often a cell whose worker process died is
+    rerun (Ray, or the local worker processes); ``reference`` is what the run is compared with at
+    the end (see :func:`dcbench.report.compare.resolve_reference`)."""
 
     spec_path: Path | None = None
     preset: str | None = None
@@ -75,11 +75,21 @@ class RunOptions:
     workers: int | None = None
     methods: list[str] | None = None  # --methods: run these instead of the spec's (or the default) methods
     deterministic: bool | None = None  # --deterministic
+    compile: str | None = None  # --compile auto|on|off
 
     def spec(self) -> Spec:
         """The spec with the command line's values over it, validated."""
         spec = load_spec(self.spec_path, self.preset)
-        for key in ("threads", "precision", "checkpoint_every", "gpus_per_cell", "workers", "methods", "deterministic"):
+        for key in (
+            "threads",
+            "precision",
+            "checkpoint_every",
+            "gpus_per_cell",
+            "workers",
+            "methods",
+            "deterministic",
+            "compile",
+        ):
             value = getattr(self, key)
             if value is not None:  # the command line wins over the spec
                 setattr(spec, key, value)

@@ -11,10 +11,12 @@ import torch
 
 from dcbench.data.paths import DatasetSource, resolve_dataset_entry
 from dcbench.evaluation import Protocol
+from dcbench.host.devices import resolve_device
 from dcbench.host.errors import DcbenchError
 from dcbench.method.checkpoint import checkpoint_identity
 from dcbench.method.condense import config_hash
 from dcbench.method.contract import Method, config_to_dict
+from dcbench.nn.compiling import resolve_compile
 from dcbench.plugins import Registry
 from dcbench.results.identity import CellIdentity, protocol_hash
 from dcbench.results.record import CellKey, cell_id
@@ -115,6 +117,7 @@ def plan_cells(
     for name in spec.eval_archs:
         registry.architecture(name)
     threads = spec.threads or torch.get_num_threads()
+    device_type = resolve_device(device).type  # where the cells run: whether auto compiles there
     if not methods:
         raise DcbenchError(
             "the spec runs dcbench's default methods, and no method plugin is loaded that has them; name a "
@@ -128,7 +131,7 @@ def plan_cells(
         config = config_to_dict(made)
         init_stream = method.initial_stream(made)
         for dataset, source in datasets:
-            protocols = _protocols(spec, method, dataset)
+            protocols = _protocols(spec, method, dataset, device_type)
             fingerprint = CellIdentity(
                 method_name=method_name,
                 method_version=method.version,
@@ -174,9 +177,10 @@ def _dataset_label(registry: Registry, dataset: str) -> str:
     return (spec.label if spec is not None else "") or dataset
 
 
-def _protocols(spec: Spec, method: Method, dataset: str) -> list[dict[str, Any]]:
+def _protocols(spec: Spec, method: Method, dataset: str, device_type: str) -> list[dict[str, Any]]:
     """The evaluation protocol of each track and evaluation architecture, as plain fields (a
-    named track's with its ``track`` name: the report's column)."""
+    named track's with its ``track`` name: the report's column); compiled where ``spec.compile``
+    says so for its budget on ``device_type``."""
     protocols = []
     for track, values in spec.track_values().items():
         augmentation = values["eval_augmentation"]
@@ -192,8 +196,11 @@ def _protocols(spec: Spec, method: Method, dataset: str) -> list[dict[str, Any]]
             )
         extra.update(mixing=values["eval_mixing"], zca=spec.zca)
         for arch in spec.eval_archs:
-            fields = Protocol.for_preset(
+            protocol = Protocol.for_preset(
                 spec.preset, dataset, augmentation, arch, native=native, precision=spec.precision, **extra
-            ).to_dict()
+            )
+            if resolve_compile(spec.compile, device_type, protocol.models * (protocol.epochs + 1)):
+                protocol = dataclasses.replace(protocol, compiled=True)
+            fields = protocol.to_dict()
             protocols.append({**fields, "track": track} if track else fields)
     return protocols

@@ -28,6 +28,8 @@ A spec is a TOML file (or the built-in default). Example::
                                        # condensation and evaluation alike
     precision = "fp32"                 # fp32 | bf16: torch.autocast for condensation and evaluation
     deterministic = false              # torch.use_deterministic_algorithms for each cell (recorded)
+    compile = "auto"                   # auto | on | off: torch.compile of the evaluation (auto: where it
+                                       # pays, a CPU at the paper budget; compiled is its own protocol)
     threads = 2                        # torch CPU threads per cell (default: the cores / workers)
     workers = 2                        # cells at once in worker processes (default: one per core on a
                                        # CPU, 1 on a GPU; see dcbench.run.grid.plan_workers)
@@ -65,6 +67,7 @@ from dcbench.host.schema import Flag, Integer, ListOf, Number, OneOf, Optional, 
 from dcbench.method.checkpoint import CheckpointPolicy
 from dcbench.method.contract import PRESETS
 from dcbench.method.seeding import SEED
+from dcbench.nn.compiling import COMPILE_MODES
 from dcbench.nn.mixing import MIXINGS
 
 SPEC_AUGMENTATIONS = (*EVAL_AUGMENTATIONS, "native")
@@ -121,6 +124,7 @@ SPEC_SCHEMA: dict[str, Rule] = {
     "overrides": Table(values=Table()),  # [overrides.METHOD] key = value, checked by the method's config
     "precision": OneOf(PRECISIONS),
     "deterministic": Flag(),
+    "compile": OneOf(COMPILE_MODES),
     "threads": Optional(Integer(minimum=1)),
     "workers": Optional(Integer(minimum=1)),
     "tracking": Table(values=TrackingValue()),
@@ -173,6 +177,7 @@ class Spec:
     tracks: dict[str, dict[str, Any]] = field(default_factory=dict)
     precision: str = "fp32"
     deterministic: bool = False
+    compile: str = "auto"  # dcbench.nn.compiling.resolve_compile, per cell's device and budget
     threads: int | None = None
     workers: int | None = None  # None: dcbench.run.grid.plan_workers decides
     checkpoint_every: str | int = "10m"
@@ -223,7 +228,7 @@ class Spec:
         if self.eval_labels == "hard" and not tracks:
             for key in ("eval_labels", "eval_label_loss", "eval_temperature"):
                 data.pop(key)
-        for key, default in (("eval_mixing", "none"), ("zca", False), ("deterministic", False)):
+        for key, default in (("eval_mixing", "none"), ("zca", False), ("deterministic", False), ("compile", "auto")):
             if data[key] == default:
                 data.pop(key)
         for key, value in data.items():

@@ -190,6 +190,7 @@ def test_a_native_grid_gives_each_method_its_papers_protocol(monkeypatch: pytest
         ipcs=[1],
         seeds=[0],
         eval_augmentation="native",
+        compile="off",  # auto compiles a paper budget on a CPU (tests/nn/test_compiling.py)
     )
     cells = plan_cells(spec, shared_registry(), None, "cpu")
     protocols = {(c.method, c.dataset): c.protocols[0]["name"] for c in cells}
