@@ -227,6 +227,9 @@ def _run_cells(
             spec.workers, spec.threads, device_type, spec.preset, len(todo), in_process_only(registry, todo)
         )
         todo = [dataclasses.replace(cell, torch_threads=plan.threads) for cell in todo]
+        if plan.capped and todo:
+            asked = "--workers" if options.workers is not None else "the spec's workers ="
+            print(f"note: {asked} {spec.workers} capped at {plan.workers}: {plan.capped}", file=sys.stderr)
     print(
         f"dcbench run {spec.name}: {total} cells, {total - len(todo)} already done, "
         f"{len(todo)} to run -> {root}" + (f" ({plan.describe()})" if plan and todo else ""),

@@ -19,9 +19,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from dcbench.cli import main
 from dcbench.console import INTERRUPTED
 from dcbench.host.compat import tomllib
 from dcbench.method.checkpoint import CHECKPOINT_FILE
+from dcbench.run import workers
+from dcbench.run.workers import plan_workers
 
 pytestmark = pytest.mark.acceptance
 
@@ -146,13 +149,13 @@ def test_sigint_to_a_grid_in_worker_processes_ends_the_workers(
             wait_for(lambda: (out / "runs" / FAST_CELL / "metrics.json").exists(), 240, "the first cell to finish")
             wait_for(lambda: (out / "runs" / SLOW_CELL / CHECKPOINT_FILE).exists(), 120, "the second cell to run")
         wait_for(lambda: len(spawned_workers(proc.pid)) == 2, 120, "two worker processes")
-        workers = spawned_workers(proc.pid)
+        worker_pids = spawned_workers(proc.pid)
         if to == "group":
             os.killpg(proc.pid, signal.SIGINT)
         else:
             os.kill(proc.pid, signal.SIGINT)
         _, stderr = proc.communicate(timeout=60)  # the endless cell would never end by itself
-        assert not workers & set(group_members(proc.pid)), "a worker outlived the command"
+        assert not worker_pids & set(group_members(proc.pid)), "a worker outlived the command"
         wait_for(lambda: not group_members(proc.pid), 10, "the process group to end")  # the resource tracker too
     finally:
         if proc.poll() is None or group_members(proc.pid):
@@ -168,3 +171,40 @@ def test_sigint_to_a_grid_in_worker_processes_ends_the_workers(
     # runs.csv was rebuilt on the way out: the finished cell is in it, the interrupted one is not
     assert set(pd.read_csv(out / "runs.csv")["run_id"]) == ({FAST_CELL} if when == "running" else set())
     assert not (out / "runs" / SLOW_CELL / "metrics.json").exists()
+
+
+GiB = 2**30
+
+
+@pytest.mark.parametrize(
+    "asked,cpus,memory,expected,note",
+    [
+        (11, 2, 24 * GiB, 2, "2 usable cores"),  # the finding: 11 processes on 2 cores
+        (8, 16, 2 * GiB, 3, "memory for 3 workers at 640 MiB each"),  # 2 GiB free holds 3 of them
+        (4, 1, 24 * GiB, 1, "1 usable core"),
+        (4, 8, 600 * 2**20, 1, "memory for 1 worker at 640 MiB each"),  # never below one
+        (2, 2, 24 * GiB, 2, ""),  # what the machine holds: kept, no note
+    ],
+)
+def test_an_explicit_worker_count_is_capped_by_cores_and_memory(asked, cpus, memory, expected, note) -> None:
+    """Seen: ``--workers 11`` started 11 worker processes (7 GB) on a 2-core machine: only the
+    automatic count was bounded by the cores and memory, an explicit one was taken as it came."""
+    plan = plan_workers(asked, None, "cpu", "quick", 42, [], cpus=cpus, memory=memory)
+    assert (plan.workers, plan.capped) == (expected, note)
+    assert plan.threads == max(1, cpus // expected)
+
+
+def test_a_capped_worker_count_is_said_in_one_line(
+    tmp_path: Path, fashion_root: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """The command line says when it lowers ``--workers`` (here to the 1 core a machine has), and why."""
+    monkeypatch.setattr(workers, "usable_cpus", lambda: 1)
+    monkeypatch.setattr(workers, "available_memory", lambda: 24 * GiB)
+    (tmp_path / "spec.toml").write_text(
+        SLOW_GRID.partition("checkpoint_every")[0].replace('"random", "dm"', '"random"')
+    )
+    args = ["run", tmp_path / "spec.toml", "--out", tmp_path / "out", "--data-root", fashion_root, "--device", "cpu"]
+    assert main([str(a) for a in [*args, "--quiet", "--reference", "none", "--workers", "4"]]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert [line for line in err if "capped at" in line] == ["note: --workers 4 capped at 1: 1 usable core"], err
+    assert any("in this process, 1 torch thread" in line for line in err), err
