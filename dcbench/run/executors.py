@@ -24,13 +24,15 @@ pool, up to ``max_retries`` times, and resume from their checkpoints; finished c
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import multiprocessing
 import os
+import signal
 import sys
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -114,18 +116,54 @@ _started: Any = None  # in a worker process: the queue on which it says which ce
 
 
 def _worker_init(parent: int, started: Any) -> None:
-    """Worker start-up: keep the started-cells queue, and end this worker when the driver ends
-    (Linux), so that no orphan keeps writing to a results directory whose lock is gone."""
+    """Worker start-up: keep the started-cells queue, ignore Ctrl-C and end this worker when the
+    driver ends (Linux), so that no orphan keeps writing to a results directory whose lock is gone."""
     global _started
     _started = started
+    # Ctrl-C reaches the whole process group: the driver decides (it ends the workers and prints
+    # one line); here it would fail the running cell with a traceback. It was held (blocked) since
+    # this process started, by _interrupts_held: one that came meanwhile is dropped with the unblock.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     if sys.platform.startswith("linux"):
         import ctypes
-        import signal
 
         pr_set_pdeathsig = 1
         ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
     if os.getppid() != parent:  # the driver died before prctl took effect
         os._exit(1)
+
+
+@contextlib.contextmanager
+def _interrupts_held() -> Iterator[None]:
+    """Block SIGINT while worker processes start: they inherit the mask, so a Ctrl-C while they
+    still import torch waits for :func:`_worker_init` (which ignores it) instead of printing a
+    traceback per worker; this process gets its own when the block ends. (multiprocessing's
+    resource tracker is started the same way.)"""
+    if not hasattr(signal, "pthread_sigmask"):  # Windows
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def _stop(pool: ProcessPoolExecutor, timeout: float = 10.0) -> None:
+    """End the pool's workers now, running cells included: the driver is leaving (Ctrl-C, an
+    error). shutdown() alone cancels only the cells not started; the running ones would go on
+    writing to a store whose lock is released, and this process would wait for them at exit."""
+    processes = list((pool._processes or {}).values())  # the pool has no public handle on them
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        process.join(timeout)
+        if process.is_alive():  # SIGTERM ignored or stuck in the kernel: SIGKILL
+            process.kill()
+            process.join(timeout)
+    pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _pool_task(execute: Callable[[Any, str], dict[str, Any]], cell: Any, root: str) -> dict[str, Any]:
@@ -142,7 +180,7 @@ def _drain(queue: Any) -> set[str]:
 
 def run_pool(
     cells: list[Any], root: Path, execute: Callable[[Any, str], dict[str, Any]], workers: int, max_retries: int = 3
-) -> Iterator[dict[str, Any]]:
+) -> Generator[dict[str, Any], None, None]:
     """Run ``execute(cell, root)`` for every cell in ``workers`` spawned processes; yield each
     cell's metrics as it ends. ``execute`` and the cells must pickle (module-level function, plain
     data); each cell carries its own ``torch_threads``.
@@ -170,7 +208,8 @@ def run_pool(
         broken: BaseException | None = None
         running: set[str] = set()  # cells this pool started (read as they come: the pipe must not fill up)
         try:
-            cell_of = {pool.submit(_pool_task, execute, cell, str(root)): cell for cell in todo}
+            with _interrupts_held():  # submit() starts the workers
+                cell_of = {pool.submit(_pool_task, execute, cell, str(root)): cell for cell in todo}
             pending = set(cell_of)
             while pending:
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
@@ -183,8 +222,8 @@ def run_pool(
                         continue
                     todo.remove(cell_of[future])
                     yield metrics
-        except BaseException:
-            pool.shutdown(wait=False, cancel_futures=True)
+        except BaseException:  # Ctrl-C, or the caller closing this generator: no worker outlives it
+            _stop(pool)
             raise
         pool.shutdown(wait=True)
         if broken is None:
@@ -231,7 +270,7 @@ def run_ray(
     execute: Callable[[Any, str], dict[str, Any]],
     gpus_per_cell: float | None = None,
     max_retries: int = 3,
-) -> Iterator[dict[str, Any]]:
+) -> Generator[dict[str, Any], None, None]:
     """Run ``execute(cell, root)`` for every cell as a Ray task; yield each cell's metrics as it ends."""
     try:
         import ray

@@ -12,10 +12,11 @@ the same seeds and thread counts. Inside a cell, a resumable method checkpoints
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Generator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -103,7 +104,7 @@ class RunOptions:
 # --- executors -----------------------------------------------------------------------------------
 
 
-def run_local(cells: list[Cell], root: Path) -> Iterator[dict[str, Any]]:
+def run_local(cells: list[Cell], root: Path) -> Generator[dict[str, Any], None, None]:
     for cell in cells:
         yield execute_cell(cell, str(root))
 
@@ -162,7 +163,11 @@ def run_grid(options: RunOptions) -> RunOutcome:
         todo = _unfinished(store, cells, registry)
         store.record_spec(spec.to_toml(), __version__)
         start = time.perf_counter()
-        _run_cells(todo, len(cells), root, spec, options, registry, device_type)
+        try:
+            _run_cells(todo, len(cells), root, spec, options, registry, device_type)
+        except KeyboardInterrupt:  # the cells that finished are on disk: runs.csv lists them too
+            store.rebuild_tables()
+            raise
         runs = store.rebuild_tables()
         report_failed = False
         print(f"wall time {time.perf_counter() - start:.0f}s", file=sys.stderr)
@@ -232,6 +237,9 @@ def _run_cells(
             spec.workers, spec.threads, device_type, spec.preset, len(todo), in_process_only(registry, todo)
         )
         todo = [dataclasses.replace(cell, torch_threads=plan.threads) for cell in todo]
+        if plan.capped and todo:
+            asked = "--workers" if options.workers is not None else "the spec's workers ="
+            print(f"note: {asked} {spec.workers} capped at {plan.workers}: {plan.capped}", file=sys.stderr)
     print(
         f"dcbench run {spec.name}: {total} cells, {total - len(todo)} already done, "
         f"{len(todo)} to run -> {root}" + (f" ({plan.describe()})" if plan and todo else ""),
@@ -281,10 +289,14 @@ def _tracking(spec: Spec, root: Path, registry: Registry) -> dict[str, str]:
     return settings
 
 
-def _show(results: Iterator[dict[str, Any]], total: int, show_progress: bool) -> None:
+def _show(results: Generator[dict[str, Any], None, None], total: int, show_progress: bool) -> None:
     from tqdm import tqdm
 
-    with tqdm(total=total, unit="cell", disable=not show_progress, file=sys.stderr, dynamic_ncols=True) as bar:
+    # closed on the way out, not when garbage-collected: an executor ends its workers then (Ctrl-C)
+    with (
+        contextlib.closing(results),
+        tqdm(total=total, unit="cell", disable=not show_progress, file=sys.stderr, dynamic_ncols=True) as bar,
+    ):
         for metrics in results:
             cell = metrics["cell"]
             if metrics["status"] == "done":

@@ -18,6 +18,8 @@ from dcbench.run.plan import Cell
 
 #: memory one worker process may need: a DC cell at paper settings peaks near 3.4 GB
 WORKER_MEMORY_BYTES = 4 * 2**30
+#: the least a worker process takes (torch and a small cell): an explicit count is capped by it
+WORKER_FLOOR_BYTES = 640 * 2**20
 
 
 def usable_cpus() -> int:
@@ -34,6 +36,7 @@ class WorkerPlan:
 
     workers: int
     threads: int
+    capped: str = ""  # why an explicit count was lowered to ``workers`` ("2 usable cores"), if it was
 
     def describe(self) -> str:
         unit = "thread" if self.threads == 1 else "threads"
@@ -52,25 +55,43 @@ def plan_workers(
     cpus: int | None = None,
     memory: int | None = None,
 ) -> WorkerPlan:
-    """``workers`` None (auto): on a CPU, one worker per ``threads`` cores (1 thread each unless
+    """``workers`` given: that many, capped at the cores and memory by :func:`cap_workers`.
+    ``workers`` None (auto): on a CPU, one worker per ``threads`` cores (1 thread each unless
     given), as many as there are cells and memory for (:data:`WORKER_MEMORY_BYTES` each); one
     process on a GPU, for ``smoke`` grids (starting workers costs more than their cells) and
     when a plugin was registered in this process only (a worker process could not load it).
     A thread count that is not given splits the cores between the workers."""
     cpus = usable_cpus() if cpus is None else cpus
     if workers is not None:  # >= 1: the spec's schema checks it
-        if workers > 1 and in_process_only:
+        count, capped = cap_workers(workers, cpus, available_memory() if memory is None else memory)
+        if count > 1 and in_process_only:
             raise DcbenchError(
                 f"{', '.join(in_process_only)} was registered in this process, not by an installed "
                 "plugin, so worker processes cannot load it; use --workers 1"
             )
-        return WorkerPlan(workers, threads or max(1, cpus // workers))
+        return WorkerPlan(count, threads or max(1, cpus // count), capped)
     if device_type != "cpu" or preset == "smoke" or cells < 2 or in_process_only:
         return WorkerPlan(1, threads or torch.get_num_threads())
     memory = available_memory() if memory is None else memory
     by_memory = max(1, memory // WORKER_MEMORY_BYTES) if memory is not None else cpus
     count = max(1, min(cpus // (threads or 1), cells, by_memory))
     return WorkerPlan(count, threads or max(1, cpus // count))
+
+
+def cap_workers(workers: int, cpus: int, memory: int | None) -> tuple[int, str]:
+    """An explicit worker count, capped at the usable cores and at the workers ``memory`` bytes
+    hold (:data:`WORKER_FLOOR_BYTES` each; None: unknown, no cap): more processes than that only
+    contend for the cores or end in swapping and the OOM killer. Returns (count, why it was
+    capped, or "")."""
+    count, why = workers, ""
+    if count > cpus:
+        count, why = cpus, f"{cpus} usable {'core' if cpus == 1 else 'cores'}"
+    if memory is not None:
+        by_memory = max(1, memory // WORKER_FLOOR_BYTES)
+        if count > by_memory:
+            unit = "worker" if by_memory == 1 else "workers"
+            count, why = by_memory, f"memory for {by_memory} {unit} at {WORKER_FLOOR_BYTES // 2**20} MiB each"
+    return count, why
 
 
 def in_process_only(registry: Registry, cells: list[Cell]) -> list[str]:

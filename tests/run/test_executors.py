@@ -170,7 +170,7 @@ GiB = 2**30
         (None, None, "cpu", "smoke", 42, 24 * GiB, (1, None)),  # starting workers costs more than smoke cells
         (None, None, "cuda", "quick", 42, 24 * GiB, (1, None)),  # one GPU: one cell at a time
         (None, None, "cpu", "quick", 42, 5 * GiB, (1, 2)),  # memory for one worker only
-        (3, None, "cpu", "quick", 42, 24 * GiB, (3, 1)),  # asked for: kept, threads split what is left
+        (2, None, "cpu", "quick", 42, 24 * GiB, (2, 1)),  # asked for: kept, threads split what is left
         (1, None, "cpu", "quick", 42, 24 * GiB, (1, 2)),
     ],
 )
