@@ -81,6 +81,9 @@ DATASETS = {
     "cifar10": PixelEncoding(3, (32, 32), 10, (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010), "CIFAR10"),
     "cifar100": PixelEncoding(3, (32, 32), 100, (0.5071, 0.4866, 0.4409), (0.2673, 0.2564, 0.2762), "CIFAR100"),
 }
+#: the most sets one import writes: the reference scripts save a handful of experiments per file
+#: (5 by default), while a small file can repeat one stored tensor thousands of times
+MAX_IMPORTED_SETS = 100
 DC_REPO_FILE_NAME = re.compile(
     r"^res_(?P<method>[A-Za-z0-9]+)_(?P<dataset>[A-Za-z0-9]+)_(?P<model>[A-Za-z0-9]+)_"
     r"(?P<ipc>\d+)ipc\.pt$"
@@ -128,6 +131,12 @@ def import_dc_repo(file: Path, dataset: str, output: Path, method: str | None, z
         raise DcbenchError(
             f"{file.name}: expected a dict whose 'data' is a non-empty list of [images, labels] pairs "
             f"(the DC/DSA/DM scripts' res_*.pt), got {_describe(payload)}"
+        )
+    count = len(payload["data"])
+    if count > MAX_IMPORTED_SETS:  # before any pair is checked or copied, and before anything is written
+        raise DcbenchError(
+            f"{file.name}: holds {count:,} experiments, more than the {MAX_IMPORTED_SETS} sets one import "
+            f"writes; split its 'data' into files of at most {MAX_IMPORTED_SETS} pairs and import each"
         )
     sets = [_experiment(entry, i, dataset, file.name) for i, entry in enumerate(payload["data"])]
     reported = _reported_accs(payload.get("accs_all_exps", {}), file.name)

@@ -82,3 +82,21 @@ def test_a_spec_of_100000_cells_is_refused_at_once(tmp_path: Path, capsys) -> No
         code, err = cli(capsys, *args, "--quiet", "--reference", "none")
     assert_refused(code, err, "x 1 datasets x 100 IPCs x 150 seeds", "split it")
 
+
+# --- 2. an import that writes thousands of sets ----------------------------------------------------
+
+
+def test_an_import_of_2000_experiments_is_refused_before_writing(tmp_path: Path, capsys) -> None:
+    """Seen: a 37 KB res_*.pt whose 'data' repeats one stored [images, labels] pair 2,000 times
+    (torch.save stores a shared tensor once) became 2,000 set directories."""
+    import torch
+
+    images, labels = torch.zeros(10, 1, 28, 28), torch.arange(10)
+    file = tmp_path / "res_DM_FashionMNIST_ConvNet_1ipc.pt"
+    torch.save({"data": [[images, labels]] * 2000, "accs_all_exps": {}}, file)
+    assert file.stat().st_size < 100_000
+    out = tmp_path / "imported"
+    with within(30):
+        code, err = cli(capsys, "import", file, "--format", "dc-repo", "--dataset", "fashion-mnist", "-o", out)
+    assert_refused(code, err, "2,000 experiments", "100 sets", "split")
+    assert not out.exists()
