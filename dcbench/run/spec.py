@@ -61,6 +61,7 @@ from dcbench.data.paths import anchor_dataset_entry, resolve_dataset_entry
 from dcbench.evaluation import EVAL_AUGMENTATIONS, LABEL_LOSSES, LABEL_SOURCES
 from dcbench.host.compat import tomllib
 from dcbench.host.errors import DcbenchError
+from dcbench.host.files import read_record_text
 from dcbench.host.runtime import PRECISIONS
 from dcbench.host.schema import Flag, Integer, ListOf, Number, OneOf, Optional, Rule, Table, Text, check_fields
 from dcbench.method.checkpoint import CheckpointPolicy
@@ -73,6 +74,7 @@ TRACK_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 #: the most cells one spec may expand to: beyond it, planning alone takes minutes before the
 #: first line of output, and such a grid is meant to be several specs (results directories)
 MAX_CELLS = 20_000
+SPEC_FIX = "a spec is a few KB of TOML: pass the right file"
 
 
 # Every spec key and the one shape it accepts (bool is not int, a string is not a list, lists are
@@ -307,7 +309,7 @@ def load_spec(path: Path | None, preset: str | None = None) -> Spec:
         if not path.is_file():
             raise DcbenchError(f"spec file {path} not found; pass a TOML file or no spec for the default benchmark")
         try:
-            values = tomllib.loads(path.read_text())
+            values = tomllib.loads(read_record_text(path, follow=True, what="a spec", fix=SPEC_FIX))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise DcbenchError(f"spec file {path} is not valid TOML ({exc}); fix the line it names") from None
         except OSError as exc:

@@ -24,7 +24,6 @@ imported file cannot run code. The reference stores its accuracies as NumPy floa
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import math
 import numbers
 import re
@@ -40,6 +39,7 @@ from torch import Tensor
 from dcbench import __version__
 from dcbench.data.safe_pickle import load_tensor_file
 from dcbench.host.errors import DcbenchError
+from dcbench.host.files import file_sha256
 from dcbench.method.contract import METHOD_NAME, NativeEvaluation
 from dcbench.method.synthetic import SyntheticSet
 from dcbench.plugins import load_plugins
@@ -148,7 +148,7 @@ def import_dc_repo(file: Path, dataset: str, output: Path, method: str | None, z
 
     targets = [output / f"exp{i}" for i in range(len(sets))]
     _check_targets(output, targets)
-    sha256 = hashlib.sha256(file.read_bytes()).hexdigest()
+    sha256 = file_sha256(file)
     native = _native_evaluation(method, dataset)
     for i, (synthetic, target) in enumerate(zip(sets, targets)):
         synthetic.manifest.update(
@@ -269,7 +269,7 @@ def import_trajectory_release(
             "learned_lr": learned_lr,
             "imported_from": {
                 "file": file.name,
-                "sha256": hashlib.sha256(file.read_bytes()).hexdigest(),
+                "sha256": file_sha256(file),
                 "labels_file": labels_file.name,
                 "lr_file": lr_file.name if learned_lr is not None else None,
                 "format": format,

@@ -100,3 +100,97 @@ def test_an_import_of_2000_experiments_is_refused_before_writing(tmp_path: Path,
         code, err = cli(capsys, "import", file, "--format", "dc-repo", "--dataset", "fashion-mnist", "-o", out)
     assert_refused(code, err, "2,000 experiments", "100 sets", "split")
     assert not out.exists()
+
+
+# --- 3. files read whole, whatever their size ------------------------------------------------------
+
+
+def sparse(path: Path, size: int, head: bytes = b"") -> Path:
+    """A file of ``size`` bytes that takes no disk (``head``, then a hole)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(head)
+        f.truncate(size)
+    return path
+
+
+def condense_args(dataset: Any, root: Path, out: Path) -> list[Any]:
+    return ["condense", "--method", "random", "--dataset", dataset, "--ipc", "1", "--preset", "smoke",
+            "--data-root", root, "--device", "cpu", "-o", out]  # fmt: skip
+
+
+def test_an_oversized_idx_file_or_gzip_bomb_is_refused_before_it_is_read(tmp_path: Path, capsys) -> None:
+    """Seen: an 8 GiB train-images-idx3-ubyte with a valid header was read whole into memory
+    before its size was compared with its header; a .gz of a few hundred KB expands without bound."""
+    import gzip
+    import shutil
+    import struct
+
+    from dcbench.testing import write_fashion_mnist_idx
+
+    limit = 256 * 2**20
+    raw = write_fashion_mnist_idx(tmp_path / "plain", per_class=2, test_per_class=1)
+    sparse(raw / "train-images-idx3-ubyte", limit + 1, struct.pack(">4i", 0x803, 20, 28, 28))
+    code, err = cli(capsys, *condense_args("fashion-mnist", tmp_path / "plain", tmp_path / "out"))
+    assert_refused(code, err, "train-images-idx3-ubyte is 268,435,457 bytes", "more than the 256 MiB", "re-copy")
+
+    flat = tmp_path / "gz"  # a flat directory of .gz files, the images one a bomb: 1 MiB members, 257 of them
+    flat.mkdir()
+    for f in raw.iterdir():
+        if f.name != "train-images-idx3-ubyte":
+            with open(f, "rb") as src, gzip.open(flat / f"{f.name}.gz", "wb") as dst:
+                shutil.copyfileobj(src, dst)
+    member = gzip.compress(struct.pack(">4i", 0x803, 20, 28, 28).ljust(2**20, b"\0"))
+    (flat / "train-images-idx3-ubyte.gz").write_bytes(member * 257)
+    assert (flat / "train-images-idx3-ubyte.gz").stat().st_size < 300_000
+    code, err = cli(capsys, *condense_args("fashion-mnist", flat, tmp_path / "out"))
+    assert_refused(code, err, "train-images-idx3-ubyte.gz decompresses to more than 256 MiB", "re-copy it")
+    sparse(flat / "train-images-idx3-ubyte.gz", limit + 2**20, member)  # and a .gz that is itself too big
+    code, err = cli(capsys, *condense_args("fashion-mnist", flat, tmp_path / "out"))
+    assert_refused(code, err, "train-images-idx3-ubyte.gz is 269,484,032 bytes", "compressed fashion-mnist file")
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_oversized_cifar_batch_is_refused_before_it_is_unpickled(tmp_path: Path, capsys) -> None:
+    """Seen: a CIFAR-10 batches.meta of gigabytes was handed to the unpickler, which reads what
+    the stream asks for (a 1 GiB bytes object is one opcode)."""
+    sparse(tmp_path / "cifar-10-batches-py" / "batches.meta", 2**30 + 1, b"\x80\x02")
+    code, err = cli(capsys, *condense_args("cifar10", tmp_path, tmp_path / "out"))
+    assert_refused(code, err, "batches.meta is 1,073,741,825 bytes", "more than the 1 GiB", "official archive")
+
+
+def test_oversized_tensor_files_are_refused_before_they_are_loaded(tmp_path: Path, capsys) -> None:
+    """Seen: a synthetic.pt, an imported res_*.pt and a dataset .pt of 8 GiB went to torch.load as
+    they were (a zip archive's members are read whole)."""
+    size, head = 4 * 2**30 + 1, b"PK\x03\x04"
+    sparse(tmp_path / "set" / "synthetic.pt", size, head)
+    code, err = cli(capsys, "evaluate", tmp_path / "set", "--preset", "smoke", "--data-root", tmp_path)
+    assert_refused(code, err, "synthetic.pt is 4,294,967,297 bytes", "more than the 4 GiB")
+    release = sparse(tmp_path / "res_DM_FashionMNIST_ConvNet_1ipc.pt", size, head)
+    code, err = cli(
+        capsys, "import", release, "--format", "dc-repo", "--dataset", "fashion-mnist", "-o", tmp_path / "i"
+    )
+    assert_refused(code, err, "res_DM_FashionMNIST_ConvNet_1ipc.pt is 4,294,967,297 bytes", "DC/DSA/DM scripts")
+    for name in ("data.pt", "data.npz"):
+        dataset = sparse(tmp_path / name, size, head)
+        code, err = cli(capsys, *condense_args(dataset, tmp_path, tmp_path / "out"))
+        assert_refused(code, err, f"{name} is 4,294,967,297 bytes", "a dataset file", "at most 4 GiB")
+    assert not (tmp_path / "i").exists() and not (tmp_path / "out").exists()
+
+
+def test_an_oversized_spec_or_manifest_is_refused_before_it_is_read(tmp_path: Path, capsys) -> None:
+    """Seen: a spec.toml and a set's manifest.json of gigabytes were read whole as text before
+    they were parsed; they are a few KB."""
+    import torch
+
+    from dcbench.method.synthetic import SyntheticSet
+
+    spec = sparse(tmp_path / "spec.toml", 16 * 2**20 + 1, b'name = "big"\n')
+    code, err = cli(capsys, "run", spec, "--out", tmp_path / "out", "--quiet", "--reference", "none")
+    assert_refused(code, err, "spec.toml is 16,777,217 bytes", "more than the 16 MiB a spec may hold", "few KB")
+    SyntheticSet(torch.zeros(10, 1, 28, 28), torch.arange(10)).save(tmp_path / "set")
+    sparse(tmp_path / "set" / "manifest.json", 2**30, b"{")
+    code, err = cli(capsys, "evaluate", tmp_path / "set", "--preset", "smoke", "--data-root", tmp_path)
+    assert_refused(code, err, "manifest.json is 1 GiB", "more than the 16 MiB a manifest may hold", "restore it")
+    assert not (tmp_path / "out").exists()
+
