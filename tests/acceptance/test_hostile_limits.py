@@ -194,3 +194,39 @@ def test_an_oversized_spec_or_manifest_is_refused_before_it_is_read(tmp_path: Pa
     assert_refused(code, err, "manifest.json is 1 GiB", "more than the 16 MiB a manifest may hold", "restore it")
     assert not (tmp_path / "out").exists()
 
+
+# --- 4. a conformance check that could fail only on a GPU ------------------------------------------
+
+
+def test_the_device_check_fails_on_a_cpu_for_a_network_run_elsewhere() -> None:
+    """Seen: the conformance kit's device check compared where networks were built (always the
+    context's device) and that the set came back on the CPU (SyntheticSet moves it there), so it
+    could fail only on a GPU; a method that moved its network elsewhere passed on a CPU. The meta
+    device stands for the other device here (tests/method/test_conformance.py has the defect too)."""
+    from dataclasses import dataclass
+
+    import torch
+
+    from dcbench.method.contract import Method, class_major_labels, init_synthetic_images
+    from dcbench.method.seeding import make_generator
+    from dcbench.method.synthetic import SyntheticSet
+    from dcbench.testing import ConformanceSuite
+
+    @dataclass
+    class Config:
+        pass
+
+    class OffDevice(Method):
+        name, version, description, config_class = "offdevice", "1.0.0", "real images; a network on meta", Config
+
+        def condense(self, real, ipc, config, seed, ctx):  # type: ignore[no-untyped-def]
+            images = init_synthetic_images(real, ipc, "real", make_generator(seed, "init"))
+            net = ctx.build_network("ConvNet", real, make_generator(seed, "net")).to("meta")
+            net(torch.zeros(1, *images.shape[1:], device="meta"))
+            ctx.metrics["iterations"] = 0
+            return SyntheticSet(images, class_major_labels(real.num_classes, ipc))
+
+    suite = ConformanceSuite(OffDevice(), devices=["cpu"])
+    with pytest.raises(AssertionError, match=r"'device': .* ran on meta, not on the context's cpu; keep every"):
+        suite.run("device")
+    suite.run("shapes")  # the method itself works: only where its network ran is wrong
