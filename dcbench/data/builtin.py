@@ -26,8 +26,12 @@ from dcbench.data.cache import decompressed_copies
 from dcbench.data.real import DatasetSpec, RealDataset, normalise
 from dcbench.data.safe_pickle import load_numpy_pickle
 from dcbench.host.errors import DcbenchError, first_line
+from dcbench.host.files import bounded_size
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+#: the most an IDX file (and a .gz of one, compressed or not) may hold: MNIST's largest is 47 MB;
+#: torchvision's reader takes a file whole, so a bigger one is refused before it is read
+MAX_IDX_BYTES = 256 * 2**20
 
 
 def data_root_option(text: str | None) -> Path | None:
@@ -127,9 +131,10 @@ def _load_mnist_like(
     readable = dict(sources)
     gzipped = {f: path for f, path in sources.items() if path.suffix == ".gz"}
     if gzipped:  # torchvision's IDX reader wants plain files
-        readable.update(decompressed_copies(name, gzipped))
+        readable.update(decompressed_copies(name, gzipped, MAX_IDX_BYTES))
 
     def read(reader: Callable[[str], Tensor], f: str) -> Tensor:
+        bounded_size(readable[f], MAX_IDX_BYTES, f"an IDX file of {name}", "re-copy or reinstall the dataset files")
         try:
             return reader(str(readable[f]))
         except Exception as exc:  # noqa: BLE001 - torchvision asserts on malformed IDX headers and sizes

@@ -22,10 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from dcbench.host.errors import DcbenchError
-from dcbench.host.files import CHUNK, chmod_as_created, file_sha256
+from dcbench.host.files import CHUNK, bounded_size, chmod_as_created, file_sha256, format_bytes
 
 ENTRY_FILE = "entry.json"
 ENTRY_FORMAT = 1
+_REINSTALL = "re-copy it or reinstall the package that provides it"
 
 
 def cache_root() -> Path:
@@ -35,9 +36,13 @@ def cache_root() -> Path:
     return (Path(value).expanduser() if value else Path.home() / ".cache" / "dcbench").resolve()
 
 
-def decompressed_copies(dataset: str, sources: Mapping[str, Path]) -> dict[str, Path]:
+def decompressed_copies(dataset: str, sources: Mapping[str, Path], limit: int) -> dict[str, Path]:
     """Decompressed copies of the gzip files ``sources`` (copy name -> source file), taken from the
-    cache entry made from exactly these files with exactly this content, or (re)built."""
+    cache entry made from exactly these files with exactly this content, or (re)built. A source
+    larger than ``limit`` bytes, compressed or decompressed, is refused (a few KB of gzip can
+    expand to gigabytes): before it is hashed, and while it is decompressed."""
+    for source in sources.values():
+        bounded_size(Path(source), limit, f"a compressed {dataset} file", _REINSTALL)
     resolved = {name: Path(source).resolve() for name, source in sorted(sources.items())}
     key = hashlib.sha256(json.dumps([dataset, {n: str(p) for n, p in resolved.items()}]).encode()).hexdigest()[:16]
     entry = cache_root() / dataset / key
@@ -53,7 +58,7 @@ def decompressed_copies(dataset: str, sources: Mapping[str, Path]) -> dict[str, 
         "sources": {name: {"path": str(path), "sha256": hashes[name]} for name, path in resolved.items()},
     }
     if not _entry_matches(entry, record):
-        _build(entry, record, resolved, dataset)
+        _build(entry, record, resolved, dataset, limit)
     return {name: entry / name for name in resolved}
 
 
@@ -69,14 +74,14 @@ def _entry_matches(entry: Path, record: dict[str, Any]) -> bool:
         return False  # missing, unreadable or damaged: rebuild
 
 
-def _build(entry: Path, record: dict[str, Any], sources: dict[str, Path], dataset: str) -> None:
+def _build(entry: Path, record: dict[str, Any], sources: dict[str, Path], dataset: str, limit: int) -> None:
     try:
         entry.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=entry.parent, prefix=f".{entry.name}.", suffix=".tmp"))
     except OSError as exc:
         raise _cache_error(entry, exc) from None
     try:
-        sizes = {name: _gunzip(source, staging / name, entry) for name, source in sources.items()}
+        sizes = {name: _gunzip(source, staging / name, dataset, limit) for name, source in sources.items()}
         (staging / ENTRY_FILE).write_text(json.dumps({**record, "staged": sizes}, indent=2))
         chmod_as_created(staging, directory=True)
         _swap_in(staging, entry, record)
@@ -86,20 +91,27 @@ def _build(entry: Path, record: dict[str, Any], sources: dict[str, Path], datase
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _gunzip(source: Path, target: Path, entry: Path) -> int:
-    """Decompress ``source`` to ``target``; a damaged source is named as the culprit, a failing
-    write as the cache's problem."""
+def _gunzip(source: Path, target: Path, dataset: str, limit: int) -> int:
+    """Decompress ``source`` to ``target``, at most ``limit`` bytes: one past it is refused (the
+    read stops there, whatever the stream would go on to); a damaged source is named as the
+    culprit, a failing write as the cache's problem."""
+    written = 0
     with gzip.open(source, "rb") as src, open(target, "wb") as dst:
         while True:
             try:
-                chunk = src.read(CHUNK)
+                chunk = src.read(min(CHUNK, limit + 1 - written))
             except (OSError, EOFError, zlib.error) as exc:
                 raise DcbenchError(
-                    f"{source} is corrupt or truncated ({type(exc).__name__}: {exc}); re-copy it "
-                    "or reinstall the package that provides it"
+                    f"{source} is corrupt or truncated ({type(exc).__name__}: {exc}); {_REINSTALL}"
                 ) from None
             if not chunk:
                 break
+            written += len(chunk)
+            if written > limit:
+                raise DcbenchError(
+                    f"{source} decompresses to more than {format_bytes(limit)}, the most a {dataset} file "
+                    f"may hold; {_REINSTALL}"
+                )
             dst.write(chunk)
     return target.stat().st_size
 

@@ -20,7 +20,7 @@ from dcbench.data.cache import cache_root
 from dcbench.data.real import SPLITS, TENSOR_KEYS, Decoded, channel_stats
 from dcbench.data.safe_pickle import load_tensor_file
 from dcbench.host.errors import DcbenchError, first_line
-from dcbench.host.files import atomic_write, atomic_write_text, regular_file_size
+from dcbench.host.files import atomic_write, atomic_write_text, read_record_text, regular_file_size
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 CACHE_FORMAT = "dcbench-folder-cache/1"
@@ -288,7 +288,7 @@ def _decode_folder(
 def _read_cache(cache: Path, content_hash: str) -> tuple[dict[str, Tensor], dict[str, Any]] | None:
     """The cached tensors of a folder, or None when absent or unusable (then it is decoded again)."""
     try:
-        info = json.loads((cache / "manifest.json").read_text())
+        info = json.loads(read_record_text(cache / "manifest.json", follow=True))
         tensors = load_tensor_file(cache / "data.pt", what="a dcbench cache entry")
     except (OSError, ValueError, DcbenchError):  # a damaged entry is only decoded again
         return None

@@ -20,6 +20,13 @@ import numpy as np
 import torch
 
 from dcbench.host.errors import DcbenchError, first_line
+from dcbench.host.files import bounded_size
+
+#: the most a pickled batch may hold (CIFAR-100's training batch, the largest, is 155 MB)
+MAX_PICKLE_BYTES = 2**30
+#: the most a torch.save file may hold (a synthetic set, an imported release or dataset, a
+#: checkpoint): far above any condensed set, so a bigger one is damage or a trap
+MAX_TENSOR_FILE_BYTES = 4 * 2**30
 
 try:  # NumPy 2 moved its internals to numpy._core; pickles name either path
     from numpy._core.multiarray import _reconstruct
@@ -76,8 +83,11 @@ def load_numpy_pickle(path: Path, what: str) -> Any:
     """Unpickle ``path`` (a ``what``, e.g. "CIFAR-10 batch") allowing only plain data and NumPy
     arrays, as ``pickle.load(encoding="latin1")`` would; one-line errors that name the file."""
     try:
+        bounded_size(path, MAX_PICKLE_BYTES, f"a {what}", "re-copy the dataset from its official archive")
         with open(path, "rb") as f:
             return RestrictedUnpickler(f, encoding="latin1").load()
+    except DcbenchError:
+        raise
     except RefusedGlobal as exc:
         raise DcbenchError(
             f"refused to read {path}: it asks for the Python object {exc.qualified_name}, which "
@@ -98,11 +108,14 @@ def load_tensor_file(
     safe_globals: Iterable[Any] = (),
     what: str = "a readable torch.save file",
     advice: str = "re-create it or restore it from a backup",
+    limit: int = MAX_TENSOR_FILE_BYTES,
 ) -> Any:
     """``torch.load(weights_only=True)`` of a file from elsewhere; one-line errors that say whether
-    the file holds objects that could run code, is damaged, or is no ``torch.save`` file at all."""
+    the file holds objects that could run code, is damaged, or is no ``torch.save`` file at all.
+    A file larger than ``limit`` is refused before it is opened."""
     path = Path(path)
     try:
+        bounded_size(path, limit, what, advice)
         with open(path, "rb") as f:
             f.read(1)
     except OSError as exc:  # the file itself is unreadable; anything torch raises later is about its content

@@ -13,9 +13,9 @@ import torch
 from torch import Tensor
 
 from dcbench.data.real import SPLITS, TENSOR_KEYS, Decoded, channel_stats
-from dcbench.data.safe_pickle import load_tensor_file
+from dcbench.data.safe_pickle import MAX_TENSOR_FILE_BYTES, load_tensor_file
 from dcbench.host.errors import DcbenchError
-from dcbench.host.files import file_sha256, regular_file_size
+from dcbench.host.files import bounded_size, file_sha256, format_bytes
 from dcbench.host.runtime import available_memory
 
 TENSOR_SUFFIXES = (".pt", ".npz")
@@ -82,7 +82,8 @@ def _check_claimed_size(path: Path) -> None:
     a 3 GB array, which NumPy allocates before it finds the data missing)."""
     import numpy as np
 
-    size = regular_file_size(path, what="pass a .pt/.npz file")
+    fix = f"pass a .pt/.npz file of at most {format_bytes(MAX_TENSOR_FILE_BYTES)}, or an image folder"
+    size = bounded_size(path, MAX_TENSOR_FILE_BYTES, "a dataset file", fix)
     claimed = size
     if zipfile.is_zipfile(path):
         try:
@@ -108,6 +109,11 @@ def _check_claimed_size(path: Path) -> None:
             raise DcbenchError(
                 f"{path} is not a readable .npz or .pt archive ({type(exc).__name__}); re-save it"
             ) from None
+    if claimed > MAX_TENSOR_FILE_BYTES:  # a compressed .npz is small on disk: bound what it expands to
+        raise DcbenchError(
+            f"{path}: its arrays claim {format_bytes(claimed)}, more than the "
+            f"{format_bytes(MAX_TENSOR_FILE_BYTES)} a dataset file may hold; {fix}"
+        )
     memory = available_memory()
     if memory is not None and MEMORY_FACTOR * claimed > memory:
         raise DcbenchError(

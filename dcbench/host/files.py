@@ -61,14 +61,40 @@ def regular_file_size(path: Path, follow: bool = True, what: str = "") -> int:
     return os.stat(path).st_size
 
 
-def read_record_text(path: Path, limit: int = MAX_RECORD_BYTES) -> str:
-    """A small text file of a store (metrics.json, manifest.json, spec.toml) read without
-    following a link (what a store holds is in it) and refused when it is no regular file or is
-    larger than ``limit``; raises OSError (absent) or DcbenchError (refused)."""
-    size = regular_file_size(path, follow=False, what="dcbench reads only regular files in its store: remove it")
+def format_bytes(size: int) -> str:
+    """A file size as a person reads it: ``4 GiB``, ``8.5 GiB``, ``300 MiB``, ``37 KiB``."""
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if size >= scale:
+            value = size / scale
+            return f"{value:.1f} {unit}" if value < 10 and size % scale else f"{value:,.0f} {unit}"
+    return f"{size:,} bytes"
+
+
+def bounded_size(path: Path, limit: int, what: str, fix: str, follow: bool = True) -> int:
+    """The size of ``path`` (a regular file, see :func:`regular_file_size`), refused when it is
+    larger than ``limit``, the most ``what`` may hold, from its metadata before anything reads
+    it: a reader that takes a file whole would otherwise allocate whatever the file's size is."""
+    size = regular_file_size(path, follow=follow, what=fix)
     if size > limit:
-        raise DcbenchError(f"{path} is {size / 2**20:.0f} MiB, far more than a dcbench record; remove it")
-    fd = os.open(path, os.O_RDONLY | O_NOFOLLOW | getattr(os, "O_NONBLOCK", 0))
+        # just past the limit, a rounded size would read as the limit itself
+        shown = format_bytes(size) if size > limit * 1.05 else f"{size:,} bytes"
+        raise DcbenchError(f"{path} is {shown}, more than the {format_bytes(limit)} {what} may hold; {fix}")
+    return size
+
+
+def read_record_text(
+    path: Path,
+    limit: int = MAX_RECORD_BYTES,
+    follow: bool = False,
+    what: str = "a dcbench record",
+    fix: str = "remove it",
+) -> str:
+    """A small text file (metrics.json, manifest.json, spec.toml) read whole, refused when it is
+    no regular file or is larger than ``limit`` (see :func:`bounded_size`); a store's own are read
+    without following a link (what a store holds is in it), a file the user names (``follow``)
+    through one. Raises OSError (absent) or DcbenchError (refused)."""
+    bounded_size(path, limit, what, fix, follow=follow)
+    fd = os.open(path, os.O_RDONLY | (0 if follow else O_NOFOLLOW) | getattr(os, "O_NONBLOCK", 0))
     with os.fdopen(fd, "rb") as f:
         return f.read(limit + 1).decode()
 

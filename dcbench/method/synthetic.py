@@ -20,7 +20,7 @@ from torch import Tensor
 
 from dcbench.data.safe_pickle import load_tensor_file
 from dcbench.host.errors import DcbenchError
-from dcbench.host.files import atomic_write, atomic_write_text
+from dcbench.host.files import atomic_write, atomic_write_text, read_record_text
 from dcbench.host.schema import Flag, Integer, ListOf, Number, OneOf, Record, Rule, Text, check_fields, describe
 
 TENSOR_FILE = "synthetic.pt"
@@ -194,7 +194,10 @@ def load_synthetic(path: Path) -> SyntheticSet:
     manifest_file = directory / MANIFEST_FILE
     if manifest_file.is_file():
         try:
-            manifest = json.loads(manifest_file.read_text())
+            text = read_record_text(
+                manifest_file, follow=True, what="a manifest", fix="restore it or re-run the condensation"
+            )
+            manifest = json.loads(text)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             why = f"{exc.msg} at line {exc.lineno}" if isinstance(exc, json.JSONDecodeError) else "not UTF-8 text"
             raise DcbenchError(

@@ -93,6 +93,7 @@ def plan_cells(
 ) -> list[Cell]:
     """The spec's grid, validated against the installed plugins before any work starts."""
     methods = spec.methods or default_methods(registry)
+    spec.check_cell_count(len(methods))  # the default methods are known only here
     soft_tracks = [name or "the spec's" for name, v in spec.track_values().items() if v["eval_labels"] != "hard"]
     if soft_tracks and "random" not in methods and "random" in registry.methods:
         raise DcbenchError(

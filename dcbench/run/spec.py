@@ -53,6 +53,7 @@ A spec is a TOML file (or the built-in default). Example::
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -62,6 +63,7 @@ from dcbench.data.paths import anchor_dataset_entry, resolve_dataset_entry
 from dcbench.evaluation import EVAL_AUGMENTATIONS, LABEL_LOSSES, LABEL_SOURCES
 from dcbench.host.compat import tomllib
 from dcbench.host.errors import DcbenchError
+from dcbench.host.files import read_record_text
 from dcbench.host.runtime import PRECISIONS
 from dcbench.host.schema import Flag, Integer, ListOf, Number, OneOf, Optional, Rule, Table, Text, check_fields
 from dcbench.method.checkpoint import CheckpointPolicy
@@ -72,6 +74,10 @@ from dcbench.nn.mixing import MIXINGS
 
 SPEC_AUGMENTATIONS = (*EVAL_AUGMENTATIONS, "native")
 TRACK_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+#: the most cells one spec may expand to: beyond it, planning alone takes minutes before the
+#: first line of output, and such a grid is meant to be several specs (results directories)
+MAX_CELLS = 20_000
+SPEC_FIX = "a spec is a few KB of TOML: pass the right file"
 
 
 # Every spec key and the one shape it accepts (bool is not int, a string is not a list, lists are
@@ -185,8 +191,32 @@ class Spec:
     tracking: dict[str, bool | str] = field(default_factory=dict)  # name -> true or a value, per plugin
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
 
+    def check_cell_count(self, methods: int | None = None) -> None:
+        """Refuse a grid of more than :data:`MAX_CELLS` cells from the lengths of its axes alone,
+        before any of them is checked or expanded (``methods``: how many the grid runs, when
+        the spec leaves them to the default; a value that is no list counts 1: its type error
+        comes from :meth:`validate`)."""
+
+        def length(value: Any) -> int:
+            return len(value) if isinstance(value, (list, tuple)) else 1
+
+        counts = {
+            "methods": length(self.methods) if methods is None else methods,
+            "datasets": length(self.datasets),
+            "IPCs": length(self.ipcs),
+            "seeds": length(self.seeds),
+        }
+        cells = math.prod(counts.values())
+        if cells > MAX_CELLS:
+            axes = " x ".join(f"{n:,} {axis}" for axis, n in counts.items())
+            raise DcbenchError(
+                f"the spec expands to {cells:,} cells ({axes}), more than the {MAX_CELLS:,} one run "
+                f"plans; split it into several specs (e.g. by method or seed), each under {MAX_CELLS:,} cells"
+            )
+
     def validate(self) -> None:
         """One-line errors naming the key and the type it expects (see :data:`SPEC_SCHEMA`)."""
+        self.check_cell_count()  # first: the checks below take time per listed value
         check_fields(asdict(self), SPEC_SCHEMA, "spec")
         names = [resolve_dataset_entry(entry)[0] for entry in self.datasets]
         for name in names:
@@ -284,7 +314,7 @@ def load_spec(path: Path | None, preset: str | None = None) -> Spec:
         if not path.is_file():
             raise DcbenchError(f"spec file {path} not found; pass a TOML file or no spec for the default benchmark")
         try:
-            values = tomllib.loads(path.read_text())
+            values = tomllib.loads(read_record_text(path, follow=True, what="a spec", fix=SPEC_FIX))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise DcbenchError(f"spec file {path} is not valid TOML ({exc}); fix the line it names") from None
         except OSError as exc:

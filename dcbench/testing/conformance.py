@@ -114,14 +114,21 @@ COLOUR = _Case(12, 3, 32, ipc=1, seed=0)
 
 @dataclass
 class _RecordingContext(CondenseContext):
-    """A context that remembers where the networks it built live."""
+    """A context that remembers where the networks it built live: when built, and at every
+    forward pass (a network moved after it was built, or fed inputs from elsewhere, runs on
+    another device than the one asked for; the meta device shows that on a CPU alone)."""
 
     network_devices: set[torch.device] = field(default_factory=set)
 
     def build_network(self, arch: str, real: RealDataset, generator: torch.Generator, **options: Any) -> nn.Module:
         net = super().build_network(arch, real, generator, **options)
-        self.network_devices |= {t.device for t in [*net.parameters(), *net.buffers()]}
+        self._note(net, ())
+        net.register_forward_pre_hook(self._note)
         return net
+
+    def _note(self, net: nn.Module, inputs: tuple[Any, ...]) -> None:
+        tensors = [*net.parameters(), *net.buffers(), *(x for x in inputs if isinstance(x, Tensor))]
+        self.network_devices |= {t.device for t in tensors}
 
 
 class _Interrupted(BaseException):
@@ -422,7 +429,10 @@ class ConformanceSuite:
         for case in [GREY, *self._device_cases()]:
             run = self._condense(case)
             stray = sorted(str(d) for d in run.network_devices if d.type != torch.device(case.device).type)
-            assert not stray, f"{case}: networks built through ctx.build_network ended up on {', '.join(stray)}"
+            assert not stray, (
+                f"{case}: networks built through ctx.build_network ran on {', '.join(stray)}, not on the "
+                f"context's {case.device}; keep every network and tensor on ctx.device"
+            )
             assert run.images.device.type == "cpu" and tuple(run.images.shape) == case.shape, (
                 f"{case}: expected images of shape {case.shape} on the CPU, got {tuple(run.images.shape)}"
             )

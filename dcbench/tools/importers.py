@@ -24,7 +24,6 @@ imported file cannot run code. The reference stores its accuracies as NumPy floa
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import math
 import numbers
 import re
@@ -40,6 +39,7 @@ from torch import Tensor
 from dcbench import __version__
 from dcbench.data.safe_pickle import load_tensor_file
 from dcbench.host.errors import DcbenchError
+from dcbench.host.files import file_sha256
 from dcbench.method.contract import METHOD_NAME, NativeEvaluation
 from dcbench.method.synthetic import SyntheticSet
 from dcbench.plugins import load_plugins
@@ -81,6 +81,9 @@ DATASETS = {
     "cifar10": PixelEncoding(3, (32, 32), 10, (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010), "CIFAR10"),
     "cifar100": PixelEncoding(3, (32, 32), 100, (0.5071, 0.4866, 0.4409), (0.2673, 0.2564, 0.2762), "CIFAR100"),
 }
+#: the most sets one import writes: the reference scripts save a handful of experiments per file
+#: (5 by default), while a small file can repeat one stored tensor thousands of times
+MAX_IMPORTED_SETS = 100
 DC_REPO_FILE_NAME = re.compile(
     r"^res_(?P<method>[A-Za-z0-9]+)_(?P<dataset>[A-Za-z0-9]+)_(?P<model>[A-Za-z0-9]+)_"
     r"(?P<ipc>\d+)ipc\.pt$"
@@ -129,6 +132,12 @@ def import_dc_repo(file: Path, dataset: str, output: Path, method: str | None, z
             f"{file.name}: expected a dict whose 'data' is a non-empty list of [images, labels] pairs "
             f"(the DC/DSA/DM scripts' res_*.pt), got {_describe(payload)}"
         )
+    count = len(payload["data"])
+    if count > MAX_IMPORTED_SETS:  # before any pair is checked or copied, and before anything is written
+        raise DcbenchError(
+            f"{file.name}: holds {count:,} experiments, more than the {MAX_IMPORTED_SETS} sets one import "
+            f"writes; split its 'data' into files of at most {MAX_IMPORTED_SETS} pairs and import each"
+        )
     sets = [_experiment(entry, i, dataset, file.name) for i, entry in enumerate(payload["data"])]
     reported = _reported_accs(payload.get("accs_all_exps", {}), file.name)
     if named and any(s.ipc != int(named["ipc"]) for s in sets):
@@ -139,7 +148,7 @@ def import_dc_repo(file: Path, dataset: str, output: Path, method: str | None, z
 
     targets = [output / f"exp{i}" for i in range(len(sets))]
     _check_targets(output, targets)
-    sha256 = hashlib.sha256(file.read_bytes()).hexdigest()
+    sha256 = file_sha256(file)
     native = _native_evaluation(method, dataset)
     for i, (synthetic, target) in enumerate(zip(sets, targets)):
         synthetic.manifest.update(
@@ -260,7 +269,7 @@ def import_trajectory_release(
             "learned_lr": learned_lr,
             "imported_from": {
                 "file": file.name,
-                "sha256": hashlib.sha256(file.read_bytes()).hexdigest(),
+                "sha256": file_sha256(file),
                 "labels_file": labels_file.name,
                 "lr_file": lr_file.name if learned_lr is not None else None,
                 "format": format,

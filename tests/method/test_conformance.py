@@ -86,6 +86,9 @@ class ToyMethod(Method):
             real.train_images.mul_(2)
         if self.defect == "slow":
             time.sleep(0.6)
+        if self.defect == "runs off the device":  # moves its network elsewhere (meta stands for a GPU)
+            net = ctx.build_network("ConvNet", real, make_generator(seed, "net")).to("meta")
+            net(torch.zeros(1, *images.shape[1:], device="meta"))
         if self.defect != "no iterations metric":
             ctx.metrics["iterations"] = 0
         return SyntheticSet(images, labels)
@@ -115,6 +118,7 @@ def failing_checks(suite: ConformanceSuite) -> set[str]:
         ("preset typo", {"metadata"}),
         ("invalid quick preset", {"metadata", "config_roundtrip"}),
         ("slow", {"smoke_time"}),
+        ("runs off the device", {"device"}),
     ],
 )
 def test_each_defect_fails_exactly_its_check(defect: str | None, expected: set[str]) -> None:
