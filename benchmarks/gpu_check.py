@@ -17,6 +17,8 @@ Checks, one row each:
 5. The same seed twice gives bitwise the same set with ``torch.use_deterministic_algorithms(True)``
    (``dcbench.host.runtime.deterministic_algorithms``, what ``dcbench run --deterministic`` sets).
 6. The conformance kit on ``cuda`` for every installed method.
+7. Compiled evaluation (``--compile on``): agreement with eager, the compile seconds and the speed
+   of a second compiled run (``auto`` compiles nowhere on a GPU until this row has shown it pays).
 """
 
 from __future__ import annotations
@@ -133,6 +135,26 @@ def check_stacked_evaluation(device: torch.device, dry: bool) -> dict[str, Any]:
     }
 
 
+def check_compiled_evaluation(device: torch.device, dry: bool) -> dict[str, Any]:
+    real = random_cifar(10, device)
+    made = condense(
+        load_plugins().method("random"), real, 10 if not dry else 2, 0, "smoke", None, CondenseContext(device=device)
+    ).synthetic
+    options: dict[str, Any] = {"models": 4, "epochs": 20} if not dry else {"models": 1}
+    eager_protocol = Protocol.for_preset("smoke" if dry else "quick", **options)
+    compiled_protocol = Protocol.for_preset("smoke" if dry else "quick", compiled=True, **options)
+    eager, t_eager = timed(lambda: evaluate_synthetic(made, real, eager_protocol, 0, device), device)
+    first, t_first = timed(lambda: evaluate_synthetic(made, real, compiled_protocol, 0, device), device)
+    second, t_second = timed(lambda: evaluate_synthetic(made, real, compiled_protocol, 0, device), device)
+    gap = max(abs(a - b) for a, b in zip(eager.test_accs, second.test_accs))
+    return {
+        "check": "compiled evaluation",
+        "ok": gap <= 0.02 and first.test_accs == second.test_accs,
+        "detail": f"max |Δ acc| vs eager {gap:.4f}; eager {t_eager:.2f} s, compiled {t_second:.2f} s "
+        f"(first run {t_first:.2f} s, with the compile)",
+    }
+
+
 def check_bf16(device: torch.device, dry: bool) -> dict[str, Any]:
     native = native_bf16(device.type)
     if not native:
@@ -203,6 +225,7 @@ def main() -> int:
         check_auto(device, dry),
         *check_methods(device, dry, args.iterations),
         check_stacked_evaluation(device, dry),
+        check_compiled_evaluation(device, dry),
         check_bf16(device, dry),
         check_determinism(device, dry),
         *check_conformance(device, dry),

@@ -29,6 +29,7 @@ def test_the_gpu_check_dry_run_checks_everything_it_promises(tmp_path: Path) -> 
         "dm condenses",
         "mtt condenses",
         "stacked vs sequential evaluation",
+        "compiled evaluation",
         "bf16 autocast",
         "same seed twice",
         "conformance on cpu",

@@ -21,6 +21,10 @@ The protocol's tracks change what a network learns from and what it sees: the ta
 labels, the set's soft labels, or a teacher's relabelling of every batch, :mod:`.teacher`), the
 image augmentation (DSA, DC's, AutoAugment, RandAugment) and mixup / CutMix of each batch; every
 draw comes from the model's own streams.
+
+A compiled protocol (``Protocol.compiled``, :mod:`dcbench.nn.compiling`) runs each network's
+forward and backward through inductor: model-by-model training and every test pass on a CPU,
+the stacked models too elsewhere. The augmentation, the loss and the optimiser stay eager.
 """
 
 from __future__ import annotations
@@ -92,7 +96,9 @@ class _StackedModels:
 
         self.forward_each = vmap(run)  # x: (K, n, ...) one batch per model
         self.forward_shared = vmap(run, in_dims=(0, 0, None))  # x: (n, ...) the same batch for all
-        if compile:
+        # Compiled only off a CPU: on a 2-core Xeon inductor's vmapped ConvNet-128 training step ran
+        # 1.37x slower than eager (benchmarks/RESULTS.md); on a GPU the GPU check measures it.
+        if compile and next(iter(self.params.values())).device.type != "cpu":
             self.forward_each, self.forward_shared = compiled(self.forward_each), compiled(self.forward_shared)
 
     def parameters(self) -> list[Tensor]:

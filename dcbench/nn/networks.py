@@ -55,13 +55,15 @@ class AvgPool2x2(nn.AvgPool2d):
     PyTorch's CPU ``avg_pool2d`` on NCHW tensors is a scalar loop over windows; oneDNN's depthwise
     convolution gives the same numbers 1.6-3.7x faster forward and backward (benchmarks/RESULTS.md),
     and a quarter of a small ConvNet's step was pooling. It stays differentiable twice (gradient
-    matching) and under ``vmap``. Elsewhere (CUDA, MPS) the native kernel is already fast."""
+    matching) and under ``vmap``. Elsewhere (CUDA, MPS) the native kernel is already fast, and
+    under ``torch.compile`` inductor generates the pooling itself, fused with the norm and ReLU
+    before it (a convolution would stay an opaque library call)."""
 
     def __init__(self) -> None:
         super().__init__(kernel_size=2, stride=2)
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.device.type != "cpu" or x.dim() != 4:
+        if x.device.type != "cpu" or x.dim() != 4 or torch.compiler.is_compiling():
             return super().forward(x)
         if x.dtype in (torch.bfloat16, torch.float16) and x.requires_grad and torch.is_grad_enabled():
             # oneDNN's bf16 depthwise *backward* is a generic strided kernel on CPUs without AMX (17 ms

@@ -369,6 +369,7 @@ CPUINFO = Path(__file__).parent / "cpuinfo"
         ("zen4-epyc", True),  # recorded on the development VM: AVX-512 with BF16
         ("xeon-avx512-no-bf16", False),  # an Intel Xeon @ 2.60GHz with AVX-512 but no BF16 or AMX
         ("xeon-amx", True),  # a Sapphire Rapids Xeon: AMX and AVX-512 BF16
+        ("xeon-amx-dev-2026-12-04", True),  # recorded on the development VM of 2026-12-04: AMX
         ("avx2-only", False),  # a Zen 2 EPYC
         ("graviton3-arm", True),  # Neoverse V1: Armv8.6 BF16
         ("graviton2-arm", False),  # Neoverse N1: no BF16

@@ -69,7 +69,7 @@ def test_the_label_track_is_in_the_protocol_name_and_hash_only_when_asked_for() 
     with pytest.raises(DcbenchError, match="temperature must be > 0"):
         Protocol(labels="set", temperature=0.0)
     spec = Spec(eval_labels="set", eval_label_loss="kl", eval_temperature=2.0)
-    (fields,) = _protocols(spec, DATMMethod(), "fashion-mnist")
+    (fields,) = _protocols(spec, DATMMethod(), "fashion-mnist", "cpu")
     assert (fields["labels"], fields["label_loss"], fields["temperature"]) == ("set", "kl", 2.0)
     assert "eval_labels" not in Spec().to_toml() and 'eval_labels = "set"' in spec.to_toml()
 

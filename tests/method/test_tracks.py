@@ -151,14 +151,14 @@ def test_a_spec_names_tracks_and_every_set_is_evaluated_under_each() -> None:
         },
     )
     spec.validate()
-    protocols = _protocols(spec, RandomMethod(), "fashion-mnist")
+    protocols = _protocols(spec, RandomMethod(), "fashion-mnist", "cpu")
     assert [p["track"] for p in protocols] == ["hard", "teacher", "mix"]
     assert all(p["lr"] == 0.02 for p in protocols)  # the top-level key is every track's default
     assert protocols[1]["labels"] == "teacher" and protocols[1]["temperature"] == 4.0
     assert protocols[2]["mixing"] == "mixup" and "mixing" not in protocols[0]
     assert "[tracks.teacher]" in spec.to_toml() and 'eval_labels = "teacher"' in spec.to_toml()
     # without tracks, one unnamed track whose protocol is the one recorded before tracks existed
-    (plain,) = _protocols(Spec(preset="smoke"), RandomMethod(), "fashion-mnist")
+    (plain,) = _protocols(Spec(preset="smoke"), RandomMethod(), "fashion-mnist", "cpu")
     assert "track" not in plain and plain == Protocol.for_preset("smoke", "fashion-mnist").to_dict()
     for bad, message in (
         ({"Bad Name": {}}, "track name"),
