@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from cli_refusals import assert_refused, cli
 from plugin_sources import GOOD_PLUGIN
 
 from dcbench.cli import main
@@ -45,19 +46,6 @@ pytestmark = pytest.mark.acceptance
 
 REPO = Path(__file__).parents[2]
 IDX = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
-
-
-def cli(capsys: pytest.CaptureFixture, *args: Any) -> tuple[int, list[str]]:
-    code = main([str(a) for a in args])
-    return code, capsys.readouterr().err.strip().splitlines()
-
-
-def assert_refused(code: int, err: list[str], *fragments: str) -> None:
-    """Exit 2 and exactly one line, 'dcbench: error: ...', containing every fragment."""
-    assert code == 2, err
-    assert len(err) == 1 and err[0].startswith("dcbench: error: "), err
-    for fragment in fragments:
-        assert fragment in err[0], err[0]
 
 
 # --- 1. code in dataset files ----------------------------------------------------------------------

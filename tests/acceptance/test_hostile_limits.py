@@ -15,22 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from dcbench.cli import main
+from cli_refusals import assert_refused, cli
 
 pytestmark = pytest.mark.acceptance
-
-
-def cli(capsys: pytest.CaptureFixture, *args: Any) -> tuple[int, list[str]]:
-    code = main([str(a) for a in args])
-    return code, capsys.readouterr().err.strip().splitlines()
-
-
-def assert_refused(code: int, err: list[str], *fragments: str) -> None:
-    assert code == 2, err
-    assert len(err) == 1 and err[0].startswith("dcbench: error: "), err
-    for fragment in fragments:
-        assert fragment in err[0], err[0]
 
 
 class TookTooLong(BaseException):

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from cli_refusals import assert_refused, cli
 
 from dcbench.cli import main
 from dcbench.host.errors import DcbenchError
@@ -39,18 +40,6 @@ ipcs = [1]
 seeds = [0]
 """
 CELL = "random-fashion-mnist-ipc1-s0"
-
-
-def cli(capsys: pytest.CaptureFixture, *args: Any) -> tuple[int, list[str]]:
-    code = main([str(a) for a in args])
-    return code, capsys.readouterr().err.strip().splitlines()
-
-
-def assert_refused(code: int, err: list[str], *fragments: str) -> None:
-    assert code == 2, err
-    assert len(err) == 1 and err[0].startswith("dcbench: error: "), err
-    for fragment in fragments:
-        assert fragment in err[0], err[0]
 
 
 @pytest.fixture(scope="module")
