@@ -3,6 +3,7 @@ alternating in one process: the per-step figure that ``speed.py --eval`` (a diff
 evaluations, each with a test pass) cannot resolve at paper width.
 
     python benchmarks/compile_step.py --width 128 --images 100 --threads 2
+    python benchmarks/compile_step.py --width 128 --images 256 --embed   # DM's real-side pass instead
 
 Prints min / median milliseconds per step over ``--rounds`` rounds of 10 steps each (after two
 warm-up steps, which include the compile) and writes them to ``benchmarks/raw/``.
@@ -33,6 +34,9 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=100)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument(
+        "--embed", action="store_true", help="time a no-grad embed() of the images (DM's real side), not a step"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
@@ -42,10 +46,15 @@ def main() -> None:
     steps = {}
     for mode in ("eager", "compiled"):
         net = build_network(arch, 1, 10, (28, 28), make_generator(0, "compile-step-net"), width=args.width)
-        steps[mode] = (compiled(net) if mode == "compiled" else net, torch.optim.SGD(net.parameters(), lr=0.01))
+        forward = net.embed if args.embed else net
+        steps[mode] = (compiled(forward) if mode == "compiled" else forward, torch.optim.SGD(net.parameters(), lr=0.01))
 
     def step(mode: str) -> None:
         forward, optimizer = steps[mode]
+        if args.embed:
+            with torch.no_grad():
+                forward(x)
+            return
         loss = F.cross_entropy(forward(x), y)
         optimizer.zero_grad()
         loss.backward()
@@ -64,13 +73,14 @@ def main() -> None:
     with open("/proc/cpuinfo") as f:
         cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "")
     out = {"cpu": cpu, **vars(args), "ms_per_step": {m: [1e3 * s for s in v] for m, v in seconds.items()}}
+    unit = "embed" if args.embed else "step"
     for mode, values in seconds.items():
         print(
-            f"ConvNet-{args.width}, {args.images} images, {args.threads} threads, {mode}: "
-            f"{1e3 * min(values):.1f} / {1e3 * statistics.median(values):.1f} ms per step (min / median)"
+            f"ConvNet-{args.width} {unit}, {args.images} images, {args.threads} threads, {mode}: "
+            f"{1e3 * min(values):.1f} / {1e3 * statistics.median(values):.1f} ms per {unit} (min / median)"
         )
     RAW.mkdir(exist_ok=True)
-    path = RAW / f"compile-step-{args.width}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json"
+    path = RAW / f"compile-{unit}-{args.width}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json"
     path.write_text(json.dumps(out, indent=2))
     print(f"# raw results: {path}")
 
