@@ -535,6 +535,8 @@ def eval_tables(args: argparse.Namespace, out: dict[str, Any]) -> None:
                     per_epoch = summarise([r["train_s_per_epoch"] for r in good])
                     test = summarise([r["test_pass_s"] for r in good])
                     compile_s = [r["compile_s"] for r in good]
+                    system = sum(r["cpu_system_s"] for r in good)
+                    cpu = system + sum(r["cpu_user_s"] for r in good)
                     rows.append(
                         [
                             f"ConvNet-{width}",
@@ -548,6 +550,7 @@ def eval_tables(args: argparse.Namespace, out: dict[str, Any]) -> None:
                             if mode == "off"
                             else f"{compile_s[0]:.1f} first, {min(compile_s[1:] or compile_s):.1f} cached",
                             f"{max(r['peak_rss_mb'] for r in good):.0f}",
+                            f"{system / cpu:.0%}" if cpu else "-",
                         ]
                     )
     print_machine(out["cpu"], [r for r in out["results"] if r.get("kind") == "eval"])
@@ -562,6 +565,7 @@ def eval_tables(args: argparse.Namespace, out: dict[str, Any]) -> None:
             "test pass s min / med",
             "compile s",
             "peak RSS MB",
+            "system CPU",
         ],
         rows,
     )

@@ -36,7 +36,7 @@ from dcbench.method.condense import config_hash
 from dcbench.method.contract import NativeEvaluation, config_to_dict
 from dcbench.method.seeding import check_seed
 from dcbench.method.synthetic import MANIFEST_FILE, TENSOR_FILE, load_synthetic
-from dcbench.nn.compiling import COMPILE_MODES, resolve_compile
+from dcbench.nn.compiling import COMPILE_MODES
 from dcbench.nn.mixing import MIXINGS
 from dcbench.plugins import load_plugins
 from dcbench.report import KNOWN_FORMATS, write_report
@@ -220,8 +220,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     if json_out is not None:
         check_output_dir(json_out.parent, "--json directory")
     device = resolve_device(args.device)
-    if resolve_compile(args.compile or "auto", device.type, protocol.models * (protocol.epochs + 1)):
-        protocol = dataclasses.replace(protocol, compiled=True)
+    protocol = protocol.with_compile(args.compile or "auto", device.type)
     with deterministic_algorithms(bool(args.deterministic), device.type):  # before any CUDA work
         real = source.load() if source else _load_real(registry, dataset, args.data_root, torch.device("cpu"))
         real = (zca_whitened(real) if args.zca else real).to(device)

@@ -7,7 +7,7 @@ of the dict while they hold their default, so that a store written before them k
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from dcbench.data.zca import zca_name
@@ -15,6 +15,7 @@ from dcbench.host.errors import DcbenchError
 from dcbench.host.runtime import check_precision
 from dcbench.method.contract import AUGMENTATIONS, REFERENCE_EPOCHS, NativeEvaluation
 from dcbench.nn.augment import dsa_strategy_for, parse_strategy
+from dcbench.nn.compiling import resolve_compile
 from dcbench.nn.mixing import MIXINGS
 from dcbench.nn.policies import POLICIES
 
@@ -192,6 +193,11 @@ class Protocol:
         values.update(overrides)
         strategy = values.pop("dsa_strategy", "") or (dsa_strategy_for(dataset) if augmentation == "dsa" else "")
         return cls(arch=arch, augmentation=augmentation, dsa_strategy=strategy, **values)
+
+    def with_compile(self, mode: str, device_type: str) -> Protocol:
+        """This protocol compiled or not as ``--compile mode`` decides for its budget (models x
+        epochs) on ``device_type`` (:func:`dcbench.nn.compiling.resolve_compile`)."""
+        return replace(self, compiled=resolve_compile(mode, device_type, self.models * (self.epochs + 1)))
 
     def to_dict(self) -> dict[str, Any]:
         values = asdict(self)

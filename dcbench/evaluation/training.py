@@ -49,7 +49,7 @@ from dcbench.host.runtime import autocast, check_precision
 from dcbench.method.seeding import check_seed, derive_seed, make_generator
 from dcbench.method.synthetic import SyntheticSet
 from dcbench.nn.augment import augment, dc_augment
-from dcbench.nn.compiling import compiled, resolve_compile
+from dcbench.nn.compiling import compiled, require_compile
 from dcbench.nn.mixing import mix_batch
 from dcbench.nn.networks import BUILTIN_ARCHITECTURES, Architecture, build_network, set_inplace_activations
 from dcbench.nn.policies import POLICIES, policy_augmenter
@@ -278,7 +278,7 @@ def evaluate_synthetic(
     synthetic.validate(real.channels, real.image_size, real.num_classes)
     check_whitening(synthetic, real, protocol)
     if protocol.compiled:
-        resolve_compile("on", device.type, 0)  # refused in one line where inductor cannot run
+        require_compile(device.type)
     if (protocol.labels == "teacher") != (teacher is not None):
         raise DcbenchError(
             "a teacher track needs its teacher (dcbench.evaluation.load_teacher), and only a teacher track takes one"
@@ -306,6 +306,8 @@ def evaluate_synthetic(
     if stacked is None:
         stacked = device.type != "cpu" or min(len(images), protocol.batch_size) <= CPU_STACKING_MAX_BATCH
     stack = bool(stacked) and not arch.has_batchnorm and protocol.models > 1
+    # each network's own model, for its training when not stacked and its test pass on a CPU
+    singles = [_SingleModel(net, protocol.compiled) for net in nets]
     if stack:
         models = _StackedModels(nets, protocol.compiled)
         train_accs = _train_group(models, list(range(protocol.models)), images, targets, protocol, seed, pixels)
@@ -313,19 +315,15 @@ def evaluate_synthetic(
     else:
         train_accs = [
             acc
-            for i, net in enumerate(nets)
-            for acc in _train_group(_SingleModel(net, protocol.compiled), [i], images, targets, protocol, seed, pixels)
+            for i, single in enumerate(singles)
+            for acc in _train_group(single, [i], images, targets, protocol, seed, pixels)
         ]
     trained = time.perf_counter()
     if stack and device.type != "cpu":
         test_accs = _test_group(models, real, protocol.test_batch_size, protocol.precision, protocol.test_images)
     else:  # a CPU is compute-bound here: model by model is faster than vmap
         batch, precision, limit = protocol.test_batch_size, protocol.precision, protocol.test_images
-        test_accs = [
-            acc
-            for net in nets
-            for acc in _test_group(_SingleModel(net, protocol.compiled), real, batch, precision, limit)
-        ]
+        test_accs = [acc for single in singles for acc in _test_group(single, real, batch, precision, limit)]
     end = time.perf_counter()
     return EvaluationResult(
         test_accs,

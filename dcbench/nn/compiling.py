@@ -65,12 +65,19 @@ def resolve_compile(mode: str, device_type: str, model_epochs: int) -> bool:
     check_compile_mode(mode)
     if mode == "off":
         return False
-    reason = compile_unavailable(device_type)
     if mode == "on":
-        if reason:
-            raise DcbenchError(f"--compile on cannot run here: {reason}; use --compile off")
+        require_compile(device_type)
         return True
-    return reason is None and device_type == "cpu" and model_epochs >= AUTO_MIN_CPU_MODEL_EPOCHS
+    return (
+        compile_unavailable(device_type) is None and device_type == "cpu" and model_epochs >= AUTO_MIN_CPU_MODEL_EPOCHS
+    )
+
+
+def require_compile(device_type: str) -> None:
+    """A one-line refusal where ``torch.compile`` cannot run on ``device_type``."""
+    reason = compile_unavailable(device_type)
+    if reason:
+        raise DcbenchError(f"--compile on cannot run here: {reason}; use --compile off")
 
 
 def inductor_cache_dir() -> Path:

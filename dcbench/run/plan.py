@@ -16,7 +16,6 @@ from dcbench.host.errors import DcbenchError
 from dcbench.method.checkpoint import checkpoint_identity
 from dcbench.method.condense import config_hash
 from dcbench.method.contract import Method, config_to_dict
-from dcbench.nn.compiling import resolve_compile
 from dcbench.plugins import Registry
 from dcbench.results.identity import CellIdentity, protocol_hash
 from dcbench.results.record import CellKey, cell_id
@@ -197,11 +196,12 @@ def _protocols(spec: Spec, method: Method, dataset: str, device_type: str) -> li
             )
         extra.update(mixing=values["eval_mixing"], zca=spec.zca)
         for arch in spec.eval_archs:
-            protocol = Protocol.for_preset(
-                spec.preset, dataset, augmentation, arch, native=native, precision=spec.precision, **extra
+            fields = (
+                Protocol.for_preset(
+                    spec.preset, dataset, augmentation, arch, native=native, precision=spec.precision, **extra
+                )
+                .with_compile(spec.compile, device_type)
+                .to_dict()
             )
-            if resolve_compile(spec.compile, device_type, protocol.models * (protocol.epochs + 1)):
-                protocol = dataclasses.replace(protocol, compiled=True)
-            fields = protocol.to_dict()
             protocols.append({**fields, "track": track} if track else fields)
     return protocols
